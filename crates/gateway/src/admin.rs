@@ -1,0 +1,483 @@
+//! The admin address: the Lambda Invoke API (so the AWS CLI and SDKs work with
+//! `--endpoint-url`), the platform API functions reach through `GUST_API` (key-value store),
+//! and health/status endpoints. It is meant for loopback or a private network, not the
+//! internet: the gateway is the public face.
+
+use crate::error::{ApiError, Body};
+use crate::routes::percent_decode;
+use crate::server::HttpHandler;
+use bytes::Bytes;
+use gust_runtime::{Invocation, InvokeError, Invoker, PlatformApi, Trigger};
+use gust_store::{KvError, KvStore, Precondition, PutOutcome, MAX_VALUE_BYTES};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use serde_json::json;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// Lambda's synchronous invocation payload limit.
+const MAX_INVOKE_PAYLOAD: usize = 6 * 1024 * 1024;
+const INVOKE_PREFIX: &str = "/2015-03-31/functions/";
+const KV_PREFIX: &str = "/gust/v1/kv";
+
+pub struct Admin {
+    invoker: Arc<Invoker>,
+    kv: Arc<dyn KvStore>,
+}
+
+impl std::fmt::Debug for Admin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Admin")
+    }
+}
+
+fn json_response(status: StatusCode, value: serde_json::Value) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(value.to_string())))
+        .expect("static response parts are valid")
+}
+
+/// Lambda-style service errors: `x-amzn-ErrorType` plus `{"Type","message"}`, which the AWS
+/// SDKs turn into typed exceptions.
+fn lambda_error(status: u16, error_type: &str, message: &str) -> Response<Body> {
+    let mut r = json_response(
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        json!({ "Type": if status < 500 { "User" } else { "Service" }, "message": message }),
+    );
+    if let Ok(v) = HeaderValue::from_str(error_type) {
+        r.headers_mut().insert("x-amzn-errortype", v);
+    }
+    r
+}
+
+async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, ApiError> {
+    match Limited::new(body, limit).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::new(
+            413,
+            "PayloadTooLarge",
+            format!("body exceeds the {limit} byte limit"),
+        )),
+        Err(e) => Err(ApiError::new(
+            400,
+            "BadRequest",
+            format!("could not read the body: {e}"),
+        )),
+    }
+}
+
+fn declared_len(req: &Request<Incoming>) -> Option<u64> {
+    req.headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+}
+
+impl Admin {
+    pub fn new(invoker: Arc<Invoker>, kv: Arc<dyn KvStore>) -> Arc<Self> {
+        Arc::new(Self { invoker, kv })
+    }
+
+    async fn invoke_api(
+        &self,
+        name: &str,
+        req: Request<Incoming>,
+        request_id: &str,
+    ) -> Response<Body> {
+        let name = percent_decode(name);
+        // Lambda accepts a name, a partial or a full ARN; the function name is the last part.
+        let name = name.rsplit(':').next().unwrap_or(&name).to_string();
+        let kind = req
+            .headers()
+            .get("x-amz-invocation-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("RequestResponse")
+            .to_string();
+        let Some(_) = self.invoker.spec(&name) else {
+            return lambda_error(
+                404,
+                "ResourceNotFoundException",
+                &format!("Function not found: {name}"),
+            );
+        };
+        match kind.as_str() {
+            "DryRun" => {
+                return Response::builder()
+                    .status(StatusCode::NO_CONTENT)
+                    .body(Full::new(Bytes::new()))
+                    .expect("static response parts are valid")
+            }
+            "RequestResponse" => {}
+            "Event" => {
+                return lambda_error(
+                    400,
+                    "InvalidParameterValueException",
+                    "InvocationType Event (asynchronous invocation) is not available yet in this Gust version",
+                )
+            }
+            other => {
+                return lambda_error(400, "InvalidParameterValueException", &format!("unknown InvocationType `{other}`"))
+            }
+        }
+        if declared_len(&req).is_some_and(|n| n > MAX_INVOKE_PAYLOAD as u64) {
+            return lambda_error(
+                413,
+                "RequestTooLargeException",
+                "Request must be smaller than 6291456 bytes for the InvokeFunction operation",
+            );
+        }
+        let client_context = req
+            .headers()
+            .get("x-amz-client-context")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let payload =
+            match read_body(req.into_body(), MAX_INVOKE_PAYLOAD).await {
+                Ok(p) => p,
+                Err(e) if e.status == 413 => return lambda_error(
+                    413,
+                    "RequestTooLargeException",
+                    "Request must be smaller than 6291456 bytes for the InvokeFunction operation",
+                ),
+                Err(e) => return e.into_response(request_id),
+            };
+        let payload = if payload.is_empty() {
+            Bytes::from_static(b"{}")
+        } else {
+            payload
+        };
+        if serde_json::from_slice::<serde::de::IgnoredAny>(&payload).is_err() {
+            return lambda_error(
+                400,
+                "InvalidRequestContentException",
+                "Could not parse request body into json",
+            );
+        }
+        let mut inv = Invocation::new(name.clone(), payload, Trigger::Direct);
+        inv.request_id = Some(request_id.to_string());
+        inv.client_context = client_context;
+        let mut resp = match self.invoker.invoke(inv).await {
+            Ok(out) => {
+                let mut r = Response::builder()
+                    .status(StatusCode::OK)
+                    .header(http::header::CONTENT_TYPE, "application/json")
+                    .header("x-amz-executed-version", "$LATEST")
+                    .body(Full::new(out.payload))
+                    .expect("static response parts are valid");
+                if out.function_error.is_some() {
+                    r.headers_mut().insert(
+                        "x-amz-function-error",
+                        HeaderValue::from_static("Unhandled"),
+                    );
+                }
+                r
+            }
+            // Lambda reports a function's own failure (timeout, crash) as a 200 with
+            // X-Amz-Function-Error, and platform-side refusals as service errors.
+            Err(
+                e @ (InvokeError::Timeout { .. }
+                | InvokeError::Crashed { .. }
+                | InvokeError::OutOfMemory { .. }
+                | InvokeError::InitFailed { .. }
+                | InvokeError::ResponseTooLarge { .. }),
+            ) => {
+                let mut r = json_response(
+                    StatusCode::OK,
+                    json!({ "errorType": e.lambda_error_type(), "errorMessage": e.to_string() }),
+                );
+                r.headers_mut().insert(
+                    "x-amz-function-error",
+                    HeaderValue::from_static("Unhandled"),
+                );
+                r
+            }
+            Err(e @ InvokeError::TooManyRequests { .. }) => {
+                let mut r = lambda_error(429, "TooManyRequestsException", &e.to_string());
+                if let InvokeError::TooManyRequests { retry_after, .. } = &e {
+                    r.headers_mut().insert(
+                        http::header::RETRY_AFTER,
+                        HeaderValue::from(retry_after.as_secs().max(1)),
+                    );
+                }
+                r
+            }
+            Err(InvokeError::FunctionNotFound(n)) => lambda_error(
+                404,
+                "ResourceNotFoundException",
+                &format!("Function not found: {n}"),
+            ),
+            Err(e) => lambda_error(e.http_status(), "ServiceException", &e.to_string()),
+        };
+        if let Ok(v) = HeaderValue::from_str(request_id) {
+            resp.headers_mut().insert("x-amzn-requestid", v);
+        }
+        resp
+    }
+
+    fn caller(&self, req: &Request<Incoming>) -> Result<PlatformApi, ApiError> {
+        let token = req
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or_else(|| {
+                ApiError::new(
+                    401,
+                    "Unauthorized",
+                    "a valid GUST_TOKEN bearer token is required",
+                )
+            })?;
+        self.invoker.caller_for_token(token.trim()).ok_or_else(|| {
+            ApiError::new(
+                401,
+                "Unauthorized",
+                "a valid GUST_TOKEN bearer token is required",
+            )
+        })
+    }
+
+    async fn kv_api(&self, rest: &str, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+        let caller = self.caller(&req)?;
+        let ns = caller.app.as_str();
+        let kv_err = |e: KvError| match e {
+            KvError::BadKey => ApiError::new(400, "InvalidKey", e.to_string()),
+            KvError::ValueTooLarge(_) => ApiError::new(413, "ValueTooLarge", e.to_string()),
+            KvError::Storage(_) => {
+                tracing::error!(error = %e, "kv storage failure");
+                ApiError::new(
+                    500,
+                    "StorageError",
+                    "the key-value store failed; see the Gust log",
+                )
+            }
+        };
+        if rest.is_empty() || rest == "/" {
+            if req.method() != Method::GET {
+                return Err(ApiError::new(
+                    405,
+                    "MethodNotAllowed",
+                    "use GET to list keys",
+                ));
+            }
+            let mut prefix = String::new();
+            let mut after = None;
+            let mut limit = 100usize;
+            for pair in req
+                .uri()
+                .query()
+                .unwrap_or("")
+                .split('&')
+                .filter(|p| !p.is_empty())
+            {
+                let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                let v = percent_decode(&v.replace('+', " "));
+                match k {
+                    "prefix" => prefix = v,
+                    "after" => after = Some(v),
+                    "limit" => {
+                        limit = v.parse().map_err(|_| {
+                            ApiError::new(400, "InvalidParameter", "limit must be a number")
+                        })?
+                    }
+                    _ => {}
+                }
+            }
+            let page = self
+                .kv
+                .list(ns, &prefix, after.as_deref(), limit)
+                .await
+                .map_err(kv_err)?;
+            let keys: Vec<_> = page
+                .keys
+                .iter()
+                .map(|(k, v)| json!({ "key": k, "version": v }))
+                .collect();
+            return Ok(json_response(
+                StatusCode::OK,
+                json!({ "keys": keys, "next": page.next }),
+            ));
+        }
+        let Some(raw_key) = rest.strip_prefix('/') else {
+            return Err(ApiError::new(404, "NotFound", "unknown platform API path"));
+        };
+        let key = percent_decode(raw_key);
+        let etag =
+            |v: u64| HeaderValue::from_str(&format!("\"{v}\"")).expect("digits are a valid header");
+        let if_match = req
+            .headers()
+            .get(http::header::IF_MATCH)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.trim().trim_matches('"').to_string());
+        match *req.method() {
+            Method::GET => match self.kv.get(ns, &key).await.map_err(kv_err)? {
+                Some(entry) => {
+                    let mut r = Response::builder()
+                        .status(StatusCode::OK)
+                        .header(http::header::CONTENT_TYPE, "application/octet-stream")
+                        .body(Full::new(Bytes::from(entry.value)))
+                        .expect("static response parts are valid");
+                    r.headers_mut()
+                        .insert(http::header::ETAG, etag(entry.version));
+                    Ok(r)
+                }
+                None => Err(ApiError::new(
+                    404,
+                    "KeyNotFound",
+                    format!("no value under `{key}`"),
+                )),
+            },
+            Method::PUT => {
+                if declared_len(&req).is_some_and(|n| n > MAX_VALUE_BYTES as u64) {
+                    return Err(ApiError::new(
+                        413,
+                        "ValueTooLarge",
+                        format!("values are limited to {MAX_VALUE_BYTES} bytes"),
+                    ));
+                }
+                let if_none_match = req
+                    .headers()
+                    .get(http::header::IF_NONE_MATCH)
+                    .is_some_and(|v| v == "*");
+                let pre = match (if_none_match, &if_match) {
+                    (true, _) => Precondition::IfAbsent,
+                    (false, Some(v)) => Precondition::IfVersion(v.parse().map_err(|_| {
+                        ApiError::new(400, "InvalidParameter", "If-Match must be a version ETag")
+                    })?),
+                    (false, None) => Precondition::None,
+                };
+                let value = read_body(req.into_body(), MAX_VALUE_BYTES)
+                    .await
+                    .map_err(|e| {
+                        if e.status == 413 {
+                            ApiError::new(
+                                413,
+                                "ValueTooLarge",
+                                format!("values are limited to {MAX_VALUE_BYTES} bytes"),
+                            )
+                        } else {
+                            e
+                        }
+                    })?;
+                match self
+                    .kv
+                    .put(ns, &key, value.to_vec(), pre)
+                    .await
+                    .map_err(kv_err)?
+                {
+                    PutOutcome::Written { version, created } => {
+                        let status = if created {
+                            StatusCode::CREATED
+                        } else {
+                            StatusCode::OK
+                        };
+                        let mut r = json_response(
+                            status,
+                            json!({ "key": key, "version": version, "created": created }),
+                        );
+                        r.headers_mut().insert(http::header::ETAG, etag(version));
+                        Ok(r)
+                    }
+                    PutOutcome::PreconditionFailed => Err(ApiError::new(
+                        412,
+                        if pre == Precondition::IfAbsent {
+                            "KeyExists"
+                        } else {
+                            "VersionMismatch"
+                        },
+                        format!("the precondition on `{key}` did not hold"),
+                    )),
+                }
+            }
+            Method::DELETE => {
+                if let Some(v) = &if_match {
+                    let want: u64 = v.parse().map_err(|_| {
+                        ApiError::new(400, "InvalidParameter", "If-Match must be a version ETag")
+                    })?;
+                    let current = self.kv.get(ns, &key).await.map_err(kv_err)?;
+                    if current.map(|e| e.version) != Some(want) {
+                        return Err(ApiError::new(
+                            412,
+                            "VersionMismatch",
+                            format!("the precondition on `{key}` did not hold"),
+                        ));
+                    }
+                }
+                if self.kv.delete(ns, &key).await.map_err(kv_err)? {
+                    Ok(Response::builder()
+                        .status(StatusCode::NO_CONTENT)
+                        .body(Full::new(Bytes::new()))
+                        .expect("static response parts are valid"))
+                } else {
+                    Err(ApiError::new(
+                        404,
+                        "KeyNotFound",
+                        format!("no value under `{key}`"),
+                    ))
+                }
+            }
+            _ => Err(ApiError::new(
+                405,
+                "MethodNotAllowed",
+                "use GET, PUT or DELETE",
+            )),
+        }
+    }
+
+    fn functions(&self) -> Response<Body> {
+        let list: Vec<_> = self
+            .invoker
+            .function_names()
+            .into_iter()
+            .filter_map(|name| {
+                let spec = self.invoker.spec(&name)?;
+                let stats = self.invoker.pool_stats(&name)?;
+                Some(json!({
+                    "name": name,
+                    "runtime": spec.runtime,
+                    "handler": spec.handler,
+                    "memory_mb": spec.memory_mb,
+                    "timeout_ms": spec.timeout.as_millis() as u64,
+                    "instances": { "total": stats.total, "idle": stats.idle, "waiting": stats.waiting },
+                }))
+            })
+            .collect();
+        json_response(StatusCode::OK, json!({ "functions": list }))
+    }
+}
+
+impl HttpHandler for Admin {
+    async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        _remote: SocketAddr,
+    ) -> Response<Body> {
+        let request_id = uuid::Uuid::new_v4().to_string();
+        let path = req.uri().path().to_string();
+        if let Some(rest) = path.strip_prefix(INVOKE_PREFIX) {
+            if let Some(name) = rest.strip_suffix("/invocations") {
+                if req.method() == Method::POST && !name.contains('/') {
+                    return self.invoke_api(name, req, &request_id).await;
+                }
+            }
+        }
+        if let Some(rest) = path.strip_prefix(KV_PREFIX) {
+            return match self.kv_api(rest, req).await {
+                Ok(r) => r,
+                Err(e) => e.into_response(&request_id),
+            };
+        }
+        match (req.method(), path.as_str()) {
+            (&Method::GET, "/healthz") => json_response(StatusCode::OK, json!({ "status": "ok" })),
+            (&Method::GET, "/gust/v1/functions") => self.functions(),
+            _ => ApiError::new(
+                404,
+                "NotFound",
+                format!("no admin endpoint {} {path}", req.method()),
+            )
+            .into_response(&request_id),
+        }
+    }
+}

@@ -1,0 +1,265 @@
+//! The public API gateway: routes -> functions, with API Gateway payloads, limits and CORS.
+
+use crate::error::{ApiError, Body};
+use crate::payload::{build_event, parse_response, RequestParts};
+use crate::routes::{Lookup, RouteTable};
+use crate::server::HttpHandler;
+use bytes::Bytes;
+use gust_model::{App, CorsSpec, RouteTarget};
+use gust_runtime::{Invocation, Invoker, Trigger};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+
+/// API Gateway's (and Lambda's synchronous) request payload limit.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 6 * 1024 * 1024;
+
+struct Routing {
+    table: RouteTable,
+    cors: Option<CorsSpec>,
+}
+
+pub struct Gateway {
+    invoker: Arc<Invoker>,
+    routing: RwLock<Arc<Routing>>,
+    max_body_bytes: usize,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Gateway")
+    }
+}
+
+impl Gateway {
+    pub fn new(invoker: Arc<Invoker>, max_body_bytes: usize) -> Arc<Self> {
+        Arc::new(Self {
+            invoker,
+            routing: RwLock::new(Arc::new(Routing {
+                table: RouteTable::default(),
+                cors: None,
+            })),
+            max_body_bytes,
+        })
+    }
+
+    /// Replaces the route table with `app`'s routes.
+    pub fn deploy(&self, app: &App) {
+        let routing = Routing {
+            table: RouteTable::new(&app.routes),
+            cors: app.cors.clone(),
+        };
+        *self.routing.write().expect("routing lock") = Arc::new(routing);
+    }
+
+    async fn route(
+        &self,
+        req: Request<Incoming>,
+        remote: SocketAddr,
+        request_id: &str,
+    ) -> Result<Response<Body>, ApiError> {
+        let routing = self.routing.read().expect("routing lock").clone();
+        let method = req.method().as_str().to_string();
+        let path = req.uri().path().to_string();
+        let origin = req.headers().get(http::header::ORIGIN).cloned();
+
+        if let (Some(cors), Some(origin)) = (&routing.cors, &origin) {
+            if req.method() == Method::OPTIONS
+                && req
+                    .headers()
+                    .contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD)
+            {
+                return Ok(preflight(cors, origin));
+            }
+        }
+
+        let m = match routing.table.lookup(&method, &path) {
+            Lookup::Found(m) => m,
+            Lookup::NotFound => {
+                return Err(ApiError::new(
+                    404,
+                    "RouteNotFound",
+                    format!("no route matches {method} {path}"),
+                ))
+            }
+            Lookup::MethodNotAllowed(allowed) => {
+                let mut resp = ApiError::new(
+                    405,
+                    "MethodNotAllowed",
+                    format!("{method} is not allowed on {path}"),
+                )
+                .into_response(request_id);
+                let allow = allowed
+                    .iter()
+                    .filter(|m| *m != "*")
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                if let Ok(v) = HeaderValue::from_str(&allow) {
+                    resp.headers_mut().insert(http::header::ALLOW, v);
+                }
+                return Ok(resp);
+            }
+        };
+        let RouteTarget::Function { function, payload } = &m.route.target;
+
+        let too_large = || {
+            ApiError::new(
+                413,
+                "PayloadTooLarge",
+                format!(
+                    "request body exceeds the {} byte limit",
+                    self.max_body_bytes
+                ),
+            )
+        };
+        let declared = req
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > self.max_body_bytes as u64) {
+            return Err(too_large());
+        }
+        let (parts, body) = req.into_parts();
+        let body: Bytes = match Limited::new(body, self.max_body_bytes).collect().await {
+            Ok(c) => c.to_bytes(),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large()),
+            Err(e) => {
+                return Err(ApiError::new(
+                    400,
+                    "BadRequest",
+                    format!("could not read the request body: {e}"),
+                ))
+            }
+        };
+        let host = parts
+            .headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(|h| h.split(':').next().unwrap_or(h).to_string())
+            .unwrap_or_else(|| "localhost".into());
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let event = build_event(
+            *payload,
+            &RequestParts {
+                method: &method,
+                raw_path: &path,
+                raw_query: parts.uri.query().unwrap_or(""),
+                headers: &parts.headers,
+                body: &body,
+                route_key: &m.route.key,
+                resource: &m.route.resource,
+                path_params: &m.params,
+                request_id,
+                remote,
+                host: &host,
+                time_epoch_ms: now_ms,
+            },
+        );
+        let mut inv = Invocation::new(function.as_str(), event, Trigger::Http);
+        inv.request_id = Some(request_id.to_string());
+        let out = self
+            .invoker
+            .invoke(inv)
+            .await
+            .map_err(|e| ApiError::from_invoke(&e))?;
+        if let Some(error_type) = &out.function_error {
+            tracing::debug!(function = %function, request_id, error_type, "handler error -> 502");
+            return Err(ApiError::new(
+                502,
+                "FunctionError",
+                format!("the function `{function}` failed: {error_type}"),
+            ));
+        }
+        let answer = parse_response(*payload, &out.payload)
+            .map_err(|e| ApiError::new(502, "BadFunctionResponse", e.to_string()))?;
+        let mut resp = Response::builder()
+            .status(answer.status)
+            .body(Full::new(answer.body))
+            .expect("status and body are valid");
+        *resp.headers_mut() = answer.headers;
+        if let (Some(cors), Some(origin)) = (&routing.cors, &origin) {
+            cors_headers(cors, origin, resp.headers_mut());
+        }
+        Ok(resp)
+    }
+}
+
+fn origin_allowed(cors: &CorsSpec, origin: &HeaderValue) -> Option<HeaderValue> {
+    if cors.allow_origins.iter().any(|o| o == "*") && !cors.allow_credentials {
+        return Some(HeaderValue::from_static("*"));
+    }
+    let o = origin.to_str().ok()?;
+    cors.allow_origins
+        .iter()
+        .any(|a| a == "*" || a.eq_ignore_ascii_case(o))
+        .then(|| origin.clone())
+}
+
+fn cors_headers(cors: &CorsSpec, origin: &HeaderValue, h: &mut HeaderMap) {
+    let Some(allowed) = origin_allowed(cors, origin) else {
+        return;
+    };
+    h.insert(http::header::ACCESS_CONTROL_ALLOW_ORIGIN, allowed);
+    h.append(http::header::VARY, HeaderValue::from_static("Origin"));
+    if cors.allow_credentials {
+        h.insert(
+            http::header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+            HeaderValue::from_static("true"),
+        );
+    }
+    if !cors.expose_headers.is_empty() {
+        if let Ok(v) = HeaderValue::from_str(&cors.expose_headers.join(", ")) {
+            h.insert(http::header::ACCESS_CONTROL_EXPOSE_HEADERS, v);
+        }
+    }
+}
+
+fn preflight(cors: &CorsSpec, origin: &HeaderValue) -> Response<Body> {
+    let mut resp = Response::builder()
+        .status(StatusCode::NO_CONTENT)
+        .body(Full::new(Bytes::new()))
+        .expect("static response parts are valid");
+    if origin_allowed(cors, origin).is_none() {
+        return resp;
+    }
+    let h = resp.headers_mut();
+    cors_headers(cors, origin, h);
+    let methods = if cors.allow_methods.iter().any(|m| m == "*") {
+        "GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS".to_string()
+    } else {
+        cors.allow_methods.join(", ")
+    };
+    for (name, value) in [
+        (http::header::ACCESS_CONTROL_ALLOW_METHODS, methods),
+        (
+            http::header::ACCESS_CONTROL_ALLOW_HEADERS,
+            cors.allow_headers.join(", "),
+        ),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            h.insert(name, v);
+        }
+    }
+    if let Some(age) = cors.max_age_secs {
+        h.insert(http::header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from(age));
+    }
+    resp
+}
+
+impl HttpHandler for Gateway {
+    async fn handle(self: Arc<Self>, req: Request<Incoming>, remote: SocketAddr) -> Response<Body> {
+        let request_id = uuid::Uuid::new_v4().to_string();
+        let mut resp = match self.route(req, remote, &request_id).await {
+            Ok(r) => r,
+            Err(e) => e.into_response(&request_id),
+        };
+        if let Ok(v) = HeaderValue::from_str(&request_id) {
+            resp.headers_mut().insert("apigw-requestid", v);
+        }
+        resp
+    }
+}

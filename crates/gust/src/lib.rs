@@ -1,0 +1,198 @@
+//! # gust: the composition root
+//!
+//! Owns wiring, not behaviour: it reads the manifest, opens the state directory, builds the
+//! runtime (executor, invoker), the store and the gateway, binds the listeners, and shuts them
+//! down in the right order. The `gust` binary (`main.rs`) is a thin CLI over [`Platform`];
+//! tests start the same [`Platform`] on 127.0.0.1:0.
+//!
+//! Must not contain: request handling, process management or storage logic; those belong to
+//! the library crates so that every trigger shares them.
+
+use anyhow::{Context, Result};
+use gust_gateway::{serve, Admin, Gateway, ServerLimits, DEFAULT_MAX_BODY_BYTES};
+use gust_runtime::{Executor, ExecutorConfig, Invoker, LogSink, RuntimeFiles, TracingLogSink};
+use gust_store::{KvStore, SqliteStore};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// How `gust up` (or a test) wants the platform started.
+#[derive(Debug, Clone)]
+pub struct PlatformConfig {
+    /// A directory with `gust.toml`/`serverless.yml`, or the manifest file itself.
+    pub app: PathBuf,
+    /// Where the state database and runtime files live (default `<app dir>/.gust`).
+    pub state_dir: Option<PathBuf>,
+    pub gateway_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub max_body_bytes: usize,
+    pub limits: ServerLimits,
+}
+
+impl PlatformConfig {
+    pub fn new(app: impl Into<PathBuf>) -> Self {
+        Self {
+            app: app.into(),
+            state_dir: None,
+            gateway_addr: ([127, 0, 0, 1], 8080).into(),
+            admin_addr: ([127, 0, 0, 1], 8081).into(),
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            limits: ServerLimits::default(),
+        }
+    }
+}
+
+/// A running Gust: gateway, admin API, functions.
+pub struct Platform {
+    pub gateway_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub state_dir: PathBuf,
+    pub app: gust_model::App,
+    pub warnings: Vec<String>,
+    pub invoker: Arc<Invoker>,
+    stop_gateway: watch::Sender<bool>,
+    stop_admin: watch::Sender<bool>,
+    gateway_task: JoinHandle<()>,
+    admin_task: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Platform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Platform")
+            .field("gateway_addr", &self.gateway_addr)
+            .field("admin_addr", &self.admin_addr)
+            .finish()
+    }
+}
+
+/// The file `gust up` writes so that `gust invoke` finds the running platform.
+pub const RUNTIME_INFO_FILE: &str = "gust.json";
+
+fn stopped(mut rx: watch::Receiver<bool>) -> impl std::future::Future<Output = ()> {
+    async move {
+        let _ = rx.wait_for(|s| *s).await;
+    }
+}
+
+impl Platform {
+    pub async fn start(config: PlatformConfig) -> Result<Self> {
+        Self::start_with_sink(config, Arc::new(TracingLogSink)).await
+    }
+
+    pub async fn start_with_sink(config: PlatformConfig, sink: Arc<dyn LogSink>) -> Result<Self> {
+        let loaded = gust_model::load(&config.app)?;
+        let app = loaded.app;
+        let state_dir = config
+            .state_dir
+            .clone()
+            .unwrap_or_else(|| app.root.join(".gust"));
+        std::fs::create_dir_all(&state_dir)
+            .with_context(|| format!("cannot create state directory {}", state_dir.display()))?;
+        let runtime_files = RuntimeFiles::install(&state_dir.join("runtime"))
+            .context("cannot write the runtime bootstraps")?;
+        let kv: Arc<dyn KvStore> = Arc::new(
+            SqliteStore::open(&state_dir.join("state.db"))
+                .context("cannot open the state database")?,
+        );
+
+        let gateway_listener = TcpListener::bind(config.gateway_addr)
+            .await
+            .with_context(|| format!("cannot listen on {} for the gateway", config.gateway_addr))?;
+        let admin_listener = TcpListener::bind(config.admin_addr)
+            .await
+            .with_context(|| format!("cannot listen on {} for the admin API", config.admin_addr))?;
+        let gateway_addr = gateway_listener.local_addr()?;
+        let admin_addr = admin_listener.local_addr()?;
+
+        let executor = Executor::new(ExecutorConfig {
+            runtime_files,
+            platform_api: Some(format!("http://{admin_addr}")),
+            region: app.region.clone(),
+            account_id: gust_gateway::ACCOUNT_ID.into(),
+        });
+        let invoker = Invoker::new(executor, sink);
+        invoker.deploy(&app)?;
+        let gateway = Gateway::new(invoker.clone(), config.max_body_bytes);
+        gateway.deploy(&app);
+        let admin = Admin::new(invoker.clone(), kv);
+
+        let (stop_gateway, rx) = watch::channel(false);
+        let gateway_task = tokio::spawn(serve(
+            gateway_listener,
+            gateway,
+            config.limits.clone(),
+            stopped(rx),
+        ));
+        let (stop_admin, rx) = watch::channel(false);
+        let admin_task = tokio::spawn(serve(
+            admin_listener,
+            admin,
+            config.limits.clone(),
+            stopped(rx),
+        ));
+
+        let info = serde_json::json!({
+            "gateway": format!("http://{gateway_addr}"),
+            "admin": format!("http://{admin_addr}"),
+            "pid": std::process::id(),
+        });
+        std::fs::write(state_dir.join(RUNTIME_INFO_FILE), info.to_string())
+            .context("cannot write the runtime info file")?;
+
+        Ok(Self {
+            gateway_addr,
+            admin_addr,
+            state_dir,
+            app,
+            warnings: loaded.warnings,
+            invoker,
+            stop_gateway,
+            stop_admin,
+            gateway_task,
+            admin_task,
+        })
+    }
+
+    /// The longest function timeout: how long in-flight work can take to finish.
+    pub fn max_timeout(&self) -> Duration {
+        self.app
+            .functions
+            .values()
+            .map(|f| f.timeout)
+            .max()
+            .unwrap_or(Duration::ZERO)
+    }
+
+    /// Stops taking requests, lets in-flight invocations finish (each within its timeout),
+    /// stops every instance, then closes the admin API functions were still using.
+    pub async fn shutdown(self) {
+        let _ = self.stop_gateway.send(true);
+        let grace = self.max_timeout() + Duration::from_secs(1);
+        self.invoker.shutdown(grace).await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.gateway_task).await;
+        let _ = self.stop_admin.send(true);
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.admin_task).await;
+        let _ = std::fs::remove_file(self.state_dir.join(RUNTIME_INFO_FILE));
+    }
+}
+
+/// Reads the admin URL a running `gust up` wrote into its state directory.
+pub fn admin_url_from_state(state_dir: &Path) -> Result<String> {
+    let path = state_dir.join(RUNTIME_INFO_FILE);
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "no running Gust found ({} is missing); start one with `gust up` or pass --admin",
+            path.display()
+        )
+    })?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is corrupt", path.display()))?;
+    v["admin"]
+        .as_str()
+        .map(str::to_string)
+        .with_context(|| format!("{} has no admin address", path.display()))
+}

@@ -1,0 +1,229 @@
+//! The `gust` command line.
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use gust::{admin_url_from_state, Platform, PlatformConfig};
+use std::io::IsTerminal;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "gust",
+    version,
+    about = "Gust: a self-hosted serverless platform for microservices"
+)]
+struct Cli {
+    /// Log output format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the app in DIR in the foreground until Ctrl-C or SIGTERM.
+    Up {
+        /// App directory (holding gust.toml or serverless.yml) or manifest file.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Gateway port (0 picks a free one).
+        #[arg(long, short, default_value_t = 8080, env = "GUST_PORT")]
+        port: u16,
+        /// Admin API port: Lambda Invoke API and the platform API for functions.
+        #[arg(long, default_value_t = 8081, env = "GUST_ADMIN_PORT")]
+        admin_port: u16,
+        /// Address the gateway listens on.
+        #[arg(long, default_value = "127.0.0.1", env = "GUST_HOST")]
+        host: IpAddr,
+        /// State directory (default: DIR/.gust).
+        #[arg(long, env = "GUST_STATE_DIR")]
+        state: Option<PathBuf>,
+    },
+    /// Invoke a function of a running Gust and print its answer.
+    Invoke {
+        name: String,
+        /// The event, as JSON.
+        #[arg(long, short, conflicts_with = "data_file")]
+        data: Option<String>,
+        /// Read the event from a file (`-` for stdin).
+        #[arg(long)]
+        data_file: Option<PathBuf>,
+        /// Admin URL of the running Gust (default: read from the app's state directory).
+        #[arg(long, env = "GUST_ADMIN")]
+        admin: Option<String>,
+        /// App directory whose running Gust to use.
+        #[arg(long, default_value = ".")]
+        app: PathBuf,
+    },
+    /// Check a manifest and print what Gust would run.
+    Validate {
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("GUST_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    match cli.command {
+        Command::Up {
+            dir,
+            port,
+            admin_port,
+            host,
+            state,
+        } => up(dir, port, admin_port, host, state).await,
+        Command::Invoke {
+            name,
+            data,
+            data_file,
+            admin,
+            app,
+        } => invoke(name, data, data_file, admin, app).await,
+        Command::Validate { dir } => validate(dir),
+    }
+}
+
+fn print_app(app: &gust_model::App) {
+    for f in app.functions.values() {
+        eprintln!(
+            "  function {:<24} {:<16} {:<28} {} MB, timeout {:?}",
+            f.name.as_str(),
+            f.runtime,
+            f.handler,
+            f.memory_mb,
+            f.timeout
+        );
+    }
+    for r in &app.routes {
+        let gust_model::RouteTarget::Function { function, .. } = &r.target;
+        eprintln!("  route    {:<24} -> {function}", r.key.to_string());
+    }
+}
+
+fn validate(dir: PathBuf) -> Result<()> {
+    let loaded = gust_model::load(&dir)?;
+    for w in &loaded.warnings {
+        eprintln!("warning: {w}");
+    }
+    eprintln!("app `{}` is valid:", loaded.app.name);
+    print_app(&loaded.app);
+    Ok(())
+}
+
+async fn up(
+    dir: PathBuf,
+    port: u16,
+    admin_port: u16,
+    host: IpAddr,
+    state: Option<PathBuf>,
+) -> Result<()> {
+    let mut config = PlatformConfig::new(dir);
+    config.gateway_addr = SocketAddr::new(host, port);
+    config.admin_addr = SocketAddr::new([127, 0, 0, 1].into(), admin_port);
+    config.state_dir = state;
+    let platform = Platform::start(config).await?;
+    for w in &platform.warnings {
+        tracing::warn!("{w}");
+    }
+    eprintln!("Gust is running app `{}`", platform.app.name);
+    print_app(&platform.app);
+    eprintln!("  gateway  http://{}", platform.gateway_addr);
+    eprintln!(
+        "  admin    http://{}  (Lambda Invoke API, platform API)",
+        platform.admin_addr
+    );
+    eprintln!("  state    {}", platform.state_dir.display());
+    tracing::info!(gateway = %platform.gateway_addr, admin = %platform.admin_addr, "ready");
+
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!(
+        in_flight = platform.invoker.in_flight(),
+        "shutting down: finishing in-flight invocations (Ctrl-C again to stop at once)"
+    );
+    let shutdown = platform.shutdown();
+    tokio::select! {
+        _ = shutdown => {}
+        _ = tokio::signal::ctrl_c() => {
+            tracing::warn!("stopping at once");
+        }
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn invoke(
+    name: String,
+    data: Option<String>,
+    data_file: Option<PathBuf>,
+    admin: Option<String>,
+    app: PathBuf,
+) -> Result<()> {
+    let payload = match (data, data_file) {
+        (Some(d), _) => d,
+        (None, Some(f)) if f.as_os_str() == "-" => std::io::read_to_string(std::io::stdin())?,
+        (None, Some(f)) => {
+            std::fs::read_to_string(&f).with_context(|| format!("cannot read {}", f.display()))?
+        }
+        (None, None) => "{}".to_string(),
+    };
+    serde_json::from_str::<serde_json::Value>(&payload).context("the event is not valid JSON")?;
+    let admin = match admin {
+        Some(a) => a,
+        None => {
+            let root = if app.is_file() {
+                app.parent().map(PathBuf::from).unwrap_or_default()
+            } else {
+                app
+            };
+            admin_url_from_state(&root.join(".gust"))?
+        }
+    };
+    let url = format!(
+        "{}/2015-03-31/functions/{name}/invocations",
+        admin.trim_end_matches('/')
+    );
+    let resp = reqwest::Client::new()
+        .post(&url)
+        .header("content-type", "application/json")
+        .body(payload)
+        .send()
+        .await
+        .with_context(|| format!("cannot reach Gust at {admin}"))?;
+    let status = resp.status();
+    let function_error = resp.headers().get("x-amz-function-error").is_some();
+    let body = resp.text().await?;
+    println!("{body}");
+    if !status.is_success() {
+        bail!("invoke failed with HTTP {status}");
+    }
+    if function_error {
+        bail!("the function returned an error");
+    }
+    Ok(())
+}

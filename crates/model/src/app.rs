@@ -1,0 +1,174 @@
+use crate::{AppName, FunctionName, RouteKey};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A resolved app: everything a deployment needs, validated, with paths made absolute.
+#[derive(Debug, Clone, PartialEq)]
+pub struct App {
+    pub name: AppName,
+    /// AWS_REGION given to functions (they may build ARNs or SDK clients with it).
+    pub region: String,
+    /// The directory holding the manifest; relative paths resolve against it.
+    pub root: PathBuf,
+    pub functions: BTreeMap<FunctionName, FunctionSpec>,
+    pub routes: Vec<RouteSpec>,
+    pub cors: Option<CorsSpec>,
+}
+
+/// Which process a function runs in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RuntimeKind {
+    /// `nodejs18.x`, `nodejs20.x`, `nodejs22.x`: Gust's Node bootstrap.
+    Node,
+    /// `python3.x`: Gust's Python bootstrap.
+    Python,
+    /// `provided`, `provided.al2`, `provided.al2023`: the function's own `bootstrap` executable.
+    Provided,
+}
+
+impl RuntimeKind {
+    /// Maps a Lambda runtime identifier to the kind Gust runs it with.
+    pub fn parse(id: &str) -> Option<Self> {
+        match id {
+            "nodejs18.x" | "nodejs20.x" | "nodejs22.x" => Some(Self::Node),
+            "provided" | "provided.al2" | "provided.al2023" => Some(Self::Provided),
+            _ => {
+                let minor = id.strip_prefix("python3.")?;
+                (!minor.is_empty() && minor.bytes().all(|b| b.is_ascii_digit()))
+                    .then_some(Self::Python)
+            }
+        }
+    }
+}
+
+/// Scaling knobs of one function's pool.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scaling {
+    /// Instances kept warm even when idle (provisioned concurrency).
+    pub min_instances: u32,
+    /// Upper bound of concurrently running instances.
+    pub max_instances: u32,
+    /// An instance idle this long is stopped (scale to zero when `min_instances` is 0).
+    pub idle_timeout: Duration,
+    /// Invocations that may wait for an instance when all are busy; past that, 429.
+    pub max_queue: u32,
+}
+
+impl Default for Scaling {
+    fn default() -> Self {
+        Self {
+            min_instances: 0,
+            max_instances: 10,
+            idle_timeout: Duration::from_secs(300),
+            max_queue: 100,
+        }
+    }
+}
+
+/// One function: code, runtime and limits.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FunctionSpec {
+    pub name: FunctionName,
+    /// The Lambda runtime identifier as written (`nodejs20.x`).
+    pub runtime: String,
+    pub kind: RuntimeKind,
+    /// `file.export` for Node and Python; informational for `provided`.
+    pub handler: String,
+    /// LAMBDA_TASK_ROOT: absolute directory of the code.
+    pub code_dir: PathBuf,
+    pub memory_mb: u32,
+    pub timeout: Duration,
+    pub environment: BTreeMap<String, String>,
+    pub scaling: Scaling,
+}
+
+/// Defaults shared by both manifest formats (the same as Lambda's where Lambda has one).
+pub mod defaults {
+    use std::time::Duration;
+    pub const MEMORY_MB: u32 = 128;
+    pub const TIMEOUT: Duration = Duration::from_secs(3);
+    pub const MAX_TIMEOUT: Duration = Duration::from_secs(900);
+    pub const MIN_MEMORY_MB: u32 = 64;
+    pub const MAX_MEMORY_MB: u32 = 10240;
+    pub const DEFAULT_REGION: &str = "us-east-1";
+}
+
+/// Which API Gateway event shape a route sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PayloadFormat {
+    /// REST API / payload format 1.0 (serverless.yml `http` events).
+    V1,
+    /// HTTP API payload format 2.0 (the default; serverless.yml `httpApi` events).
+    V2,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum RouteTarget {
+    Function {
+        function: FunctionName,
+        payload: PayloadFormat,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteSpec {
+    pub key: RouteKey,
+    pub target: RouteTarget,
+}
+
+/// CORS answered by the gateway (preflight and response headers), as API Gateway HTTP APIs do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CorsSpec {
+    pub allow_origins: Vec<String>,
+    pub allow_methods: Vec<String>,
+    pub allow_headers: Vec<String>,
+    pub expose_headers: Vec<String>,
+    pub allow_credentials: bool,
+    pub max_age_secs: Option<u64>,
+}
+
+impl Default for CorsSpec {
+    /// The permissive default serverless.yml's `cors: true` means.
+    fn default() -> Self {
+        Self {
+            allow_origins: vec!["*".into()],
+            allow_methods: vec!["*".into()],
+            allow_headers: vec![
+                "Content-Type".into(),
+                "X-Amz-Date".into(),
+                "Authorization".into(),
+                "X-Api-Key".into(),
+                "X-Amz-Security-Token".into(),
+                "X-Amz-User-Agent".into(),
+            ],
+            expose_headers: vec![],
+            allow_credentials: false,
+            max_age_secs: None,
+        }
+    }
+}
+
+impl App {
+    /// Checks what spans functions and routes: every route names a declared function, no two
+    /// routes share a key. Called by both parsers after they built the app.
+    pub(crate) fn check_references(&self) -> Result<(), (String, String)> {
+        let mut seen = std::collections::HashSet::new();
+        for (i, route) in self.routes.iter().enumerate() {
+            let RouteTarget::Function { function, .. } = &route.target;
+            if !self.functions.contains_key(function) {
+                return Err((
+                    format!("routes[{i}].function"),
+                    format!("no function named `{function}` is declared"),
+                ));
+            }
+            if !seen.insert(route.key.to_string()) {
+                return Err((
+                    format!("routes[{i}]"),
+                    format!("route `{}` is declared twice", route.key),
+                ));
+            }
+        }
+        Ok(())
+    }
+}

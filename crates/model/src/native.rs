@@ -1,0 +1,364 @@
+//! `gust.toml`, Gust's own manifest. Strict: an unknown key is an error naming it, so a typo
+//! never silently changes behaviour. The reference is `docs/manifest.md`.
+
+use crate::app::{
+    defaults::{self, DEFAULT_REGION},
+    CorsSpec, FunctionSpec, PayloadFormat, RouteSpec, RouteTarget,
+};
+use crate::{App, AppName, FunctionName, Loaded, ManifestError, RouteKey, RuntimeKind, Scaling};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Manifest {
+    app: AppSection,
+    #[serde(default)]
+    functions: BTreeMap<String, FunctionSection>,
+    #[serde(default)]
+    routes: Vec<RouteSection>,
+    cors: Option<CorsSection>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AppSection {
+    name: String,
+    region: Option<String>,
+    /// Environment given to every function (a function's own wins).
+    #[serde(default)]
+    environment: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FunctionSection {
+    runtime: String,
+    #[serde(default)]
+    handler: String,
+    /// Code directory relative to the manifest (default: the manifest's directory).
+    dir: Option<String>,
+    memory: Option<u32>,
+    /// Seconds (fractions allowed).
+    timeout: Option<f64>,
+    #[serde(default)]
+    environment: BTreeMap<String, String>,
+    #[serde(default)]
+    scaling: ScalingSection,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ScalingSection {
+    min_instances: Option<u32>,
+    max_instances: Option<u32>,
+    /// Seconds.
+    idle_timeout: Option<f64>,
+    max_queue: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RouteSection {
+    route: String,
+    function: String,
+    /// "2.0" (default) or "1.0".
+    payload: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CorsSection {
+    #[serde(default)]
+    allow_origins: Vec<String>,
+    #[serde(default)]
+    allow_methods: Vec<String>,
+    #[serde(default)]
+    allow_headers: Vec<String>,
+    #[serde(default)]
+    expose_headers: Vec<String>,
+    #[serde(default)]
+    allow_credentials: bool,
+    max_age: Option<u64>,
+}
+
+pub(crate) fn parse(file: &Path, text: &str, root: &Path) -> Result<Loaded, ManifestError> {
+    let de = toml::de::Deserializer::parse(text)
+        .map_err(|e| ManifestError::new(file, "", format!("invalid TOML: {}", e.message())))?;
+    let manifest: Manifest = serde_path_to_error::deserialize(de).map_err(|e| {
+        let key = e.path().to_string();
+        let key = if key == "." { String::new() } else { key };
+        ManifestError::new(file, key, e.into_inner().message().to_string())
+    })?;
+    let err = |key: String, msg: String| ManifestError::new(file, key, msg);
+
+    let name =
+        AppName::new(&manifest.app.name).map_err(|e| err("app.name".into(), e.to_string()))?;
+    let mut functions = BTreeMap::new();
+    for (fname, f) in manifest.functions {
+        let key = |k: &str| format!("functions.{fname}.{k}");
+        let name = FunctionName::new(&fname)
+            .map_err(|e| err(format!("functions.{fname}"), e.to_string()))?;
+        let kind = RuntimeKind::parse(&f.runtime).ok_or_else(|| {
+            err(
+                key("runtime"),
+                format!(
+                    "unsupported runtime `{}`: use nodejs18.x, nodejs20.x, nodejs22.x, python3.x, provided, provided.al2 or provided.al2023",
+                    f.runtime
+                ),
+            )
+        })?;
+        if kind != RuntimeKind::Provided && f.handler.is_empty() {
+            return Err(err(
+                key("handler"),
+                "a handler (`file.export`) is required".into(),
+            ));
+        }
+        let code_dir = match &f.dir {
+            Some(d) => root.join(d),
+            None => root.to_path_buf(),
+        };
+        let memory_mb = check_memory(f.memory).map_err(|m| err(key("memory"), m))?;
+        let timeout = check_timeout(f.timeout).map_err(|m| err(key("timeout"), m))?;
+        let mut scaling = Scaling::default();
+        let s = f.scaling;
+        if let Some(v) = s.min_instances {
+            scaling.min_instances = v;
+        }
+        if let Some(v) = s.max_instances {
+            scaling.max_instances = v;
+        }
+        if let Some(v) = s.max_queue {
+            scaling.max_queue = v;
+        }
+        if let Some(v) = s.idle_timeout {
+            scaling.idle_timeout = seconds(v).ok_or_else(|| {
+                err(
+                    key("scaling.idle_timeout"),
+                    "must be a positive number of seconds".into(),
+                )
+            })?;
+        }
+        check_scaling(&scaling).map_err(|(k, m)| err(key(&format!("scaling.{k}")), m))?;
+        let mut environment = manifest.app.environment.clone();
+        environment.extend(f.environment);
+        functions.insert(
+            name.clone(),
+            FunctionSpec {
+                name,
+                runtime: f.runtime,
+                kind,
+                handler: f.handler,
+                code_dir,
+                memory_mb,
+                timeout,
+                environment,
+                scaling,
+            },
+        );
+    }
+
+    let mut routes = Vec::new();
+    for (i, r) in manifest.routes.into_iter().enumerate() {
+        let key = RouteKey::parse(&r.route).map_err(|m| err(format!("routes[{i}].route"), m))?;
+        let function = FunctionName::new(&r.function)
+            .map_err(|e| err(format!("routes[{i}].function"), e.to_string()))?;
+        let payload = match r.payload.as_deref() {
+            None | Some("2.0") => PayloadFormat::V2,
+            Some("1.0") => PayloadFormat::V1,
+            Some(other) => {
+                return Err(err(
+                    format!("routes[{i}].payload"),
+                    format!("unknown payload format `{other}`: use \"2.0\" or \"1.0\""),
+                ))
+            }
+        };
+        routes.push(RouteSpec {
+            key,
+            target: RouteTarget::Function { function, payload },
+        });
+    }
+
+    let cors = manifest.cors.map(|c| {
+        let d = CorsSpec::default();
+        CorsSpec {
+            allow_origins: if c.allow_origins.is_empty() {
+                d.allow_origins
+            } else {
+                c.allow_origins
+            },
+            allow_methods: if c.allow_methods.is_empty() {
+                d.allow_methods
+            } else {
+                c.allow_methods
+            },
+            allow_headers: if c.allow_headers.is_empty() {
+                d.allow_headers
+            } else {
+                c.allow_headers
+            },
+            expose_headers: c.expose_headers,
+            allow_credentials: c.allow_credentials,
+            max_age_secs: c.max_age,
+        }
+    });
+
+    let app = App {
+        name,
+        region: manifest.app.region.unwrap_or_else(|| DEFAULT_REGION.into()),
+        root: root.to_path_buf(),
+        functions,
+        routes,
+        cors,
+    };
+    app.check_references().map_err(|(k, m)| err(k, m))?;
+    Ok(Loaded {
+        app,
+        warnings: Vec::new(),
+    })
+}
+
+pub(crate) fn seconds(v: f64) -> Option<Duration> {
+    (v.is_finite() && v > 0.0).then(|| Duration::from_secs_f64(v))
+}
+
+pub(crate) fn check_memory(v: Option<u32>) -> Result<u32, String> {
+    let v = v.unwrap_or(defaults::MEMORY_MB);
+    if !(defaults::MIN_MEMORY_MB..=defaults::MAX_MEMORY_MB).contains(&v) {
+        return Err(format!(
+            "memory {v} MB is out of range {}..={} MB",
+            defaults::MIN_MEMORY_MB,
+            defaults::MAX_MEMORY_MB
+        ));
+    }
+    Ok(v)
+}
+
+pub(crate) fn check_timeout(v: Option<f64>) -> Result<Duration, String> {
+    let Some(v) = v else {
+        return Ok(defaults::TIMEOUT);
+    };
+    let d = seconds(v).ok_or_else(|| "must be a positive number of seconds".to_string())?;
+    if d > defaults::MAX_TIMEOUT {
+        return Err(format!("timeout {v}s exceeds the maximum of 900s"));
+    }
+    Ok(d)
+}
+
+pub(crate) fn check_scaling(s: &Scaling) -> Result<(), (&'static str, String)> {
+    if s.max_instances == 0 {
+        return Err(("max_instances", "must be at least 1".into()));
+    }
+    if s.min_instances > s.max_instances {
+        return Err((
+            "min_instances",
+            format!(
+                "{} is above max_instances {}",
+                s.min_instances, s.max_instances
+            ),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Loaded, ManifestError> {
+        parse(Path::new("/app/gust.toml"), text, Path::new("/app"))
+    }
+
+    #[test]
+    fn parses_a_full_manifest() {
+        let l = load(
+            r#"
+[app]
+name = "shop"
+environment = { STAGE = "dev", SHARED = "app" }
+
+[functions.register-user]
+runtime = "nodejs20.x"
+handler = "users/register.handler"
+memory = 256
+timeout = 2.5
+environment = { SHARED = "fn" }
+scaling = { min_instances = 1, max_instances = 4, idle_timeout = 30, max_queue = 5 }
+
+[[routes]]
+route = "POST /users"
+function = "register-user"
+
+[[routes]]
+route = "GET /legacy/{proxy+}"
+function = "register-user"
+payload = "1.0"
+
+[cors]
+allow_origins = ["https://shop.example"]
+"#,
+        )
+        .unwrap();
+        let f = &l.app.functions[&FunctionName::new("register-user").unwrap()];
+        assert_eq!(f.kind, RuntimeKind::Node);
+        assert_eq!(f.memory_mb, 256);
+        assert_eq!(f.timeout, Duration::from_millis(2500));
+        assert_eq!(f.environment["SHARED"], "fn");
+        assert_eq!(f.environment["STAGE"], "dev");
+        assert_eq!(f.scaling.max_queue, 5);
+        assert_eq!(f.code_dir, Path::new("/app"));
+        assert_eq!(l.app.routes.len(), 2);
+        assert_eq!(l.app.routes[1].key.to_string(), "GET /legacy/{proxy+}");
+        assert_eq!(
+            l.app.routes[1].target,
+            RouteTarget::Function {
+                function: f.name.clone(),
+                payload: PayloadFormat::V1
+            }
+        );
+        let cors = l.app.cors.unwrap();
+        assert_eq!(cors.allow_origins, ["https://shop.example"]);
+        assert!(cors.allow_headers.iter().any(|h| h == "Content-Type"));
+    }
+
+    #[test]
+    fn errors_name_file_key_and_problem() {
+        let e = load("[app]\nname = \"a\"\n[functions.f]\nruntime = \"nodejs20.x\"\nhandler = \"h.h\"\nmemroy = 3\n")
+            .unwrap_err();
+        assert_eq!(e.key, "functions.f.memroy");
+        assert!(e.message.contains("unknown field `memroy`"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("/app/gust.toml: `functions.f.memroy`:"),
+            "{e}"
+        );
+
+        let e =
+            load("[app]\nname = \"a\"\n[functions.f]\nruntime = \"ruby3.2\"\nhandler = \"h.h\"\n")
+                .unwrap_err();
+        assert_eq!(e.key, "functions.f.runtime");
+        assert!(e.message.contains("ruby3.2"));
+
+        let e = load("[app]\nname = \"a\"\n[functions.f]\nruntime = \"nodejs20.x\"\nhandler = \"h.h\"\ntimeout = \"x\"\n")
+            .unwrap_err();
+        assert_eq!(e.key, "functions.f.timeout");
+
+        let e = load("[app]\nname = \"a\"\n[[routes]]\nroute = \"GET /\"\nfunction = \"nope\"\n")
+            .unwrap_err();
+        assert_eq!(e.key, "routes[0].function");
+        assert!(e.message.contains("no function named `nope`"));
+
+        let e = load("[app]\nname = \"a\"\n[functions.\"../x\"]\nruntime = \"nodejs20.x\"\nhandler = \"h.h\"\n")
+            .unwrap_err();
+        assert_eq!(e.key, "functions.../x");
+
+        let e = load("[app\nname=1").unwrap_err();
+        assert!(e.message.starts_with("invalid TOML"), "{e}");
+
+        let e = load("[app]\nname = \"a\"\n[functions.f]\nruntime = \"nodejs20.x\"\nhandler = \"h.h\"\nscaling = { min_instances = 3, max_instances = 2 }\n")
+            .unwrap_err();
+        assert_eq!(e.key, "functions.f.scaling.min_instances");
+    }
+}

@@ -1,0 +1,536 @@
+//! Serverless Framework v3 `serverless.yml`, read directly so existing projects run unmodified.
+//!
+//! Walks the YAML tree by hand instead of through serde structs: the file is full of keys Gust
+//! does not act on yet (IAM, CloudFormation resources, plugins), and each one must become a
+//! line in one warning rather than an error. Supported keys are listed in `docs/manifest.md`.
+
+use crate::app::{defaults, CorsSpec, FunctionSpec, PayloadFormat, RouteSpec, RouteTarget};
+use crate::native::{check_memory, check_scaling, check_timeout};
+use crate::{App, AppName, FunctionName, Loaded, ManifestError, RouteKey, RuntimeKind, Scaling};
+use serde_yaml::{Mapping, Value};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Serverless Framework v3's own defaults, which a serverless.yml author relies on.
+const SLS_MEMORY_MB: u32 = 1024;
+const SLS_TIMEOUT_SECS: f64 = 6.0;
+
+/// Keys that carry no behaviour for a local platform and are accepted without a warning.
+const IGNORED_TOP: [&str; 5] = [
+    "frameworkVersion",
+    "custom",
+    "configValidationMode",
+    "variablesResolutionMode",
+    "useDotenv",
+];
+const IGNORED_PROVIDER: [&str; 5] = [
+    "name",
+    "stage",
+    "architecture",
+    "versionFunctions",
+    "deploymentMethod",
+];
+const IGNORED_FUNCTION: [&str; 2] = ["name", "description"];
+
+struct Walker<'a> {
+    file: &'a Path,
+    unsupported: Vec<String>,
+}
+
+impl Walker<'_> {
+    fn err(&self, key: impl Into<String>, msg: impl Into<String>) -> ManifestError {
+        ManifestError::new(self.file, key, msg)
+    }
+
+    fn unsupported(&mut self, key: String) {
+        self.unsupported.push(key);
+    }
+
+    fn string(&self, v: &Value, key: &str) -> Result<String, ManifestError> {
+        scalar_string(v).ok_or_else(|| self.err(key, "must be a string"))
+    }
+
+    fn number(&self, v: &Value, key: &str) -> Result<f64, ManifestError> {
+        match v {
+            Value::Number(n) => n.as_f64().ok_or_else(|| self.err(key, "must be a number")),
+            Value::String(s) => s
+                .trim()
+                .parse()
+                .map_err(|_| self.err(key, format!("`{s}` is not a number"))),
+            _ => Err(self.err(key, "must be a number")),
+        }
+    }
+
+    fn mapping<'v>(&self, v: &'v Value, key: &str) -> Result<&'v Mapping, ManifestError> {
+        v.as_mapping()
+            .ok_or_else(|| self.err(key, "must be a mapping"))
+    }
+
+    fn environment(&self, v: &Value, key: &str) -> Result<BTreeMap<String, String>, ManifestError> {
+        let mut env = BTreeMap::new();
+        for (k, v) in self.mapping(v, key)? {
+            let name = self.string(k, key)?;
+            let value = scalar_string(v).ok_or_else(|| {
+                self.err(
+                    format!("{key}.{name}"),
+                    "must be a string, number or boolean",
+                )
+            })?;
+            env.insert(name, value);
+        }
+        Ok(env)
+    }
+}
+
+fn scalar_string(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+fn str_key(k: &Value) -> String {
+    scalar_string(k).unwrap_or_else(|| "?".into())
+}
+
+pub(crate) fn parse(file: &Path, text: &str, root: &Path) -> Result<Loaded, ManifestError> {
+    let doc: Value = serde_yaml::from_str(text).map_err(|e| {
+        let at = e
+            .location()
+            .map(|l| format!(" (line {}, column {})", l.line(), l.column()))
+            .unwrap_or_default();
+        ManifestError::new(file, "", format!("invalid YAML{at}: {e}"))
+    })?;
+    let mut w = Walker {
+        file,
+        unsupported: Vec::new(),
+    };
+    let top = w.mapping(&doc, "")?.clone();
+
+    let mut service = None;
+    let mut provider = Mapping::new();
+    let mut functions = Mapping::new();
+    for (k, v) in &top {
+        let key = str_key(k);
+        match key.as_str() {
+            "service" => {
+                service = Some(match v {
+                    Value::Mapping(m) => {
+                        w.string(m.get("name").unwrap_or(&Value::Null), "service.name")?
+                    }
+                    _ => w.string(v, "service")?,
+                })
+            }
+            "provider" => provider = w.mapping(v, "provider")?.clone(),
+            "functions" => functions = w.mapping(v, "functions")?.clone(),
+            k if IGNORED_TOP.contains(&k) => {}
+            _ => w.unsupported(key),
+        }
+    }
+    let service = service.ok_or_else(|| w.err("service", "is required"))?;
+    let name = AppName::new(&service).map_err(|e| w.err("service", e.to_string()))?;
+
+    // Provider-level defaults.
+    let mut runtime_default = None;
+    let mut memory_default = None;
+    let mut timeout_default = None;
+    let mut env_default = BTreeMap::new();
+    let mut region = defaults::DEFAULT_REGION.to_string();
+    let mut cors = None;
+    for (k, v) in &provider {
+        let key = str_key(k);
+        let path = format!("provider.{key}");
+        match key.as_str() {
+            "name" => {
+                let p = w.string(v, &path)?;
+                if p != "aws" {
+                    return Err(w.err(path, format!("provider `{p}` is not supported: Gust runs AWS Lambda-style functions (`aws`)")));
+                }
+            }
+            "runtime" => runtime_default = Some(w.string(v, &path)?),
+            "memorySize" => memory_default = Some(w.number(v, &path)? as u32),
+            "timeout" => timeout_default = Some(w.number(v, &path)?),
+            "environment" => env_default = w.environment(v, &path)?,
+            "region" => region = w.string(v, &path)?,
+            "httpApi" => {
+                for (hk, hv) in w.mapping(v, &path)? {
+                    let hkey = str_key(hk);
+                    match hkey.as_str() {
+                        "cors" => cors = parse_cors(&w, hv, "provider.httpApi.cors")?,
+                        "payload" | "name" => {}
+                        _ => w.unsupported(format!("provider.httpApi.{hkey}")),
+                    }
+                }
+            }
+            k if IGNORED_PROVIDER.contains(&k) => {}
+            _ => w.unsupported(path),
+        }
+    }
+
+    let mut fns = BTreeMap::new();
+    let mut routes = Vec::new();
+    for (k, v) in &functions {
+        let fname = str_key(k);
+        let base = format!("functions.{fname}");
+        let name = FunctionName::new(&fname).map_err(|e| w.err(&base, e.to_string()))?;
+        let body = w.mapping(v, &base)?.clone();
+        let mut handler = None;
+        let mut runtime = runtime_default.clone();
+        let mut memory = memory_default;
+        let mut timeout = timeout_default;
+        let mut env = env_default.clone();
+        let mut scaling = Scaling::default();
+        for (fk, fv) in &body {
+            let key = str_key(fk);
+            let path = format!("{base}.{key}");
+            match key.as_str() {
+                "handler" => handler = Some(w.string(fv, &path)?),
+                "runtime" => runtime = Some(w.string(fv, &path)?),
+                "memorySize" => memory = Some(w.number(fv, &path)? as u32),
+                "timeout" => timeout = Some(w.number(fv, &path)?),
+                "environment" => env.extend(w.environment(fv, &path)?),
+                "reservedConcurrency" => scaling.max_instances = w.number(fv, &path)? as u32,
+                "provisionedConcurrency" => scaling.min_instances = w.number(fv, &path)? as u32,
+                "events" => {
+                    let Some(events) = fv.as_sequence() else {
+                        return Err(w.err(path, "must be a list"));
+                    };
+                    for (i, ev) in events.iter().enumerate() {
+                        let epath = format!("{path}[{i}]");
+                        let m = w.mapping(ev, &epath)?;
+                        for (ek, evv) in m {
+                            let etype = str_key(ek);
+                            let tpath = format!("{epath}.{etype}");
+                            match etype.as_str() {
+                                "http" => {
+                                    let (key, route_cors) = http_event(&mut w, evv, &tpath)?;
+                                    if route_cors && cors.is_none() {
+                                        cors = Some(CorsSpec::default());
+                                    }
+                                    routes.push(route(key, &name, PayloadFormat::V1));
+                                }
+                                "httpApi" => {
+                                    let key = http_api_event(&mut w, evv, &tpath)?;
+                                    routes.push(route(key, &name, PayloadFormat::V2));
+                                }
+                                _ => w.unsupported(tpath),
+                            }
+                        }
+                    }
+                }
+                k if IGNORED_FUNCTION.contains(&k) => {}
+                _ => w.unsupported(path),
+            }
+        }
+        let runtime = runtime.ok_or_else(|| {
+            w.err(
+                format!("{base}.runtime"),
+                "no runtime: set it on the function or on provider.runtime",
+            )
+        })?;
+        let kind = RuntimeKind::parse(&runtime).ok_or_else(|| {
+            w.err(format!("{base}.runtime"), format!("unsupported runtime `{runtime}`: use nodejs18.x, nodejs20.x, nodejs22.x, python3.x or provided.al2023"))
+        })?;
+        let handler = handler.unwrap_or_default();
+        if handler.is_empty() && kind != RuntimeKind::Provided {
+            return Err(w.err(format!("{base}.handler"), "is required"));
+        }
+        let memory_mb = check_memory(Some(memory.unwrap_or(SLS_MEMORY_MB)))
+            .map_err(|m| w.err(format!("{base}.memorySize"), m))?;
+        let timeout = check_timeout(Some(timeout.unwrap_or(SLS_TIMEOUT_SECS)))
+            .map_err(|m| w.err(format!("{base}.timeout"), m))?;
+        check_scaling(&scaling).map_err(|(k, m)| {
+            w.err(
+                format!(
+                    "{base}.{}",
+                    if k == "max_instances" {
+                        "reservedConcurrency"
+                    } else {
+                        "provisionedConcurrency"
+                    }
+                ),
+                m,
+            )
+        })?;
+        fns.insert(
+            name.clone(),
+            FunctionSpec {
+                name,
+                runtime,
+                kind,
+                handler,
+                code_dir: root.to_path_buf(),
+                memory_mb,
+                timeout,
+                environment: env,
+                scaling,
+            },
+        );
+    }
+
+    let app = App {
+        name,
+        region,
+        root: root.to_path_buf(),
+        functions: fns,
+        routes,
+        cors,
+    };
+    app.check_references().map_err(|(k, m)| w.err(k, m))?;
+    let mut warnings = Vec::new();
+    if !w.unsupported.is_empty() {
+        warnings.push(format!(
+            "{}: these keys are not supported by Gust yet and are ignored: {}",
+            file.display(),
+            w.unsupported.join(", ")
+        ));
+    }
+    if text.contains("${") {
+        warnings.push(format!(
+            "{}: `${{...}}` variables are not resolved yet; they are used as written",
+            file.display()
+        ));
+    }
+    Ok(Loaded { app, warnings })
+}
+
+fn route(key: RouteKey, function: &FunctionName, payload: PayloadFormat) -> RouteSpec {
+    RouteSpec {
+        key,
+        target: RouteTarget::Function {
+            function: function.clone(),
+            payload,
+        },
+    }
+}
+
+/// `http: GET users/{id}` or `http: { path, method, cors }` (REST API, payload 1.0).
+fn http_event(
+    w: &mut Walker<'_>,
+    v: &Value,
+    path: &str,
+) -> Result<(RouteKey, bool), ManifestError> {
+    match v {
+        Value::String(s) => Ok((RouteKey::parse(s).map_err(|m| w.err(path, m))?, false)),
+        Value::Mapping(m) => {
+            let mut method = None;
+            let mut rpath = None;
+            let mut cors = false;
+            for (k, v) in m {
+                let key = str_key(k);
+                let kpath = format!("{path}.{key}");
+                match key.as_str() {
+                    "method" => method = Some(w.string(v, &kpath)?),
+                    "path" => rpath = Some(w.string(v, &kpath)?),
+                    "cors" => cors = !matches!(v, Value::Bool(false) | Value::Null),
+                    "integration" => {
+                        let i = w.string(v, &kpath)?;
+                        if !matches!(
+                            i.to_ascii_lowercase().as_str(),
+                            "lambda-proxy" | "aws_proxy"
+                        ) {
+                            w.unsupported(kpath);
+                        }
+                    }
+                    _ => w.unsupported(kpath),
+                }
+            }
+            let method = method.ok_or_else(|| w.err(format!("{path}.method"), "is required"))?;
+            let rpath = rpath.ok_or_else(|| w.err(format!("{path}.path"), "is required"))?;
+            Ok((
+                RouteKey::from_parts(&method, &rpath).map_err(|m| w.err(path, m))?,
+                cors,
+            ))
+        }
+        _ => Err(w.err(
+            path,
+            "must be `METHOD path` or a mapping with `method` and `path`",
+        )),
+    }
+}
+
+/// `httpApi: '*'`, `httpApi: 'GET /users/{id}'` or `httpApi: { method, path }` (payload 2.0).
+fn http_api_event(w: &mut Walker<'_>, v: &Value, path: &str) -> Result<RouteKey, ManifestError> {
+    match v {
+        Value::String(s) => RouteKey::parse(s).map_err(|m| w.err(path, m)),
+        Value::Mapping(m) => {
+            let mut method = None;
+            let mut rpath = None;
+            for (k, v) in m {
+                let key = str_key(k);
+                let kpath = format!("{path}.{key}");
+                match key.as_str() {
+                    "method" => method = Some(w.string(v, &kpath)?),
+                    "path" => rpath = Some(w.string(v, &kpath)?),
+                    _ => w.unsupported(kpath),
+                }
+            }
+            let method = method.unwrap_or_else(|| "*".into());
+            match rpath {
+                Some(p) => RouteKey::from_parts(&method, &p).map_err(|m| w.err(path, m)),
+                None => Err(w.err(format!("{path}.path"), "is required")),
+            }
+        }
+        _ => Err(w.err(
+            path,
+            "must be `'*'`, `METHOD /path` or a mapping with `method` and `path`",
+        )),
+    }
+}
+
+fn parse_cors(w: &Walker<'_>, v: &Value, path: &str) -> Result<Option<CorsSpec>, ManifestError> {
+    match v {
+        Value::Bool(true) => Ok(Some(CorsSpec::default())),
+        Value::Bool(false) | Value::Null => Ok(None),
+        Value::Mapping(m) => {
+            let mut c = CorsSpec::default();
+            let list = |v: &Value, key: &str| -> Result<Vec<String>, ManifestError> {
+                match v {
+                    Value::Sequence(s) => s.iter().map(|x| w.string(x, key)).collect(),
+                    other => Ok(vec![w.string(other, key)?]),
+                }
+            };
+            for (k, v) in m {
+                let key = str_key(k);
+                let kpath = format!("{path}.{key}");
+                match key.as_str() {
+                    "allowedOrigins" => c.allow_origins = list(v, &kpath)?,
+                    "allowedHeaders" => c.allow_headers = list(v, &kpath)?,
+                    "allowedMethods" => c.allow_methods = list(v, &kpath)?,
+                    "exposedResponseHeaders" => c.expose_headers = list(v, &kpath)?,
+                    "allowCredentials" => c.allow_credentials = matches!(v, Value::Bool(true)),
+                    "maxAge" => c.max_age_secs = Some(w.number(v, &kpath)? as u64),
+                    _ => return Err(w.err(kpath, "unknown CORS key")),
+                }
+            }
+            Ok(Some(c))
+        }
+        _ => Err(w.err(path, "must be true, false or a mapping")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn load(text: &str) -> Result<Loaded, ManifestError> {
+        parse(Path::new("/svc/serverless.yml"), text, Path::new("/svc"))
+    }
+
+    const SAMPLE: &str = r#"
+service: users-api
+frameworkVersion: '3'
+plugins:
+  - serverless-offline
+provider:
+  name: aws
+  runtime: nodejs20.x
+  region: eu-west-1
+  timeout: 10
+  environment:
+    TABLE: users
+    RETRIES: 3
+  iam:
+    role:
+      statements: []
+  httpApi:
+    cors: true
+functions:
+  createUser:
+    handler: src/users.create
+    memorySize: 256
+    reservedConcurrency: 5
+    events:
+      - httpApi:
+          method: POST
+          path: /users
+      - http:
+          path: legacy/users
+          method: post
+          cors: true
+  getUser:
+    handler: src/users.get
+    runtime: python3.11
+    environment:
+      TABLE: users-read
+    events:
+      - httpApi: 'GET /users/{id}'
+      - http: ANY /proxy/{proxy+}
+      - sqs: arn:aws:sqs:eu-west-1:1:q
+  catchAll:
+    handler: src/all.handler
+    layers: [arn:aws:lambda:x]
+    events:
+      - httpApi: '*'
+resources:
+  Resources: {}
+"#;
+
+    #[test]
+    fn reads_a_serverless_project() {
+        let l = load(SAMPLE).unwrap();
+        let app = &l.app;
+        assert_eq!(app.name.as_str(), "users-api");
+        assert_eq!(app.region, "eu-west-1");
+        let create = &app.functions[&FunctionName::new("createUser").unwrap()];
+        assert_eq!(create.memory_mb, 256);
+        assert_eq!(create.timeout, Duration::from_secs(10));
+        assert_eq!(create.environment["RETRIES"], "3");
+        assert_eq!(create.scaling.max_instances, 5);
+        let get = &app.functions[&FunctionName::new("getUser").unwrap()];
+        assert_eq!(get.kind, RuntimeKind::Python);
+        assert_eq!(get.environment["TABLE"], "users-read");
+        assert_eq!(get.memory_mb, 1024, "Serverless Framework's default");
+        let keys: Vec<String> = app
+            .routes
+            .iter()
+            .map(|r| {
+                let RouteTarget::Function { function, payload } = &r.target;
+                format!("{} -> {function} {payload:?}", r.key)
+            })
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "POST /users -> createUser V2",
+                "POST /legacy/users -> createUser V1",
+                "GET /users/{id} -> getUser V2",
+                "ANY /proxy/{proxy+} -> getUser V1",
+                "$default -> catchAll V2",
+            ]
+        );
+        assert!(app.cors.is_some());
+        assert_eq!(l.warnings.len(), 1, "{:?}", l.warnings);
+        let w = &l.warnings[0];
+        for key in [
+            "plugins",
+            "provider.iam",
+            "functions.getUser.events[2].sqs",
+            "functions.catchAll.layers",
+            "resources",
+        ] {
+            assert!(w.contains(key), "{key} missing from {w}");
+        }
+        assert!(!w.contains("frameworkVersion"));
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = load("service: s\nprovider:\n  name: aws\nfunctions:\n  f:\n    handler: h.h\n")
+            .unwrap_err();
+        assert_eq!(e.key, "functions.f.runtime");
+        let e = load("service: s\nprovider:\n  name: aws\n  runtime: nodejs20.x\nfunctions:\n  f:\n    handler: h.h\n    events:\n      - http:\n          path: /a\n").unwrap_err();
+        assert_eq!(e.key, "functions.f.events[0].http.method");
+        let e = load("service: s\nprovider:\n  name: azure\n").unwrap_err();
+        assert_eq!(e.key, "provider.name");
+        let e = load("service: s\nprovider: [\n").unwrap_err();
+        assert!(e.message.starts_with("invalid YAML"), "{e}");
+        let e = load("provider:\n  name: aws\n").unwrap_err();
+        assert_eq!(e.key, "service");
+        let e = load("service: s\nprovider:\n  name: aws\n  runtime: nodejs20.x\nfunctions:\n  f:\n    handler: h.h\n    timeout: 901\n").unwrap_err();
+        assert_eq!(e.key, "functions.f.timeout");
+    }
+}

@@ -1,0 +1,619 @@
+'use strict';
+/*
+ * Gust Node.js runtime bootstrap.
+ *
+ * A dependency-free implementation of the AWS Lambda Runtime API client loop
+ * (API version 2018-06-01), modelled on aws-lambda-nodejs-runtime-interface-client.
+ * Supports Node 18/20/22, CommonJS and ES module handlers, async / promise,
+ * callback-style and plain synchronous handlers.
+ *
+ * Gust extension: with GUST_PREWARM=1 the process first long-polls
+ * GET /2018-06-01/runtime/gust/specialize, which answers
+ * {"handler": "...", "taskRoot": "/abs/dir", "env": {"K": "V"}}; the env is
+ * applied, the process chdirs to taskRoot, and only then the handler is loaded.
+ *
+ * Must run as CommonJS: if Gust places this file below a package.json with
+ * "type": "module", name it bootstrap.cjs instead.
+ */
+
+// Everything the bootstrap itself needs is loaded up front (before the
+// specialize request when prewarmed).
+const http = require('http');
+const path = require('path');
+const fs = require('fs');
+const util = require('util');
+const { pathToFileURL } = require('url');
+
+const API_VERSION = '/2018-06-01';
+const NEXT_PATH = API_VERSION + '/runtime/invocation/next';
+const INVOCATION_PATH = API_VERSION + '/runtime/invocation/';
+const INIT_ERROR_PATH = API_VERSION + '/runtime/init/error';
+const SPECIALIZE_PATH = API_VERSION + '/runtime/gust/specialize';
+const ERROR_TYPE_HEADER = 'Lambda-Runtime-Function-Error-Type';
+const DEFAULT_DEADLINE_MS = 15 * 60 * 1000;
+
+// ---------------------------------------------------------------------------
+// Runtime API HTTP client: one persistent keep-alive connection.
+// ---------------------------------------------------------------------------
+
+const runtimeApi = process.env.AWS_LAMBDA_RUNTIME_API;
+if (!runtimeApi) {
+  process.stderr.write('ERROR\tGust bootstrap: AWS_LAMBDA_RUNTIME_API is not set\n');
+  process.exit(1);
+}
+
+let apiHost = runtimeApi;
+let apiPort = 80;
+{
+  const m = /^\[?([^\]]*?)\]?(?::(\d+))?$/.exec(runtimeApi.replace(/^https?:\/\//, '').replace(/\/+$/, ''));
+  if (m) {
+    apiHost = m[1];
+    if (m[2]) apiPort = parseInt(m[2], 10);
+  }
+}
+
+const agent = new http.Agent({ keepAlive: true, maxSockets: 1, noDelay: true });
+{
+  const baseCreateConnection = agent.createConnection;
+  agent.createConnection = function createConnection(options, cb) {
+    const socket = baseCreateConnection.call(this, options, cb);
+    if (socket && typeof socket.setNoDelay === 'function') socket.setNoDelay(true);
+    return socket;
+  };
+}
+
+const JSON_HEADERS_BASE = { 'Content-Type': 'application/json' };
+
+/**
+ * Issue one request on the shared agent.
+ * cb(err, statusCode, headers, bodyString)
+ * A request that fails on a reused (possibly server-closed) keep-alive socket
+ * is retried once on a fresh connection.
+ */
+function apiRequest(method, reqPath, body, extraHeaders, cb, isRetry) {
+  let headers;
+  if (body !== undefined) {
+    headers = Object.assign({}, JSON_HEADERS_BASE, extraHeaders);
+    headers['Content-Length'] = Buffer.byteLength(body);
+  } else {
+    headers = extraHeaders || undefined;
+  }
+  let finished = false;
+  const req = http.request(
+    { agent, host: apiHost, port: apiPort, method, path: reqPath, headers },
+    (res) => {
+      const chunks = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('end', () => {
+        if (finished) return;
+        finished = true;
+        const text =
+          chunks.length === 0 ? '' :
+          chunks.length === 1 ? chunks[0].toString('utf8') :
+          Buffer.concat(chunks).toString('utf8');
+        cb(null, res.statusCode, res.headers, text);
+      });
+      res.on('error', (err) => {
+        if (finished) return;
+        finished = true;
+        cb(err);
+      });
+    }
+  );
+  req.on('error', (err) => {
+    if (finished) return;
+    finished = true;
+    if (!isRetry && req.reusedSocket &&
+        (err.code === 'ECONNRESET' || err.code === 'EPIPE' || err.code === 'ECONNABORTED')) {
+      apiRequest(method, reqPath, body, extraHeaders, cb, true);
+      return;
+    }
+    cb(err);
+  });
+  if (body !== undefined) req.end(body);
+  else req.end();
+}
+
+function fatal(message, err) {
+  process.stderr.write(
+    'ERROR\tGust bootstrap: ' + message + (err ? ': ' + (err && err.stack ? err.stack : String(err)) : '') + '\n'
+  );
+  process.exit(1);
+}
+
+// ---------------------------------------------------------------------------
+// Error formatting (same rules as the AWS runtime interface client).
+// ---------------------------------------------------------------------------
+
+function isErrorLike(obj) {
+  return !!(obj && typeof obj.name === 'string' && obj.name && typeof obj.message === 'string' &&
+    typeof obj.stack === 'string');
+}
+
+/** Error -> {errorType, errorMessage, stackTrace} */
+function toErrorResponse(err) {
+  try {
+    if (util.types.isNativeError(err) || err instanceof Error || isErrorLike(err)) {
+      return {
+        errorType: (typeof err.name === 'string' && err.name) ? err.name : 'Error',
+        errorMessage: typeof err.message === 'string' ? err.message : String(err.message),
+        stackTrace: typeof err.stack === 'string' ? err.stack.split('\n') : [],
+      };
+    }
+    // Non-Error values: AWS reports typeof as the type and toString() as the message.
+    return { errorType: typeof err, errorMessage: err.toString(), stackTrace: [] };
+  } catch (_e) {
+    return {
+      errorType: 'handled',
+      errorMessage: 'callback called with Error argument, but there was a problem while retrieving one or more of its message, name, and stack',
+      stackTrace: [],
+    };
+  }
+}
+
+function runtimeError(type, message, stackSource) {
+  const e = new Error(message);
+  e.name = 'Runtime.' + type;
+  e.stack = stackSource && typeof stackSource.stack === 'string'
+    ? stackSource.stack
+    : e.name + ': ' + message;
+  return e;
+}
+
+function headerSafe(value) {
+  const s = String(value).replace(/[^\x20-\x7e]/g, '');
+  return s || 'Error';
+}
+
+function serializeError(payload) {
+  try {
+    return JSON.stringify(payload);
+  } catch (_e) {
+    return JSON.stringify({
+      errorType: String(payload.errorType),
+      errorMessage: String(payload.errorMessage),
+      stackTrace: [],
+    });
+  }
+}
+
+function logError(label, body) {
+  process.stderr.write('ERROR\t' + label + '\t' + body + '\n');
+}
+
+// ---------------------------------------------------------------------------
+// Handler loading (mirrors AWS UserFunction.js).
+// ---------------------------------------------------------------------------
+
+function isFile(p) {
+  try {
+    return fs.statSync(p).isFile();
+  } catch (_e) {
+    return false;
+  }
+}
+
+/** Nearest package.json walking up from dir decides whether .js is ESM. */
+function packageTypeIsModule(dir) {
+  let cur = dir;
+  for (;;) {
+    if (path.basename(cur) === 'node_modules') return false;
+    const pj = path.join(cur, 'package.json');
+    let raw;
+    try {
+      raw = fs.readFileSync(pj, 'utf8');
+    } catch (_e) {
+      raw = undefined;
+    }
+    if (raw !== undefined) {
+      try {
+        const pkg = JSON.parse(raw);
+        return !!pkg && pkg.type === 'module';
+      } catch (_e) {
+        return false;
+      }
+    }
+    const parent = path.dirname(cur);
+    if (parent === cur) return false;
+    cur = parent;
+  }
+}
+
+/** Find the file for a module base path: [file, 'cjs'|'esm'] or null. */
+function locateModule(base) {
+  if (isFile(base)) return [base, 'cjs']; // extensionless file: require (as AWS)
+  if (isFile(base + '.js')) {
+    return [base + '.js', packageTypeIsModule(path.dirname(base)) ? 'esm' : 'cjs'];
+  }
+  if (isFile(base + '.mjs')) return [base + '.mjs', 'esm'];
+  if (isFile(base + '.cjs')) return [base + '.cjs', 'cjs'];
+  return null;
+}
+
+function importFile(file) {
+  return import(pathToFileURL(file).href);
+}
+
+async function loadFile(file, kind) {
+  if (kind === 'esm') return importFile(file);
+  try {
+    return require(file);
+  } catch (e) {
+    if (e && (e.code === 'ERR_REQUIRE_ESM' || e.code === 'ERR_REQUIRE_ASYNC_MODULE')) {
+      return importFile(file);
+    }
+    throw e;
+  }
+}
+
+function resolveProperty(obj, dotted) {
+  const parts = dotted.split('.');
+  let cur = obj;
+  for (let i = 0; i < parts.length; i++) {
+    if (cur === undefined || cur === null) return undefined;
+    cur = cur[parts[i]];
+  }
+  return cur;
+}
+
+async function loadHandler(taskRoot, fullHandler) {
+  if (!fullHandler) throw runtimeError('MalformedHandlerName', 'Bad handler');
+  if (fullHandler.includes('..')) {
+    throw runtimeError('MalformedHandlerName',
+      `'${fullHandler}' is not a valid handler name. Use absolute paths when specifying root directories in handler names.`);
+  }
+  const base = path.basename(fullHandler);
+  const moduleRoot = fullHandler.slice(0, fullHandler.length - base.length);
+  const firstDot = base.indexOf('.');
+  if (firstDot <= 0 || firstDot === base.length - 1) throw runtimeError('MalformedHandlerName', 'Bad handler');
+
+  // AWS splits module/function at the first dot ("index.a.b" -> module
+  // "index", nested property "a.b"). Module files that themselves contain
+  // dots ("my.module.handler") are handled by falling back to a last-dot split.
+  const splits = [[base.slice(0, firstDot), base.slice(firstDot + 1)]];
+  const lastDot = base.lastIndexOf('.');
+  if (lastDot !== firstDot) splits.push([base.slice(0, lastDot), base.slice(lastDot + 1)]);
+
+  let userModule;
+  let handlerPath;
+  try {
+    let found = null;
+    for (const [mod, prop] of splits) {
+      const loc = locateModule(path.resolve(taskRoot, moduleRoot, mod));
+      if (loc) {
+        found = loc;
+        handlerPath = prop;
+        break;
+      }
+    }
+    if (found) {
+      userModule = await loadFile(found[0], found[1]);
+    } else {
+      // Last resort, as AWS: node-style resolution (node_modules) from the task root.
+      handlerPath = splits[0][1];
+      const resolved = require.resolve(splits[0][0], {
+        paths: [taskRoot, path.resolve(taskRoot, moduleRoot)],
+      });
+      userModule = require(resolved);
+    }
+  } catch (e) {
+    if (e instanceof SyntaxError || (e && e.name === 'SyntaxError')) {
+      throw runtimeError('UserCodeSyntaxError', String(e), e);
+    }
+    if (e && (e.code === 'MODULE_NOT_FOUND' || e.code === 'ERR_MODULE_NOT_FOUND')) {
+      throw runtimeError('ImportModuleError', String(e), e);
+    }
+    throw e;
+  }
+
+  const fn = resolveProperty(userModule, handlerPath);
+  if (!fn) throw runtimeError('HandlerNotFound', `${fullHandler} is undefined or not exported`);
+  if (typeof fn !== 'function') throw runtimeError('HandlerNotFound', `${fullHandler} is not a function`);
+  return fn;
+}
+
+// ---------------------------------------------------------------------------
+// Runtime state.
+// ---------------------------------------------------------------------------
+
+let phase = 'boot'; // 'boot' | 'init' | 'run'
+let handler = null;
+let handlerIsCallbackStyle = false;
+let handlerIsAsync = false;
+let current = null; // in-flight invocation
+let exiting = false;
+
+// Environment-derived context fields, read once after specialization.
+let envFunctionName;
+let envFunctionVersion;
+let envMemory;
+let envLogGroup;
+let envLogStream;
+
+function readEnv() {
+  const env = process.env;
+  envFunctionName = env.AWS_LAMBDA_FUNCTION_NAME;
+  envFunctionVersion = env.AWS_LAMBDA_FUNCTION_VERSION;
+  envMemory = env.AWS_LAMBDA_FUNCTION_MEMORY_SIZE;
+  envLogGroup = env.AWS_LAMBDA_LOG_GROUP_NAME;
+  envLogStream = env.AWS_LAMBDA_LOG_STREAM_NAME;
+}
+
+function exitNow() {
+  process.exit(1);
+}
+
+function postInitError(err) {
+  const payload = toErrorResponse(err);
+  const body = serializeError(payload);
+  logError('Init Error', body);
+  apiRequest('POST', INIT_ERROR_PATH, body, { [ERROR_TYPE_HEADER]: headerSafe(payload.errorType) }, exitNow);
+}
+
+// ---------------------------------------------------------------------------
+// Invocation loop.
+// ---------------------------------------------------------------------------
+
+function nextInvocation() {
+  current = null;
+  apiRequest('GET', NEXT_PATH, undefined, undefined, onNext);
+}
+
+function parseJsonHeader(value, name) {
+  if (value === undefined) return undefined;
+  try {
+    return JSON.parse(value);
+  } catch (err) {
+    throw new Error(`Cannot parse ${name} as json: ${err.toString()}`);
+  }
+}
+
+function onNext(err, status, headers, body) {
+  if (err) fatal('failed to fetch next invocation', err);
+  if (status !== 200) fatal(`unexpected status ${status} from ${NEXT_PATH}: ${body}`);
+
+  const requestId = headers['lambda-runtime-aws-request-id'];
+  if (!requestId) fatal('invocation without Lambda-Runtime-Aws-Request-Id header');
+
+  const trace = headers['lambda-runtime-trace-id'];
+  if (trace) process.env._X_AMZN_TRACE_ID = trace;
+  else if (process.env._X_AMZN_TRACE_ID !== undefined) delete process.env._X_AMZN_TRACE_ID;
+
+  const inv = {
+    id: requestId,
+    settled: false, // a result/error has been accepted
+    posting: false,
+    returnedPromise: false,
+  };
+  current = inv;
+
+  let event;
+  let context;
+  const callback = (e, result) => {
+    if (e !== undefined && e !== null) settleError(inv, e);
+    else settleSuccess(inv, result);
+  };
+  try {
+    event = body.length === 0 ? null : JSON.parse(body);
+  } catch (e) {
+    settleError(inv, runtimeError('UnmarshalError', 'Unable to unmarshal input: ' + e.message));
+    return;
+  }
+  try {
+    let deadline = Number(headers['lambda-runtime-deadline-ms']);
+    if (!Number.isFinite(deadline) || deadline <= 0) deadline = Date.now() + DEFAULT_DEADLINE_MS;
+    context = {
+      callbackWaitsForEmptyEventLoop: true,
+      functionName: envFunctionName,
+      functionVersion: envFunctionVersion,
+      invokedFunctionArn: headers['lambda-runtime-invoked-function-arn'],
+      memoryLimitInMB: envMemory,
+      awsRequestId: requestId,
+      logGroupName: envLogGroup,
+      logStreamName: envLogStream,
+      clientContext: parseJsonHeader(headers['lambda-runtime-client-context'], 'ClientContext'),
+      identity: parseJsonHeader(headers['lambda-runtime-cognito-identity'], 'CognitoIdentity'),
+      getRemainingTimeInMillis() {
+        return deadline - Date.now();
+      },
+      done: callback,
+      succeed(result) {
+        settleSuccess(inv, result);
+      },
+      fail(e) {
+        settleError(inv, e === undefined || e === null ? 'handled' : e);
+      },
+    };
+  } catch (e) {
+    settleError(inv, e);
+    return;
+  }
+
+  let result;
+  try {
+    result = handler(event, context, callback);
+  } catch (e) {
+    settleError(inv, e);
+    return;
+  }
+  if (result !== null && result !== undefined && typeof result.then === 'function') {
+    inv.returnedPromise = true;
+    try {
+      result.then(
+        (r) => settleSuccess(inv, r),
+        (e) => settleError(inv, e === undefined || e === null ? 'handled' : e)
+      );
+    } catch (e) {
+      settleError(inv, e);
+    }
+  } else if (!handlerIsCallbackStyle && result !== undefined) {
+    // Plain synchronous handler returning a value.
+    settleSuccess(inv, result);
+  }
+  // Otherwise: wait for callback / context.done|succeed|fail, or for the event
+  // loop to drain (beforeExit) which completes the invocation with null.
+}
+
+function settleSuccess(inv, result) {
+  if (inv.settled) return;
+  let body;
+  try {
+    body = JSON.stringify(result === undefined ? null : result);
+    if (body === undefined) body = 'null'; // functions, symbols
+  } catch (e) {
+    settleError(inv, runtimeError('MarshalError', 'Unable to stringify response body: ' + e.message));
+    return;
+  }
+  inv.settled = true;
+  inv.posting = true;
+  apiRequest('POST', INVOCATION_PATH + encodeURIComponent(inv.id) + '/response', body, undefined, (err, status, _h, resBody) => {
+    inv.posting = false;
+    if (err) fatal('failed to post invocation response', err);
+    if (status !== 202) {
+      process.stderr.write(`ERROR\tGust bootstrap: runtime API rejected response (${status}): ${resBody}\n`);
+    }
+    afterInvocation();
+  });
+}
+
+function settleError(inv, err, exitAfter) {
+  if (inv.settled) return;
+  inv.settled = true;
+  inv.posting = true;
+  const payload = toErrorResponse(err);
+  const body = serializeError(payload);
+  logError('Invoke Error', body);
+  apiRequest('POST', INVOCATION_PATH + encodeURIComponent(inv.id) + '/error', body,
+    { [ERROR_TYPE_HEADER]: headerSafe(payload.errorType) }, (e, status, _h, resBody) => {
+      inv.posting = false;
+      if (exitAfter) exitNow();
+      if (e) fatal('failed to post invocation error', e);
+      if (status !== 202) {
+        process.stderr.write(`ERROR\tGust bootstrap: runtime API rejected error (${status}): ${resBody}\n`);
+      }
+      afterInvocation();
+    });
+}
+
+function afterInvocation() {
+  if (exiting) exitNow();
+  nextInvocation();
+}
+
+// The event loop drained while an invocation is still open: the handler never
+// called its callback (-> null, as AWS) or returned a promise that can never
+// settle (-> Runtime.NodeJsExit error, as AWS).
+process.on('beforeExit', () => {
+  const inv = current;
+  if (phase !== 'run' || !inv || inv.settled) return;
+  if (inv.returnedPromise || handlerIsAsync) {
+    settleError(inv, runtimeError('NodeJsExit',
+      'The Lambda runtime client detected an unexpected Node.js exit code. This is most commonly caused by a Promise that was never settled.'));
+  } else {
+    settleSuccess(inv, null);
+  }
+});
+
+function onFatalError(err, label) {
+  if (exiting) return;
+  exiting = true;
+  const inv = current;
+  if (phase === 'init') {
+    postInitError(err);
+  } else if (phase === 'run' && inv && !inv.settled) {
+    logError(label, serializeError(toErrorResponse(err)));
+    settleError(inv, err, true);
+  } else if (phase === 'run' && inv && inv.posting) {
+    // Result already being posted: let it finish, then exit.
+    logError(label, serializeError(toErrorResponse(err)));
+  } else {
+    logError(label, serializeError(toErrorResponse(err)));
+    process.exit(1);
+  }
+  // Safety net in case the Runtime API never answers.
+  setTimeout(exitNow, 5000).unref();
+}
+
+process.on('uncaughtException', (err) => onFatalError(err, 'Uncaught Exception'));
+process.on('unhandledRejection', (reason) => {
+  const e = runtimeError('UnhandledPromiseRejection', String(reason), reason);
+  onFatalError(e, 'Unhandled Promise Rejection');
+});
+
+// ---------------------------------------------------------------------------
+// Startup.
+// ---------------------------------------------------------------------------
+
+function specialize() {
+  return new Promise((resolve) => {
+    apiRequest('GET', SPECIALIZE_PATH, undefined, undefined, (err, status, _headers, body) => {
+      if (err) fatal('specialize request failed', err);
+      if (status !== 200) fatal(`unexpected status ${status} from ${SPECIALIZE_PATH}: ${body}`);
+      let spec;
+      try {
+        spec = JSON.parse(body);
+      } catch (e) {
+        fatal('invalid specialize response', e);
+      }
+      if (!spec || typeof spec !== 'object') fatal('invalid specialize response: ' + body);
+      delete process.env.GUST_PREWARM;
+      const env = spec.env && typeof spec.env === 'object' ? spec.env : {};
+      for (const k of Object.keys(env)) {
+        const v = env[k];
+        if (v === null || v === undefined) delete process.env[k];
+        else process.env[k] = String(v);
+      }
+      if (typeof spec.handler === 'string' && spec.handler) process.env._HANDLER = spec.handler;
+      if (typeof spec.taskRoot === 'string' && spec.taskRoot) process.env.LAMBDA_TASK_ROOT = spec.taskRoot;
+      const root = process.env.LAMBDA_TASK_ROOT;
+      if (root) {
+        try {
+          process.chdir(root);
+        } catch (e) {
+          fatal('cannot chdir to task root ' + root, e);
+        }
+      }
+      if (Object.prototype.hasOwnProperty.call(env, 'NODE_PATH')) {
+        // NODE_PATH is normally read at startup only.
+        const Module = require('module');
+        if (typeof Module._initPaths === 'function') Module._initPaths();
+      }
+      resolve();
+    });
+  });
+}
+
+async function main() {
+  if (process.env.GUST_PREWARM === '1') {
+    // Warm up the ESM loader so an ESM handler does not pay for it later.
+    try {
+      await import('node:path');
+    } catch (_e) {
+      // ignore
+    }
+    await specialize();
+  }
+
+  phase = 'init';
+  const taskRoot = process.env.LAMBDA_TASK_ROOT || process.cwd();
+  const handlerString = process.env._HANDLER || '';
+  let fn;
+  try {
+    fn = await loadHandler(taskRoot, handlerString);
+  } catch (e) {
+    if (!exiting) {
+      exiting = true;
+      postInitError(e);
+    }
+    return;
+  }
+  if (exiting) return; // an async init failure is already being reported
+  handler = fn;
+  handlerIsCallbackStyle = fn.length >= 3;
+  handlerIsAsync = !!(fn.constructor && fn.constructor.name === 'AsyncFunction');
+  readEnv();
+  phase = 'run';
+  nextInvocation();
+}
+
+main().catch((e) => fatal('bootstrap failure', e));

@@ -1,0 +1,638 @@
+"""Gust Python runtime bootstrap.
+
+A stdlib-only implementation of the AWS Lambda Runtime API client loop
+(API version 2018-06-01), modelled on awslambdaric. Python 3.8+.
+
+Gust extension: with GUST_PREWARM=1 the process first long-polls
+GET /2018-06-01/runtime/gust/specialize, which answers
+{"handler": "...", "taskRoot": "/abs/dir", "env": {"K": "V"}}; the env is
+applied, the process chdirs to taskRoot (and puts it first on sys.path), and
+only then the handler is imported.
+"""
+
+import os
+import sys
+
+# Modules the bootstrap itself needs are imported up front (before the
+# specialize request when prewarmed).
+import http.client
+import importlib
+import json
+import logging
+import socket
+import time
+from urllib.parse import quote as _quote  # already loaded by http.client
+
+_PREWARM = os.environ.get("GUST_PREWARM") == "1"
+
+if _PREWARM:
+    import traceback  # noqa: F401  (pre-paid; otherwise imported on first error)
+
+_API_VERSION = "/2018-06-01"
+_NEXT_PATH = _API_VERSION + "/runtime/invocation/next"
+_INVOCATION_PATH = _API_VERSION + "/runtime/invocation/"
+_INIT_ERROR_PATH = _API_VERSION + "/runtime/init/error"
+_SPECIALIZE_PATH = _API_VERSION + "/runtime/gust/specialize"
+_ERROR_TYPE_HEADER = "Lambda-Runtime-Function-Error-Type"
+_DEFAULT_DEADLINE_MS = 15 * 60 * 1000
+_BOOTSTRAP_FILE = os.path.abspath(__file__)
+
+_GLOBAL_AWS_REQUEST_ID = None
+
+
+def _traceback():
+    import traceback
+
+    return traceback
+
+
+# ---------------------------------------------------------------------------
+# Runtime API client: one persistent keep-alive connection.
+# ---------------------------------------------------------------------------
+
+
+class _RuntimeAPI(object):
+    _RETRYABLE = (
+        http.client.RemoteDisconnected,
+        http.client.BadStatusLine,
+        ConnectionResetError,
+        ConnectionAbortedError,
+        BrokenPipeError,
+    )
+
+    def __init__(self, address):
+        address = address.strip()
+        for scheme in ("http://", "https://"):
+            if address.startswith(scheme):
+                address = address[len(scheme):]
+        address = address.rstrip("/")
+        host, port = address, 80
+        if address.startswith("["):  # [ipv6]:port
+            end = address.find("]")
+            host = address[1:end]
+            rest = address[end + 1:]
+            if rest.startswith(":"):
+                port = int(rest[1:])
+        elif address.count(":") == 1:
+            host, _, p = address.partition(":")
+            port = int(p)
+        self.host = host
+        self.port = port
+        self.conn = None
+
+    def _connect(self):
+        conn = http.client.HTTPConnection(self.host, self.port)  # no timeout: long poll
+        conn.connect()
+        try:
+            conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
+        self.conn = conn
+        return conn
+
+    def _drop(self):
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:
+                pass
+
+    def request(self, method, path, body=None, headers=None):
+        """Returns (status, headers, body bytes). Reconnects (once) if the
+        kept-alive connection turned out to be dead."""
+        for attempt in (0, 1):
+            conn = self.conn
+            fresh = conn is None
+            if fresh:
+                conn = self._connect()
+            try:
+                if headers:
+                    conn.request(method, path, body, headers)
+                else:
+                    conn.request(method, path, body)
+                resp = conn.getresponse()
+                data = resp.read()
+            except self._RETRYABLE:
+                self._drop()
+                if fresh or attempt:
+                    raise
+                continue
+            except Exception:
+                self._drop()
+                raise
+            if resp.will_close:
+                self._drop()
+            return resp.status, resp.msg, data
+        raise RuntimeError("unreachable")
+
+
+def _fatal(message, exc=None):
+    if exc is not None:
+        message = "%s: %s: %s" % (message, type(exc).__name__, exc)
+    sys.stderr.write("ERROR\tGust bootstrap: %s\n" % message)
+    sys.stderr.flush()
+    sys.stdout.flush()
+    os._exit(1)
+
+
+# ---------------------------------------------------------------------------
+# JSON helpers.
+# ---------------------------------------------------------------------------
+
+
+def _json_default(obj):
+    decimal = sys.modules.get("decimal")
+    if decimal is not None and isinstance(obj, decimal.Decimal):
+        if obj.is_finite() and obj == obj.to_integral_value():
+            return int(obj)
+        return float(obj)
+    raise TypeError(
+        "Object of type %s is not JSON serializable" % type(obj).__name__
+    )
+
+
+def _to_json(obj):
+    return json.dumps(obj, default=_json_default)
+
+
+# ---------------------------------------------------------------------------
+# Errors (same shapes as awslambdaric).
+# ---------------------------------------------------------------------------
+
+
+class _FaultException(Exception):
+    def __init__(self, exception_type, msg, trace=None):
+        Exception.__init__(self, msg)
+        self.exception_type = exception_type
+        self.msg = msg
+        self.trace = trace
+
+
+def _make_error(message, error_type, stack_trace, request_id=None):
+    return {
+        "errorMessage": message if message else "",
+        "errorType": error_type if error_type else "",
+        "requestId": request_id if request_id is not None else "",
+        "stackTrace": stack_trace if stack_trace else [],
+    }
+
+
+def _is_internal_frame(filename):
+    # Leading frames that belong to this bootstrap or to the import machinery.
+    if filename.startswith("<frozen importlib"):
+        return True
+    if filename.endswith(os.path.join("importlib", "__init__.py")):
+        return True
+    return os.path.abspath(filename) == _BOOTSTRAP_FILE
+
+
+def _fault_from_exc_info(exc_info, request_id=None):
+    etype, value, tb = exc_info
+    traceback = _traceback()
+    frames = traceback.extract_tb(tb)
+    start = 0
+    while start < len(frames) and _is_internal_frame(frames[start].filename):
+        start += 1
+    if start < len(frames):
+        frames = frames[start:]
+    try:
+        message = str(value)
+    except Exception:
+        message = "<unprintable %s object>" % etype.__name__
+    return _make_error(message, etype.__name__, traceback.format_list(frames), request_id)
+
+
+def _header_safe(value):
+    s = "".join(c for c in str(value) if " " <= c <= "~")
+    return s or "Error"
+
+
+def _log_error(error):
+    # One physical line (continuation lines joined with \r), like the AWS
+    # Python runtime's text-format error log.
+    lines = ["[ERROR] %s: %s" % (error.get("errorType"), error.get("errorMessage"))]
+    stack = error.get("stackTrace")
+    if stack:
+        lines.append("Traceback (most recent call last):")
+        for element in stack:
+            lines.extend(element.splitlines())
+    sys.stderr.write("\r".join(lines).replace("\n", "\r") + "\n")
+    sys.stderr.flush()
+
+
+# ---------------------------------------------------------------------------
+# Context object.
+# ---------------------------------------------------------------------------
+
+
+class CognitoIdentity(object):
+    __slots__ = ["cognito_identity_id", "cognito_identity_pool_id"]
+
+    def __repr__(self):
+        return "CognitoIdentity([cognito_identity_id=%s,cognito_identity_pool_id=%s])" % (
+            self.cognito_identity_id,
+            self.cognito_identity_pool_id,
+        )
+
+
+class Client(object):
+    __slots__ = [
+        "installation_id",
+        "app_title",
+        "app_version_name",
+        "app_version_code",
+        "app_package_name",
+    ]
+
+
+class ClientContext(object):
+    __slots__ = ["custom", "env", "client"]
+
+
+def _obj_from_dict(cls, d):
+    if d is None:
+        return None
+    obj = cls()
+    get = d.get if isinstance(d, dict) else (lambda _k, _d=None: None)
+    for field in cls.__slots__:
+        setattr(obj, field, get(field, None))
+    return obj
+
+
+# Read once (after specialization) by _read_env().
+_ENV_FUNCTION_NAME = None
+_ENV_FUNCTION_VERSION = None
+_ENV_MEMORY = None
+_ENV_LOG_GROUP = None
+_ENV_LOG_STREAM = None
+
+
+def _read_env():
+    global _ENV_FUNCTION_NAME, _ENV_FUNCTION_VERSION, _ENV_MEMORY, _ENV_LOG_GROUP, _ENV_LOG_STREAM
+    env = os.environ
+    _ENV_FUNCTION_NAME = env.get("AWS_LAMBDA_FUNCTION_NAME")
+    _ENV_FUNCTION_VERSION = env.get("AWS_LAMBDA_FUNCTION_VERSION")
+    mem = env.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
+    try:
+        _ENV_MEMORY = int(mem) if mem is not None else None
+    except ValueError:
+        _ENV_MEMORY = None
+    _ENV_LOG_GROUP = env.get("AWS_LAMBDA_LOG_GROUP_NAME")
+    _ENV_LOG_STREAM = env.get("AWS_LAMBDA_LOG_STREAM_NAME")
+
+
+class LambdaContext(object):
+    __slots__ = [
+        "aws_request_id",
+        "log_group_name",
+        "log_stream_name",
+        "function_name",
+        "memory_limit_in_mb",
+        "function_version",
+        "invoked_function_arn",
+        "client_context",
+        "identity",
+        "_epoch_deadline_time_in_ms",
+    ]
+
+    def __init__(self, request_id, client_context, cognito_identity, deadline_ms, invoked_function_arn):
+        self.aws_request_id = request_id
+        self.log_group_name = _ENV_LOG_GROUP
+        self.log_stream_name = _ENV_LOG_STREAM
+        self.function_name = _ENV_FUNCTION_NAME
+        self.memory_limit_in_mb = _ENV_MEMORY
+        self.function_version = _ENV_FUNCTION_VERSION
+        self.invoked_function_arn = invoked_function_arn
+        cc = _obj_from_dict(ClientContext, client_context)
+        if cc is not None:
+            cc.client = _obj_from_dict(Client, cc.client)
+        self.client_context = cc
+        identity = CognitoIdentity()
+        identity.cognito_identity_id = None
+        identity.cognito_identity_pool_id = None
+        if isinstance(cognito_identity, dict):
+            identity.cognito_identity_id = cognito_identity.get("cognitoIdentityId")
+            identity.cognito_identity_pool_id = cognito_identity.get("cognitoIdentityPoolId")
+        self.identity = identity
+        self._epoch_deadline_time_in_ms = deadline_ms
+
+    def get_remaining_time_in_millis(self):
+        delta = self._epoch_deadline_time_in_ms - int(time.time() * 1000)
+        return delta if delta > 0 else 0
+
+    def log(self, msg):
+        sys.stdout.write(str(msg))
+
+    def __repr__(self):
+        return (
+            "LambdaContext([aws_request_id=%s,log_group_name=%s,log_stream_name=%s,"
+            "function_name=%s,memory_limit_in_mb=%s,function_version=%s,"
+            "invoked_function_arn=%s,client_context=%s,identity=%s])"
+            % (
+                self.aws_request_id,
+                self.log_group_name,
+                self.log_stream_name,
+                self.function_name,
+                self.memory_limit_in_mb,
+                self.function_version,
+                self.invoked_function_arn,
+                self.client_context,
+                self.identity,
+            )
+        )
+
+
+def _parse_json_header(value, name):
+    if not value:
+        return None
+    try:
+        return json.loads(value)
+    except Exception as e:
+        raise _FaultException(
+            "Runtime.LambdaContextUnmarshalError",
+            "Unable to parse %s JSON: %s" % (name, e),
+        )
+
+
+# ---------------------------------------------------------------------------
+# Logging: the root logger gets the same handler/format AWS installs, so
+# `logging.getLogger().info(...)` after setLevel(INFO) shows up as on Lambda.
+# print() output is left untouched.
+# ---------------------------------------------------------------------------
+
+
+class _RequestIdFilter(logging.Filter):
+    def filter(self, record):
+        record.aws_request_id = _GLOBAL_AWS_REQUEST_ID or ""
+        return True
+
+
+def _setup_logging():
+    handler = logging.StreamHandler(sys.stdout)
+    formatter = logging.Formatter(
+        "[%(levelname)s]\t%(asctime)s.%(msecs)03dZ\t%(aws_request_id)s\t%(message)s",
+        "%Y-%m-%dT%H:%M:%S",
+    )
+    formatter.converter = time.gmtime
+    handler.setFormatter(formatter)
+    handler.addFilter(_RequestIdFilter())
+    logging.getLogger().addHandler(handler)
+
+
+# ---------------------------------------------------------------------------
+# Handler loading.
+# ---------------------------------------------------------------------------
+
+
+def _get_handler(handler):
+    try:
+        modname, fname = handler.rsplit(".", 1)
+    except ValueError as e:
+        raise _FaultException(
+            "Runtime.MalformedHandlerName", "Bad handler '%s': %s" % (handler, e)
+        )
+    if not modname or not fname:
+        raise _FaultException("Runtime.MalformedHandlerName", "Bad handler '%s'" % handler)
+
+    try:
+        if modname.split(".")[0] in sys.builtin_module_names:
+            raise _FaultException(
+                "Runtime.BuiltInModuleConflict",
+                "Cannot use built-in module %s as a handler module" % modname,
+            )
+        module = importlib.import_module(modname.replace("/", "."))
+    except ImportError as e:
+        raise _FaultException(
+            "Runtime.ImportModuleError",
+            "Unable to import module '%s': %s" % (modname, e),
+        )
+    except SyntaxError as e:
+        trace = ['  File "%s" Line %s\n    %s' % (e.filename, e.lineno, e.text)]
+        raise _FaultException(
+            "Runtime.UserCodeSyntaxError",
+            "Syntax error in module '%s': %s" % (modname, e),
+            trace,
+        )
+
+    try:
+        fn = getattr(module, fname)
+    except AttributeError:
+        raise _FaultException(
+            "Runtime.HandlerNotFound",
+            "Handler '%s' missing on module '%s'" % (fname, modname),
+        )
+    if not callable(fn):
+        raise _FaultException(
+            "Runtime.HandlerNotFound",
+            "Handler '%s' on module '%s' is not callable" % (fname, modname),
+        )
+    return fn
+
+
+# ---------------------------------------------------------------------------
+# Main.
+# ---------------------------------------------------------------------------
+
+
+def _set_sys_path(task_root):
+    script_dir = os.path.dirname(_BOOTSTRAP_FILE)
+    sys.path[:] = [p for p in sys.path if p and os.path.abspath(p) != script_dir]
+    if task_root in sys.path:
+        sys.path.remove(task_root)
+    sys.path.insert(0, task_root)
+
+
+def _specialize(api):
+    try:
+        status, _headers, body = api.request("GET", _SPECIALIZE_PATH)
+    except Exception as e:
+        _fatal("specialize request failed", e)
+    if status != 200:
+        _fatal("unexpected status %s from %s: %r" % (status, _SPECIALIZE_PATH, body[:500]))
+    try:
+        spec = json.loads(body)
+        if not isinstance(spec, dict):
+            raise ValueError("not an object")
+    except Exception as e:
+        _fatal("invalid specialize response", e)
+
+    os.environ.pop("GUST_PREWARM", None)
+    env = spec.get("env")
+    if not isinstance(env, dict):
+        env = {}
+    for k, v in env.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[str(k)] = v if isinstance(v, str) else str(v)
+    handler = spec.get("handler")
+    if isinstance(handler, str) and handler:
+        os.environ["_HANDLER"] = handler
+    task_root = spec.get("taskRoot")
+    if isinstance(task_root, str) and task_root:
+        os.environ["LAMBDA_TASK_ROOT"] = task_root
+    root = os.environ.get("LAMBDA_TASK_ROOT")
+    if root:
+        try:
+            os.chdir(root)
+        except OSError as e:
+            _fatal("cannot chdir to task root %s" % root, e)
+    # Variables normally consumed at interpreter start-up.
+    if "TZ" in env and hasattr(time, "tzset"):
+        time.tzset()
+    pythonpath = env.get("PYTHONPATH")
+    if isinstance(pythonpath, str) and pythonpath:
+        for i, p in enumerate(x for x in pythonpath.split(os.pathsep) if x):
+            if p not in sys.path:
+                sys.path.insert(i, p)
+
+
+def _post_init_error(api, error):
+    _log_error(error)
+    try:
+        api.request(
+            "POST",
+            _INIT_ERROR_PATH,
+            _to_json(error).encode("utf-8"),
+            {
+                "Content-Type": "application/json",
+                _ERROR_TYPE_HEADER: _header_safe(error.get("errorType")),
+            },
+        )
+    except Exception as e:
+        sys.stderr.write("ERROR\tGust bootstrap: failed to post init error: %s\n" % e)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    sys.exit(1)
+
+
+def main():
+    global _GLOBAL_AWS_REQUEST_ID
+
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.reconfigure(line_buffering=True)
+        except Exception:
+            pass
+
+    address = os.environ.get("AWS_LAMBDA_RUNTIME_API")
+    if not address:
+        _fatal("AWS_LAMBDA_RUNTIME_API is not set")
+    api = _RuntimeAPI(address)
+
+    _setup_logging()
+
+    if os.environ.get("GUST_PREWARM") == "1":
+        _specialize(api)
+
+    task_root = os.environ.get("LAMBDA_TASK_ROOT") or os.getcwd()
+    _set_sys_path(task_root)
+    _read_env()
+
+    try:
+        handler = _get_handler(os.environ.get("_HANDLER", ""))
+    except _FaultException as e:
+        _post_init_error(api, _make_error(e.msg, e.exception_type, e.trace))
+    except Exception:
+        _post_init_error(api, _fault_from_exc_info(sys.exc_info()))
+
+    environ = os.environ
+    request = api.request
+    json_loads = json.loads
+    to_json = _to_json
+    json_headers = {"Content-Type": "application/json"}
+    bytes_headers = {"Content-Type": "application/unknown"}
+
+    while True:
+        try:
+            status, headers, body = request("GET", _NEXT_PATH)
+        except Exception as e:
+            _fatal("failed to fetch next invocation", e)
+        if status != 200:
+            _fatal("unexpected status %s from %s: %r" % (status, _NEXT_PATH, body[:500]))
+
+        request_id = headers.get("Lambda-Runtime-Aws-Request-Id")
+        if not request_id:
+            _fatal("invocation without Lambda-Runtime-Aws-Request-Id header")
+        _GLOBAL_AWS_REQUEST_ID = request_id
+
+        trace_id = headers.get("Lambda-Runtime-Trace-Id")
+        if trace_id:
+            environ["_X_AMZN_TRACE_ID"] = trace_id
+        elif "_X_AMZN_TRACE_ID" in environ:
+            del environ["_X_AMZN_TRACE_ID"]
+
+        error = None
+        try:
+            try:
+                deadline = int(headers.get("Lambda-Runtime-Deadline-Ms"))
+            except (TypeError, ValueError):
+                deadline = int(time.time() * 1000) + _DEFAULT_DEADLINE_MS
+            context = LambdaContext(
+                request_id,
+                _parse_json_header(headers.get("Lambda-Runtime-Client-Context"), "Client Context"),
+                _parse_json_header(headers.get("Lambda-Runtime-Cognito-Identity"), "Cognito Identity"),
+                deadline,
+                headers.get("Lambda-Runtime-Invoked-Function-Arn"),
+            )
+            if body:
+                try:
+                    event = json_loads(body)
+                except Exception as e:
+                    raise _FaultException(
+                        "Runtime.UnmarshalError", "Unable to unmarshal input: %s" % e
+                    )
+            else:
+                event = None
+
+            result = handler(event, context)
+
+            if isinstance(result, (bytes, bytearray)):
+                payload = bytes(result)
+                payload_headers = bytes_headers
+            else:
+                try:
+                    payload = to_json(result).encode("utf-8")
+                except Exception as e:
+                    raise _FaultException(
+                        "Runtime.MarshalError", "Unable to marshal response: %s" % e
+                    )
+                payload_headers = json_headers
+        except _FaultException as e:
+            error = _make_error(e.msg, e.exception_type, e.trace, request_id)
+        except Exception:
+            error = _fault_from_exc_info(sys.exc_info(), request_id)
+
+        try:
+            if error is None:
+                status, _h, rbody = request(
+                    "POST", _INVOCATION_PATH + _quote(request_id, safe="") + "/response", payload, payload_headers
+                )
+            else:
+                _log_error(error)
+                try:
+                    error_body = to_json(error).encode("utf-8")
+                except Exception:
+                    error = _make_error(str(error.get("errorMessage")), str(error.get("errorType")), [], request_id)
+                    error_body = to_json(error).encode("utf-8")
+                status, _h, rbody = request(
+                    "POST",
+                    _INVOCATION_PATH + _quote(request_id, safe="") + "/error",
+                    error_body,
+                    {
+                        "Content-Type": "application/json",
+                        _ERROR_TYPE_HEADER: _header_safe(error.get("errorType")),
+                    },
+                )
+        except Exception as e:
+            _fatal("failed to post invocation result", e)
+        if status != 202:
+            sys.stderr.write(
+                "ERROR\tGust bootstrap: runtime API rejected result for %s (%s): %r\n"
+                % (request_id, status, rbody[:500])
+            )
+
+
+if __name__ == "__main__":
+    main()

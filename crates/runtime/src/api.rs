@@ -1,0 +1,269 @@
+//! The AWS Lambda Runtime API, served to one instance on its own 127.0.0.1 port.
+//!
+//! Endpoints (2018-06-01): `GET /runtime/invocation/next` (long poll), `POST
+//! /runtime/invocation/{id}/response`, `POST /runtime/invocation/{id}/error`, `POST
+//! /runtime/init/error`. One endpoint per instance means a request id can only ever be
+//! answered by the process it was handed to.
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
+
+/// The largest response a function may return (Lambda's 6 MB synchronous limit).
+pub const MAX_RESPONSE_BYTES: usize = 6 * 1024 * 1024;
+/// Error bodies and init errors are small; anything larger is cut.
+const MAX_ERROR_BYTES: usize = 256 * 1024;
+
+const PREFIX: &str = "/2018-06-01/runtime/";
+
+/// One invocation handed to the runtime.
+pub(crate) struct Work {
+    pub request_id: Arc<str>,
+    pub deadline_ms: u64,
+    pub function_arn: Arc<str>,
+    pub trace_id: Option<String>,
+    pub client_context: Option<String>,
+    pub payload: Bytes,
+    pub done: oneshot::Sender<Outcome>,
+}
+
+/// What the runtime answered.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    Response(Bytes),
+    Error { error_type: String, body: Bytes },
+    TooLarge(usize),
+}
+
+/// How init ended.
+#[derive(Debug)]
+pub(crate) enum InitSignal {
+    Ready,
+    Failed { error_type: String, body: Bytes },
+}
+
+pub(crate) struct ApiState {
+    next: tokio::sync::Mutex<mpsc::Receiver<Work>>,
+    pending: Mutex<HashMap<Arc<str>, oneshot::Sender<Outcome>>>,
+    init: Mutex<Option<oneshot::Sender<InitSignal>>>,
+    /// The request last handed to the function, for tagging its output. Not cleared at the
+    /// response: output read from the pipe just after the response still belongs to it.
+    pub current: Mutex<Option<Arc<str>>>,
+}
+
+pub(crate) struct ApiServer {
+    pub addr: SocketAddr,
+    pub state: Arc<ApiState>,
+    pub work: mpsc::Sender<Work>,
+    pub init: oneshot::Receiver<InitSignal>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for ApiServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl ApiServer {
+    pub async fn bind() -> std::io::Result<Self> {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+        let addr = listener.local_addr()?;
+        let (work, rx) = mpsc::channel(1);
+        let (init_tx, init) = oneshot::channel();
+        let state = Arc::new(ApiState {
+            next: tokio::sync::Mutex::new(rx),
+            pending: Mutex::new(HashMap::new()),
+            init: Mutex::new(Some(init_tx)),
+            current: Mutex::new(None),
+        });
+        let served = state.clone();
+        let task = tokio::spawn(async move {
+            let mut conns = tokio::task::JoinSet::new();
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                let state = served.clone();
+                conns.spawn(async move {
+                    let svc = service_fn(move |req| handle(state.clone(), req));
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+                while conns.try_join_next().is_some() {}
+            }
+        });
+        Ok(Self {
+            addr,
+            state,
+            work,
+            init,
+            task,
+        })
+    }
+}
+
+fn reply(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::copy_from_slice(body.as_bytes())))
+        .expect("static response parts are valid")
+}
+
+async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, usize> {
+    let declared = req
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if let Some(n) = declared.filter(|n| *n > limit) {
+        return Err(n);
+    }
+    match Limited::new(req.into_body(), limit).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(_) => Err(limit + 1),
+    }
+}
+
+fn error_type_of(headers: &http::HeaderMap, body: &[u8]) -> String {
+    if let Some(t) = headers
+        .get("lambda-runtime-function-error-type")
+        .and_then(|v| v.to_str().ok())
+    {
+        return t.to_string();
+    }
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("errorType")?.as_str().map(str::to_string))
+        .unwrap_or_else(|| "Unhandled".to_string())
+}
+
+async fn handle(
+    state: Arc<ApiState>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let path = req.uri().path().to_string();
+    let Some(rest) = path.strip_prefix(PREFIX) else {
+        return Ok(reply(
+            StatusCode::NOT_FOUND,
+            r#"{"errorMessage":"not found","errorType":"NotFound"}"#,
+        ));
+    };
+    let method = req.method().clone();
+    if method == Method::GET && rest == "invocation/next" {
+        return Ok(next(&state).await);
+    }
+    if method == Method::POST && rest == "init/error" {
+        let headers = req.headers().clone();
+        let body = read_body(req, MAX_ERROR_BYTES).await.unwrap_or_default();
+        let error_type = error_type_of(&headers, &body);
+        if let Some(tx) = state.init.lock().expect("init lock").take() {
+            let _ = tx.send(InitSignal::Failed { error_type, body });
+        }
+        return Ok(reply(StatusCode::ACCEPTED, r#"{"status":"OK"}"#));
+    }
+    if method == Method::POST {
+        if let Some(inv) = rest.strip_prefix("invocation/") {
+            if let Some((id, kind)) = inv.rsplit_once('/') {
+                let headers = req.headers().clone();
+                let outcome = match kind {
+                    "response" => match read_body(req, MAX_RESPONSE_BYTES).await {
+                        Ok(body) => Outcome::Response(body),
+                        Err(size) => Outcome::TooLarge(size),
+                    },
+                    "error" => {
+                        let body = read_body(req, MAX_ERROR_BYTES).await.unwrap_or_default();
+                        Outcome::Error {
+                            error_type: error_type_of(&headers, &body),
+                            body,
+                        }
+                    }
+                    _ => {
+                        return Ok(reply(
+                            StatusCode::NOT_FOUND,
+                            r#"{"errorMessage":"not found","errorType":"NotFound"}"#,
+                        ))
+                    }
+                };
+                let waiter = state.pending.lock().expect("pending lock").remove(id);
+                return Ok(match waiter {
+                    Some(tx) => {
+                        let _ = tx.send(outcome);
+                        reply(StatusCode::ACCEPTED, r#"{"status":"OK"}"#)
+                    }
+                    None => reply(
+                        StatusCode::BAD_REQUEST,
+                        r#"{"errorMessage":"Invalid request ID","errorType":"InvalidRequestID"}"#,
+                    ),
+                });
+            }
+        }
+    }
+    Ok(reply(
+        StatusCode::NOT_FOUND,
+        r#"{"errorMessage":"not found","errorType":"NotFound"}"#,
+    ))
+}
+
+async fn next(state: &ApiState) -> Response<Full<Bytes>> {
+    // The first long poll means init is done.
+    if let Some(tx) = state.init.lock().expect("init lock").take() {
+        let _ = tx.send(InitSignal::Ready);
+    }
+    let work = {
+        let mut rx = state.next.lock().await;
+        rx.recv().await
+    };
+    let Some(work) = work else {
+        // The instance is stopping; the process is about to be killed.
+        return reply(
+            StatusCode::GONE,
+            r#"{"errorMessage":"instance stopped","errorType":"Stopped"}"#,
+        );
+    };
+    let Work {
+        request_id,
+        deadline_ms,
+        function_arn,
+        trace_id,
+        client_context,
+        payload,
+        done,
+    } = work;
+    state
+        .pending
+        .lock()
+        .expect("pending lock")
+        .insert(request_id.clone(), done);
+    *state.current.lock().expect("current lock") = Some(request_id.clone());
+    let mut b = Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "application/json")
+        .header("lambda-runtime-aws-request-id", &*request_id)
+        .header("lambda-runtime-deadline-ms", deadline_ms.to_string())
+        .header("lambda-runtime-invoked-function-arn", &*function_arn);
+    if let Some(t) = trace_id {
+        b = b.header("lambda-runtime-trace-id", t);
+    }
+    if let Some(c) = client_context {
+        b = b.header("lambda-runtime-client-context", c);
+    }
+    b.body(Full::new(payload)).unwrap_or_else(|_| {
+        reply(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            r#"{"errorMessage":"bad header","errorType":"ServiceException"}"#,
+        )
+    })
+}

@@ -1,0 +1,116 @@
+use std::time::Duration;
+
+/// Who caused a failed invocation: maps to 4xx, 502-504 or 5xx at the edge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Blame {
+    Caller,
+    Function,
+    Platform,
+}
+
+/// An invocation that produced no function answer. A handler that *returned* an error is not
+/// one of these: that is a normal [`crate::InvokeOutput`] with `function_error` set.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum InvokeError {
+    #[error("function `{0}` not found")]
+    FunctionNotFound(String),
+    #[error("function `{function}` is at its concurrency limit and its queue is full")]
+    TooManyRequests {
+        function: String,
+        retry_after: Duration,
+    },
+    #[error("function `{function}` timed out after {timeout:?}")]
+    Timeout { function: String, timeout: Duration },
+    #[error("function `{function}` exited during the invocation ({detail})")]
+    Crashed { function: String, detail: String },
+    #[error("function `{function}` used more than its {limit_mb} MB memory limit")]
+    OutOfMemory { function: String, limit_mb: u32 },
+    #[error("function `{function}` failed to initialise: {error_type}: {message}")]
+    InitFailed {
+        function: String,
+        error_type: String,
+        message: String,
+    },
+    #[error("function `{function}` returned a response of {size} bytes; the limit is {limit}")]
+    ResponseTooLarge {
+        function: String,
+        size: usize,
+        limit: usize,
+    },
+    #[error("Gust is shutting down")]
+    ShuttingDown,
+    #[error("platform error: {0}")]
+    Platform(String),
+}
+
+impl InvokeError {
+    pub fn blame(&self) -> Blame {
+        match self {
+            Self::FunctionNotFound(_) | Self::TooManyRequests { .. } => Blame::Caller,
+            Self::Timeout { .. }
+            | Self::Crashed { .. }
+            | Self::OutOfMemory { .. }
+            | Self::InitFailed { .. }
+            | Self::ResponseTooLarge { .. } => Blame::Function,
+            Self::ShuttingDown | Self::Platform(_) => Blame::Platform,
+        }
+    }
+
+    /// Whether trying again later may succeed (queues and schedules use this).
+    pub fn retryable(&self) -> bool {
+        !matches!(
+            self,
+            Self::FunctionNotFound(_) | Self::ResponseTooLarge { .. }
+        )
+    }
+
+    /// The stable code shown to clients in `{"error":{"code":...}}`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::FunctionNotFound(_) => "FunctionNotFound",
+            Self::TooManyRequests { .. } => "TooManyRequests",
+            Self::Timeout { .. } => "FunctionTimeout",
+            Self::Crashed { .. } => "FunctionCrashed",
+            Self::OutOfMemory { .. } => "FunctionOutOfMemory",
+            Self::InitFailed { .. } => "FunctionInitError",
+            Self::ResponseTooLarge { .. } => "FunctionResponseTooLarge",
+            Self::ShuttingDown => "ShuttingDown",
+            Self::Platform(_) => "PlatformError",
+        }
+    }
+
+    /// The HTTP status the gateway answers with.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            Self::FunctionNotFound(_) => 404,
+            Self::TooManyRequests { .. } => 429,
+            Self::Timeout { .. } => 504,
+            Self::Crashed { .. }
+            | Self::OutOfMemory { .. }
+            | Self::InitFailed { .. }
+            | Self::ResponseTooLarge { .. } => 502,
+            Self::ShuttingDown => 503,
+            Self::Platform(_) => 500,
+        }
+    }
+
+    /// Lambda's `errorType` for the same failure, for Lambda-compatible answers.
+    pub fn lambda_error_type(&self) -> &str {
+        match self {
+            Self::Timeout { .. } => "Sandbox.Timedout",
+            Self::Crashed { .. } => "Runtime.ExitError",
+            Self::OutOfMemory { .. } => "Runtime.OutOfMemory",
+            Self::InitFailed { error_type, .. } => error_type,
+            Self::ResponseTooLarge { .. } => "Function.ResponseSizeTooLarge",
+            _ => "ServiceException",
+        }
+    }
+}
+
+/// A function that cannot be made ready to start (bad code path, missing interpreter).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("function `{function}`: {message}")]
+pub struct PrepareError {
+    pub function: String,
+    pub message: String,
+}

@@ -1,0 +1,31 @@
+//! # gust-runtime: running functions
+//!
+//! Owns everything between "invoke function F with this payload" and a function process
+//! answering it: the [`Invoker`] (the one invoke path every trigger uses), a [`Pool`] per
+//! function (warm instances, scale up to `max_instances`, a bounded wait queue, scale to zero),
+//! and the process executor that starts each [`Instance`] as a child process speaking the AWS
+//! Lambda Runtime API to an endpoint of its own.
+//!
+//! The split follows wasmtime's `InstancePre`: [`Executor::prepare`] does the per-deployment
+//! work once (resolve the interpreter, check the code, build the environment), and
+//! [`Prepared::start`] is the per-cold-start work. That keeps the warm path to a channel send.
+//!
+//! Must not depend on: the store, the gateway, HTTP routing. Callers push deployments in and
+//! get [`InvokeOutput`] or a typed [`InvokeError`] (with [`Blame`]) out.
+
+mod api;
+mod bootstrap;
+mod error;
+mod executor;
+mod instance;
+mod invoker;
+mod logs;
+mod pool;
+
+pub use bootstrap::RuntimeFiles;
+pub use error::{Blame, InvokeError, PrepareError};
+pub use executor::{Executor, ExecutorConfig, Prepared};
+pub use instance::{Instance, InstanceId};
+pub use invoker::{Invocation, InvokeOutput, Invoker, PlatformApi, Trigger};
+pub use logs::{LogLine, LogSink, Stream, TracingLogSink};
+pub use pool::{Pool, PoolStats};

@@ -1,0 +1,17 @@
+//! # gust-store: Gust's durable state
+//!
+//! Owns the state database and the storage seams behind it: today the key-value store that
+//! functions reach through `GUST_API` ([`KvStore`]), embedded in one SQLite file
+//! ([`SqliteStore`]). A PostgreSQL or Redis backend implements the same trait and is picked by
+//! a `type` tag in server config; the trait's test body in `tests` runs against every backend.
+//!
+//! Must not depend on: HTTP, the runtime, the gateway. It stores bytes under names; who may
+//! read which names is decided by its callers.
+
+mod kv;
+mod sqlite;
+
+pub use kv::{
+    Entry, KeyPage, KvError, KvStore, Precondition, PutOutcome, MAX_KEY_BYTES, MAX_VALUE_BYTES,
+};
+pub use sqlite::SqliteStore;
