@@ -72,10 +72,8 @@ impl std::fmt::Debug for Platform {
 /// The file `gust up` writes so that `gust invoke` finds the running platform.
 pub const RUNTIME_INFO_FILE: &str = "gust.json";
 
-fn stopped(mut rx: watch::Receiver<bool>) -> impl std::future::Future<Output = ()> {
-    async move {
-        let _ = rx.wait_for(|s| *s).await;
-    }
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
 }
 
 impl Platform {

@@ -22,7 +22,9 @@ impl RuntimeFiles {
         std::fs::create_dir_all(&node)?;
         std::fs::create_dir_all(&python)?;
         let files = Self {
-            node_bootstrap: node.join("bootstrap.js"),
+            // `.cjs`: an app's `package.json` with `"type": "module"` above the state
+            // directory must not turn the bootstrap into an ES module.
+            node_bootstrap: node.join("bootstrap.cjs"),
             python_bootstrap: python.join("bootstrap.py"),
         };
         write_if_changed(&files.node_bootstrap, NODE_BOOTSTRAP)?;

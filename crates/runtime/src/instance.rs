@@ -48,6 +48,7 @@ pub struct Instance {
     api: ApiServer,
     exit: watch::Receiver<Option<Exit>>,
     busy: Arc<AtomicBool>,
+    became_busy: Arc<tokio::sync::Notify>,
     /// Set once the instance must not be used again (timed out, crashed, stopped).
     dead: AtomicBool,
     pub init_duration: Duration,
@@ -181,16 +182,26 @@ impl Prepared {
         let busy = Arc::new(AtomicBool::new(false));
         let limit_kb = spec.memory_mb as u64 * 1024;
         let watch_busy = busy.clone();
+        let became_busy = Arc::new(tokio::sync::Notify::new());
+        let wake = became_busy.clone();
         tokio::spawn(async move {
             let mut out_of_memory = false;
             let status = loop {
-                tokio::select! {
-                    status = child.wait() => break status,
-                    _ = tokio::time::sleep(MEMORY_SAMPLE_EVERY), if watch_busy.load(Ordering::Relaxed) => {
-                        if rss_kb(pid).is_some_and(|kb| kb > limit_kb) {
-                            out_of_memory = true;
-                            kill_group(pid);
+                if watch_busy.load(Ordering::Relaxed) {
+                    tokio::select! {
+                        status = child.wait() => break status,
+                        _ = tokio::time::sleep(MEMORY_SAMPLE_EVERY) => {
+                            if rss_kb(pid).is_some_and(|kb| kb > limit_kb) {
+                                out_of_memory = true;
+                                kill_group(pid);
+                            }
                         }
+                    }
+                } else {
+                    // Idle instances cost no wake-ups: sleep until the next invocation.
+                    tokio::select! {
+                        status = child.wait() => break status,
+                        _ = wake.notified() => {}
                     }
                 }
             };
@@ -213,6 +224,7 @@ impl Prepared {
             api,
             exit,
             busy,
+            became_busy,
             dead: AtomicBool::new(false),
             init_duration: Duration::ZERO,
             invocations: AtomicU64::new(0),
@@ -319,6 +331,7 @@ impl Instance {
             done,
         };
         self.busy.store(true, Ordering::Relaxed);
+        self.became_busy.notify_one();
         let result = self.run(work, answer, deadline, timeout).await;
         self.busy.store(false, Ordering::Relaxed);
         if result.is_err() {

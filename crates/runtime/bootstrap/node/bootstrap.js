@@ -67,8 +67,8 @@ const JSON_HEADERS_BASE = { 'Content-Type': 'application/json' };
 /**
  * Issue one request on the shared agent.
  * cb(err, statusCode, headers, bodyString)
- * A request that fails on a reused (possibly server-closed) keep-alive socket
- * is retried once on a fresh connection.
+ * A request whose connection is reset before any response arrives is retried
+ * once (normally on a fresh connection).
  */
 function apiRequest(method, reqPath, body, extraHeaders, cb, isRetry) {
   let headers;
@@ -103,7 +103,10 @@ function apiRequest(method, reqPath, body, extraHeaders, cb, isRetry) {
   req.on('error', (err) => {
     if (finished) return;
     finished = true;
-    if (!isRetry && req.reusedSocket &&
+    // A kept-alive connection closed by the server surfaces as a reset/hang-up.
+    // (req.reusedSocket is not reliable here: requests queued on the agent
+    // while the socket is still busy are not flagged.) Retry once.
+    if (!isRetry &&
         (err.code === 'ECONNRESET' || err.code === 'EPIPE' || err.code === 'ECONNABORTED')) {
       apiRequest(method, reqPath, body, extraHeaders, cb, true);
       return;

@@ -1,0 +1,11 @@
+//! System tests: a real Gust on 127.0.0.1:0 with real function processes (node, python3,
+//! Rust binaries built on the official lambda_runtime / lambda_http crates).
+
+mod support;
+
+mod failures;
+mod gateway;
+mod runtimes;
+mod scaling;
+mod serverless;
+mod users;

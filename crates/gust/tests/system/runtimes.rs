@@ -1,0 +1,222 @@
+//! Every runtime Gust supports, each with a real process: Node (CommonJS, ESM, callback),
+//! Python, and `provided` Rust functions built on lambda_runtime and lambda_http.
+
+use crate::support::*;
+
+const MANIFEST: &str = r#"
+[app]
+name = "runtimes"
+
+[functions.cjs]
+runtime = "nodejs20.x"
+handler = "node/cjs.handler"
+
+[functions.esm]
+runtime = "nodejs20.x"
+handler = "node/esm.handler"
+
+[functions.esm-pkg]
+runtime = "nodejs22.x"
+handler = "index.handler"
+dir = "esm-pkg"
+
+[functions.callback]
+runtime = "nodejs18.x"
+handler = "node/callback.handler"
+
+[functions.py]
+runtime = "python3.11"
+handler = "py/handler.main"
+
+[functions.echo]
+runtime = "provided.al2023"
+dir = "echo"
+
+[functions.http]
+runtime = "provided.al2"
+dir = "http"
+
+[[routes]]
+route = "GET /hello/{name}"
+function = "http"
+
+[[routes]]
+route = "POST /py"
+function = "py"
+"#;
+
+const CJS: &str = r#"
+exports.handler = async (event, context) => {
+  console.log("cjs says hi", context.awsRequestId);
+  return {
+    kind: "cjs",
+    event,
+    requestId: context.awsRequestId,
+    functionName: context.functionName,
+    remaining: context.getRemainingTimeInMillis(),
+    arn: context.invokedFunctionArn,
+    env: process.env.AWS_LAMBDA_FUNCTION_NAME,
+    memory: context.memoryLimitInMB,
+  };
+};
+"#;
+
+const ESM: &str = r#"
+export const handler = async (event, context) => ({ kind: "esm", event, requestId: context.awsRequestId });
+"#;
+
+const CALLBACK: &str = r#"
+exports.handler = (event, context, callback) => {
+  if (event.fail) return callback(new TypeError("bad input: " + event.fail));
+  setTimeout(() => callback(null, { kind: "callback", event }), 5);
+};
+"#;
+
+const PY: &str = r#"
+import json, os
+
+def main(event, context):
+    print("py says hi", context.aws_request_id)
+    if "raise" in event if isinstance(event, dict) else False:
+        raise ValueError(event["raise"])
+    if isinstance(event, dict) and event.get("version") == "2.0":
+        body = json.loads(event.get("body") or "{}")
+        return {"statusCode": 200, "body": json.dumps({"got": body, "route": event["routeKey"]})}
+    return {
+        "kind": "python",
+        "event": event,
+        "request_id": context.aws_request_id,
+        "function_name": context.function_name,
+        "remaining_positive": context.get_remaining_time_in_millis() > 0,
+        "memory": context.memory_limit_in_mb,
+    }
+"#;
+
+async fn app() -> TestApp {
+    let dir = write_app(&[
+        ("gust.toml", MANIFEST),
+        ("node/cjs.js", CJS),
+        ("node/esm.mjs", ESM),
+        ("node/callback.js", CALLBACK),
+        ("esm-pkg/package.json", r#"{"type":"module"}"#),
+        (
+            "esm-pkg/index.js",
+            "export async function handler(event) { return { kind: 'esm-pkg', event }; }",
+        ),
+        ("py/handler.py", PY),
+    ]);
+    provided_fixture(dir.path(), "echo", "lambda-echo");
+    provided_fixture(dir.path(), "http", "lambda-http-hello");
+    TestApp::start_dir(dir).await
+}
+
+#[tokio::test]
+async fn node_commonjs_esm_and_callback_handlers() {
+    let app = app().await;
+    let (status, fe, body) = app.invoke("cjs", r#"{"a":1}"#).await;
+    assert_eq!((status, fe), (200, None), "{body}");
+    let v = json(&body);
+    assert_eq!(v["kind"], "cjs");
+    assert_eq!(v["event"]["a"], 1);
+    assert_eq!(v["functionName"], "cjs");
+    assert_eq!(v["env"], "cjs");
+    assert_eq!(v["memory"], "128");
+    assert_eq!(
+        v["arn"],
+        "arn:aws:lambda:us-east-1:000000000000:function:cjs"
+    );
+    let remaining = v["remaining"].as_i64().unwrap();
+    assert!(remaining > 0 && remaining <= 3000, "remaining {remaining}");
+    // stdout is captured and tagged with the request id.
+    let req = v["requestId"].as_str().unwrap().to_string();
+    wait_for(
+        "the cjs log line",
+        std::time::Duration::from_secs(5),
+        || app.logs.find("cjs says hi").is_some(),
+    )
+    .await;
+    let line = app.logs.find("cjs says hi").unwrap();
+    assert_eq!(line.request_id.as_deref(), Some(req.as_str()));
+    assert_eq!(&*line.function, "cjs");
+
+    let (_, fe, body) = app.invoke("esm", r#"{"b":2}"#).await;
+    assert_eq!(fe, None, "{body}");
+    assert_eq!(json(&body)["kind"], "esm");
+    let (_, fe, body) = app.invoke("esm-pkg", r#"{"c":3}"#).await;
+    assert_eq!(fe, None, "{body}");
+    assert_eq!(json(&body)["event"]["c"], 3);
+    let (_, fe, body) = app.invoke("callback", r#"{"d":4}"#).await;
+    assert_eq!(fe, None, "{body}");
+    assert_eq!(json(&body)["kind"], "callback");
+
+    // A handler error follows Lambda's shape and the Invoke API's X-Amz-Function-Error.
+    let (status, fe, body) = app.invoke("callback", r#"{"fail":"nope"}"#).await;
+    assert_eq!((status, fe.as_deref()), (200, Some("Unhandled")));
+    let v = json(&body);
+    assert_eq!(v["errorType"], "TypeError");
+    assert_eq!(v["errorMessage"], "bad input: nope");
+    assert!(v["stackTrace"].is_array(), "{body}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn python_handler_direct_and_over_http() {
+    let app = app().await;
+    let (status, fe, body) = app.invoke("py", r#"{"x":"y"}"#).await;
+    assert_eq!((status, fe), (200, None), "{body}");
+    let v = json(&body);
+    assert_eq!(v["kind"], "python");
+    assert_eq!(v["event"]["x"], "y");
+    assert_eq!(v["function_name"], "py");
+    assert_eq!(v["remaining_positive"], true);
+    assert_eq!(v["memory"], 128);
+    wait_for(
+        "the python log line",
+        std::time::Duration::from_secs(5),
+        || app.logs.find("py says hi").is_some(),
+    )
+    .await;
+    assert_eq!(
+        app.logs.find("py says hi").unwrap().request_id.as_deref(),
+        v["request_id"].as_str()
+    );
+
+    let (_, fe, body) = app.invoke("py", r#"{"raise":"broken"}"#).await;
+    assert_eq!(fe.as_deref(), Some("Unhandled"));
+    let v = json(&body);
+    assert_eq!(v["errorType"], "ValueError");
+    assert_eq!(v["errorMessage"], "broken");
+
+    let r = app.post("/py", r#"{"n":1}"#).await;
+    assert_eq!(r.status(), 200);
+    let v = json(&r.text().await.unwrap());
+    assert_eq!(v["got"]["n"], 1);
+    assert_eq!(v["route"], "POST /py");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn rust_lambda_runtime_and_lambda_http_run_unmodified() {
+    let app = app().await;
+    let (status, fe, body) = app.invoke("echo", r#"{"hello":"rust"}"#).await;
+    assert_eq!((status, fe), (200, None), "{body}");
+    let v = json(&body);
+    assert_eq!(v["echo"]["hello"], "rust");
+    assert_eq!(v["function_name"], "echo");
+    assert_eq!(v["deadline_in_future"], true);
+    assert!(!v["request_id"].as_str().unwrap().is_empty());
+
+    let (status, fe, body) = app.invoke("echo", r#"{"fail":"on purpose"}"#).await;
+    assert_eq!((status, fe.as_deref()), (200, Some("Unhandled")), "{body}");
+    assert_eq!(json(&body)["errorMessage"], "on purpose");
+
+    let r = app.get("/hello/gust?q=fast").await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-fixture"], "lambda_http");
+    let v = json(&r.text().await.unwrap());
+    assert_eq!(v["hello"], "gust");
+    assert_eq!(v["method"], "GET");
+    assert_eq!(v["path"], "/hello/gust");
+    assert_eq!(v["q"], "fast");
+    app.stop().await;
+}

@@ -1,0 +1,201 @@
+//! Test support: a real Gust platform on 127.0.0.1:0 in a temp dir, with function code
+//! written by each test, plus polling helpers (never fixed sleeps for correctness).
+
+#![allow(dead_code)]
+
+use gust::{Platform, PlatformConfig};
+use gust_runtime::{LogLine, LogSink};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// Captures function output so tests can assert on it.
+#[derive(Default)]
+pub struct MemorySink {
+    pub lines: Mutex<Vec<LogLine>>,
+}
+
+impl LogSink for MemorySink {
+    fn line(&self, line: LogLine) {
+        self.lines.lock().unwrap().push(line);
+    }
+}
+
+impl MemorySink {
+    pub fn find(&self, needle: &str) -> Option<LogLine> {
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|l| l.line.contains(needle))
+            .cloned()
+    }
+}
+
+pub struct TestApp {
+    pub dir: tempfile::TempDir,
+    pub platform: Option<Platform>,
+    pub logs: Arc<MemorySink>,
+    pub client: reqwest::Client,
+}
+
+/// Writes `files` (path relative to the app dir, content) into a fresh temp dir.
+pub fn write_app(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (path, content) in files {
+        let p = dir.path().join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, content).unwrap();
+    }
+    dir
+}
+
+impl TestApp {
+    pub async fn start(files: &[(&str, &str)]) -> Self {
+        Self::start_dir(write_app(files)).await
+    }
+
+    pub async fn start_dir(dir: tempfile::TempDir) -> Self {
+        let logs = Arc::new(MemorySink::default());
+        let mut config = PlatformConfig::new(dir.path());
+        config.gateway_addr = "127.0.0.1:0".parse().unwrap();
+        config.admin_addr = "127.0.0.1:0".parse().unwrap();
+        let platform = Platform::start_with_sink(config, logs.clone())
+            .await
+            .unwrap_or_else(|e| panic!("platform failed to start: {e:#}"));
+        Self {
+            dir,
+            platform: Some(platform),
+            logs,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    pub fn platform(&self) -> &Platform {
+        self.platform.as_ref().unwrap()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.platform().gateway_addr)
+    }
+
+    pub fn admin(&self, path: &str) -> String {
+        format!("http://{}{path}", self.platform().admin_addr)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.unwrap()
+    }
+
+    pub async fn post(&self, path: &str, body: &str) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Lambda Invoke API call; returns (status, X-Amz-Function-Error, body).
+    pub async fn invoke(&self, function: &str, payload: &str) -> (u16, Option<String>, String) {
+        let r = self
+            .client
+            .post(self.admin(&format!("/2015-03-31/functions/{function}/invocations")))
+            .body(payload.to_string())
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let fe = r
+            .headers()
+            .get("x-amz-function-error")
+            .map(|v| v.to_str().unwrap().to_string());
+        (status, fe, r.text().await.unwrap())
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(p) = self.platform.take() {
+            p.shutdown().await;
+        }
+    }
+}
+
+/// Polls `check` until it returns true or `timeout` passes.
+pub async fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !check() {
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+pub fn pid_alive(pid: i32) -> bool {
+    // A zombie still has a /proc entry; look at its state.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => !s
+            .split(") ")
+            .nth(1)
+            .is_some_and(|rest| rest.starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// Direct children of `pid`, found through /proc.
+pub fn children_of(pid: u32) -> Vec<i32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let Some(rest) = stat.rsplit_once(") ").map(|(_, r)| r) else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        if fields.get(1).and_then(|p| p.parse::<u32>().ok()) == Some(pid) && fields[0] != "Z" {
+            out.push(child);
+        }
+    }
+    out
+}
+
+/// The target directory the test binary was built into (…/target/debug).
+pub fn target_dir() -> PathBuf {
+    Path::new(env!("CARGO_BIN_EXE_gust"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// Builds the `lambda_runtime`/`lambda_http` fixture functions once and returns the path of one.
+pub fn fixture_bin(name: &str) -> PathBuf {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let status = std::process::Command::new(env!("CARGO"))
+            .args(["build", "-q", "-p", "gust-fixtures", "--bins"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building gust-fixtures failed");
+    });
+    let p = target_dir().join(name);
+    assert!(p.is_file(), "{} was not built", p.display());
+    p
+}
+
+/// An app dir whose `dir` holds a `bootstrap` that is the named fixture binary.
+pub fn provided_fixture(dir: &Path, sub: &str, bin: &str) {
+    let d = dir.join(sub);
+    std::fs::create_dir_all(&d).unwrap();
+    std::os::unix::fs::symlink(fixture_bin(bin), d.join("bootstrap")).unwrap();
+}
+
+pub fn json(s: &str) -> serde_json::Value {
+    serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
+}

@@ -1,0 +1,216 @@
+//! The example shop's users service through the real `gust up` binary, the `gust invoke`
+//! CLI, and graceful shutdown with an invocation in flight.
+
+use crate::support::*;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+struct GustProcess {
+    child: Child,
+    state: tempfile::TempDir,
+    gateway: String,
+    admin: String,
+}
+
+impl GustProcess {
+    async fn up(app: &Path) -> Self {
+        let state = tempfile::tempdir().unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_gust"))
+            .args([
+                "up",
+                app.to_str().unwrap(),
+                "--port",
+                "0",
+                "--admin-port",
+                "0",
+                "--state",
+            ])
+            .arg(state.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let info = state.path().join("gust.json");
+        wait_for(
+            "gust up to write gust.json",
+            Duration::from_secs(30),
+            || info.is_file(),
+        )
+        .await;
+        let v = json(&std::fs::read_to_string(&info).unwrap());
+        Self {
+            child,
+            gateway: v["gateway"].as_str().unwrap().to_string(),
+            admin: v["admin"].as_str().unwrap().to_string(),
+            state,
+        }
+    }
+
+    fn terminate(&self) {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+    }
+
+    async fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        let start = std::time::Instant::now();
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            assert!(
+                start.elapsed() < within,
+                "gust did not exit within {within:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for GustProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn shop_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/shop")
+}
+
+#[tokio::test]
+async fn users_service_end_to_end_through_gust_up() {
+    let gust = GustProcess::up(&shop_dir()).await;
+    let c = reqwest::Client::new();
+    let url = |p: &str| format!("{}{p}", gust.gateway);
+
+    let email = format!("ann-{}@example.com", std::process::id());
+    let r = c
+        .post(url("/users"))
+        .json(&serde_json::json!({"email": email, "name": "Ann"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let user = json(&r.text().await.unwrap());
+    let id = user["id"].as_str().unwrap().to_string();
+    assert_eq!(user["email"], email.as_str());
+    assert_eq!(user["name"], "Ann");
+
+    let r = c
+        .post(url("/users"))
+        .json(&serde_json::json!({"name": "No Email"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(
+        json(&r.text().await.unwrap())["message"],
+        "Email is required"
+    );
+
+    let r = c
+        .post(url("/users"))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400, "malformed JSON is the handler's to refuse");
+
+    let r = c
+        .post(url("/users"))
+        .json(&serde_json::json!({"email": email, "name": "Again"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+
+    let r = c.get(url(&format!("/users/{id}"))).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(json(&r.text().await.unwrap())["email"], email.as_str());
+
+    // `gust invoke` against the running platform, through the Lambda Invoke API.
+    let event = serde_json::json!({"version": "2.0", "pathParameters": {"id": id}, "requestContext": {"http": {"method": "GET"}}});
+    let out = Command::new(env!("CARGO_BIN_EXE_gust"))
+        .args([
+            "invoke",
+            "get-user",
+            "--admin",
+            &gust.admin,
+            "--data",
+            &event.to_string(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = json(String::from_utf8_lossy(&out.stdout).trim());
+    assert_eq!(v["statusCode"], 200);
+    assert_eq!(json(v["body"].as_str().unwrap())["id"], id.as_str());
+
+    let r = c.delete(url(&format!("/users/{id}"))).send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    let r = c.get(url(&format!("/users/{id}"))).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    let r = c.delete(url(&format!("/users/{id}"))).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    // The email is free again once the user is deleted.
+    let r = c
+        .post(url("/users"))
+        .json(&serde_json::json!({"email": email}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+}
+
+#[tokio::test]
+async fn graceful_shutdown_finishes_in_flight_work_and_leaves_no_process() {
+    let app = write_app(&[
+        (
+            "gust.toml",
+            "[app]\nname = \"grace\"\n[functions.slow]\nruntime = \"nodejs20.x\"\nhandler = \"slow.handler\"\ntimeout = 10\n[[routes]]\nroute = \"GET /slow\"\nfunction = \"slow\"\n",
+        ),
+        ("slow.js", "exports.handler = async () => { await new Promise(r => setTimeout(r, 1500)); return { statusCode: 200, body: 'done' }; };"),
+    ]);
+    let mut gust = GustProcess::up(app.path()).await;
+    let url = format!("{}/slow", gust.gateway);
+    let in_flight =
+        tokio::spawn(async move { reqwest::get(url).await.map(|r| r.status().as_u16()) });
+    let gust_pid = gust.child.id();
+    wait_for(
+        "the function process to start",
+        Duration::from_secs(10),
+        || !children_of(gust_pid).is_empty(),
+    )
+    .await;
+    let functions = children_of(gust_pid);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    gust.terminate();
+    let status = in_flight
+        .await
+        .unwrap()
+        .expect("the in-flight request completes");
+    assert_eq!(status, 200);
+    let exit = gust.wait_exit(Duration::from_secs(15)).await;
+    assert!(exit.success(), "{exit}");
+    for pid in functions {
+        wait_for(
+            "function processes to be gone",
+            Duration::from_secs(5),
+            || !pid_alive(pid),
+        )
+        .await;
+    }
+    assert!(
+        !gust.state.path().join("gust.json").exists(),
+        "the runtime info file is removed"
+    );
+}
