@@ -2,7 +2,7 @@
 //! header size and header-read-time limits, and graceful shutdown (stop accepting, let
 //! in-flight requests finish).
 
-use crate::error::Body;
+use crate::error::{ApiError, Body};
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -39,6 +39,16 @@ pub trait HttpHandler: Send + Sync + 'static {
     ) -> impl Future<Output = Response<Body>> + Send;
 }
 
+/// Bytes of the request line and headers, as sent (near enough: `": "` and CRLF included).
+fn head_size(req: &Request<Incoming>) -> usize {
+    let line = req.method().as_str().len() + req.uri().to_string().len() + 12;
+    line + req
+        .headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum::<usize>()
+}
+
 /// Serves `handler` on `listener` until `shutdown` resolves, then waits for open requests.
 pub async fn serve<H: HttpHandler>(
     listener: TcpListener,
@@ -59,9 +69,16 @@ pub async fn serve<H: HttpHandler>(
                 let Ok((stream, remote)) = accepted else { continue };
                 let _ = stream.set_nodelay(true);
                 let handler = handler.clone();
-                let svc = hyper::service::service_fn(move |req| {
+                let max_head = limits.max_header_bytes;
+                let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                     let handler = handler.clone();
-                    async move { Ok::<_, std::convert::Infallible>(handler.handle(req, remote).await) }
+                    async move {
+                        if head_size(&req) > max_head {
+                            let e = ApiError::new(431, "RequestHeaderFieldsTooLarge", format!("request headers exceed {max_head} bytes"));
+                            return Ok::<_, std::convert::Infallible>(e.into_response(""));
+                        }
+                        Ok(handler.handle(req, remote).await)
+                    }
                 });
                 let conn = builder.serve_connection(TokioIo::new(stream), svc);
                 let conn = graceful.watch(conn);

@@ -31,6 +31,8 @@ pub struct PlatformConfig {
     pub admin_addr: SocketAddr,
     pub max_body_bytes: usize,
     pub limits: ServerLimits,
+    /// Generic Node/Python processes kept ready per runtime in use (0: off).
+    pub prewarm_per_runtime: usize,
 }
 
 impl PlatformConfig {
@@ -42,6 +44,7 @@ impl PlatformConfig {
             admin_addr: ([127, 0, 0, 1], 8081).into(),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             limits: ServerLimits::default(),
+            prewarm_per_runtime: 1,
         }
     }
 }
@@ -106,13 +109,17 @@ impl Platform {
         let gateway_addr = gateway_listener.local_addr()?;
         let admin_addr = admin_listener.local_addr()?;
 
-        let executor = Executor::new(ExecutorConfig {
-            runtime_files,
-            platform_api: Some(format!("http://{admin_addr}")),
-            region: app.region.clone(),
-            account_id: gust_gateway::ACCOUNT_ID.into(),
-        });
-        let invoker = Invoker::new(executor, sink);
+        let executor = Executor::new(
+            ExecutorConfig {
+                runtime_files,
+                platform_api: Some(format!("http://{admin_addr}")),
+                region: app.region.clone(),
+                account_id: gust_gateway::ACCOUNT_ID.into(),
+                prewarm_per_runtime: config.prewarm_per_runtime,
+            },
+            sink,
+        );
+        let invoker = Invoker::new(executor);
         invoker.deploy(&app)?;
         let gateway = Gateway::new(invoker.clone(), config.max_body_bytes);
         gateway.deploy(&app);

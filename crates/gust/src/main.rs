@@ -46,6 +46,10 @@ enum Command {
         /// State directory (default: DIR/.gust).
         #[arg(long, env = "GUST_STATE_DIR")]
         state: Option<PathBuf>,
+        /// Generic Node/Python runtimes kept started per runtime in use, so cold starts skip
+        /// process start (0 turns it off).
+        #[arg(long, default_value_t = 1, env = "GUST_PREWARM")]
+        prewarm: usize,
     },
     /// Invoke a function of a running Gust and print its answer.
     Invoke {
@@ -93,7 +97,15 @@ async fn main() -> Result<()> {
             admin_port,
             host,
             state,
-        } => up(dir, port, admin_port, host, state).await,
+            prewarm,
+        } => {
+            let mut config = PlatformConfig::new(dir);
+            config.gateway_addr = SocketAddr::new(host, port);
+            config.admin_addr = SocketAddr::new([127, 0, 0, 1].into(), admin_port);
+            config.state_dir = state;
+            config.prewarm_per_runtime = prewarm;
+            up(config).await
+        }
         Command::Invoke {
             name,
             data,
@@ -132,17 +144,7 @@ fn validate(dir: PathBuf) -> Result<()> {
     Ok(())
 }
 
-async fn up(
-    dir: PathBuf,
-    port: u16,
-    admin_port: u16,
-    host: IpAddr,
-    state: Option<PathBuf>,
-) -> Result<()> {
-    let mut config = PlatformConfig::new(dir);
-    config.gateway_addr = SocketAddr::new(host, port);
-    config.admin_addr = SocketAddr::new([127, 0, 0, 1].into(), admin_port);
-    config.state_dir = state;
+async fn up(config: PlatformConfig) -> Result<()> {
     let platform = Platform::start(config).await?;
     for w in &platform.warnings {
         tracing::warn!("{w}");

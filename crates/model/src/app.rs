@@ -17,7 +17,7 @@ pub struct App {
 }
 
 /// Which process a function runs in.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum RuntimeKind {
     /// `nodejs18.x`, `nodejs20.x`, `nodejs22.x`: Gust's Node bootstrap.
     Node,

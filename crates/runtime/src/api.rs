@@ -55,6 +55,8 @@ pub(crate) struct ApiState {
     next: tokio::sync::Mutex<mpsc::Receiver<Work>>,
     pending: Mutex<HashMap<Arc<str>, oneshot::Sender<Outcome>>>,
     init: Mutex<Option<oneshot::Sender<InitSignal>>>,
+    /// For prewarmed spares: the function assignment, answered on `/runtime/gust/specialize`.
+    specialize: tokio::sync::Mutex<Option<oneshot::Receiver<Bytes>>>,
     /// The request last handed to the function, for tagging its output. Not cleared at the
     /// response: output read from the pipe just after the response still belongs to it.
     pub current: Mutex<Option<Arc<str>>>,
@@ -62,6 +64,7 @@ pub(crate) struct ApiState {
 
 pub(crate) struct ApiServer {
     pub addr: SocketAddr,
+    specialize: Mutex<Option<oneshot::Sender<Bytes>>>,
     pub state: Arc<ApiState>,
     pub work: mpsc::Sender<Work>,
     pub init: oneshot::Receiver<InitSignal>,
@@ -75,12 +78,21 @@ impl Drop for ApiServer {
 }
 
 impl ApiServer {
+    /// Assigns a prewarmed process its function: the body of the `/specialize` answer.
+    pub fn specialize(&self, body: Bytes) {
+        if let Some(tx) = self.specialize.lock().expect("specialize lock").take() {
+            let _ = tx.send(body);
+        }
+    }
+
     pub async fn bind() -> std::io::Result<Self> {
         let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
         let addr = listener.local_addr()?;
         let (work, rx) = mpsc::channel(1);
         let (init_tx, init) = oneshot::channel();
+        let (specialize_tx, specialize_rx) = oneshot::channel();
         let state = Arc::new(ApiState {
+            specialize: tokio::sync::Mutex::new(Some(specialize_rx)),
             next: tokio::sync::Mutex::new(rx),
             pending: Mutex::new(HashMap::new()),
             init: Mutex::new(Some(init_tx)),
@@ -106,6 +118,7 @@ impl ApiServer {
         });
         Ok(Self {
             addr,
+            specialize: Mutex::new(Some(specialize_tx)),
             state,
             work,
             init,
@@ -164,6 +177,26 @@ async fn handle(
     let method = req.method().clone();
     if method == Method::GET && rest == "invocation/next" {
         return Ok(next(&state).await);
+    }
+    if method == Method::GET && rest == "gust/specialize" {
+        let rx = state.specialize.lock().await.take();
+        return Ok(match rx {
+            Some(rx) => match rx.await {
+                Ok(body) => Response::builder()
+                    .status(StatusCode::OK)
+                    .header("content-type", "application/json")
+                    .body(Full::new(body))
+                    .expect("static response parts are valid"),
+                Err(_) => reply(
+                    StatusCode::GONE,
+                    r#"{"errorMessage":"instance stopped","errorType":"Stopped"}"#,
+                ),
+            },
+            None => reply(
+                StatusCode::CONFLICT,
+                r#"{"errorMessage":"already specialised","errorType":"InvalidState"}"#,
+            ),
+        });
     }
     if method == Method::POST && rest == "init/error" {
         let headers = req.headers().clone();

@@ -1,7 +1,10 @@
 //! Turning a [`FunctionSpec`] into a ready-to-start process description, once per deployment.
 
 use crate::error::PrepareError;
+use crate::logs::LogSink;
+use crate::spares::{Spares, Template};
 use crate::RuntimeFiles;
+use bytes::Bytes;
 use gust_model::{FunctionSpec, RuntimeKind};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
@@ -16,16 +19,20 @@ pub struct ExecutorConfig {
     pub region: String,
     /// The account id in ARNs.
     pub account_id: String,
+    /// Generic Node/Python processes kept started per runtime in use, for fast cold starts
+    /// (0 turns prewarming off).
+    pub prewarm_per_runtime: usize,
 }
 
 /// Resolves interpreters once per process and prepares functions.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Executor {
     config: Arc<ExecutorConfig>,
+    sink: Arc<dyn LogSink>,
+    spares: Arc<Spares>,
 }
 
 /// Everything needed to start one instance of a function, computed once.
-#[derive(Debug)]
 pub struct Prepared {
     pub(crate) spec: Arc<FunctionSpec>,
     pub(crate) program: PathBuf,
@@ -33,6 +40,27 @@ pub struct Prepared {
     /// The environment minus the per-instance `AWS_LAMBDA_RUNTIME_API`.
     pub(crate) env: Vec<(String, String)>,
     pub(crate) function_arn: Arc<str>,
+    /// Set for runtimes with prewarmed spares.
+    pub(crate) spares: Option<Arc<Spares>>,
+    /// The `/specialize` answer that turns a spare into this function.
+    pub(crate) specialization: Bytes,
+}
+
+impl std::fmt::Debug for Executor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Executor")
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prepared")
+            .field("function", &self.spec.name)
+            .field("program", &self.program)
+            .finish()
+    }
 }
 
 fn find_in_path(name: &str) -> Option<PathBuf> {
@@ -68,10 +96,28 @@ fn node_interpreter() -> Option<PathBuf> {
 }
 
 impl Executor {
-    pub fn new(config: ExecutorConfig) -> Self {
+    pub fn new(config: ExecutorConfig, sink: Arc<dyn LogSink>) -> Self {
+        let spares = Spares::new(config.prewarm_per_runtime, sink.clone());
         Self {
             config: Arc::new(config),
+            sink,
+            spares,
         }
+    }
+
+    /// Where function output goes.
+    pub fn sink(&self) -> Arc<dyn LogSink> {
+        self.sink.clone()
+    }
+
+    /// Prewarmed runtimes ready to be specialised.
+    pub fn spares_ready(&self) -> usize {
+        self.spares.ready_total()
+    }
+
+    /// Stops the prewarmed spares (at shutdown).
+    pub fn stop_spares(&self) {
+        self.spares.stop();
     }
 
     pub fn config(&self) -> &ExecutorConfig {
@@ -173,12 +219,52 @@ impl Executor {
             env.retain(|(ek, _)| ek != k);
             env.push((k.clone(), v.clone()));
         }
+        let spares = match spec.kind {
+            RuntimeKind::Provided => None,
+            _ if !self.spares.enabled() => None,
+            _ => {
+                let bootstrap = args.last().cloned().unwrap_or_default();
+                let cwd = Path::new(&bootstrap)
+                    .parent()
+                    .map(Path::to_path_buf)
+                    .unwrap_or_default();
+                let mut base: Vec<(String, String)> = env
+                    .iter()
+                    .filter(|(k, _)| {
+                        matches!(k.as_str(), "PATH" | "LANG" | "HOME" | "PYTHONUNBUFFERED")
+                    })
+                    .cloned()
+                    .collect();
+                base.push(("GUST_PREWARM".into(), "1".into()));
+                // The V8 heap flag is per function and cannot be set after start; a spare's
+                // memory is bounded by the RSS watchdog instead.
+                self.spares.want(
+                    spec.kind.clone(),
+                    Template {
+                        program: program.clone(),
+                        args: vec![bootstrap],
+                        env: base,
+                        cwd,
+                    },
+                );
+                Some(self.spares.clone())
+            }
+        };
+        let specialization = serde_json::to_vec(&serde_json::json!({
+            "handler": spec.handler,
+            "taskRoot": path_arg(&spec.code_dir),
+            "env": env.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
+        }))
+        .expect("a JSON value always serialises")
+        .into();
         Ok(Prepared {
             spec,
             program,
             args,
             env,
             function_arn,
+            spares,
+            specialization,
         })
     }
 }
@@ -197,5 +283,9 @@ fn is_executable(p: &Path) -> bool {
 impl Prepared {
     pub fn spec(&self) -> &Arc<FunctionSpec> {
         &self.spec
+    }
+
+    pub(crate) fn specialization(&self) -> Bytes {
+        self.specialization.clone()
     }
 }

@@ -9,7 +9,7 @@ use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::Command;
@@ -38,20 +38,170 @@ struct Exit {
     out_of_memory: bool,
 }
 
+/// Who a process works for, set when it is assigned a function (at spawn, or when a prewarmed
+/// spare is specialised). Output lines and the memory watchdog read it.
+#[derive(Default)]
+pub(crate) struct Identity {
+    function: OnceLock<Arc<str>>,
+    memory_kb: AtomicU64,
+}
+
+impl Identity {
+    fn assign(&self, function: Arc<str>, memory_mb: u32) {
+        let _ = self.function.set(function);
+        self.memory_kb
+            .store(memory_mb as u64 * 1024, Ordering::Relaxed);
+    }
+
+    fn function(&self) -> Arc<str> {
+        self.function
+            .get()
+            .cloned()
+            .unwrap_or_else(|| Arc::from("(prewarmed)"))
+    }
+}
+
+/// A started process with its Runtime API endpoint, not yet (necessarily) initialised.
+pub(crate) struct Spawned {
+    pub api: ApiServer,
+    pid: i32,
+    exit: watch::Receiver<Option<Exit>>,
+    busy: Arc<AtomicBool>,
+    became_busy: Arc<tokio::sync::Notify>,
+    identity: Arc<Identity>,
+    dead: AtomicBool,
+    id: InstanceId,
+}
+
+impl Spawned {
+    /// Starts `program` with exactly `env` (plus the Runtime API address) in `cwd`.
+    pub(crate) async fn spawn(
+        program: &std::path::Path,
+        args: &[String],
+        env: &[(String, String)],
+        cwd: &std::path::Path,
+        identity: Arc<Identity>,
+        sink: Arc<dyn LogSink>,
+    ) -> std::io::Result<Self> {
+        let api = ApiServer::bind().await?;
+        let mut cmd = Command::new(program);
+        cmd.args(args)
+            .env_clear()
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("AWS_LAMBDA_RUNTIME_API", api.addr.to_string())
+            .current_dir(cwd)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        die_with_parent(&mut cmd);
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", program.display())))?;
+        let pid = child
+            .id()
+            .map(|p| p as i32)
+            .ok_or_else(|| std::io::Error::other("the process vanished at start"))?;
+        let id = InstanceId(NEXT_ID.fetch_add(1, Ordering::Relaxed));
+        if let Some(out) = child.stdout.take() {
+            pipe_lines(
+                out,
+                Stream::Stdout,
+                identity.clone(),
+                id,
+                api.state.clone(),
+                sink.clone(),
+            );
+        }
+        if let Some(err) = child.stderr.take() {
+            pipe_lines(
+                err,
+                Stream::Stderr,
+                identity.clone(),
+                id,
+                api.state.clone(),
+                sink,
+            );
+        }
+
+        // The watcher owns the child: it reaps it and enforces the memory limit.
+        let (exit_tx, exit) = watch::channel(None);
+        let busy = Arc::new(AtomicBool::new(false));
+        let watch_busy = busy.clone();
+        let became_busy = Arc::new(tokio::sync::Notify::new());
+        let wake = became_busy.clone();
+        let limit = identity.clone();
+        tokio::spawn(async move {
+            let mut out_of_memory = false;
+            let status = loop {
+                if watch_busy.load(Ordering::Relaxed) {
+                    tokio::select! {
+                        status = child.wait() => break status,
+                        _ = tokio::time::sleep(MEMORY_SAMPLE_EVERY) => {
+                            let limit_kb = limit.memory_kb.load(Ordering::Relaxed);
+                            if limit_kb > 0 && rss_kb(pid).is_some_and(|kb| kb > limit_kb) {
+                                out_of_memory = true;
+                                kill_group(pid);
+                            }
+                        }
+                    }
+                } else {
+                    // Idle instances cost no wake-ups: sleep until the next invocation.
+                    tokio::select! {
+                        status = child.wait() => break status,
+                        _ = wake.notified() => {}
+                    }
+                }
+            };
+            let detail = match status {
+                Ok(s) => s.to_string(),
+                Err(e) => format!("wait failed: {e}"),
+            };
+            let _ = exit_tx.send(Some(Exit {
+                detail,
+                out_of_memory,
+            }));
+        });
+        Ok(Self {
+            api,
+            pid,
+            exit,
+            busy,
+            became_busy,
+            identity,
+            dead: AtomicBool::new(false),
+            id,
+        })
+    }
+
+    pub(crate) fn has_exited(&self) -> bool {
+        self.exit.borrow().is_some()
+    }
+
+    fn kill(&self) {
+        if !self.dead.swap(true, Ordering::Relaxed) {
+            kill_group(self.pid);
+        }
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 /// A function process ready to take invocations, one at a time.
 pub struct Instance {
     pub id: InstanceId,
     function: Arc<str>,
     arn: Arc<str>,
     memory_mb: u32,
-    pid: i32,
-    api: ApiServer,
-    exit: watch::Receiver<Option<Exit>>,
-    busy: Arc<AtomicBool>,
-    became_busy: Arc<tokio::sync::Notify>,
-    /// Set once the instance must not be used again (timed out, crashed, stopped).
-    dead: AtomicBool,
+    process: Spawned,
     pub init_duration: Duration,
+    /// Whether this instance came from a prewarmed spare (no process start on its cold start).
+    pub prewarmed: bool,
     invocations: AtomicU64,
 }
 
@@ -60,7 +210,7 @@ impl std::fmt::Debug for Instance {
         f.debug_struct("Instance")
             .field("id", &self.id)
             .field("function", &self.function)
-            .field("pid", &self.pid)
+            .field("pid", &self.process.pid)
             .finish()
     }
 }
@@ -107,7 +257,7 @@ fn die_with_parent(cmd: &mut Command) {
 fn pipe_lines<R: AsyncRead + Unpin + Send + 'static>(
     reader: R,
     stream: Stream,
-    function: Arc<str>,
+    identity: Arc<Identity>,
     id: InstanceId,
     current: Arc<crate::api::ApiState>,
     sink: Arc<dyn LogSink>,
@@ -117,7 +267,7 @@ fn pipe_lines<R: AsyncRead + Unpin + Send + 'static>(
         while let Ok(Some(line)) = lines.next_line().await {
             let request_id = current.current.lock().expect("current lock").clone();
             sink.line(LogLine {
-                function: function.clone(),
+                function: identity.function(),
                 instance: id.0,
                 request_id,
                 stream,
@@ -128,137 +278,71 @@ fn pipe_lines<R: AsyncRead + Unpin + Send + 'static>(
 }
 
 impl Prepared {
-    /// Starts a process and waits until its runtime asks for the first invocation.
+    /// Makes an instance ready for its first invocation: a prewarmed spare of the same runtime
+    /// is specialised when one is ready, else a process is started. Waits for the first `/next`.
     pub async fn start(&self, sink: Arc<dyn LogSink>) -> Result<Instance, InvokeError> {
         let spec = &self.spec;
         let function: Arc<str> = spec.name.as_str().into();
-        let fail =
-            |detail: String| InvokeError::Platform(format!("starting `{function}`: {detail}"));
         let started = Instant::now();
-        let api = ApiServer::bind().await.map_err(|e| fail(e.to_string()))?;
-        let mut cmd = Command::new(&self.program);
-        cmd.args(&self.args)
-            .env_clear()
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .env("AWS_LAMBDA_RUNTIME_API", api.addr.to_string())
-            .current_dir(&spec.code_dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true);
-        die_with_parent(&mut cmd);
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| fail(format!("{}: {e}", self.program.display())))?;
-        let pid = child
-            .id()
-            .map(|p| p as i32)
-            .ok_or_else(|| fail("process vanished".into()))?;
-        let id = InstanceId(NEXT_ID.fetch_add(1, Ordering::Relaxed));
-        if let Some(out) = child.stdout.take() {
-            pipe_lines(
-                out,
-                Stream::Stdout,
-                function.clone(),
-                id,
-                api.state.clone(),
-                sink.clone(),
-            );
-        }
-        if let Some(err) = child.stderr.take() {
-            pipe_lines(
-                err,
-                Stream::Stderr,
-                function.clone(),
-                id,
-                api.state.clone(),
-                sink.clone(),
-            );
-        }
-
-        // The watcher owns the child: it reaps it and enforces the memory limit.
-        let (exit_tx, exit) = watch::channel(None);
-        let busy = Arc::new(AtomicBool::new(false));
-        let limit_kb = spec.memory_mb as u64 * 1024;
-        let watch_busy = busy.clone();
-        let became_busy = Arc::new(tokio::sync::Notify::new());
-        let wake = became_busy.clone();
-        tokio::spawn(async move {
-            let mut out_of_memory = false;
-            let status = loop {
-                if watch_busy.load(Ordering::Relaxed) {
-                    tokio::select! {
-                        status = child.wait() => break status,
-                        _ = tokio::time::sleep(MEMORY_SAMPLE_EVERY) => {
-                            if rss_kb(pid).is_some_and(|kb| kb > limit_kb) {
-                                out_of_memory = true;
-                                kill_group(pid);
-                            }
-                        }
-                    }
-                } else {
-                    // Idle instances cost no wake-ups: sleep until the next invocation.
-                    tokio::select! {
-                        status = child.wait() => break status,
-                        _ = wake.notified() => {}
-                    }
-                }
-            };
-            let detail = match status {
-                Ok(s) => s.to_string(),
-                Err(e) => format!("wait failed: {e}"),
-            };
-            let _ = exit_tx.send(Some(Exit {
-                detail,
-                out_of_memory,
-            }));
-        });
-
+        let spare = self.spares.as_ref().and_then(|s| s.take(spec.kind.clone()));
+        let prewarmed = spare.is_some();
+        let process = match spare {
+            Some(spare) => {
+                spare.identity.assign(function.clone(), spec.memory_mb);
+                spare.api.specialize(self.specialization());
+                spare
+            }
+            None => {
+                let identity = Arc::new(Identity::default());
+                identity.assign(function.clone(), spec.memory_mb);
+                Spawned::spawn(
+                    &self.program,
+                    &self.args,
+                    &self.env,
+                    &spec.code_dir,
+                    identity,
+                    sink,
+                )
+                .await
+                .map_err(|e| InvokeError::Platform(format!("starting `{function}`: {e}")))?
+            }
+        };
         let mut instance = Instance {
-            id,
+            id: process.id,
             function: function.clone(),
             arn: self.function_arn.clone(),
             memory_mb: spec.memory_mb,
-            pid,
-            api,
-            exit,
-            busy,
-            became_busy,
-            dead: AtomicBool::new(false),
+            process,
             init_duration: Duration::ZERO,
+            prewarmed,
             invocations: AtomicU64::new(0),
         };
-        let init = std::mem::replace(&mut instance.api.init, oneshot::channel().1);
-        let exit = instance.exit.clone();
+        let init = std::mem::replace(&mut instance.process.api.init, oneshot::channel().1);
+        let exit = instance.process.exit.clone();
+        let init_failed = |error_type: String, message: String| InvokeError::InitFailed {
+            function: function.to_string(),
+            error_type,
+            message,
+        };
         let result = tokio::select! {
             signal = init => match signal {
                 Ok(InitSignal::Ready) => Ok(()),
-                Ok(InitSignal::Failed { error_type, body }) => Err(InvokeError::InitFailed {
-                    function: function.to_string(),
-                    error_type,
-                    message: error_message(&body),
-                }),
-                Err(_) => Err(fail("runtime API stopped".into())),
+                Ok(InitSignal::Failed { error_type, body }) => Err(init_failed(error_type, error_message(&body))),
+                Err(_) => Err(InvokeError::Platform(format!("starting `{function}`: the runtime API stopped"))),
             },
-            _ = exited(exit.clone()) => {
-                let detail = instance.exit.borrow().as_ref().map(|e| e.detail.clone()).unwrap_or_default();
-                Err(InvokeError::InitFailed {
-                    function: function.to_string(),
-                    error_type: "Runtime.ExitError".into(),
-                    message: format!("the runtime exited during init ({detail})"),
-                })
+            _ = exited(exit) => {
+                let detail = instance.process.exit.borrow().as_ref().map(|e| e.detail.clone()).unwrap_or_default();
+                Err(init_failed("Runtime.ExitError".into(), format!("the runtime exited during init ({detail})")))
             }
-            _ = tokio::time::sleep(INIT_TIMEOUT) => Err(InvokeError::InitFailed {
-                function: function.to_string(),
-                error_type: "Sandbox.Timedout".into(),
-                message: format!("init did not finish within {INIT_TIMEOUT:?}"),
-            }),
+            _ = tokio::time::sleep(INIT_TIMEOUT) => Err(init_failed(
+                "Sandbox.Timedout".into(),
+                format!("init did not finish within {INIT_TIMEOUT:?}"),
+            )),
         };
         match result {
             Ok(()) => {
                 instance.init_duration = started.elapsed();
-                tracing::debug!(function = %function, instance = %id, pid, init_ms = instance.init_duration.as_millis() as u64, "instance started");
+                tracing::debug!(function = %function, instance = %instance.id, pid = instance.process.pid, prewarmed, init_ms = instance.init_duration.as_millis() as u64, "instance started");
                 Ok(instance)
             }
             Err(e) => {
@@ -284,11 +368,11 @@ pub(crate) fn error_message(body: &[u8]) -> String {
 
 impl Instance {
     pub fn is_dead(&self) -> bool {
-        self.dead.load(Ordering::Relaxed) || self.exit.borrow().is_some()
+        self.process.dead.load(Ordering::Relaxed) || self.process.has_exited()
     }
 
     pub fn pid(&self) -> i32 {
-        self.pid
+        self.process.pid
     }
 
     pub fn invocations(&self) -> u64 {
@@ -297,15 +381,14 @@ impl Instance {
 
     /// Kills the process group at once. Idempotent.
     pub fn kill(&self) {
-        if !self.dead.swap(true, Ordering::Relaxed) {
-            kill_group(self.pid);
-        }
+        self.process.kill();
     }
 
     /// Kills the process and waits (briefly) until it has been reaped.
     pub async fn stop(&self) {
         self.kill();
-        let _ = tokio::time::timeout(Duration::from_secs(2), exited(self.exit.clone())).await;
+        let _ =
+            tokio::time::timeout(Duration::from_secs(2), exited(self.process.exit.clone())).await;
     }
 
     /// Runs one invocation. On timeout, crash or memory overrun the instance is killed and
@@ -330,10 +413,10 @@ impl Instance {
             payload,
             done,
         };
-        self.busy.store(true, Ordering::Relaxed);
-        self.became_busy.notify_one();
+        self.process.busy.store(true, Ordering::Relaxed);
+        self.process.became_busy.notify_one();
         let result = self.run(work, answer, deadline, timeout).await;
-        self.busy.store(false, Ordering::Relaxed);
+        self.process.busy.store(false, Ordering::Relaxed);
         if result.is_err() {
             self.kill();
         }
@@ -366,7 +449,7 @@ impl Instance {
         tokio::select! {
             biased;
             outcome = async {
-                self.api.work.send(work).await.map_err(|_| ())?;
+                self.process.api.work.send(work).await.map_err(|_| ())?;
                 answer.await.map_err(|_| ())
             } => match outcome {
                 Ok(Outcome::Response(body)) => Ok(Answer::Ok(body)),
@@ -378,13 +461,13 @@ impl Instance {
                 }),
                 Err(()) => {
                     // Give the watcher a moment to report why the process went away.
-                    let _ = tokio::time::timeout(Duration::from_millis(200), exited(self.exit.clone())).await;
-                    let e = self.exit.borrow().clone();
+                    let _ = tokio::time::timeout(Duration::from_millis(200), exited(self.process.exit.clone())).await;
+                    let e = self.process.exit.borrow().clone();
                     Err(crashed(e))
                 }
             },
-            _ = exited(self.exit.clone()) => {
-                let e = self.exit.borrow().clone();
+            _ = exited(self.process.exit.clone()) => {
+                let e = self.process.exit.borrow().clone();
                 Err(crashed(e))
             }
             _ = tokio::time::sleep_until(deadline) => Err(InvokeError::Timeout {
@@ -392,11 +475,5 @@ impl Instance {
                 timeout,
             }),
         }
-    }
-}
-
-impl Drop for Instance {
-    fn drop(&mut self) {
-        self.kill();
     }
 }

@@ -71,6 +71,8 @@ pub struct InvokeOutput {
     /// `Some(errorType)` when the handler reported an error; `payload` is the Lambda error JSON.
     pub function_error: Option<String>,
     pub cold_start: bool,
+    /// The cold start specialised a prewarmed runtime instead of starting a process.
+    pub prewarmed: bool,
     pub init_duration: Option<Duration>,
     pub duration: Duration,
     pub billed_duration: Duration,
@@ -125,10 +127,10 @@ fn new_token() -> String {
 }
 
 impl Invoker {
-    pub fn new(executor: Executor, sink: Arc<dyn LogSink>) -> Arc<Self> {
+    pub fn new(executor: Executor) -> Arc<Self> {
         let invoker = Arc::new(Self {
+            sink: executor.sink(),
             executor,
-            sink,
             functions: RwLock::new(HashMap::new()),
             tokens: RwLock::new(HashMap::new()),
             in_flight: AtomicUsize::new(0),
@@ -252,6 +254,7 @@ impl Invoker {
             .await;
         let duration = started.elapsed();
         let init_duration = lease.cold.then_some(instance.init_duration);
+        let prewarmed = lease.cold && instance.prewarmed;
         pool.release(instance);
         let answer = result?;
         let (payload, function_error) = match answer {
@@ -266,6 +269,7 @@ impl Invoker {
             payload,
             function_error,
             cold_start: lease.cold,
+            prewarmed,
             init_duration,
             duration,
             billed_duration: Duration::from_millis(duration.as_micros().div_ceil(1000) as u64),
@@ -301,6 +305,12 @@ impl Invoker {
         for pool in pools {
             pool.stop().await;
         }
+        self.executor.stop_spares();
+    }
+
+    /// Prewarmed runtimes ready to be specialised, across all runtimes.
+    pub fn prewarmed_ready(&self) -> usize {
+        self.executor.spares_ready()
     }
 
     pub fn in_flight(&self) -> usize {

@@ -21,6 +21,7 @@ mod instance;
 mod invoker;
 mod logs;
 mod pool;
+mod spares;
 
 pub use bootstrap::RuntimeFiles;
 pub use error::{Blame, InvokeError, PrepareError};

@@ -63,13 +63,15 @@ async fn pid_of(app: &TestApp) -> i32 {
     json(&r.text().await.unwrap())["pid"].as_i64().unwrap() as i32
 }
 
+/// Without prewarmed runtimes, so every start here is a process spawn (the prewarmed path is
+/// covered by the runtimes tests).
 async fn app() -> TestApp {
-    TestApp::start(&[
+    TestApp::start_dir_with(write_app(&[
         ("gust.toml", MANIFEST),
         ("flaky.js", FLAKY),
         ("broken.js", "throw new Error('cannot connect to the database');\nexports.handler = async () => 1;"),
         ("hog.py", "import time\n\ndef main(event, context):\n    data = bytearray(400 * 1024 * 1024)\n    time.sleep(5)\n    return len(data)\n"),
-    ])
+    ]), 0)
     .await
 }
 

@@ -263,3 +263,22 @@ async fn admin_api_refuses_bad_names_bad_json_and_missing_tokens() {
     assert_eq!(r.status(), 401);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn oversized_request_head_is_refused_with_431() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = app().await;
+    let mut s = tokio::net::TcpStream::connect(app.platform().gateway_addr)
+        .await
+        .unwrap();
+    let big = "a".repeat(100 * 1024);
+    let req = format!("GET /items/1 HTTP/1.1\r\nhost: x\r\nx-big: {big}\r\n\r\n");
+    let _ = s.write_all(req.as_bytes()).await;
+    let mut buf = vec![0u8; 1024];
+    let n = s.read(&mut buf).await.unwrap();
+    let head = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(head.starts_with("HTTP/1.1 431"), "{head}");
+    // The gateway still serves others.
+    assert_eq!(app.get("/items/1").await.status(), 200);
+    app.stop().await;
+}

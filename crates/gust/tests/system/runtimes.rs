@@ -220,3 +220,97 @@ async fn rust_lambda_runtime_and_lambda_http_run_unmodified() {
     assert_eq!(v["q"], "fast");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn prewarmed_runtimes_are_specialised_into_functions() {
+    let dir = write_app(&[
+        (
+            "gust.toml",
+            r#"
+[app]
+name = "prewarm"
+environment = { SHARED = "yes" }
+
+[functions.node-fn]
+runtime = "nodejs20.x"
+handler = "index.handler"
+dir = "node-code"
+environment = { ONLY_NODE = "1" }
+
+[functions.py-fn]
+runtime = "python3.12"
+handler = "app.main"
+dir = "py-code"
+"#,
+        ),
+        (
+            "node-code/index.js",
+            "const cwdAtLoad = process.cwd();\nexports.handler = async (e, ctx) => ({ cwd: cwdAtLoad, name: process.env.AWS_LAMBDA_FUNCTION_NAME, shared: process.env.SHARED, only: process.env.ONLY_NODE, prewarm: process.env.GUST_PREWARM || null, root: process.env.LAMBDA_TASK_ROOT, req: ctx.awsRequestId });\n",
+        ),
+        (
+            "py-code/app.py",
+            "import os\n\ndef main(event, context):\n    return {'cwd': os.getcwd(), 'name': os.environ['AWS_LAMBDA_FUNCTION_NAME'], 'shared': os.environ.get('SHARED'), 'only': os.environ.get('ONLY_NODE')}\n",
+        ),
+    ]);
+    let app = TestApp::start_dir(dir).await;
+    let invoker = app.platform().invoker.clone();
+    wait_for(
+        "a prewarmed node and python runtime",
+        std::time::Duration::from_secs(10),
+        || invoker.prewarmed_ready() >= 2,
+    )
+    .await;
+
+    let out = invoker
+        .invoke(gust_runtime::Invocation::new(
+            "node-fn",
+            r#"{}"#,
+            gust_runtime::Trigger::Direct,
+        ))
+        .await
+        .unwrap();
+    assert!(
+        out.cold_start && out.prewarmed,
+        "the cold start used a prewarmed runtime"
+    );
+    let v = json(std::str::from_utf8(&out.payload).unwrap());
+    let code = std::fs::canonicalize(app.dir.path().join("node-code")).unwrap();
+    assert_eq!(v["cwd"], code.to_str().unwrap());
+    assert_eq!(v["root"], code.to_str().unwrap());
+    assert_eq!(v["name"], "node-fn");
+    assert_eq!(v["shared"], "yes");
+    assert_eq!(v["only"], "1");
+    assert_eq!(
+        v["prewarm"],
+        serde_json::Value::Null,
+        "GUST_PREWARM is not visible to the function"
+    );
+    assert_eq!(v["req"], &*out.request_id);
+
+    let out = invoker
+        .invoke(gust_runtime::Invocation::new(
+            "py-fn",
+            r#"{}"#,
+            gust_runtime::Trigger::Direct,
+        ))
+        .await
+        .unwrap();
+    assert!(out.cold_start && out.prewarmed);
+    let v = json(std::str::from_utf8(&out.payload).unwrap());
+    assert_eq!(v["name"], "py-fn");
+    assert_eq!(v["shared"], "yes");
+    assert_eq!(
+        v["only"],
+        serde_json::Value::Null,
+        "one function's environment never leaks into another's"
+    );
+    assert!(v["cwd"].as_str().unwrap().ends_with("py-code"));
+    // A replacement spare is started for the next cold start.
+    wait_for(
+        "replacement spares",
+        std::time::Duration::from_secs(10),
+        || invoker.prewarmed_ready() >= 2,
+    )
+    .await;
+    app.stop().await;
+}

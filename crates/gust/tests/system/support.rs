@@ -56,8 +56,14 @@ impl TestApp {
     }
 
     pub async fn start_dir(dir: tempfile::TempDir) -> Self {
+        Self::start_dir_with(dir, 1).await
+    }
+
+    /// `prewarm`: generic runtimes kept ready per runtime (0: every cold start spawns).
+    pub async fn start_dir_with(dir: tempfile::TempDir, prewarm: usize) -> Self {
         let logs = Arc::new(MemorySink::default());
         let mut config = PlatformConfig::new(dir.path());
+        config.prewarm_per_runtime = prewarm;
         config.gateway_addr = "127.0.0.1:0".parse().unwrap();
         config.admin_addr = "127.0.0.1:0".parse().unwrap();
         let platform = Platform::start_with_sink(config, logs.clone())
