@@ -1,4 +1,4 @@
-use crate::{AppName, FunctionName, RouteKey};
+use crate::{AppName, FunctionName, RouteKey, TopicName};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -14,6 +14,71 @@ pub struct App {
     pub functions: BTreeMap<FunctionName, FunctionSpec>,
     pub routes: Vec<RouteSpec>,
     pub cors: Option<CorsSpec>,
+    /// Topics events may be published to (declared, or named by a subscription).
+    pub topics: std::collections::BTreeSet<TopicName>,
+    pub subscriptions: Vec<SubscriptionSpec>,
+}
+
+/// The record shape a subscription delivers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventShape {
+    /// SQS-style `{"Records":[{messageId, body, attributes, messageAttributes, ...}]}`.
+    Sqs,
+    /// SNS-style `{"Records":[{"EventSource":"aws:sns","Sns":{...}}]}`.
+    Sns,
+}
+
+/// Which events a subscription takes: all listed conditions must hold; empty means all.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventFilter {
+    /// CloudEvents `type` values (any of them).
+    pub types: Vec<String>,
+    /// Extension attribute -> accepted values.
+    pub attributes: BTreeMap<String, Vec<String>>,
+}
+
+impl EventFilter {
+    pub fn matches(&self, event_type: &str, attribute: impl Fn(&str) -> Option<String>) -> bool {
+        (self.types.is_empty() || self.types.iter().any(|t| t == event_type))
+            && self
+                .attributes
+                .iter()
+                .all(|(k, values)| attribute(k).is_some_and(|v| values.contains(&v)))
+    }
+}
+
+/// A durable queue feeding one function from one topic.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubscriptionSpec {
+    pub name: TopicName,
+    pub topic: TopicName,
+    pub function: FunctionName,
+    pub filter: EventFilter,
+    pub shape: EventShape,
+    /// Records per invocation at most.
+    pub batch_size: u32,
+    /// How long to gather a fuller batch once the first record is waiting.
+    pub batch_window: Duration,
+    /// Batches of this subscription in flight at once.
+    pub max_concurrency: u32,
+    /// Deliveries of one record before it goes to the DLQ.
+    pub max_attempts: u32,
+    /// Records older than this go to the DLQ instead of another attempt.
+    pub max_event_age: Duration,
+    /// A claimed batch is invisible to other deliveries this long.
+    pub visibility_timeout: Duration,
+    /// Honour `{"batchItemFailures":[{"itemIdentifier":...}]}` answers.
+    pub report_batch_item_failures: bool,
+}
+
+/// Event delivery defaults (documented in docs/events.md).
+pub mod event_defaults {
+    use std::time::Duration;
+    pub const BATCH_SIZE: u32 = 10;
+    pub const MAX_ATTEMPTS: u32 = 4;
+    pub const MAX_EVENT_AGE: Duration = Duration::from_secs(6 * 3600);
+    /// Visibility timeout: 6x the function timeout (AWS's advice for SQS triggers), at least this.
+    pub const MIN_VISIBILITY: Duration = Duration::from_secs(30);
 }
 
 /// Which process a function runs in.
@@ -166,6 +231,21 @@ impl App {
                 return Err((
                     format!("routes[{i}]"),
                     format!("route `{}` is declared twice", route.key),
+                ));
+            }
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, sub) in self.subscriptions.iter().enumerate() {
+            if !self.functions.contains_key(&sub.function) {
+                return Err((
+                    format!("subscriptions[{i}].function"),
+                    format!("no function named `{}` is declared", sub.function),
+                ));
+            }
+            if !names.insert(sub.name.clone()) {
+                return Err((
+                    format!("subscriptions[{i}].name"),
+                    format!("subscription `{}` is declared twice", sub.name),
                 ));
             }
         }

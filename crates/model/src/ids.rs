@@ -39,8 +39,37 @@ fn check(kind: &'static str, name: &str) -> Result<(), NameError> {
     Ok(())
 }
 
+/// Topic and subscription names may also contain dots (`order.created`) and be 128 long.
+fn check_topic(kind: &'static str, name: &str) -> Result<(), NameError> {
+    let err = |reason| NameError {
+        kind,
+        name: name.to_string(),
+        reason,
+    };
+    let bytes = name.as_bytes();
+    if bytes.is_empty() || bytes.len() > 128 {
+        return Err(err("must be 1 to 128 characters"));
+    }
+    if !bytes[0].is_ascii_alphanumeric() {
+        return Err(err("must start with a letter or digit"));
+    }
+    if !bytes
+        .iter()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    {
+        return Err(err("may contain only letters, digits, '-', '_' and '.'"));
+    }
+    if name.contains("..") {
+        return Err(err("must not contain '..'"));
+    }
+    Ok(())
+}
+
 macro_rules! name_type {
     ($(#[$doc:meta])* $ty:ident, $kind:literal) => {
+        name_type!($(#[$doc])* $ty, $kind, check);
+    };
+    ($(#[$doc:meta])* $ty:ident, $kind:literal, $check:ident) => {
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub struct $ty(String);
@@ -48,7 +77,7 @@ macro_rules! name_type {
         impl $ty {
             pub fn new(name: impl Into<String>) -> Result<Self, NameError> {
                 let name = name.into();
-                check($kind, &name)?;
+                $check($kind, &name)?;
                 Ok(Self(name))
             }
 
@@ -89,6 +118,13 @@ name_type!(
     "app"
 );
 
+name_type!(
+    /// A topic events are published to (`orders`, `order.created`).
+    TopicName,
+    "topic",
+    check_topic
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,6 +139,14 @@ mod tests {
             &"x".repeat(64),
         ] {
             assert!(FunctionName::new(ok).is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn topic_names_allow_dots_but_not_traversal() {
+        assert!(TopicName::new("order.created").is_ok());
+        for bad in ["", ".x", "a..b", "a/b", "a b", &"t".repeat(129)] {
+            assert!(TopicName::new(bad).is_err(), "{bad:?}");
         }
     }
 

@@ -16,10 +16,11 @@ mod route_key;
 mod serverless;
 
 pub use app::{
-    App, CorsSpec, FunctionSpec, PayloadFormat, RouteSpec, RouteTarget, RuntimeKind, Scaling,
+    event_defaults, App, CorsSpec, EventFilter, EventShape, FunctionSpec, PayloadFormat, RouteSpec,
+    RouteTarget, RuntimeKind, Scaling, SubscriptionSpec,
 };
 pub use error::ManifestError;
-pub use ids::{AppName, FunctionName, NameError};
+pub use ids::{AppName, FunctionName, NameError, TopicName};
 pub use route_key::{MethodMatch, RouteKey};
 
 use std::path::{Path, PathBuf};

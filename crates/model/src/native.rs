@@ -5,7 +5,10 @@ use crate::app::{
     defaults::{self, DEFAULT_REGION},
     CorsSpec, FunctionSpec, PayloadFormat, RouteSpec, RouteTarget,
 };
-use crate::{App, AppName, FunctionName, Loaded, ManifestError, RouteKey, RuntimeKind, Scaling};
+use crate::{
+    event_defaults, App, AppName, EventFilter, EventShape, FunctionName, Loaded, ManifestError, RouteKey,
+    RuntimeKind, Scaling, SubscriptionSpec, TopicName,
+};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -20,6 +23,40 @@ struct Manifest {
     #[serde(default)]
     routes: Vec<RouteSection>,
     cors: Option<CorsSection>,
+    #[serde(default)]
+    topics: BTreeMap<String, TopicSection>,
+    #[serde(default)]
+    subscriptions: Vec<SubscriptionSection>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct TopicSection {
+    #[serde(default)]
+    #[allow(dead_code)]
+    description: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SubscriptionSection {
+    topic: String,
+    function: String,
+    name: Option<String>,
+    #[serde(default)]
+    types: Vec<String>,
+    #[serde(default)]
+    attributes: BTreeMap<String, Vec<String>>,
+    /// "sqs" (default) or "sns".
+    shape: Option<String>,
+    batch_size: Option<u32>,
+    batch_window: Option<f64>,
+    max_concurrency: Option<u32>,
+    max_attempts: Option<u32>,
+    max_event_age: Option<f64>,
+    visibility_timeout: Option<f64>,
+    #[serde(default)]
+    report_batch_item_failures: bool,
 }
 
 #[derive(Deserialize)]
@@ -205,7 +242,50 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path) -> Result<Loaded, Mani
         }
     });
 
+    let mut topics = std::collections::BTreeSet::new();
+    for t in manifest.topics.keys() {
+        topics.insert(TopicName::new(t).map_err(|e| err(format!("topics.{t}"), e.to_string()))?);
+    }
+    let mut subscriptions = Vec::new();
+    for (i, s) in manifest.subscriptions.into_iter().enumerate() {
+        let key = |k: &str| format!("subscriptions[{i}].{k}");
+        let topic = TopicName::new(&s.topic).map_err(|e| err(key("topic"), e.to_string()))?;
+        let function = FunctionName::new(&s.function).map_err(|e| err(key("function"), e.to_string()))?;
+        let name = s.name.unwrap_or_else(|| format!("{}.{}", s.function, s.topic));
+        let name = TopicName::new(&name).map_err(|e| err(key("name"), e.to_string()))?;
+        let shape = match s.shape.as_deref() {
+            None | Some("sqs") => EventShape::Sqs,
+            Some("sns") => EventShape::Sns,
+            Some(other) => return Err(err(key("shape"), format!("unknown shape `{other}`: use \"sqs\" or \"sns\""))),
+        };
+        let fn_timeout = functions.get(&function).map(|f: &FunctionSpec| f.timeout);
+        let max_instances = functions.get(&function).map(|f: &FunctionSpec| f.scaling.max_instances);
+        let sub = subscription(
+            SubscriptionInput {
+                name,
+                topic: topic.clone(),
+                function,
+                filter: EventFilter { types: s.types, attributes: s.attributes },
+                shape,
+                batch_size: s.batch_size,
+                batch_window: s.batch_window,
+                max_concurrency: s.max_concurrency,
+                max_attempts: s.max_attempts,
+                max_event_age: s.max_event_age,
+                visibility_timeout: s.visibility_timeout,
+                report_batch_item_failures: s.report_batch_item_failures,
+            },
+            fn_timeout,
+            max_instances,
+        )
+        .map_err(|(k, m)| err(key(k), m))?;
+        topics.insert(topic);
+        subscriptions.push(sub);
+    }
+
     let app = App {
+        topics,
+        subscriptions,
         name,
         region: manifest.app.region.unwrap_or_else(|| DEFAULT_REGION.into()),
         root: root.to_path_buf(),
@@ -217,6 +297,78 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path) -> Result<Loaded, Mani
     Ok(Loaded {
         app,
         warnings: Vec::new(),
+    })
+}
+
+/// A subscription as written, before defaults and checks.
+pub(crate) struct SubscriptionInput {
+    pub name: TopicName,
+    pub topic: TopicName,
+    pub function: FunctionName,
+    pub filter: EventFilter,
+    pub shape: EventShape,
+    pub batch_size: Option<u32>,
+    pub batch_window: Option<f64>,
+    pub max_concurrency: Option<u32>,
+    pub max_attempts: Option<u32>,
+    pub max_event_age: Option<f64>,
+    pub visibility_timeout: Option<f64>,
+    pub report_batch_item_failures: bool,
+}
+
+/// Applies the delivery defaults and limits; errors name the key.
+pub(crate) fn subscription(
+    s: SubscriptionInput,
+    fn_timeout: Option<Duration>,
+    fn_max_instances: Option<u32>,
+) -> Result<SubscriptionSpec, (&'static str, String)> {
+    let batch_size = s.batch_size.unwrap_or(event_defaults::BATCH_SIZE);
+    if !(1..=10_000).contains(&batch_size) {
+        return Err(("batch_size", format!("{batch_size} is outside 1..=10000")));
+    }
+    let batch_window = match s.batch_window {
+        None => Duration::ZERO,
+        Some(v) if (0.0..=300.0).contains(&v) => Duration::from_secs_f64(v),
+        Some(v) => return Err(("batch_window", format!("{v} is outside 0..=300 seconds"))),
+    };
+    let max_attempts = s.max_attempts.unwrap_or(event_defaults::MAX_ATTEMPTS);
+    if max_attempts == 0 {
+        return Err(("max_attempts", "must be at least 1".into()));
+    }
+    let max_event_age = match s.max_event_age {
+        None => event_defaults::MAX_EVENT_AGE,
+        Some(v) => seconds(v).ok_or(("max_event_age", "must be a positive number of seconds".to_string()))?,
+    };
+    let min_visibility = fn_timeout
+        .map(|t| (t * 6).max(event_defaults::MIN_VISIBILITY))
+        .unwrap_or(event_defaults::MIN_VISIBILITY);
+    let visibility_timeout = match s.visibility_timeout {
+        None => min_visibility,
+        Some(v) => {
+            let d = seconds(v).ok_or(("visibility_timeout", "must be a positive number of seconds".to_string()))?;
+            if let Some(t) = fn_timeout.filter(|t| d <= *t) {
+                return Err((
+                    "visibility_timeout",
+                    format!("{v}s must be longer than the function timeout ({}s)", t.as_secs_f64()),
+                ));
+            }
+            d
+        }
+    };
+    let max_concurrency = s.max_concurrency.unwrap_or_else(|| fn_max_instances.unwrap_or(10)).max(1);
+    Ok(SubscriptionSpec {
+        name: s.name,
+        topic: s.topic,
+        function: s.function,
+        filter: s.filter,
+        shape: s.shape,
+        batch_size,
+        batch_window,
+        max_concurrency,
+        max_attempts,
+        max_event_age,
+        visibility_timeout,
+        report_batch_item_failures: s.report_batch_item_failures,
     })
 }
 
@@ -321,6 +473,45 @@ allow_origins = ["https://shop.example"]
         let cors = l.app.cors.unwrap();
         assert_eq!(cors.allow_origins, ["https://shop.example"]);
         assert!(cors.allow_headers.iter().any(|h| h == "Content-Type"));
+    }
+
+    #[test]
+    fn parses_topics_and_subscriptions_with_defaults() {
+        let l = load(
+            r#"
+[app]
+name = "shop"
+[functions.invoice]
+runtime = "nodejs20.x"
+handler = "i.handler"
+timeout = 10
+[topics.audit]
+[[subscriptions]]
+topic = "orders"
+function = "invoice"
+types = ["order.created"]
+attributes = { region = ["eu", "us"] }
+batch_size = 5
+report_batch_item_failures = true
+"#,
+        )
+        .unwrap();
+        let topics: Vec<_> = l.app.topics.iter().map(|t| t.as_str()).collect();
+        assert_eq!(topics, ["audit", "orders"]);
+        let s = &l.app.subscriptions[0];
+        assert_eq!(s.name.as_str(), "invoice.orders");
+        assert_eq!(s.batch_size, 5);
+        assert_eq!(s.max_attempts, 4);
+        assert_eq!(s.visibility_timeout, Duration::from_secs(60), "6x the function timeout");
+        assert_eq!(s.max_concurrency, 10);
+        assert!(s.filter.matches("order.created", |k| (k == "region").then(|| "eu".to_string())));
+        assert!(!s.filter.matches("order.created", |_| None));
+        assert!(!s.filter.matches("order.paid", |_| Some("eu".into())));
+
+        let e = load("[app]\nname = \"a\"\n[functions.f]\nruntime = \"nodejs20.x\"\nhandler = \"h.h\"\ntimeout = 10\n[[subscriptions]]\ntopic = \"t\"\nfunction = \"f\"\nvisibility_timeout = 5\n").unwrap_err();
+        assert_eq!(e.key, "subscriptions[0].visibility_timeout");
+        let e = load("[app]\nname = \"a\"\n[[subscriptions]]\ntopic = \"t\"\nfunction = \"f\"\n").unwrap_err();
+        assert_eq!(e.key, "subscriptions[0].function");
     }
 
     #[test]

@@ -5,8 +5,11 @@
 //! line in one warning rather than an error. Supported keys are listed in `docs/manifest.md`.
 
 use crate::app::{defaults, CorsSpec, FunctionSpec, PayloadFormat, RouteSpec, RouteTarget};
-use crate::native::{check_memory, check_scaling, check_timeout};
-use crate::{App, AppName, FunctionName, Loaded, ManifestError, RouteKey, RuntimeKind, Scaling};
+use crate::native::{check_memory, check_scaling, check_timeout, subscription, SubscriptionInput};
+use crate::{
+    App, AppName, EventFilter, EventShape, FunctionName, Loaded, ManifestError, RouteKey, RuntimeKind, Scaling,
+    TopicName,
+};
 use serde_yaml::{Mapping, Value};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -171,6 +174,7 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path) -> Result<Loaded, Mani
 
     let mut fns = BTreeMap::new();
     let mut routes = Vec::new();
+    let mut pending_subs = Vec::new();
     for (k, v) in &functions {
         let fname = str_key(k);
         let base = format!("functions.{fname}");
@@ -214,6 +218,11 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path) -> Result<Loaded, Mani
                                 "httpApi" => {
                                     let key = http_api_event(&mut w, evv, &tpath)?;
                                     routes.push(route(key, &name, PayloadFormat::V2));
+                                }
+                                "sqs" | "sns" => {
+                                    let shape = if etype == "sqs" { EventShape::Sqs } else { EventShape::Sns };
+                                    let input = queue_event(&mut w, evv, &tpath, &name, shape)?;
+                                    pending_subs.push((input, tpath));
                                 }
                                 _ => w.unsupported(tpath),
                             }
@@ -270,6 +279,15 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path) -> Result<Loaded, Mani
         );
     }
 
+    let mut topics = std::collections::BTreeSet::new();
+    let mut subscriptions = Vec::new();
+    for (input, key) in pending_subs {
+        let f = fns.get(&input.function);
+        let sub = subscription(input, f.map(|f| f.timeout), f.map(|f| f.scaling.max_instances))
+            .map_err(|(k, m)| w.err(format!("{key}.{k}"), m))?;
+        topics.insert(sub.topic.clone());
+        subscriptions.push(sub);
+    }
     let app = App {
         name,
         region,
@@ -277,6 +295,8 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path) -> Result<Loaded, Mani
         functions: fns,
         routes,
         cors,
+        topics,
+        subscriptions,
     };
     app.check_references().map_err(|(k, m)| w.err(k, m))?;
     let mut warnings = Vec::new();
@@ -294,6 +314,71 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path) -> Result<Loaded, Mani
         ));
     }
     Ok(Loaded { app, warnings })
+}
+
+/// The topic a queue or topic reference names: the last part of an ARN, or the name itself.
+fn arn_name(w: &Walker<'_>, v: &Value, key: &str) -> Result<TopicName, ManifestError> {
+    let raw = match v {
+        // `arn: { "Fn::GetAtt": [Queue, Arn] }` and other CloudFormation forms name a resource.
+        Value::Mapping(m) => m
+            .values()
+            .next()
+            .and_then(|v| v.as_sequence()?.first()?.as_str().map(str::to_string))
+            .ok_or_else(|| w.err(key, "must be a queue/topic name or ARN"))?,
+        _ => w.string(v, key)?,
+    };
+    let name = raw.rsplit(':').next().unwrap_or(&raw).to_string();
+    TopicName::new(&name).map_err(|e| w.err(key, e.to_string()))
+}
+
+/// `sqs: arn` / `sqs: {arn, batchSize, maximumBatchingWindow, functionResponseType, maximumConcurrency}`,
+/// `sns: name` / `sns: {topicName | arn, filterPolicy}`: a local topic plus a subscription.
+fn queue_event(
+    w: &mut Walker<'_>,
+    v: &Value,
+    path: &str,
+    function: &FunctionName,
+    shape: EventShape,
+) -> Result<SubscriptionInput, ManifestError> {
+    let mut input = SubscriptionInput {
+        name: TopicName::new("x").expect("valid"),
+        topic: TopicName::new("x").expect("valid"),
+        function: function.clone(),
+        filter: EventFilter::default(),
+        shape,
+        batch_size: if shape == EventShape::Sns { Some(1) } else { None },
+        batch_window: None,
+        max_concurrency: None,
+        max_attempts: None,
+        max_event_age: None,
+        visibility_timeout: None,
+        report_batch_item_failures: false,
+    };
+    let mut topic = None;
+    match v {
+        Value::Mapping(m) => {
+            for (k, v) in m {
+                let key = str_key(k);
+                let kpath = format!("{path}.{key}");
+                match (shape, key.as_str()) {
+                    (_, "arn") | (EventShape::Sns, "topicName") => topic = Some(arn_name(w, v, &kpath)?),
+                    (EventShape::Sqs, "batchSize") => input.batch_size = Some(w.number(v, &kpath)? as u32),
+                    (EventShape::Sqs, "maximumBatchingWindow") => input.batch_window = Some(w.number(v, &kpath)?),
+                    (EventShape::Sqs, "maximumConcurrency") => input.max_concurrency = Some(w.number(v, &kpath)? as u32),
+                    (EventShape::Sqs, "functionResponseType") => {
+                        input.report_batch_item_failures = w.string(v, &kpath)? == "ReportBatchItemFailures"
+                    }
+                    (_, "enabled") => {}
+                    _ => w.unsupported(kpath),
+                }
+            }
+        }
+        other => topic = Some(arn_name(w, other, path)?),
+    }
+    let topic = topic.ok_or_else(|| w.err(format!("{path}.arn"), "is required"))?;
+    input.name = TopicName::new(format!("{function}.{topic}")).map_err(|e| w.err(path, e.to_string()))?;
+    input.topic = topic;
+    Ok(input)
 }
 
 fn route(key: RouteKey, function: &FunctionName, payload: PayloadFormat) -> RouteSpec {
@@ -508,13 +593,16 @@ resources:
         for key in [
             "plugins",
             "provider.iam",
-            "functions.getUser.events[2].sqs",
             "functions.catchAll.layers",
             "resources",
         ] {
             assert!(w.contains(key), "{key} missing from {w}");
         }
         assert!(!w.contains("frameworkVersion"));
+        assert!(!w.contains(".sqs"), "sqs events are supported");
+        let sub = &app.subscriptions[0];
+        assert_eq!((sub.topic.as_str(), sub.function.as_str(), sub.name.as_str()), ("q", "getUser", "getUser.q"));
+        assert_eq!(sub.shape, EventShape::Sqs);
     }
 
     #[test]
