@@ -7,6 +7,7 @@ use crate::error::{ApiError, Body};
 use crate::routes::percent_decode;
 use crate::server::HttpHandler;
 use bytes::Bytes;
+use gust_events::Events;
 use gust_runtime::{Invocation, InvokeError, Invoker, PlatformApi, Trigger};
 use gust_store::{KvError, KvStore, Precondition, PutOutcome, MAX_VALUE_BYTES};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
@@ -24,6 +25,7 @@ const KV_PREFIX: &str = "/gust/v1/kv";
 pub struct Admin {
     invoker: Arc<Invoker>,
     kv: Arc<dyn KvStore>,
+    events: Option<Arc<Events>>,
 }
 
 impl std::fmt::Debug for Admin {
@@ -77,8 +79,149 @@ fn declared_len(req: &Request<Incoming>) -> Option<u64> {
 }
 
 impl Admin {
-    pub fn new(invoker: Arc<Invoker>, kv: Arc<dyn KvStore>) -> Arc<Self> {
-        Arc::new(Self { invoker, kv })
+    pub fn new(
+        invoker: Arc<Invoker>,
+        kv: Arc<dyn KvStore>,
+        events: Option<Arc<Events>>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            invoker,
+            kv,
+            events,
+        })
+    }
+
+    fn events(&self) -> Result<&Arc<Events>, ApiError> {
+        self.events.as_ref().ok_or_else(|| {
+            ApiError::new(404, "EventsDisabled", "events are not enabled on this Gust")
+        })
+    }
+
+    async fn events_api(
+        &self,
+        rest: &str,
+        req: Request<Incoming>,
+    ) -> Result<Response<Body>, ApiError> {
+        let events = self.events()?;
+        let (parts, body) = req.into_parts();
+        let query = parts.uri.query().unwrap_or("").to_string();
+        let param = |name: &str| {
+            query.split('&').find_map(|p| {
+                let (k, v) = p.split_once('=')?;
+                (k == name).then(|| percent_decode(v))
+            })
+        };
+        let seqs = |v: Option<String>| -> Result<Option<Vec<i64>>, ApiError> {
+            v.map(|s| {
+                s.split(',')
+                    .map(|x| {
+                        x.trim().parse::<i64>().map_err(|_| {
+                            ApiError::new(400, "InvalidParameter", "seq must be numbers")
+                        })
+                    })
+                    .collect()
+            })
+            .transpose()
+        };
+        let log_err = |e: gust_events::LogError| {
+            tracing::error!(error = %e, "event log failure");
+            ApiError::new(
+                500,
+                "StorageError",
+                "the event log failed; see the Gust log",
+            )
+        };
+        let segments: Vec<&str> = rest
+            .trim_matches('/')
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .collect();
+        match (&parts.method, segments.as_slice()) {
+            (&Method::POST, ["events", topic]) => {
+                let body =
+                    crate::gateway::read_limited(&parts.headers, body, MAX_INVOKE_PAYLOAD).await?;
+                crate::publish::publish(events, topic, &parts.headers, &body).await
+            }
+            (&Method::GET, ["subscriptions"]) => {
+                let mut list = Vec::new();
+                let dead = events.log().dlq_list(None).await.map_err(log_err)?;
+                for s in events.subscriptions() {
+                    let backlog = events
+                        .log()
+                        .backlog(s.name.as_str())
+                        .await
+                        .map_err(log_err)?;
+                    let dlq = dead
+                        .iter()
+                        .filter(|d| d.subscription == s.name.as_str())
+                        .count();
+                    list.push(json!({
+                        "name": s.name.as_str(), "topic": s.topic.as_str(), "function": s.function.as_str(),
+                        "backlog": backlog, "dead_letters": dlq, "batch_size": s.batch_size,
+                        "max_attempts": s.max_attempts, "max_event_age_s": s.max_event_age.as_secs(),
+                    }));
+                }
+                Ok(json_response(
+                    StatusCode::OK,
+                    json!({ "subscriptions": list }),
+                ))
+            }
+            (&Method::GET, ["dlq"]) => {
+                let sub = param("subscription");
+                let list = events
+                    .log()
+                    .dlq_list(sub.as_deref())
+                    .await
+                    .map_err(log_err)?;
+                Ok(json_response(
+                    StatusCode::OK,
+                    json!({ "dead_letters": list.iter().map(dead_letter_json).collect::<Vec<_>>() }),
+                ))
+            }
+            (&Method::GET, ["dlq", sub, seq]) => {
+                let seq: i64 = seq
+                    .parse()
+                    .map_err(|_| ApiError::new(400, "InvalidParameter", "seq must be a number"))?;
+                let list = events.log().dlq_list(Some(sub)).await.map_err(log_err)?;
+                let d = list.iter().find(|d| d.seq == seq).ok_or_else(|| {
+                    ApiError::new(
+                        404,
+                        "DeadLetterNotFound",
+                        format!("no dead letter {seq} in `{sub}`"),
+                    )
+                })?;
+                Ok(json_response(StatusCode::OK, dead_letter_json(d)))
+            }
+            (&Method::POST, ["dlq", sub, "redrive"]) => {
+                if !events.knows_subscription(sub) {
+                    return Err(ApiError::new(
+                        404,
+                        "SubscriptionNotFound",
+                        format!("subscription `{sub}` does not exist"),
+                    ));
+                }
+                let seqs = seqs(param("seq"))?;
+                let n = events
+                    .redrive(sub, seqs.as_deref())
+                    .await
+                    .map_err(log_err)?;
+                Ok(json_response(StatusCode::OK, json!({ "redriven": n })))
+            }
+            (&Method::DELETE, ["dlq", sub]) => {
+                let seqs = seqs(param("seq"))?;
+                let n = events
+                    .log()
+                    .dlq_purge(sub, seqs.as_deref())
+                    .await
+                    .map_err(log_err)?;
+                Ok(json_response(StatusCode::OK, json!({ "purged": n })))
+            }
+            _ => Err(ApiError::new(
+                404,
+                "NotFound",
+                format!("no admin endpoint {} /gust/v1/{rest}", parts.method),
+            )),
+        }
     }
 
     async fn invoke_api(
@@ -111,15 +254,13 @@ impl Admin {
                     .expect("static response parts are valid")
             }
             "RequestResponse" => {}
-            "Event" => {
+            "Event" => return self.invoke_async(&name, req, request_id).await,
+            other => {
                 return lambda_error(
                     400,
                     "InvalidParameterValueException",
-                    "InvocationType Event (asynchronous invocation) is not available yet in this Gust version",
+                    &format!("unknown InvocationType `{other}`"),
                 )
-            }
-            other => {
-                return lambda_error(400, "InvalidParameterValueException", &format!("unknown InvocationType `{other}`"))
             }
         }
         if declared_len(&req).is_some_and(|n| n > MAX_INVOKE_PAYLOAD as u64) {
@@ -215,6 +356,72 @@ impl Admin {
             resp.headers_mut().insert("x-amzn-requestid", v);
         }
         resp
+    }
+
+    /// `InvocationType: Event`: durable first, then 202; the function runs from the queue with
+    /// Lambda's retry policy and ends in the function's DLQ if every attempt fails.
+    async fn invoke_async(
+        &self,
+        name: &str,
+        req: Request<Incoming>,
+        request_id: &str,
+    ) -> Response<Body> {
+        let Some(events) = &self.events else {
+            return lambda_error(
+                400,
+                "InvalidParameterValueException",
+                "asynchronous invocation needs events enabled",
+            );
+        };
+        let trace = req
+            .headers()
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let payload = match read_body(req.into_body(), gust_events::MAX_EVENT_BYTES).await {
+            Ok(p) if p.is_empty() => Bytes::from_static(b"{}"),
+            Ok(p) => p,
+            Err(e) if e.status == 413 => {
+                return lambda_error(
+                    413,
+                    "RequestTooLargeException",
+                    "Request must be smaller than 1048576 bytes for asynchronous invocation",
+                )
+            }
+            Err(e) => return e.into_response(request_id),
+        };
+        if serde_json::from_slice::<serde::de::IgnoredAny>(&payload).is_err() {
+            return lambda_error(
+                400,
+                "InvalidRequestContentException",
+                "Could not parse request body into json",
+            );
+        }
+        match events.invoke_async(name, payload, trace).await {
+            Ok(id) => {
+                let mut r = Response::builder()
+                    .status(StatusCode::ACCEPTED)
+                    .body(Full::new(Bytes::new()))
+                    .expect("static response parts are valid");
+                if let Ok(v) = HeaderValue::from_str(&id) {
+                    r.headers_mut().insert("x-amzn-requestid", v);
+                }
+                r
+            }
+            Err(gust_events::PublishError::UnknownFunction(n)) => lambda_error(
+                404,
+                "ResourceNotFoundException",
+                &format!("Function not found: {n}"),
+            ),
+            Err(e) => {
+                tracing::error!(error = %e, "queueing an asynchronous invocation failed");
+                lambda_error(
+                    500,
+                    "ServiceException",
+                    "the invocation could not be queued",
+                )
+            }
+        }
     }
 
     fn caller(&self, req: &Request<Incoming>) -> Result<PlatformApi, ApiError> {
@@ -448,6 +655,23 @@ impl Admin {
     }
 }
 
+fn dead_letter_json(d: &gust_events::DeadLetter) -> serde_json::Value {
+    let (data, b64) = d.event.data_text();
+    json!({
+        "subscription": d.subscription,
+        "seq": d.seq,
+        "message_id": d.message_id,
+        "attempts": d.attempts,
+        "reason": d.reason,
+        "last_error": d.last_error,
+        "failed_at": chrono::DateTime::from_timestamp_millis(d.failed_ms).map(|t| t.to_rfc3339()),
+        "event": {
+            "id": d.event.id, "type": d.event.event_type, "source": d.event.source,
+            "data": data, "data_base64": b64,
+        },
+    })
+}
+
 impl HttpHandler for Admin {
     async fn handle(
         self: Arc<Self>,
@@ -468,6 +692,14 @@ impl HttpHandler for Admin {
                 Ok(r) => r,
                 Err(e) => e.into_response(&request_id),
             };
+        }
+        if let Some(rest) = path.strip_prefix("/gust/v1/") {
+            if rest.starts_with("events/") || rest.starts_with("dlq") || rest == "subscriptions" {
+                return match self.events_api(rest, req).await {
+                    Ok(r) => r,
+                    Err(e) => e.into_response(&request_id),
+                };
+            }
         }
         match (req.method(), path.as_str()) {
             (&Method::GET, "/healthz") => json_response(StatusCode::OK, json!({ "status": "ok" })),

@@ -23,6 +23,7 @@ struct Routing {
 
 pub struct Gateway {
     invoker: Arc<Invoker>,
+    events: Option<Arc<gust_events::Events>>,
     routing: RwLock<Arc<Routing>>,
     max_body_bytes: usize,
 }
@@ -34,9 +35,14 @@ impl std::fmt::Debug for Gateway {
 }
 
 impl Gateway {
-    pub fn new(invoker: Arc<Invoker>, max_body_bytes: usize) -> Arc<Self> {
+    pub fn new(
+        invoker: Arc<Invoker>,
+        events: Option<Arc<gust_events::Events>>,
+        max_body_bytes: usize,
+    ) -> Arc<Self> {
         Arc::new(Self {
             invoker,
+            events,
             routing: RwLock::new(Arc::new(Routing {
                 table: RouteTable::default(),
                 cors: None,
@@ -75,7 +81,18 @@ impl Gateway {
             }
         }
 
-        let m = match routing.table.lookup(&method, &path) {
+        let lookup = routing.table.lookup(&method, &path);
+        // `POST /events/{topic}` publishes, unless an app route claims that path.
+        if !matches!(lookup, Lookup::Found(_)) && method == "POST" {
+            if let (Some(events), Some(topic)) = (&self.events, path.strip_prefix("/events/")) {
+                if !topic.is_empty() && !topic.contains('/') {
+                    let (parts, body) = req.into_parts();
+                    let body = read_limited(&parts.headers, body, self.max_body_bytes).await?;
+                    return crate::publish::publish(events, topic, &parts.headers, &body).await;
+                }
+            }
+        }
+        let m = match lookup {
             Lookup::Found(m) => m,
             Lookup::NotFound => {
                 return Err(ApiError::new(
@@ -105,36 +122,8 @@ impl Gateway {
         };
         let RouteTarget::Function { function, payload } = &m.route.target;
 
-        let too_large = || {
-            ApiError::new(
-                413,
-                "PayloadTooLarge",
-                format!(
-                    "request body exceeds the {} byte limit",
-                    self.max_body_bytes
-                ),
-            )
-        };
-        let declared = req
-            .headers()
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > self.max_body_bytes as u64) {
-            return Err(too_large());
-        }
         let (parts, body) = req.into_parts();
-        let body: Bytes = match Limited::new(body, self.max_body_bytes).collect().await {
-            Ok(c) => c.to_bytes(),
-            Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large()),
-            Err(e) => {
-                return Err(ApiError::new(
-                    400,
-                    "BadRequest",
-                    format!("could not read the request body: {e}"),
-                ))
-            }
-        };
+        let body = read_limited(&parts.headers, body, self.max_body_bytes).await?;
         let host = parts
             .headers
             .get(http::header::HOST)
@@ -185,6 +174,38 @@ impl Gateway {
             cors_headers(cors, origin, resp.headers_mut());
         }
         Ok(resp)
+    }
+}
+
+/// Reads a body up to `limit` bytes: 413 from `Content-Length` before reading, or as soon as
+/// a streamed body passes the limit.
+pub(crate) async fn read_limited(
+    headers: &HeaderMap,
+    body: Incoming,
+    limit: usize,
+) -> Result<Bytes, ApiError> {
+    let too_large = || {
+        ApiError::new(
+            413,
+            "PayloadTooLarge",
+            format!("request body exceeds the {limit} byte limit"),
+        )
+    };
+    let declared = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Err(e) => Err(ApiError::new(
+            400,
+            "BadRequest",
+            format!("could not read the request body: {e}"),
+        )),
     }
 }
 

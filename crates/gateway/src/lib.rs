@@ -12,6 +12,7 @@ mod admin;
 mod error;
 mod gateway;
 mod payload;
+mod publish;
 pub mod routes;
 mod server;
 

@@ -9,6 +9,7 @@
 //! the library crates so that every trigger shares them.
 
 use anyhow::{Context, Result};
+use gust_events::{EventLog, Events, SqliteLog};
 use gust_gateway::{serve, Admin, Gateway, ServerLimits, DEFAULT_MAX_BODY_BYTES};
 use gust_runtime::{Executor, ExecutorConfig, Invoker, LogSink, RuntimeFiles, TracingLogSink};
 use gust_store::{KvStore, SqliteStore};
@@ -57,6 +58,7 @@ pub struct Platform {
     pub app: gust_model::App,
     pub warnings: Vec<String>,
     pub invoker: Arc<Invoker>,
+    pub events: Arc<Events>,
     stop_gateway: watch::Sender<bool>,
     stop_admin: watch::Sender<bool>,
     gateway_task: JoinHandle<()>,
@@ -121,9 +123,13 @@ impl Platform {
         );
         let invoker = Invoker::new(executor);
         invoker.deploy(&app)?;
-        let gateway = Gateway::new(invoker.clone(), config.max_body_bytes);
+        let log: Arc<dyn EventLog> = Arc::new(
+            SqliteLog::open(&state_dir.join("state.db")).context("cannot open the event log")?,
+        );
+        let events = Events::start(log, invoker.clone(), &app, gust_gateway::ACCOUNT_ID);
+        let gateway = Gateway::new(invoker.clone(), Some(events.clone()), config.max_body_bytes);
         gateway.deploy(&app);
-        let admin = Admin::new(invoker.clone(), kv);
+        let admin = Admin::new(invoker.clone(), kv, Some(events.clone()));
 
         let (stop_gateway, rx) = watch::channel(false);
         let gateway_task = tokio::spawn(serve(
@@ -155,6 +161,7 @@ impl Platform {
             app,
             warnings: loaded.warnings,
             invoker,
+            events,
             stop_gateway,
             stop_admin,
             gateway_task,
@@ -177,6 +184,8 @@ impl Platform {
     pub async fn shutdown(self) {
         let _ = self.stop_gateway.send(true);
         let grace = self.max_timeout() + Duration::from_secs(1);
+        // Deliveries in flight finish (or their records become due again at the next start).
+        self.events.stop(grace).await;
         self.invoker.shutdown(grace).await;
         let _ = tokio::time::timeout(Duration::from_secs(2), self.gateway_task).await;
         let _ = self.stop_admin.send(true);

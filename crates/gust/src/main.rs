@@ -60,18 +60,101 @@ enum Command {
         /// Read the event from a file (`-` for stdin).
         #[arg(long)]
         data_file: Option<PathBuf>,
-        /// Admin URL of the running Gust (default: read from the app's state directory).
-        #[arg(long, env = "GUST_ADMIN")]
-        admin: Option<String>,
-        /// App directory whose running Gust to use.
-        #[arg(long, default_value = ".")]
-        app: PathBuf,
+        /// Queue the invocation (Lambda `InvocationType: Event`): answer at once, run with retries.
+        #[arg(long = "async")]
+        is_async: bool,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Publish an event to a topic of a running Gust.
+    Publish {
+        topic: String,
+        /// The event data, as JSON.
+        #[arg(long, short)]
+        data: String,
+        /// CloudEvents `type` (default: the topic).
+        #[arg(long = "type")]
+        event_type: Option<String>,
+        /// CloudEvents `id`; a repeat within the dedup window is not delivered twice.
+        #[arg(long)]
+        id: Option<String>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Inspect and act on dead-letter queues.
+    Dlq {
+        #[command(subcommand)]
+        action: DlqAction,
+        #[command(flatten)]
+        target: Target,
     },
     /// Check a manifest and print what Gust would run.
     Validate {
         #[arg(default_value = ".")]
         dir: PathBuf,
     },
+}
+
+#[derive(clap::Args)]
+struct Target {
+    /// Admin URL of the running Gust (default: read from the app's state directory).
+    #[arg(long, global = true, env = "GUST_ADMIN")]
+    admin: Option<String>,
+    /// App directory whose running Gust to use.
+    #[arg(long, global = true, default_value = ".")]
+    app: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum DlqAction {
+    /// List dead letters (of one subscription, or all).
+    List { subscription: Option<String> },
+    /// Show one dead letter with its event.
+    Show { subscription: String, seq: i64 },
+    /// Deliver dead letters again (all of the subscription's, or `--seq 1,2`).
+    Redrive {
+        subscription: String,
+        #[arg(long)]
+        seq: Option<String>,
+    },
+    /// Delete dead letters (all of the subscription's, or `--seq 1,2`).
+    Purge {
+        subscription: String,
+        #[arg(long)]
+        seq: Option<String>,
+    },
+}
+
+impl Target {
+    fn admin_url(&self) -> Result<String> {
+        if let Some(a) = &self.admin {
+            return Ok(a.trim_end_matches('/').to_string());
+        }
+        let root = if self.app.is_file() {
+            self.app.parent().map(PathBuf::from).unwrap_or_default()
+        } else {
+            self.app.clone()
+        };
+        Ok(admin_url_from_state(&root.join(".gust"))?
+            .trim_end_matches('/')
+            .to_string())
+    }
+}
+
+/// Sends a request to the admin API; prints the JSON answer; fails on a non-2xx status.
+async fn admin_call(req: reqwest::RequestBuilder, admin: &str) -> Result<serde_json::Value> {
+    let resp = req
+        .send()
+        .await
+        .with_context(|| format!("cannot reach Gust at {admin}"))?;
+    let status = resp.status();
+    let text = resp.text().await?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+    if !status.is_success() {
+        bail!("HTTP {status}: {value}");
+    }
+    Ok(value)
 }
 
 fn init_logging(format: LogFormat) {
@@ -110,9 +193,82 @@ async fn main() -> Result<()> {
             name,
             data,
             data_file,
-            admin,
-            app,
-        } => invoke(name, data, data_file, admin, app).await,
+            is_async,
+            target,
+        } => invoke(name, data, data_file, is_async, target).await,
+        Command::Publish {
+            topic,
+            data,
+            event_type,
+            id,
+            target,
+        } => {
+            serde_json::from_str::<serde_json::Value>(&data).context("--data is not valid JSON")?;
+            let admin = target.admin_url()?;
+            let mut req = reqwest::Client::new()
+                .post(format!("{admin}/gust/v1/events/{topic}"))
+                .header("content-type", "application/json")
+                .body(data);
+            if let Some(t) = event_type {
+                req = req.header("x-event-type", t);
+            }
+            if let Some(id) = id {
+                req = req.header("idempotency-key", id);
+            }
+            let v = admin_call(req, &admin).await?;
+            println!("{}", serde_json::to_string_pretty(&v)?);
+            Ok(())
+        }
+        Command::Dlq { action, target } => {
+            let admin = target.admin_url()?;
+            let c = reqwest::Client::new();
+            let with_seq = |url: String, seq: &Option<String>| match seq {
+                Some(s) => format!("{url}?seq={s}"),
+                None => url,
+            };
+            let req = match &action {
+                DlqAction::List { subscription: None } => c.get(format!("{admin}/gust/v1/dlq")),
+                DlqAction::List {
+                    subscription: Some(s),
+                } => c.get(format!("{admin}/gust/v1/dlq?subscription={s}")),
+                DlqAction::Show { subscription, seq } => {
+                    c.get(format!("{admin}/gust/v1/dlq/{subscription}/{seq}"))
+                }
+                DlqAction::Redrive { subscription, seq } => c.post(with_seq(
+                    format!("{admin}/gust/v1/dlq/{subscription}/redrive"),
+                    seq,
+                )),
+                DlqAction::Purge { subscription, seq } => {
+                    c.delete(with_seq(format!("{admin}/gust/v1/dlq/{subscription}"), seq))
+                }
+            };
+            let v = admin_call(req, &admin).await?;
+            match (&action, v.get("dead_letters").and_then(|d| d.as_array())) {
+                (DlqAction::List { .. }, Some(list)) => {
+                    if list.is_empty() {
+                        println!("no dead letters");
+                    }
+                    for d in list {
+                        println!(
+                            "{:<28} seq {:<6} attempts {:<3} {:<22} {}  {}",
+                            d["subscription"].as_str().unwrap_or(""),
+                            d["seq"],
+                            d["attempts"],
+                            d["reason"].as_str().unwrap_or(""),
+                            d["failed_at"].as_str().unwrap_or(""),
+                            d["last_error"]
+                                .as_str()
+                                .unwrap_or("")
+                                .chars()
+                                .take(100)
+                                .collect::<String>()
+                        );
+                    }
+                }
+                _ => println!("{}", serde_json::to_string_pretty(&v)?),
+            }
+            Ok(())
+        }
         Command::Validate { dir } => validate(dir),
     }
 }
@@ -183,8 +339,8 @@ async fn invoke(
     name: String,
     data: Option<String>,
     data_file: Option<PathBuf>,
-    admin: Option<String>,
-    app: PathBuf,
+    is_async: bool,
+    target: Target,
 ) -> Result<()> {
     let payload = match (data, data_file) {
         (Some(d), _) => d,
@@ -195,28 +351,28 @@ async fn invoke(
         (None, None) => "{}".to_string(),
     };
     serde_json::from_str::<serde_json::Value>(&payload).context("the event is not valid JSON")?;
-    let admin = match admin {
-        Some(a) => a,
-        None => {
-            let root = if app.is_file() {
-                app.parent().map(PathBuf::from).unwrap_or_default()
-            } else {
-                app
-            };
-            admin_url_from_state(&root.join(".gust"))?
-        }
-    };
-    let url = format!(
-        "{}/2015-03-31/functions/{name}/invocations",
-        admin.trim_end_matches('/')
-    );
+    let admin = target.admin_url()?;
+    let url = format!("{admin}/2015-03-31/functions/{name}/invocations");
     let resp = reqwest::Client::new()
         .post(&url)
         .header("content-type", "application/json")
+        .header(
+            "x-amz-invocation-type",
+            if is_async { "Event" } else { "RequestResponse" },
+        )
         .body(payload)
         .send()
         .await
         .with_context(|| format!("cannot reach Gust at {admin}"))?;
+    if is_async && resp.status().as_u16() == 202 {
+        let id = resp
+            .headers()
+            .get("x-amzn-requestid")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        println!("queued: request id {id}");
+        return Ok(());
+    }
     let status = resp.status();
     let function_error = resp.headers().get("x-amz-function-error").is_some();
     let body = resp.text().await?;

@@ -26,6 +26,8 @@ pub enum EventShape {
     Sqs,
     /// SNS-style `{"Records":[{"EventSource":"aws:sns","Sns":{...}}]}`.
     Sns,
+    /// The published payload itself, one per invocation (asynchronous invocation).
+    Raw,
 }
 
 /// Which events a subscription takes: all listed conditions must hold; empty means all.
@@ -69,6 +71,8 @@ pub struct SubscriptionSpec {
     pub visibility_timeout: Duration,
     /// Honour `{"batchItemFailures":[{"itemIdentifier":...}]}` answers.
     pub report_batch_item_failures: bool,
+    /// First retry delay; each further retry doubles it (with jitter), up to 5 minutes.
+    pub retry_delay: Duration,
 }
 
 /// Event delivery defaults (documented in docs/events.md).
@@ -79,6 +83,8 @@ pub mod event_defaults {
     pub const MAX_EVENT_AGE: Duration = Duration::from_secs(6 * 3600);
     /// Visibility timeout: 6x the function timeout (AWS's advice for SQS triggers), at least this.
     pub const MIN_VISIBILITY: Duration = Duration::from_secs(30);
+    pub const RETRY_DELAY: Duration = Duration::from_secs(1);
+    pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(300);
 }
 
 /// Which process a function runs in.
@@ -233,6 +239,12 @@ impl App {
                     format!("route `{}` is declared twice", route.key),
                 ));
             }
+        }
+        if let Some(t) = self.topics.iter().find(|t| t.as_str().starts_with("gust.")) {
+            return Err((
+                format!("topics.{t}"),
+                "topic names starting with `gust.` are reserved for Gust".into(),
+            ));
         }
         let mut names = std::collections::HashSet::new();
         for (i, sub) in self.subscriptions.iter().enumerate() {

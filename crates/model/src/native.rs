@@ -6,8 +6,8 @@ use crate::app::{
     CorsSpec, FunctionSpec, PayloadFormat, RouteSpec, RouteTarget,
 };
 use crate::{
-    event_defaults, App, AppName, EventFilter, EventShape, FunctionName, Loaded, ManifestError, RouteKey,
-    RuntimeKind, Scaling, SubscriptionSpec, TopicName,
+    event_defaults, App, AppName, EventFilter, EventShape, FunctionName, Loaded, ManifestError,
+    RouteKey, RuntimeKind, Scaling, SubscriptionSpec, TopicName,
 };
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -57,6 +57,7 @@ struct SubscriptionSection {
     visibility_timeout: Option<f64>,
     #[serde(default)]
     report_batch_item_failures: bool,
+    retry_delay: Option<f64>,
 }
 
 #[derive(Deserialize)]
@@ -250,22 +251,35 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path) -> Result<Loaded, Mani
     for (i, s) in manifest.subscriptions.into_iter().enumerate() {
         let key = |k: &str| format!("subscriptions[{i}].{k}");
         let topic = TopicName::new(&s.topic).map_err(|e| err(key("topic"), e.to_string()))?;
-        let function = FunctionName::new(&s.function).map_err(|e| err(key("function"), e.to_string()))?;
-        let name = s.name.unwrap_or_else(|| format!("{}.{}", s.function, s.topic));
+        let function =
+            FunctionName::new(&s.function).map_err(|e| err(key("function"), e.to_string()))?;
+        let name = s
+            .name
+            .unwrap_or_else(|| format!("{}.{}", s.function, s.topic));
         let name = TopicName::new(&name).map_err(|e| err(key("name"), e.to_string()))?;
         let shape = match s.shape.as_deref() {
             None | Some("sqs") => EventShape::Sqs,
             Some("sns") => EventShape::Sns,
-            Some(other) => return Err(err(key("shape"), format!("unknown shape `{other}`: use \"sqs\" or \"sns\""))),
+            Some(other) => {
+                return Err(err(
+                    key("shape"),
+                    format!("unknown shape `{other}`: use \"sqs\" or \"sns\""),
+                ))
+            }
         };
         let fn_timeout = functions.get(&function).map(|f: &FunctionSpec| f.timeout);
-        let max_instances = functions.get(&function).map(|f: &FunctionSpec| f.scaling.max_instances);
+        let max_instances = functions
+            .get(&function)
+            .map(|f: &FunctionSpec| f.scaling.max_instances);
         let sub = subscription(
             SubscriptionInput {
                 name,
                 topic: topic.clone(),
                 function,
-                filter: EventFilter { types: s.types, attributes: s.attributes },
+                filter: EventFilter {
+                    types: s.types,
+                    attributes: s.attributes,
+                },
                 shape,
                 batch_size: s.batch_size,
                 batch_window: s.batch_window,
@@ -274,6 +288,7 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path) -> Result<Loaded, Mani
                 max_event_age: s.max_event_age,
                 visibility_timeout: s.visibility_timeout,
                 report_batch_item_failures: s.report_batch_item_failures,
+                retry_delay: s.retry_delay,
             },
             fn_timeout,
             max_instances,
@@ -314,6 +329,7 @@ pub(crate) struct SubscriptionInput {
     pub max_event_age: Option<f64>,
     pub visibility_timeout: Option<f64>,
     pub report_batch_item_failures: bool,
+    pub retry_delay: Option<f64>,
 }
 
 /// Applies the delivery defaults and limits; errors name the key.
@@ -337,7 +353,10 @@ pub(crate) fn subscription(
     }
     let max_event_age = match s.max_event_age {
         None => event_defaults::MAX_EVENT_AGE,
-        Some(v) => seconds(v).ok_or(("max_event_age", "must be a positive number of seconds".to_string()))?,
+        Some(v) => seconds(v).ok_or((
+            "max_event_age",
+            "must be a positive number of seconds".to_string(),
+        ))?,
     };
     let min_visibility = fn_timeout
         .map(|t| (t * 6).max(event_defaults::MIN_VISIBILITY))
@@ -345,17 +364,35 @@ pub(crate) fn subscription(
     let visibility_timeout = match s.visibility_timeout {
         None => min_visibility,
         Some(v) => {
-            let d = seconds(v).ok_or(("visibility_timeout", "must be a positive number of seconds".to_string()))?;
+            let d = seconds(v).ok_or((
+                "visibility_timeout",
+                "must be a positive number of seconds".to_string(),
+            ))?;
             if let Some(t) = fn_timeout.filter(|t| d <= *t) {
                 return Err((
                     "visibility_timeout",
-                    format!("{v}s must be longer than the function timeout ({}s)", t.as_secs_f64()),
+                    format!(
+                        "{v}s must be longer than the function timeout ({}s)",
+                        t.as_secs_f64()
+                    ),
                 ));
             }
             d
         }
     };
-    let max_concurrency = s.max_concurrency.unwrap_or_else(|| fn_max_instances.unwrap_or(10)).max(1);
+    let retry_delay = match s.retry_delay {
+        None => event_defaults::RETRY_DELAY,
+        Some(v) => seconds(v)
+            .filter(|d| *d <= event_defaults::MAX_RETRY_DELAY)
+            .ok_or((
+                "retry_delay",
+                "must be a positive number of seconds, at most 300".to_string(),
+            ))?,
+    };
+    let max_concurrency = s
+        .max_concurrency
+        .unwrap_or_else(|| fn_max_instances.unwrap_or(10))
+        .max(1);
     Ok(SubscriptionSpec {
         name: s.name,
         topic: s.topic,
@@ -369,6 +406,7 @@ pub(crate) fn subscription(
         max_event_age,
         visibility_timeout,
         report_batch_item_failures: s.report_batch_item_failures,
+        retry_delay,
     })
 }
 
@@ -502,15 +540,21 @@ report_batch_item_failures = true
         assert_eq!(s.name.as_str(), "invoice.orders");
         assert_eq!(s.batch_size, 5);
         assert_eq!(s.max_attempts, 4);
-        assert_eq!(s.visibility_timeout, Duration::from_secs(60), "6x the function timeout");
+        assert_eq!(
+            s.visibility_timeout,
+            Duration::from_secs(60),
+            "6x the function timeout"
+        );
         assert_eq!(s.max_concurrency, 10);
-        assert!(s.filter.matches("order.created", |k| (k == "region").then(|| "eu".to_string())));
+        assert!(s.filter.matches("order.created", |k| (k == "region")
+            .then(|| "eu".to_string())));
         assert!(!s.filter.matches("order.created", |_| None));
         assert!(!s.filter.matches("order.paid", |_| Some("eu".into())));
 
         let e = load("[app]\nname = \"a\"\n[functions.f]\nruntime = \"nodejs20.x\"\nhandler = \"h.h\"\ntimeout = 10\n[[subscriptions]]\ntopic = \"t\"\nfunction = \"f\"\nvisibility_timeout = 5\n").unwrap_err();
         assert_eq!(e.key, "subscriptions[0].visibility_timeout");
-        let e = load("[app]\nname = \"a\"\n[[subscriptions]]\ntopic = \"t\"\nfunction = \"f\"\n").unwrap_err();
+        let e = load("[app]\nname = \"a\"\n[[subscriptions]]\ntopic = \"t\"\nfunction = \"f\"\n")
+            .unwrap_err();
         assert_eq!(e.key, "subscriptions[0].function");
     }
 

@@ -7,8 +7,8 @@
 use crate::app::{defaults, CorsSpec, FunctionSpec, PayloadFormat, RouteSpec, RouteTarget};
 use crate::native::{check_memory, check_scaling, check_timeout, subscription, SubscriptionInput};
 use crate::{
-    App, AppName, EventFilter, EventShape, FunctionName, Loaded, ManifestError, RouteKey, RuntimeKind, Scaling,
-    TopicName,
+    App, AppName, EventFilter, EventShape, FunctionName, Loaded, ManifestError, RouteKey,
+    RuntimeKind, Scaling, TopicName,
 };
 use serde_yaml::{Mapping, Value};
 use std::collections::BTreeMap;
@@ -220,7 +220,11 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path) -> Result<Loaded, Mani
                                     routes.push(route(key, &name, PayloadFormat::V2));
                                 }
                                 "sqs" | "sns" => {
-                                    let shape = if etype == "sqs" { EventShape::Sqs } else { EventShape::Sns };
+                                    let shape = if etype == "sqs" {
+                                        EventShape::Sqs
+                                    } else {
+                                        EventShape::Sns
+                                    };
                                     let input = queue_event(&mut w, evv, &tpath, &name, shape)?;
                                     pending_subs.push((input, tpath));
                                 }
@@ -283,8 +287,12 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path) -> Result<Loaded, Mani
     let mut subscriptions = Vec::new();
     for (input, key) in pending_subs {
         let f = fns.get(&input.function);
-        let sub = subscription(input, f.map(|f| f.timeout), f.map(|f| f.scaling.max_instances))
-            .map_err(|(k, m)| w.err(format!("{key}.{k}"), m))?;
+        let sub = subscription(
+            input,
+            f.map(|f| f.timeout),
+            f.map(|f| f.scaling.max_instances),
+        )
+        .map_err(|(k, m)| w.err(format!("{key}.{k}"), m))?;
         topics.insert(sub.topic.clone());
         subscriptions.push(sub);
     }
@@ -346,13 +354,18 @@ fn queue_event(
         function: function.clone(),
         filter: EventFilter::default(),
         shape,
-        batch_size: if shape == EventShape::Sns { Some(1) } else { None },
+        batch_size: if shape == EventShape::Sns {
+            Some(1)
+        } else {
+            None
+        },
         batch_window: None,
         max_concurrency: None,
         max_attempts: None,
         max_event_age: None,
         visibility_timeout: None,
         report_batch_item_failures: false,
+        retry_delay: None,
     };
     let mut topic = None;
     match v {
@@ -361,12 +374,21 @@ fn queue_event(
                 let key = str_key(k);
                 let kpath = format!("{path}.{key}");
                 match (shape, key.as_str()) {
-                    (_, "arn") | (EventShape::Sns, "topicName") => topic = Some(arn_name(w, v, &kpath)?),
-                    (EventShape::Sqs, "batchSize") => input.batch_size = Some(w.number(v, &kpath)? as u32),
-                    (EventShape::Sqs, "maximumBatchingWindow") => input.batch_window = Some(w.number(v, &kpath)?),
-                    (EventShape::Sqs, "maximumConcurrency") => input.max_concurrency = Some(w.number(v, &kpath)? as u32),
+                    (_, "arn") | (EventShape::Sns, "topicName") => {
+                        topic = Some(arn_name(w, v, &kpath)?)
+                    }
+                    (EventShape::Sqs, "batchSize") => {
+                        input.batch_size = Some(w.number(v, &kpath)? as u32)
+                    }
+                    (EventShape::Sqs, "maximumBatchingWindow") => {
+                        input.batch_window = Some(w.number(v, &kpath)?)
+                    }
+                    (EventShape::Sqs, "maximumConcurrency") => {
+                        input.max_concurrency = Some(w.number(v, &kpath)? as u32)
+                    }
                     (EventShape::Sqs, "functionResponseType") => {
-                        input.report_batch_item_failures = w.string(v, &kpath)? == "ReportBatchItemFailures"
+                        input.report_batch_item_failures =
+                            w.string(v, &kpath)? == "ReportBatchItemFailures"
                     }
                     (_, "enabled") => {}
                     _ => w.unsupported(kpath),
@@ -376,7 +398,8 @@ fn queue_event(
         other => topic = Some(arn_name(w, other, path)?),
     }
     let topic = topic.ok_or_else(|| w.err(format!("{path}.arn"), "is required"))?;
-    input.name = TopicName::new(format!("{function}.{topic}")).map_err(|e| w.err(path, e.to_string()))?;
+    input.name =
+        TopicName::new(format!("{function}.{topic}")).map_err(|e| w.err(path, e.to_string()))?;
     input.topic = topic;
     Ok(input)
 }
@@ -601,7 +624,10 @@ resources:
         assert!(!w.contains("frameworkVersion"));
         assert!(!w.contains(".sqs"), "sqs events are supported");
         let sub = &app.subscriptions[0];
-        assert_eq!((sub.topic.as_str(), sub.function.as_str(), sub.name.as_str()), ("q", "getUser", "getUser.q"));
+        assert_eq!(
+            (sub.topic.as_str(), sub.function.as_str(), sub.name.as_str()),
+            ("q", "getUser", "getUser.q")
+        );
         assert_eq!(sub.shape, EventShape::Sqs);
     }
 

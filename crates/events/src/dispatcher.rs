@@ -1,0 +1,313 @@
+//! Delivery: one worker per subscription claims due records, invokes the function through the
+//! shared [`Invoker`] (so timeouts, pools and records are the same as for HTTP), and acks,
+//! retries with exponential backoff and jitter, or dead-letters.
+//!
+//! At-least-once: a record is acknowledged only after the handler succeeded; a claim hides it
+//! for the visibility timeout (longer than the function timeout), and a crash makes claimed
+//! records due again at the next start. When the function is at its concurrency limit (429)
+//! the records are given back without counting an attempt: back-pressure, not failure.
+
+use crate::log::{now_ms, Claimed, EventLog};
+use crate::shape;
+use gust_model::{event_defaults, EventShape, SubscriptionSpec};
+use gust_runtime::{Invocation, InvokeError, Invoker, Trigger};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Notify, Semaphore};
+
+/// How long an idle worker sleeps at most before looking again (a safety net: publishes wake
+/// workers at once).
+const IDLE_POLL: Duration = Duration::from_secs(1);
+/// Delay before records given back under back-pressure are tried again.
+const BACKPRESSURE_DELAY_MS: i64 = 100;
+
+pub(crate) struct Worker {
+    pub spec: SubscriptionSpec,
+    pub wake: Notify,
+}
+
+pub struct Dispatcher {
+    log: Arc<dyn EventLog>,
+    invoker: Arc<Invoker>,
+    region: String,
+    account: String,
+    pub(crate) workers: HashMap<String, Arc<Worker>>,
+    stopped: AtomicBool,
+    stop: Notify,
+    tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Dispatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dispatcher")
+            .field("subscriptions", &self.workers.len())
+            .finish()
+    }
+}
+
+/// Exponential backoff with jitter: `base * 2^(attempt-1)`, capped, then scaled by 50-100%.
+fn backoff(base: Duration, attempt: u32) -> Duration {
+    let exp = base.saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
+    let capped = exp.min(event_defaults::MAX_RETRY_DELAY);
+    let r = (uuid::Uuid::new_v4().as_u128() % 1000) as f64 / 1000.0;
+    capped.mul_f64(0.5 + r * 0.5)
+}
+
+impl Dispatcher {
+    pub fn start(
+        log: Arc<dyn EventLog>,
+        invoker: Arc<Invoker>,
+        subscriptions: Vec<SubscriptionSpec>,
+        region: &str,
+        account: &str,
+    ) -> Arc<Self> {
+        let workers = subscriptions
+            .into_iter()
+            .map(|spec| {
+                (
+                    spec.name.to_string(),
+                    Arc::new(Worker {
+                        spec,
+                        wake: Notify::new(),
+                    }),
+                )
+            })
+            .collect();
+        let d = Arc::new(Self {
+            log,
+            invoker,
+            region: region.into(),
+            account: account.into(),
+            workers,
+            stopped: AtomicBool::new(false),
+            stop: Notify::new(),
+            tasks: std::sync::Mutex::new(Vec::new()),
+        });
+        let handles: Vec<_> = d
+            .workers
+            .values()
+            .map(|w| tokio::spawn(run(d.clone(), w.clone())))
+            .collect();
+        d.tasks.lock().expect("tasks lock").extend(handles);
+        d
+    }
+
+    /// Wakes the workers of these subscriptions (after a publish or a redrive).
+    pub fn wake(&self, subscriptions: &[String]) {
+        for s in subscriptions {
+            if let Some(w) = self.workers.get(s) {
+                w.wake.notify_one();
+            }
+        }
+    }
+
+    pub fn subscription(&self, name: &str) -> Option<&SubscriptionSpec> {
+        self.workers.get(name).map(|w| &w.spec)
+    }
+
+    /// Stops claiming and waits (up to `grace`) for batches in flight to finish.
+    pub async fn stop(&self, grace: Duration) {
+        self.stopped.store(true, Ordering::Release);
+        self.stop.notify_waiters();
+        for w in self.workers.values() {
+            w.wake.notify_one();
+        }
+        let tasks: Vec<_> = self.tasks.lock().expect("tasks lock").drain(..).collect();
+        let _ = tokio::time::timeout(grace, async {
+            for t in tasks {
+                let _ = t.await;
+            }
+        })
+        .await;
+    }
+
+    fn stopping(&self) -> bool {
+        self.stopped.load(Ordering::Acquire)
+    }
+}
+
+async fn run(d: Arc<Dispatcher>, w: Arc<Worker>) {
+    let spec = &w.spec;
+    let sub = spec.name.to_string();
+    let permits = Arc::new(Semaphore::new(spec.max_concurrency as usize));
+    let mut in_flight = tokio::task::JoinSet::new();
+    let visibility_ms = spec.visibility_timeout.as_millis() as i64;
+    loop {
+        if d.stopping() {
+            break;
+        }
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => p.expect("semaphore never closed"),
+            _ = d.stop.notified() => break,
+        };
+        // Batching window: once a record is due, wait up to the window for a fuller batch.
+        if !spec.batch_window.is_zero() && spec.batch_size > 1 {
+            if let Ok(Some(due)) = d.log.next_due(&sub).await {
+                let waited = now_ms() - due;
+                let window = spec.batch_window.as_millis() as i64;
+                if waited >= 0
+                    && waited < window
+                    && d.log.backlog(&sub).await.unwrap_or(0) < spec.batch_size as u64
+                {
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis((window - waited) as u64)) => {}
+                        _ = d.stop.notified() => break,
+                    }
+                }
+            }
+        }
+        let batch = match d
+            .log
+            .claim(&sub, spec.batch_size as usize, visibility_ms)
+            .await
+        {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(subscription = %sub, error = %e, "claiming deliveries failed");
+                drop(permit);
+                tokio::time::sleep(IDLE_POLL).await;
+                continue;
+            }
+        };
+        if batch.is_empty() {
+            drop(permit);
+            let sleep = match d.log.next_due(&sub).await {
+                Ok(Some(due)) => Duration::from_millis(
+                    (due - now_ms()).clamp(1, IDLE_POLL.as_millis() as i64) as u64,
+                ),
+                _ => IDLE_POLL,
+            };
+            tokio::select! {
+                _ = w.wake.notified() => {}
+                _ = tokio::time::sleep(sleep) => {}
+                _ = d.stop.notified() => break,
+            }
+            continue;
+        }
+        let d2 = d.clone();
+        let w2 = w.clone();
+        in_flight.spawn(async move {
+            deliver(&d2, &w2.spec, batch).await;
+            drop(permit);
+        });
+        while in_flight.try_join_next().is_some() {}
+    }
+    while in_flight.join_next().await.is_some() {}
+}
+
+async fn deliver(d: &Dispatcher, spec: &SubscriptionSpec, batch: Vec<Claimed>) {
+    let sub = spec.name.as_str();
+    let now = now_ms();
+    let max_age = spec.max_event_age.as_millis() as i64;
+    let (expired, batch): (Vec<_>, Vec<_>) =
+        batch.into_iter().partition(|c| now - c.first_ms > max_age);
+    for c in &expired {
+        let error = format!(
+            "the record is older than max_event_age ({}s)",
+            spec.max_event_age.as_secs()
+        );
+        if let Err(e) = d
+            .log
+            .dead_letter(sub, c.seq, "MaxEventAgeExceeded", &error)
+            .await
+        {
+            tracing::error!(subscription = %sub, error = %e, "dead-lettering failed");
+        }
+    }
+    if batch.is_empty() {
+        return;
+    }
+    let topic = spec.topic.as_str();
+    let payload = match spec.shape {
+        EventShape::Sqs => {
+            serde_json::to_vec(&shape::sqs_event(&batch, topic, &d.region, &d.account))
+        }
+        EventShape::Sns => {
+            serde_json::to_vec(&shape::sns_event(&batch, topic, sub, &d.region, &d.account))
+        }
+        EventShape::Raw => Ok(batch[0].event.data.to_vec()),
+    }
+    .expect("JSON values serialise");
+    let mut inv = Invocation::new(spec.function.as_str(), payload, Trigger::Event);
+    if spec.shape == EventShape::Raw {
+        inv.trigger = Trigger::Async;
+        inv.request_id = Some(batch[0].event.id.clone());
+    }
+    inv.trace_id = batch[0].event.extensions.get("traceparent").cloned();
+    let seqs: Vec<i64> = batch.iter().map(|c| c.seq).collect();
+    let failed: Result<Vec<i64>, String> = match d.invoker.invoke(inv).await {
+        Ok(out) if out.function_error.is_none() => {
+            if spec.report_batch_item_failures && spec.shape != EventShape::Raw {
+                shape::batch_item_failures(&out.payload, &batch).inspect_err(|e| {
+                    tracing::warn!(subscription = %sub, "{e}: the whole batch is retried");
+                })
+            } else {
+                Ok(vec![])
+            }
+        }
+        Ok(out) => Err(format!(
+            "{}: {}",
+            out.function_error.unwrap_or_default(),
+            String::from_utf8_lossy(&out.payload)
+                .chars()
+                .take(2000)
+                .collect::<String>()
+        )),
+        Err(e @ (InvokeError::TooManyRequests { .. } | InvokeError::ShuttingDown)) => {
+            tracing::debug!(subscription = %sub, reason = %e, "function busy; records wait in the queue");
+            if let Err(e) = d
+                .log
+                .release(sub, &seqs, now_ms() + BACKPRESSURE_DELAY_MS)
+                .await
+            {
+                tracing::error!(subscription = %sub, error = %e, "releasing deliveries failed");
+            }
+            return;
+        }
+        Err(e) => Err(format!("{}: {e}", e.code())),
+    };
+    let (to_fail, error) = match failed {
+        Ok(f) => {
+            let ok: Vec<i64> = seqs.iter().copied().filter(|s| !f.contains(s)).collect();
+            if let Err(e) = d.log.ack(sub, &ok).await {
+                tracing::error!(subscription = %sub, error = %e, "acknowledging deliveries failed");
+            }
+            (f, "reported in batchItemFailures".to_string())
+        }
+        Err(error) => (seqs, error),
+    };
+    for c in batch.iter().filter(|c| to_fail.contains(&c.seq)) {
+        let result = if c.attempts >= spec.max_attempts {
+            tracing::warn!(subscription = %sub, message_id = %c.message_id, attempts = c.attempts, "retries exhausted: dead-lettered");
+            d.log
+                .dead_letter(sub, c.seq, "MaxAttemptsExceeded", &error)
+                .await
+        } else {
+            let at = now_ms() + backoff(spec.retry_delay, c.attempts).as_millis() as i64;
+            d.log.retry(sub, c.seq, at, &error).await
+        };
+        if let Err(e) = result {
+            tracing::error!(subscription = %sub, error = %e, "recording a failed delivery failed");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_exponentially_with_jitter_and_a_cap() {
+        let base = Duration::from_secs(1);
+        for attempt in 1..=4u32 {
+            let full = Duration::from_secs(1 << (attempt - 1));
+            for _ in 0..50 {
+                let d = backoff(base, attempt);
+                assert!(d >= full / 2 && d <= full, "attempt {attempt}: {d:?}");
+            }
+        }
+        assert!(backoff(base, 30) <= event_defaults::MAX_RETRY_DELAY);
+    }
+}

@@ -1,0 +1,200 @@
+//! # gust-events: topics, subscriptions, and asynchronous invocation
+//!
+//! Owns publishing (CloudEvents over HTTP in every mode, idempotency keys), fan-out to
+//! subscriptions with filters, the durable log behind the [`EventLog`] seam (embedded SQLite
+//! today, NATS JetStream for clusters later), delivery with batches, partial batch failure,
+//! retries with backoff and jitter, maximum age, and dead-letter queues, and asynchronous
+//! invocation (Lambda's `InvocationType: Event`), which is a hidden subscription per function.
+//!
+//! Every delivery is an invocation through the shared `gust_runtime::Invoker`: no second
+//! invoke path. Must not depend on: HTTP serving, the gateway, the CLI.
+
+mod cloudevent;
+mod dispatcher;
+mod log;
+pub mod shape;
+
+pub use cloudevent::{from_http, CloudEvent, EventError, MAX_EVENT_BYTES};
+pub use dispatcher::Dispatcher;
+pub use log::{Claimed, DeadLetter, EventLog, LogError, Published, SqliteLog};
+
+use gust_model::{
+    event_defaults, App, EventFilter, EventShape, FunctionName, SubscriptionSpec, TopicName,
+};
+use gust_runtime::Invoker;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long an idempotency key (or CloudEvent id) suppresses a repeat publish.
+pub const DEDUP_WINDOW: Duration = Duration::from_secs(5 * 60);
+/// Lambda's asynchronous invocation defaults: two retries, six hours.
+pub const ASYNC_MAX_ATTEMPTS: u32 = 3;
+pub const ASYNC_MAX_AGE: Duration = Duration::from_secs(6 * 3600);
+
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("topic `{0}` does not exist")]
+    UnknownTopic(String),
+    #[error("function `{0}` does not exist")]
+    UnknownFunction(String),
+    #[error(transparent)]
+    Log(#[from] LogError),
+}
+
+/// The subscription (and topic) carrying asynchronous invocations of `function`.
+pub fn async_queue(function: &str) -> String {
+    format!("gust.async.{function}")
+}
+
+pub struct Events {
+    log: Arc<dyn EventLog>,
+    dispatcher: Arc<Dispatcher>,
+    /// topic -> (subscription, filter)
+    fanout: HashMap<String, Vec<(String, EventFilter)>>,
+}
+
+impl std::fmt::Debug for Events {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Events")
+            .field("topics", &self.fanout.len())
+            .finish()
+    }
+}
+
+impl Events {
+    /// Starts delivery for `app`'s subscriptions plus one asynchronous-invocation queue per
+    /// function.
+    pub fn start(
+        log: Arc<dyn EventLog>,
+        invoker: Arc<Invoker>,
+        app: &App,
+        account: &str,
+    ) -> Arc<Self> {
+        let mut subs: Vec<SubscriptionSpec> = app.subscriptions.clone();
+        for f in app.functions.values() {
+            let name = TopicName::new(async_queue(f.name.as_str()))
+                .expect("function names make valid topic names");
+            subs.push(SubscriptionSpec {
+                name: name.clone(),
+                topic: name,
+                function: f.name.clone(),
+                filter: EventFilter::default(),
+                shape: EventShape::Raw,
+                batch_size: 1,
+                batch_window: Duration::ZERO,
+                max_concurrency: f.scaling.max_instances,
+                max_attempts: ASYNC_MAX_ATTEMPTS,
+                max_event_age: ASYNC_MAX_AGE,
+                visibility_timeout: (f.timeout * 6).max(event_defaults::MIN_VISIBILITY),
+                report_batch_item_failures: false,
+                retry_delay: event_defaults::RETRY_DELAY,
+            });
+        }
+        let mut fanout: HashMap<String, Vec<(String, EventFilter)>> = app
+            .topics
+            .iter()
+            .map(|t| (t.to_string(), Vec::new()))
+            .collect();
+        for s in &subs {
+            fanout
+                .entry(s.topic.to_string())
+                .or_default()
+                .push((s.name.to_string(), s.filter.clone()));
+        }
+        let dispatcher = Dispatcher::start(log.clone(), invoker, subs, &app.region, account);
+        Arc::new(Self {
+            log,
+            dispatcher,
+            fanout,
+        })
+    }
+
+    pub fn has_topic(&self, topic: &str) -> bool {
+        !topic.starts_with("gust.") && self.fanout.contains_key(topic)
+    }
+
+    /// Stores `events` durably (answers only after the commit) and wakes their subscribers.
+    pub async fn publish(
+        &self,
+        topic: &str,
+        events: Vec<CloudEvent>,
+    ) -> Result<Vec<Published>, PublishError> {
+        if !self.has_topic(topic) {
+            return Err(PublishError::UnknownTopic(topic.into()));
+        }
+        self.publish_internal(topic, events).await
+    }
+
+    async fn publish_internal(
+        &self,
+        topic: &str,
+        events: Vec<CloudEvent>,
+    ) -> Result<Vec<Published>, PublishError> {
+        let subs = self.fanout.get(topic).map(Vec::as_slice).unwrap_or(&[]);
+        let routed: Vec<(CloudEvent, Vec<String>)> = events
+            .into_iter()
+            .map(|e| {
+                let targets = subs
+                    .iter()
+                    .filter(|(_, f)| f.matches(&e.event_type, |k| e.attribute(k)))
+                    .map(|(s, _)| s.clone())
+                    .collect();
+                (e, targets)
+            })
+            .collect();
+        let published = self
+            .log
+            .publish(topic, routed, DEDUP_WINDOW.as_millis() as i64)
+            .await?;
+        let names: Vec<String> = subs.iter().map(|(s, _)| s.clone()).collect();
+        self.dispatcher.wake(&names);
+        Ok(published)
+    }
+
+    /// Queues an asynchronous invocation (answer 202 at once); returns its request id.
+    pub async fn invoke_async(
+        &self,
+        function: &str,
+        payload: bytes::Bytes,
+        trace: Option<String>,
+    ) -> Result<String, PublishError> {
+        if FunctionName::new(function).is_err() || !self.fanout.contains_key(&async_queue(function))
+        {
+            return Err(PublishError::UnknownFunction(function.into()));
+        }
+        let mut event = CloudEvent::internal("gust.async.invoke", payload);
+        if let Some(t) = trace {
+            event.extensions.insert("traceparent".into(), t);
+        }
+        let id = event.id.clone();
+        self.publish_internal(&async_queue(function), vec![event])
+            .await?;
+        Ok(id)
+    }
+
+    pub fn subscriptions(&self) -> Vec<&SubscriptionSpec> {
+        let mut v: Vec<_> = self.dispatcher.workers.values().map(|w| &w.spec).collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    pub fn log(&self) -> &Arc<dyn EventLog> {
+        &self.log
+    }
+
+    pub fn knows_subscription(&self, name: &str) -> bool {
+        self.dispatcher.subscription(name).is_some()
+    }
+
+    pub async fn redrive(&self, sub: &str, seqs: Option<&[i64]>) -> Result<usize, LogError> {
+        let n = self.log.dlq_redrive(sub, seqs).await?;
+        self.dispatcher.wake(&[sub.to_string()]);
+        Ok(n)
+    }
+
+    /// Stops delivering; batches in flight finish within `grace`.
+    pub async fn stop(&self, grace: Duration) {
+        self.dispatcher.stop(grace).await;
+    }
+}

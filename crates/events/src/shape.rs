@@ -1,0 +1,114 @@
+//! What a subscriber receives: SQS-style and SNS-style record batches (CloudEvents attributes
+//! as message attributes), and the `batchItemFailures` answer for partial batch failure.
+
+use crate::log::Claimed;
+use serde_json::{json, Map, Value};
+
+/// Builds `{"Records":[...]}` in SQS's shape.
+pub fn sqs_event(records: &[Claimed], topic: &str, region: &str, account: &str) -> Value {
+    let arn = format!("arn:aws:sqs:{region}:{account}:{topic}");
+    let records: Vec<Value> = records
+        .iter()
+        .map(|c| {
+            let (body, _) = c.event.data_text();
+            let mut attrs = Map::new();
+            for (k, v) in c.event.attributes() {
+                attrs.insert(
+                    format!("ce-{k}"),
+                    json!({ "stringValue": v, "stringListValues": [], "binaryListValues": [], "dataType": "String" }),
+                );
+            }
+            json!({
+                "messageId": c.message_id,
+                "receiptHandle": format!("{}:{}", c.seq, c.attempts),
+                "body": body,
+                "attributes": {
+                    "ApproximateReceiveCount": c.attempts.to_string(),
+                    "SentTimestamp": c.published_ms.to_string(),
+                    "SenderId": "gust",
+                    "ApproximateFirstReceiveTimestamp": c.first_ms.to_string(),
+                },
+                "messageAttributes": attrs,
+                "eventSource": "aws:sqs",
+                "eventSourceARN": arn,
+                "awsRegion": region,
+            })
+        })
+        .collect();
+    json!({ "Records": records })
+}
+
+/// Builds `{"Records":[...]}` in SNS's shape.
+pub fn sns_event(
+    records: &[Claimed],
+    topic: &str,
+    subscription: &str,
+    region: &str,
+    account: &str,
+) -> Value {
+    let topic_arn = format!("arn:aws:sns:{region}:{account}:{topic}");
+    let records: Vec<Value> = records
+        .iter()
+        .map(|c| {
+            let (message, _) = c.event.data_text();
+            let mut attrs = Map::new();
+            for (k, v) in c.event.attributes() {
+                attrs.insert(format!("ce-{k}"), json!({ "Type": "String", "Value": v }));
+            }
+            let ts = chrono::DateTime::from_timestamp_millis(c.published_ms)
+                .unwrap_or_default()
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+            json!({
+                "EventSource": "aws:sns",
+                "EventVersion": "1.0",
+                "EventSubscriptionArn": format!("{topic_arn}:{subscription}"),
+                "Sns": {
+                    "Type": "Notification",
+                    "MessageId": c.message_id,
+                    "TopicArn": topic_arn,
+                    "Subject": c.event.subject,
+                    "Message": message,
+                    "Timestamp": ts,
+                    "SignatureVersion": "1",
+                    "Signature": "",
+                    "SigningCertUrl": "",
+                    "UnsubscribeUrl": "",
+                    "MessageAttributes": attrs,
+                }
+            })
+        })
+        .collect();
+    json!({ "Records": records })
+}
+
+/// The message ids a handler reported as failed, or `None` when the answer is not a
+/// `batchItemFailures` response (then the whole batch succeeded).
+///
+/// As Lambda does, an item identifier that is empty or not in the batch fails the whole batch.
+pub fn batch_item_failures(answer: &[u8], batch: &[Claimed]) -> Result<Vec<i64>, String> {
+    let Ok(v) = serde_json::from_slice::<Value>(answer) else {
+        return Ok(vec![]);
+    };
+    let Some(items) = v.get("batchItemFailures") else {
+        return Ok(vec![]);
+    };
+    let Some(items) = items.as_array() else {
+        return Err("batchItemFailures must be a list".into());
+    };
+    let mut failed = Vec::new();
+    for item in items {
+        let id = item
+            .get("itemIdentifier")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        match batch.iter().find(|c| c.message_id == id) {
+            Some(c) => failed.push(c.seq),
+            None => {
+                return Err(format!(
+                    "batchItemFailures names an unknown itemIdentifier `{id}`"
+                ))
+            }
+        }
+    }
+    Ok(failed)
+}

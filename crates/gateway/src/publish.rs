@@ -1,0 +1,52 @@
+//! `POST /events/{topic}` (gateway) and `POST /gust/v1/events/{topic}` (admin, `GUST_API`):
+//! CloudEvents in binary, structured or batch mode, or plain JSON. Answers 202 only after the
+//! events are durable; bad input is refused whole and nothing of it is stored.
+
+use crate::error::{ApiError, Body};
+use bytes::Bytes;
+use gust_events::{from_http, Events, PublishError};
+use http::{HeaderMap, Response, StatusCode};
+use http_body_util::Full;
+use serde_json::json;
+
+pub async fn publish(
+    events: &Events,
+    topic: &str,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<Response<Body>, ApiError> {
+    let topic = crate::routes::percent_decode(topic);
+    if !events.has_topic(&topic) {
+        return Err(ApiError::new(
+            404,
+            "TopicNotFound",
+            format!("topic `{topic}` does not exist"),
+        ));
+    }
+    let parsed = from_http(headers, body, &topic)
+        .map_err(|e| ApiError::new(e.status(), e.code(), e.to_string()))?;
+    let published = events.publish(&topic, parsed).await.map_err(|e| match e {
+        PublishError::UnknownTopic(t) => {
+            ApiError::new(404, "TopicNotFound", format!("topic `{t}` does not exist"))
+        }
+        other => {
+            tracing::error!(error = %other, "publish failed");
+            ApiError::new(
+                500,
+                "StorageError",
+                "the event log failed; nothing was published",
+            )
+        }
+    })?;
+    let list: Vec<_> = published
+        .iter()
+        .map(|p| json!({ "id": p.id, "duplicate": p.duplicate, "deliveries": p.deliveries }))
+        .collect();
+    Ok(Response::builder()
+        .status(StatusCode::ACCEPTED)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(
+            json!({ "topic": topic, "events": list }).to_string(),
+        )))
+        .expect("static response parts are valid"))
+}

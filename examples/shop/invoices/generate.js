@@ -1,0 +1,36 @@
+'use strict';
+// GenerateInvoice: subscribed to `order.created` events on the `orders` topic (SQS-shaped
+// batches). Prices the order in EUR with the exchange rate stored under `rates/<CURRENCY>`;
+// an order in a currency with no rate fails (a "poison" order): after its retries it lands
+// in the subscription's dead-letter queue, until someone adds the rate and redrives it.
+const kv = require('../lib/gust-kv');
+
+exports.handler = async (event) => {
+  const failures = [];
+  for (const record of event.Records) {
+    try {
+      const order = JSON.parse(record.body);
+      const rate = order.currency === 'EUR' ? 1 : Number(await kv.get(`rates/${order.currency}`));
+      if (!rate) throw new Error(`no exchange rate for ${order.currency}: PUT /rates/${order.currency} first`);
+      const lines = order.items.map((i) => ({ sku: i.sku, qty: i.qty, unitPrice: i.price, amount: round(i.qty * i.price) }));
+      const subtotal = round(lines.reduce((s, l) => s + l.amount, 0));
+      const invoice = {
+        orderId: order.id,
+        customer: order.customer,
+        currency: order.currency,
+        lines,
+        subtotal,
+        totalEur: round(subtotal / rate),
+        issuedAt: new Date().toISOString(),
+      };
+      await kv.putJSON(`invoices/${order.id}`, invoice);
+      console.log(`invoiced order ${order.id}: ${invoice.totalEur} EUR`);
+    } catch (err) {
+      console.error(`invoice for message ${record.messageId} failed: ${err.message}`);
+      failures.push({ itemIdentifier: record.messageId });
+    }
+  }
+  return { batchItemFailures: failures };
+};
+
+function round(x) { return Math.round(x * 100) / 100; }
