@@ -19,7 +19,7 @@ pub use dispatcher::Dispatcher;
 pub use log::{Claimed, DeadLetter, EventLog, LogError, Published, SqliteLog};
 
 use gust_model::{
-    event_defaults, App, EventFilter, EventShape, FunctionName, SubscriptionSpec, TopicName,
+    event_defaults, App, EventFilter, EventShape, FunctionName, Overlap, SubscriptionSpec, TopicName,
 };
 use gust_runtime::Invoker;
 use std::collections::HashMap;
@@ -40,6 +40,11 @@ pub enum PublishError {
     UnknownFunction(String),
     #[error(transparent)]
     Log(#[from] LogError),
+}
+
+/// The subscription (and topic) carrying the runs of a schedule.
+pub fn schedule_queue(schedule: &str) -> String {
+    format!("gust.schedule.{schedule}")
 }
 
 /// The subscription (and topic) carrying asynchronous invocations of `function`.
@@ -89,6 +94,28 @@ impl Events {
                 visibility_timeout: (f.timeout * 6).max(event_defaults::MIN_VISIBILITY),
                 report_batch_item_failures: false,
                 retry_delay: event_defaults::RETRY_DELAY,
+            });
+        }
+        for sc in &app.schedules {
+            let Some(f) = app.functions.get(&sc.function) else { continue };
+            let name = TopicName::new(schedule_queue(sc.name.as_str())).expect("schedule names make valid topic names");
+            subs.push(SubscriptionSpec {
+                name: name.clone(),
+                topic: name,
+                function: f.name.clone(),
+                filter: EventFilter::default(),
+                shape: EventShape::Raw,
+                batch_size: 1,
+                batch_window: Duration::ZERO,
+                max_concurrency: match sc.overlap {
+                    Overlap::Allow => f.scaling.max_instances,
+                    Overlap::Skip | Overlap::Queue => 1,
+                },
+                max_attempts: sc.max_attempts,
+                max_event_age: ASYNC_MAX_AGE,
+                visibility_timeout: (f.timeout * 6).max(event_defaults::MIN_VISIBILITY),
+                report_batch_item_failures: false,
+                retry_delay: sc.retry_delay,
             });
         }
         let mut fanout: HashMap<String, Vec<(String, EventFilter)>> = app
@@ -171,6 +198,32 @@ impl Events {
         self.publish_internal(&async_queue(function), vec![event])
             .await?;
         Ok(id)
+    }
+
+    /// Records `tick` of `schedule` and queues its run (unless `skip`), exactly once per tick.
+    pub async fn fire_schedule(&self, schedule: &str, tick_ms: i64, payload: Option<bytes::Bytes>) -> Result<bool, LogError> {
+        let queue = schedule_queue(schedule);
+        let event = payload.map(|p| CloudEvent::internal("gust.schedule.tick", p));
+        let fired = self.log.fire_once(schedule, tick_ms, &queue, event, &queue).await?;
+        self.dispatcher.wake(&[queue]);
+        Ok(fired)
+    }
+
+    /// Queues a run of `schedule` now, outside its ticks (`gust schedules run`).
+    pub async fn run_schedule_now(&self, schedule: &str, payload: bytes::Bytes) -> Result<String, PublishError> {
+        let queue = schedule_queue(schedule);
+        if !self.fanout.contains_key(&queue) {
+            return Err(PublishError::UnknownTopic(schedule.into()));
+        }
+        let event = CloudEvent::internal("gust.schedule.run", payload);
+        let id = event.id.clone();
+        self.publish_internal(&queue, vec![event]).await?;
+        Ok(id)
+    }
+
+    /// Whether a run of `schedule` is queued or in progress (for `overlap = "skip"`).
+    pub async fn schedule_busy(&self, schedule: &str) -> Result<bool, LogError> {
+        Ok(self.log.backlog(&schedule_queue(schedule)).await? > 0)
     }
 
     pub fn subscriptions(&self) -> Vec<&SubscriptionSpec> {

@@ -92,6 +92,13 @@ pub trait EventLog: Send + Sync + 'static {
     /// Moves dead letters back into delivery (all of `sub`'s, or the given ones); returns how many.
     async fn dlq_redrive(&self, sub: &str, seqs: Option<&[i64]>) -> Result<usize, LogError>;
     async fn dlq_purge(&self, sub: &str, seqs: Option<&[i64]>) -> Result<usize, LogError>;
+    /// The last tick a schedule fired (epoch ms), if it ever did.
+    async fn last_fired(&self, schedule: &str) -> Result<Option<i64>, LogError>;
+    /// Records `tick_ms` as fired for `schedule` and, unless `event` is `None` (a skipped tick),
+    /// enqueues it for `sub` — in one transaction, and only if `tick_ms` is later than the
+    /// recorded tick. Returns false when the tick had already fired (after a restart, or on
+    /// another node): each tick fires once.
+    async fn fire_once(&self, schedule: &str, tick_ms: i64, topic: &str, event: Option<CloudEvent>, sub: &str) -> Result<bool, LogError>;
 }
 
 const SCHEMA: &str = "
@@ -119,6 +126,10 @@ CREATE TABLE IF NOT EXISTS deliveries (
     PRIMARY KEY (subscription, seq)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (subscription, visible_ms);
+CREATE TABLE IF NOT EXISTS schedule_ticks (
+    schedule TEXT PRIMARY KEY,
+    last_tick_ms INTEGER NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS dead_letters (
     subscription TEXT NOT NULL,
     seq INTEGER NOT NULL,
@@ -261,19 +272,7 @@ impl EventLog for SqliteLog {
                     out.push(Published { id: event.id, duplicate: false, deliveries: 0 });
                     continue;
                 }
-                tx.execute(
-                    "INSERT INTO events (topic, message_id, attributes, data, published_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![topic, uuid::Uuid::new_v4().to_string(), encode_attributes(&event), &event.data[..], now],
-                )
-                .map_err(db)?;
-                let seq = tx.last_insert_rowid();
-                for sub in &subs {
-                    tx.execute(
-                        "INSERT INTO deliveries (subscription, seq, visible_ms, first_ms) VALUES (?1, ?2, ?3, ?3)",
-                        params![sub, seq, now],
-                    )
-                    .map_err(db)?;
-                }
+                insert_event(&tx, &topic, &event, &subs, now)?;
                 out.push(Published { id: event.id, duplicate: false, deliveries: subs.len() });
             }
             tx.commit().map_err(db)?;
@@ -499,6 +498,40 @@ impl EventLog for SqliteLog {
         .await
     }
 
+    async fn last_fired(&self, schedule: &str) -> Result<Option<i64>, LogError> {
+        let schedule = schedule.to_string();
+        self.with(move |c| {
+            c.query_row("SELECT last_tick_ms FROM schedule_ticks WHERE schedule = ?1", params![schedule], |r| r.get(0))
+                .optional()
+                .map_err(db)
+        })
+        .await
+    }
+
+    async fn fire_once(&self, schedule: &str, tick_ms: i64, topic: &str, event: Option<CloudEvent>, sub: &str) -> Result<bool, LogError> {
+        let (schedule, topic, sub) = (schedule.to_string(), topic.to_string(), sub.to_string());
+        self.with(move |c| {
+            let tx = c.transaction().map_err(db)?;
+            let changed = tx
+                .execute(
+                    "INSERT INTO schedule_ticks (schedule, last_tick_ms) VALUES (?1, ?2)
+                     ON CONFLICT (schedule) DO UPDATE SET last_tick_ms = excluded.last_tick_ms
+                     WHERE schedule_ticks.last_tick_ms < excluded.last_tick_ms",
+                    params![schedule, tick_ms],
+                )
+                .map_err(db)?;
+            if changed == 0 {
+                return Ok(false);
+            }
+            if let Some(event) = event {
+                insert_event(&tx, &topic, &event, &[sub], now_ms())?;
+            }
+            tx.commit().map_err(db)?;
+            Ok(true)
+        })
+        .await
+    }
+
     async fn dlq_purge(&self, sub: &str, seqs: Option<&[i64]>) -> Result<usize, LogError> {
         let (sub, seqs) = (sub.to_string(), seqs.map(<[i64]>::to_vec));
         self.with(move |c| {
@@ -528,6 +561,23 @@ impl EventLog for SqliteLog {
         })
         .await
     }
+}
+
+fn insert_event(tx: &rusqlite::Transaction<'_>, topic: &str, event: &CloudEvent, subs: &[String], now: i64) -> Result<(), LogError> {
+    tx.execute(
+        "INSERT INTO events (topic, message_id, attributes, data, published_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![topic, uuid::Uuid::new_v4().to_string(), encode_attributes(event), &event.data[..], now],
+    )
+    .map_err(db)?;
+    let seq = tx.last_insert_rowid();
+    for sub in subs {
+        tx.execute(
+            "INSERT INTO deliveries (subscription, seq, visible_ms, first_ms) VALUES (?1, ?2, ?3, ?3)",
+            params![sub, seq, now],
+        )
+        .map_err(db)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -603,5 +653,23 @@ mod tests {
         log.dead_letter("a", back[0].seq, "r", "e").await.unwrap();
         assert_eq!(log.dlq_purge("a", None).await.unwrap(), 1);
         assert!(log.dlq_list(None).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn each_schedule_tick_fires_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let log = SqliteLog::open(&path).unwrap();
+        assert_eq!(log.last_fired("s").await.unwrap(), None);
+        assert!(log.fire_once("s", 1000, "gust.schedule.s", Some(ev("a", None)), "q").await.unwrap());
+        assert!(!log.fire_once("s", 1000, "gust.schedule.s", Some(ev("b", None)), "q").await.unwrap(), "same tick");
+        assert!(!log.fire_once("s", 900, "gust.schedule.s", Some(ev("c", None)), "q").await.unwrap(), "older tick");
+        drop(log);
+        let log = SqliteLog::open(&path).unwrap();
+        assert!(!log.fire_once("s", 1000, "gust.schedule.s", Some(ev("d", None)), "q").await.unwrap(), "after a restart");
+        assert_eq!(log.last_fired("s").await.unwrap(), Some(1000));
+        // A skipped tick is recorded without a delivery.
+        assert!(log.fire_once("s", 2000, "gust.schedule.s", None, "q").await.unwrap());
+        assert_eq!(log.backlog("q").await.unwrap(), 1);
     }
 }

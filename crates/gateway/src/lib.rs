@@ -16,7 +16,7 @@ mod publish;
 pub mod routes;
 mod server;
 
-pub use admin::Admin;
+pub use admin::{Admin, SchedulesApi};
 pub use error::{ApiError, Body};
 pub use gateway::{Gateway, DEFAULT_MAX_BODY_BYTES};
 pub use payload::{build_event, parse_response, HttpAnswer, RequestParts, ResponseError};

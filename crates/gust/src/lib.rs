@@ -8,11 +8,13 @@
 //! Must not contain: request handling, process management or storage logic; those belong to
 //! the library crates so that every trigger shares them.
 
+pub mod schedules;
+
 use anyhow::{Context, Result};
 use gust_events::{EventLog, Events, SqliteLog};
 use gust_gateway::{serve, Admin, Gateway, ServerLimits, DEFAULT_MAX_BODY_BYTES};
 use gust_runtime::{Executor, ExecutorConfig, Invoker, LogSink, RuntimeFiles, TracingLogSink};
-use gust_store::{KvStore, SqliteStore};
+use gust_store::{BlobStore, FsBlobStore, KvStore, SqliteStore};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -34,6 +36,8 @@ pub struct PlatformConfig {
     pub limits: ServerLimits,
     /// Generic Node/Python processes kept ready per runtime in use (0: off).
     pub prewarm_per_runtime: usize,
+    /// The time schedules follow; tests move a `ManualClock`.
+    pub clock: Arc<dyn gust_scheduler::Clock>,
 }
 
 impl PlatformConfig {
@@ -46,6 +50,7 @@ impl PlatformConfig {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             limits: ServerLimits::default(),
             prewarm_per_runtime: 1,
+            clock: Arc::new(gust_scheduler::SystemClock),
         }
     }
 }
@@ -59,6 +64,7 @@ pub struct Platform {
     pub warnings: Vec<String>,
     pub invoker: Arc<Invoker>,
     pub events: Arc<Events>,
+    schedule_tasks: Vec<JoinHandle<()>>,
     stop_gateway: watch::Sender<bool>,
     stop_admin: watch::Sender<bool>,
     gateway_task: JoinHandle<()>,
@@ -89,6 +95,7 @@ impl Platform {
     pub async fn start_with_sink(config: PlatformConfig, sink: Arc<dyn LogSink>) -> Result<Self> {
         let loaded = gust_model::load(&config.app)?;
         let app = loaded.app;
+        let compiled = schedules::compile(&app, &config.app.display().to_string())?;
         let state_dir = config
             .state_dir
             .clone()
@@ -129,7 +136,27 @@ impl Platform {
         let events = Events::start(log, invoker.clone(), &app, gust_gateway::ACCOUNT_ID);
         let gateway = Gateway::new(invoker.clone(), Some(events.clone()), config.max_body_bytes);
         gateway.deploy(&app);
-        let admin = Admin::new(invoker.clone(), kv, Some(events.clone()));
+        let firer = Arc::new(schedules::EventsFirer {
+            events: events.clone(),
+            region: app.region.clone(),
+            account: gust_gateway::ACCOUNT_ID.into(),
+        });
+        let mut schedule_tasks = Vec::new();
+        for (spec, schedule) in compiled.iter().filter(|(s, _)| s.enabled) {
+            schedule_tasks.push(gust_scheduler::spawn_runner(
+                spec.clone(),
+                schedule.clone(),
+                config.clock.clone(),
+                firer.clone(),
+            ));
+        }
+        let schedules_api: Arc<dyn gust_gateway::SchedulesApi> = Arc::new(schedules::SchedulesInfo {
+            schedules: compiled,
+            firer,
+            clock: config.clock.clone(),
+        });
+        let blobs: Arc<dyn BlobStore> = Arc::new(FsBlobStore::new(&state_dir.join("blobs")));
+        let admin = Admin::new(invoker.clone(), kv, blobs, Some(events.clone()), Some(schedules_api));
 
         let (stop_gateway, rx) = watch::channel(false);
         let gateway_task = tokio::spawn(serve(
@@ -162,6 +189,7 @@ impl Platform {
             warnings: loaded.warnings,
             invoker,
             events,
+            schedule_tasks,
             stop_gateway,
             stop_admin,
             gateway_task,
@@ -183,6 +211,9 @@ impl Platform {
     /// stops every instance, then closes the admin API functions were still using.
     pub async fn shutdown(self) {
         let _ = self.stop_gateway.send(true);
+        for t in &self.schedule_tasks {
+            t.abort();
+        }
         let grace = self.max_timeout() + Duration::from_secs(1);
         // Deliveries in flight finish (or their records become due again at the next start).
         self.events.stop(grace).await;

@@ -88,6 +88,13 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// List schedules with their next fire times, or run one now.
+    Schedules {
+        #[command(subcommand)]
+        action: Option<ScheduleAction>,
+        #[command(flatten)]
+        target: Target,
+    },
     /// Check a manifest and print what Gust would run.
     Validate {
         #[arg(default_value = ".")]
@@ -103,6 +110,14 @@ struct Target {
     /// App directory whose running Gust to use.
     #[arg(long, global = true, default_value = ".")]
     app: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum ScheduleAction {
+    /// Every schedule with its next three fire times (the default).
+    List,
+    /// Fire a schedule now, outside its ticks.
+    Run { name: String },
 }
 
 #[derive(Subcommand)]
@@ -217,6 +232,36 @@ async fn main() -> Result<()> {
             }
             let v = admin_call(req, &admin).await?;
             println!("{}", serde_json::to_string_pretty(&v)?);
+            Ok(())
+        }
+        Command::Schedules { action, target } => {
+            let admin = target.admin_url()?;
+            let c = reqwest::Client::new();
+            match action.unwrap_or(ScheduleAction::List) {
+                ScheduleAction::List => {
+                    let v = admin_call(c.get(format!("{admin}/gust/v1/schedules")), &admin).await?;
+                    let list = v["schedules"].as_array().cloned().unwrap_or_default();
+                    if list.is_empty() {
+                        println!("no schedules");
+                    }
+                    for s in list {
+                        let next: Vec<&str> = s["next"].as_array().map(|a| a.iter().filter_map(|t| t.as_str()).collect()).unwrap_or_default();
+                        println!(
+                            "{:<24} {:<26} {:<16} -> {:<20} {}{}",
+                            s["name"].as_str().unwrap_or(""),
+                            s["expression"].as_str().unwrap_or(""),
+                            s["timezone"].as_str().unwrap_or(""),
+                            s["function"].as_str().unwrap_or(""),
+                            if s["enabled"] == true { "next: " } else { "disabled" },
+                            next.join(", ")
+                        );
+                    }
+                }
+                ScheduleAction::Run { name } => {
+                    let v = admin_call(c.post(format!("{admin}/gust/v1/schedules/{name}/run")), &admin).await?;
+                    println!("queued a run of `{name}` ({})", v["id"].as_str().unwrap_or(""));
+                }
+            }
             Ok(())
         }
         Command::Dlq { action, target } => {

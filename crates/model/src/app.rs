@@ -17,6 +17,50 @@ pub struct App {
     /// Topics events may be published to (declared, or named by a subscription).
     pub topics: std::collections::BTreeSet<TopicName>,
     pub subscriptions: Vec<SubscriptionSpec>,
+    pub schedules: Vec<ScheduleSpec>,
+}
+
+/// What to do with ticks missed while Gust was down (or stalled).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CatchUp {
+    /// Missed ticks are skipped.
+    None,
+    /// The most recent missed tick fires once.
+    Last,
+    /// Every missed tick fires, the most recent `n` at most.
+    All(u32),
+}
+
+/// What to do when a tick comes while the previous run is still going.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overlap {
+    /// The tick is recorded and not run.
+    Skip,
+    /// Runs start side by side.
+    Allow,
+    /// The run waits for the previous one.
+    Queue,
+}
+
+/// A cron, rate or one-shot trigger of one function. The expression is checked at load by
+/// the scheduler (`gust-scheduler`), which owns the syntax.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScheduleSpec {
+    pub name: TopicName,
+    pub function: FunctionName,
+    pub expression: String,
+    /// IANA time zone for cron and `at()` expressions.
+    pub timezone: String,
+    /// Constant event instead of the EventBridge "Scheduled Event".
+    pub input: Option<serde_json::Value>,
+    pub description: Option<String>,
+    pub enabled: bool,
+    pub catch_up: CatchUp,
+    pub overlap: Overlap,
+    /// A random delay up to this before each on-time fire, to spread load.
+    pub jitter: Duration,
+    pub max_attempts: u32,
+    pub retry_delay: Duration,
 }
 
 /// The record shape a subscription delivers.
@@ -245,6 +289,18 @@ impl App {
                 format!("topics.{t}"),
                 "topic names starting with `gust.` are reserved for Gust".into(),
             ));
+        }
+        let mut schedule_names = std::collections::HashSet::new();
+        for (i, s) in self.schedules.iter().enumerate() {
+            if !self.functions.contains_key(&s.function) {
+                return Err((
+                    format!("schedules[{i}].function"),
+                    format!("no function named `{}` is declared", s.function),
+                ));
+            }
+            if !schedule_names.insert(s.name.clone()) {
+                return Err((format!("schedules[{i}].name"), format!("schedule `{}` is declared twice", s.name)));
+            }
         }
         let mut names = std::collections::HashSet::new();
         for (i, sub) in self.subscriptions.iter().enumerate() {

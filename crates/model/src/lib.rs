@@ -16,8 +16,8 @@ mod route_key;
 mod serverless;
 
 pub use app::{
-    event_defaults, App, CorsSpec, EventFilter, EventShape, FunctionSpec, PayloadFormat, RouteSpec,
-    RouteTarget, RuntimeKind, Scaling, SubscriptionSpec,
+    event_defaults, App, CatchUp, CorsSpec, EventFilter, EventShape, FunctionSpec, PayloadFormat, RouteSpec,
+    Overlap, RouteTarget, RuntimeKind, Scaling, ScheduleSpec, SubscriptionSpec,
 };
 pub use error::ManifestError;
 pub use ids::{AppName, FunctionName, NameError, TopicName};

@@ -6,7 +6,7 @@ use crate::app::{
     CorsSpec, FunctionSpec, PayloadFormat, RouteSpec, RouteTarget,
 };
 use crate::{
-    event_defaults, App, AppName, EventFilter, EventShape, FunctionName, Loaded, ManifestError,
+    event_defaults, App, CatchUp, Overlap, ScheduleSpec, AppName, EventFilter, EventShape, FunctionName, Loaded, ManifestError,
     RouteKey, RuntimeKind, Scaling, SubscriptionSpec, TopicName,
 };
 use serde::Deserialize;
@@ -27,6 +27,29 @@ struct Manifest {
     topics: BTreeMap<String, TopicSection>,
     #[serde(default)]
     subscriptions: Vec<SubscriptionSection>,
+    #[serde(default)]
+    schedules: Vec<ScheduleSection>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScheduleSection {
+    name: String,
+    function: String,
+    expression: String,
+    timezone: Option<String>,
+    input: Option<toml::Value>,
+    description: Option<String>,
+    enabled: Option<bool>,
+    /// "none" (default), "last" or "all".
+    catch_up: Option<String>,
+    /// With catch_up = "all": how many missed ticks at most (default 10).
+    max_catch_up: Option<u32>,
+    /// "skip" (default), "allow" or "queue".
+    overlap: Option<String>,
+    jitter: Option<f64>,
+    max_attempts: Option<u32>,
+    retry_delay: Option<f64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -298,7 +321,35 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path) -> Result<Loaded, Mani
         subscriptions.push(sub);
     }
 
+    let mut schedules = Vec::new();
+    for (i, s) in manifest.schedules.into_iter().enumerate() {
+        let key = |k: &str| format!("schedules[{i}].{k}");
+        let input = s
+            .input
+            .map(|v| serde_json::to_value(v).map_err(|e| err(key("input"), e.to_string())))
+            .transpose()?;
+        schedules.push(
+            schedule(ScheduleInput {
+                name: s.name,
+                function: s.function,
+                expression: s.expression,
+                timezone: s.timezone,
+                input,
+                description: s.description,
+                enabled: s.enabled,
+                catch_up: s.catch_up,
+                max_catch_up: s.max_catch_up,
+                overlap: s.overlap,
+                jitter: s.jitter,
+                max_attempts: s.max_attempts,
+                retry_delay: s.retry_delay,
+            })
+            .map_err(|(k, m)| err(key(k), m))?,
+        );
+    }
+
     let app = App {
+        schedules,
         topics,
         subscriptions,
         name,
@@ -312,6 +363,75 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path) -> Result<Loaded, Mani
     Ok(Loaded {
         app,
         warnings: Vec::new(),
+    })
+}
+
+/// A schedule as written, before defaults and checks.
+pub(crate) struct ScheduleInput {
+    pub name: String,
+    pub function: String,
+    pub expression: String,
+    pub timezone: Option<String>,
+    pub input: Option<serde_json::Value>,
+    pub description: Option<String>,
+    pub enabled: Option<bool>,
+    pub catch_up: Option<String>,
+    pub max_catch_up: Option<u32>,
+    pub overlap: Option<String>,
+    pub jitter: Option<f64>,
+    pub max_attempts: Option<u32>,
+    pub retry_delay: Option<f64>,
+}
+
+/// Scheduled runs retry like Lambda's asynchronous invocations: two retries by default.
+pub(crate) const SCHEDULE_MAX_ATTEMPTS: u32 = 3;
+
+pub(crate) fn schedule(s: ScheduleInput) -> Result<ScheduleSpec, (&'static str, String)> {
+    let name = TopicName::new(&s.name).map_err(|e| ("name", e.to_string()))?;
+    let function = FunctionName::new(&s.function).map_err(|e| ("function", e.to_string()))?;
+    if s.expression.trim().is_empty() {
+        return Err(("expression", "is required".into()));
+    }
+    let catch_up = match s.catch_up.as_deref() {
+        None | Some("none") => CatchUp::None,
+        Some("last") => CatchUp::Last,
+        Some("all") => CatchUp::All(s.max_catch_up.unwrap_or(10).max(1)),
+        Some(other) => return Err(("catch_up", format!("unknown policy `{other}`: use none, last or all"))),
+    };
+    let overlap = match s.overlap.as_deref() {
+        None | Some("skip") => Overlap::Skip,
+        Some("allow") => Overlap::Allow,
+        Some("queue") => Overlap::Queue,
+        Some(other) => return Err(("overlap", format!("unknown policy `{other}`: use skip, allow or queue"))),
+    };
+    let jitter = match s.jitter {
+        None => Duration::ZERO,
+        Some(v) if (0.0..=3600.0).contains(&v) => Duration::from_secs_f64(v),
+        Some(v) => return Err(("jitter", format!("{v} is outside 0..=3600 seconds"))),
+    };
+    let max_attempts = s.max_attempts.unwrap_or(SCHEDULE_MAX_ATTEMPTS);
+    if max_attempts == 0 {
+        return Err(("max_attempts", "must be at least 1".into()));
+    }
+    let retry_delay = match s.retry_delay {
+        None => event_defaults::RETRY_DELAY,
+        Some(v) => seconds(v)
+            .filter(|d| *d <= event_defaults::MAX_RETRY_DELAY)
+            .ok_or(("retry_delay", "must be a positive number of seconds, at most 300".to_string()))?,
+    };
+    Ok(ScheduleSpec {
+        name,
+        function,
+        expression: s.expression.trim().to_string(),
+        timezone: s.timezone.unwrap_or_else(|| "UTC".into()),
+        input: s.input,
+        description: s.description,
+        enabled: s.enabled.unwrap_or(true),
+        catch_up,
+        overlap,
+        jitter,
+        max_attempts,
+        retry_delay,
     })
 }
 

@@ -5,7 +5,7 @@
 //! line in one warning rather than an error. Supported keys are listed in `docs/manifest.md`.
 
 use crate::app::{defaults, CorsSpec, FunctionSpec, PayloadFormat, RouteSpec, RouteTarget};
-use crate::native::{check_memory, check_scaling, check_timeout, subscription, SubscriptionInput};
+use crate::native::{check_memory, check_scaling, check_timeout, schedule, subscription, ScheduleInput, SubscriptionInput};
 use crate::{
     App, AppName, EventFilter, EventShape, FunctionName, Loaded, ManifestError, RouteKey,
     RuntimeKind, Scaling, TopicName,
@@ -175,6 +175,7 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path) -> Result<Loaded, Mani
     let mut fns = BTreeMap::new();
     let mut routes = Vec::new();
     let mut pending_subs = Vec::new();
+    let mut schedules = Vec::new();
     for (k, v) in &functions {
         let fname = str_key(k);
         let base = format!("functions.{fname}");
@@ -218,6 +219,11 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path) -> Result<Loaded, Mani
                                 "httpApi" => {
                                     let key = http_api_event(&mut w, evv, &tpath)?;
                                     routes.push(route(key, &name, PayloadFormat::V2));
+                                }
+                                "schedule" => {
+                                    for input in schedule_event(&mut w, evv, &tpath, &name, schedules.len())? {
+                                        schedules.push(schedule(input).map_err(|(k, m)| w.err(format!("{tpath}.{k}"), m))?);
+                                    }
                                 }
                                 "sqs" | "sns" => {
                                     let shape = if etype == "sqs" {
@@ -305,6 +311,7 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path) -> Result<Loaded, Mani
         cors,
         topics,
         subscriptions,
+        schedules,
     };
     app.check_references().map_err(|(k, m)| w.err(k, m))?;
     let mut warnings = Vec::new();
@@ -402,6 +409,85 @@ fn queue_event(
         TopicName::new(format!("{function}.{topic}")).map_err(|e| w.err(path, e.to_string()))?;
     input.topic = topic;
     Ok(input)
+}
+
+/// `schedule: rate(5 minutes)` or `schedule: {rate: expr | [expr, ...], enabled, input, name, description}`.
+/// Each expression becomes one schedule (EventBridge creates one rule per expression too).
+fn schedule_event(
+    w: &mut Walker<'_>,
+    v: &Value,
+    path: &str,
+    function: &FunctionName,
+    index: usize,
+) -> Result<Vec<ScheduleInput>, ManifestError> {
+    let base = |expression: String, n: usize| ScheduleInput {
+        name: format!("{function}-schedule-{}", index + n + 1),
+        function: function.to_string(),
+        expression,
+        timezone: None,
+        input: None,
+        description: None,
+        enabled: None,
+        catch_up: None,
+        max_catch_up: None,
+        overlap: Some("allow".into()),
+        jitter: None,
+        max_attempts: None,
+        retry_delay: None,
+    };
+    let m = match v {
+        Value::String(s) => return Ok(vec![base(s.clone(), 0)]),
+        Value::Mapping(m) => m,
+        _ => return Err(w.err(path, "must be an expression or a mapping with `rate`")),
+    };
+    let mut exprs = Vec::new();
+    let mut name = None;
+    let mut enabled = None;
+    let mut input = None;
+    let mut description = None;
+    for (k, v) in m {
+        let key = str_key(k);
+        let kpath = format!("{path}.{key}");
+        match key.as_str() {
+            "rate" => match v {
+                Value::Sequence(items) => {
+                    for (i, item) in items.iter().enumerate() {
+                        exprs.push(w.string(item, &format!("{kpath}[{i}]"))?);
+                    }
+                }
+                other => exprs.push(w.string(other, &kpath)?),
+            },
+            "enabled" => enabled = Some(matches!(v, Value::Bool(true))),
+            "name" => name = Some(w.string(v, &kpath)?),
+            "description" => description = Some(w.string(v, &kpath)?),
+            "input" => {
+                input = Some(match v {
+                    // EventBridge takes input as a JSON string or as a structure.
+                    Value::String(s) => serde_json::from_str(s).map_err(|e| w.err(&kpath, format!("is not valid JSON: {e}")))?,
+                    other => serde_json::to_value(other).map_err(|e| w.err(&kpath, e.to_string()))?,
+                })
+            }
+            _ => w.unsupported(kpath),
+        }
+    }
+    if exprs.is_empty() {
+        return Err(w.err(format!("{path}.rate"), "is required"));
+    }
+    let count = exprs.len();
+    Ok(exprs
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let mut s = base(e, i);
+            if let Some(n) = &name {
+                s.name = if count == 1 { n.clone() } else { format!("{n}-{}", i + 1) };
+            }
+            s.enabled = enabled;
+            s.input = input.clone();
+            s.description = description.clone();
+            s
+        })
+        .collect())
 }
 
 fn route(key: RouteKey, function: &FunctionName, payload: PayloadFormat) -> RouteSpec {

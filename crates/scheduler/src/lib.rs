@@ -77,3 +77,6 @@ mod tests;
 pub use clock::{Clock, ManualClock, Sleep, SystemClock};
 pub use error::ScheduleError;
 pub use schedule::{Schedule, ScheduleKind};
+
+mod runner;
+pub use runner::{spawn_runner, Firer, ON_TIME};

@@ -8,10 +8,12 @@
 //! Must not depend on: HTTP, the runtime, the gateway. It stores bytes under names; who may
 //! read which names is decided by its callers.
 
+mod blob;
 mod kv;
 mod sqlite;
 
 pub use kv::{
     Entry, KeyPage, KvError, KvStore, Precondition, PutOutcome, MAX_KEY_BYTES, MAX_VALUE_BYTES,
 };
+pub use blob::{BlobError, BlobStore, FsBlobStore, MAX_BLOB_BYTES};
 pub use sqlite::SqliteStore;

@@ -88,6 +88,10 @@ async fn serverless_yml_http_and_http_api_events_are_served() {
     assert_eq!(r.status(), 418);
     assert_eq!(r.text().await.unwrap(), "/anything/else");
 
+    let schedules = &app.platform().app.schedules;
+    assert_eq!(schedules.len(), 1);
+    assert_eq!(schedules[0].expression, "rate(5 minutes)");
+    assert_eq!(schedules[0].function.as_str(), "pyCatchAll");
     let warnings = &app.platform().warnings;
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     for key in [

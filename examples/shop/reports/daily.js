@@ -1,0 +1,54 @@
+'use strict';
+// DailyReport: runs at 00:00 in REPORT_TIME_ZONE (see the schedule in gust.toml) and reports
+// the previous local day's orders and invoices as JSON and CSV in the blob store.
+// Invoked by hand, `{"date": "YYYY-MM-DD"}` picks the day.
+const kv = require('../lib/gust-kv');
+const blobs = require('../lib/gust-blobs');
+
+const zone = () => process.env.REPORT_TIME_ZONE || 'UTC';
+
+// The local calendar date of an instant in the report's zone.
+function localDate(instant) {
+  return new Intl.DateTimeFormat('en-CA', { timeZone: zone(), year: 'numeric', month: '2-digit', day: '2-digit' }).format(instant);
+}
+
+async function allKeys(prefix) {
+  const keys = [];
+  let after;
+  do {
+    const page = await kv.list(prefix, { limit: 1000, after });
+    keys.push(...page.keys.map((k) => k.key));
+    after = page.next;
+  } while (after);
+  return keys;
+}
+
+exports.handler = async (event) => {
+  // A scheduled run fires at local midnight: the report is for the day that just ended.
+  const date = event.date || localDate(new Date(new Date(event.time || Date.now()).getTime() - 60 * 1000));
+  if (!/^\d{4}-\d{2}-\d{2}$/.test(date)) throw new Error(`bad date ${date}`);
+  const rows = [];
+  for (const key of await allKeys('orders/')) {
+    const order = await kv.getJSON(key);
+    if (!order || localDate(new Date(order.createdAt)) !== date) continue;
+    const invoice = await kv.getJSON(`invoices/${order.id}`);
+    const amount = order.items.reduce((s, i) => s + i.qty * i.price, 0);
+    rows.push({ orderId: order.id, customer: order.customer, currency: order.currency, amount: Math.round(amount * 100) / 100, invoiced: !!invoice, totalEur: invoice ? invoice.totalEur : null });
+  }
+  const report = {
+    date,
+    timeZone: zone(),
+    orders: rows.length,
+    invoiced: rows.filter((r) => r.invoiced).length,
+    revenueEur: Math.round(rows.reduce((s, r) => s + (r.totalEur || 0), 0) * 100) / 100,
+    generatedAt: new Date().toISOString(),
+    rows,
+  };
+  const csv = ['orderId,customer,currency,amount,invoiced,totalEur']
+    .concat(rows.map((r) => [r.orderId, JSON.stringify(r.customer), r.currency, r.amount, r.invoiced, r.totalEur ?? ''].join(',')))
+    .join('\n') + '\n';
+  await blobs.put(`reports/${date}.json`, JSON.stringify(report, null, 2));
+  await blobs.put(`reports/${date}.csv`, csv);
+  console.log(`report ${date}: ${report.orders} orders, ${report.revenueEur} EUR`);
+  return { date, orders: report.orders, revenueEur: report.revenueEur };
+};
