@@ -19,7 +19,8 @@ pub use dispatcher::Dispatcher;
 pub use log::{Claimed, DeadLetter, EventLog, LogError, Published, SqliteLog};
 
 use gust_model::{
-    event_defaults, App, EventFilter, EventShape, FunctionName, Overlap, SubscriptionSpec, TopicName,
+    event_defaults, App, EventFilter, EventShape, FunctionName, Overlap, SubscriptionSpec,
+    TopicName,
 };
 use gust_runtime::Invoker;
 use std::collections::HashMap;
@@ -97,8 +98,11 @@ impl Events {
             });
         }
         for sc in &app.schedules {
-            let Some(f) = app.functions.get(&sc.function) else { continue };
-            let name = TopicName::new(schedule_queue(sc.name.as_str())).expect("schedule names make valid topic names");
+            let Some(f) = app.functions.get(&sc.function) else {
+                continue;
+            };
+            let name = TopicName::new(schedule_queue(sc.name.as_str()))
+                .expect("schedule names make valid topic names");
             subs.push(SubscriptionSpec {
                 name: name.clone(),
                 topic: name,
@@ -201,16 +205,28 @@ impl Events {
     }
 
     /// Records `tick` of `schedule` and queues its run (unless `skip`), exactly once per tick.
-    pub async fn fire_schedule(&self, schedule: &str, tick_ms: i64, payload: Option<bytes::Bytes>) -> Result<bool, LogError> {
+    pub async fn fire_schedule(
+        &self,
+        schedule: &str,
+        tick_ms: i64,
+        payload: Option<bytes::Bytes>,
+    ) -> Result<bool, LogError> {
         let queue = schedule_queue(schedule);
         let event = payload.map(|p| CloudEvent::internal("gust.schedule.tick", p));
-        let fired = self.log.fire_once(schedule, tick_ms, &queue, event, &queue).await?;
+        let fired = self
+            .log
+            .fire_once(schedule, tick_ms, &queue, event, &queue)
+            .await?;
         self.dispatcher.wake(&[queue]);
         Ok(fired)
     }
 
     /// Queues a run of `schedule` now, outside its ticks (`gust schedules run`).
-    pub async fn run_schedule_now(&self, schedule: &str, payload: bytes::Bytes) -> Result<String, PublishError> {
+    pub async fn run_schedule_now(
+        &self,
+        schedule: &str,
+        payload: bytes::Bytes,
+    ) -> Result<String, PublishError> {
         let queue = schedule_queue(schedule);
         if !self.fanout.contains_key(&queue) {
             return Err(PublishError::UnknownTopic(schedule.into()));

@@ -98,7 +98,14 @@ pub trait EventLog: Send + Sync + 'static {
     /// enqueues it for `sub` — in one transaction, and only if `tick_ms` is later than the
     /// recorded tick. Returns false when the tick had already fired (after a restart, or on
     /// another node): each tick fires once.
-    async fn fire_once(&self, schedule: &str, tick_ms: i64, topic: &str, event: Option<CloudEvent>, sub: &str) -> Result<bool, LogError>;
+    async fn fire_once(
+        &self,
+        schedule: &str,
+        tick_ms: i64,
+        topic: &str,
+        event: Option<CloudEvent>,
+        sub: &str,
+    ) -> Result<bool, LogError>;
 }
 
 const SCHEMA: &str = "
@@ -501,14 +508,25 @@ impl EventLog for SqliteLog {
     async fn last_fired(&self, schedule: &str) -> Result<Option<i64>, LogError> {
         let schedule = schedule.to_string();
         self.with(move |c| {
-            c.query_row("SELECT last_tick_ms FROM schedule_ticks WHERE schedule = ?1", params![schedule], |r| r.get(0))
-                .optional()
-                .map_err(db)
+            c.query_row(
+                "SELECT last_tick_ms FROM schedule_ticks WHERE schedule = ?1",
+                params![schedule],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(db)
         })
         .await
     }
 
-    async fn fire_once(&self, schedule: &str, tick_ms: i64, topic: &str, event: Option<CloudEvent>, sub: &str) -> Result<bool, LogError> {
+    async fn fire_once(
+        &self,
+        schedule: &str,
+        tick_ms: i64,
+        topic: &str,
+        event: Option<CloudEvent>,
+        sub: &str,
+    ) -> Result<bool, LogError> {
         let (schedule, topic, sub) = (schedule.to_string(), topic.to_string(), sub.to_string());
         self.with(move |c| {
             let tx = c.transaction().map_err(db)?;
@@ -563,7 +581,13 @@ impl EventLog for SqliteLog {
     }
 }
 
-fn insert_event(tx: &rusqlite::Transaction<'_>, topic: &str, event: &CloudEvent, subs: &[String], now: i64) -> Result<(), LogError> {
+fn insert_event(
+    tx: &rusqlite::Transaction<'_>,
+    topic: &str,
+    event: &CloudEvent,
+    subs: &[String],
+    now: i64,
+) -> Result<(), LogError> {
     tx.execute(
         "INSERT INTO events (topic, message_id, attributes, data, published_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
         params![topic, uuid::Uuid::new_v4().to_string(), encode_attributes(event), &event.data[..], now],
@@ -661,15 +685,36 @@ mod tests {
         let path = dir.path().join("state.db");
         let log = SqliteLog::open(&path).unwrap();
         assert_eq!(log.last_fired("s").await.unwrap(), None);
-        assert!(log.fire_once("s", 1000, "gust.schedule.s", Some(ev("a", None)), "q").await.unwrap());
-        assert!(!log.fire_once("s", 1000, "gust.schedule.s", Some(ev("b", None)), "q").await.unwrap(), "same tick");
-        assert!(!log.fire_once("s", 900, "gust.schedule.s", Some(ev("c", None)), "q").await.unwrap(), "older tick");
+        assert!(log
+            .fire_once("s", 1000, "gust.schedule.s", Some(ev("a", None)), "q")
+            .await
+            .unwrap());
+        assert!(
+            !log.fire_once("s", 1000, "gust.schedule.s", Some(ev("b", None)), "q")
+                .await
+                .unwrap(),
+            "same tick"
+        );
+        assert!(
+            !log.fire_once("s", 900, "gust.schedule.s", Some(ev("c", None)), "q")
+                .await
+                .unwrap(),
+            "older tick"
+        );
         drop(log);
         let log = SqliteLog::open(&path).unwrap();
-        assert!(!log.fire_once("s", 1000, "gust.schedule.s", Some(ev("d", None)), "q").await.unwrap(), "after a restart");
+        assert!(
+            !log.fire_once("s", 1000, "gust.schedule.s", Some(ev("d", None)), "q")
+                .await
+                .unwrap(),
+            "after a restart"
+        );
         assert_eq!(log.last_fired("s").await.unwrap(), Some(1000));
         // A skipped tick is recorded without a delivery.
-        assert!(log.fire_once("s", 2000, "gust.schedule.s", None, "q").await.unwrap());
+        assert!(log
+            .fire_once("s", 2000, "gust.schedule.s", None, "q")
+            .await
+            .unwrap());
         assert_eq!(log.backlog("q").await.unwrap(), 1);
     }
 }

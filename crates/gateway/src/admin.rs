@@ -9,14 +9,17 @@ use crate::server::HttpHandler;
 use bytes::Bytes;
 use gust_events::Events;
 use gust_runtime::{Invocation, InvokeError, Invoker, PlatformApi, Trigger};
-use gust_store::{BlobError, BlobStore, KvError, KvStore, Precondition, PutOutcome, MAX_BLOB_BYTES, MAX_VALUE_BYTES};
-use std::future::Future;
-use std::pin::Pin;
+use gust_store::{
+    BlobError, BlobStore, KvError, KvStore, Precondition, PutOutcome, MAX_BLOB_BYTES,
+    MAX_VALUE_BYTES,
+};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use serde_json::json;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 
 /// Lambda's synchronous invocation payload limit.
@@ -37,7 +40,10 @@ pub trait SchedulesApi: Send + Sync + 'static {
     /// Every schedule with its next fire times and last fired tick.
     fn list(&self) -> Pin<Box<dyn Future<Output = serde_json::Value> + Send + '_>>;
     /// Queues a run of `name` now; `Err` when there is no such schedule.
-    fn run<'a>(&'a self, name: &'a str) -> Pin<Box<dyn Future<Output = Result<serde_json::Value, String>> + Send + 'a>>;
+    fn run<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> Pin<Box<dyn Future<Output = Result<serde_json::Value, String>> + Send + 'a>>;
 }
 
 impl std::fmt::Debug for Admin {
@@ -98,10 +104,20 @@ impl Admin {
         events: Option<Arc<Events>>,
         schedules: Option<Arc<dyn SchedulesApi>>,
     ) -> Arc<Self> {
-        Arc::new(Self { invoker, kv, blobs, events, schedules })
+        Arc::new(Self {
+            invoker,
+            kv,
+            blobs,
+            events,
+            schedules,
+        })
     }
 
-    async fn blobs_api(&self, rest: &str, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    async fn blobs_api(
+        &self,
+        rest: &str,
+        req: Request<Incoming>,
+    ) -> Result<Response<Body>, ApiError> {
         let caller = self.caller(&req)?;
         let ns = caller.app.as_str();
         let blob_err = |e: BlobError| match e {
@@ -109,7 +125,11 @@ impl Admin {
             BlobError::TooLarge(_) => ApiError::new(413, "BlobTooLarge", e.to_string()),
             BlobError::Storage(_) => {
                 tracing::error!(error = %e, "blob storage failure");
-                ApiError::new(500, "StorageError", "the blob store failed; see the Gust log")
+                ApiError::new(
+                    500,
+                    "StorageError",
+                    "the blob store failed; see the Gust log",
+                )
             }
         };
         let key = percent_decode(rest.trim_start_matches('/'));
@@ -122,7 +142,10 @@ impl Admin {
                 .find_map(|p| p.strip_prefix("prefix=").map(percent_decode))
                 .unwrap_or_default();
             let list = self.blobs.list(ns, &prefix).await.map_err(blob_err)?;
-            let blobs: Vec<_> = list.iter().map(|(k, size)| json!({ "key": k, "size": size })).collect();
+            let blobs: Vec<_> = list
+                .iter()
+                .map(|(k, size)| json!({ "key": k, "size": size }))
+                .collect();
             return Ok(json_response(StatusCode::OK, json!({ "blobs": blobs })));
         }
         match *req.method() {
@@ -132,15 +155,31 @@ impl Admin {
                     .header(http::header::CONTENT_TYPE, "application/octet-stream")
                     .body(Full::new(Bytes::from(data)))
                     .expect("static response parts are valid")),
-                None => Err(ApiError::new(404, "BlobNotFound", format!("no blob `{key}`"))),
+                None => Err(ApiError::new(
+                    404,
+                    "BlobNotFound",
+                    format!("no blob `{key}`"),
+                )),
             },
             Method::PUT => {
                 let (parts, body) = req.into_parts();
                 let data = crate::gateway::read_limited(&parts.headers, body, MAX_BLOB_BYTES)
                     .await
-                    .map_err(|e| if e.status == 413 { ApiError::new(413, "BlobTooLarge", e.message) } else { e })?;
-                self.blobs.put(ns, &key, data.to_vec()).await.map_err(blob_err)?;
-                Ok(json_response(StatusCode::OK, json!({ "key": key, "size": data.len() })))
+                    .map_err(|e| {
+                        if e.status == 413 {
+                            ApiError::new(413, "BlobTooLarge", e.message)
+                        } else {
+                            e
+                        }
+                    })?;
+                self.blobs
+                    .put(ns, &key, data.to_vec())
+                    .await
+                    .map_err(blob_err)?;
+                Ok(json_response(
+                    StatusCode::OK,
+                    json!({ "key": key, "size": data.len() }),
+                ))
             }
             Method::DELETE => {
                 if self.blobs.delete(ns, &key).await.map_err(blob_err)? {
@@ -149,26 +188,45 @@ impl Admin {
                         .body(Full::new(Bytes::new()))
                         .expect("static response parts are valid"))
                 } else {
-                    Err(ApiError::new(404, "BlobNotFound", format!("no blob `{key}`")))
+                    Err(ApiError::new(
+                        404,
+                        "BlobNotFound",
+                        format!("no blob `{key}`"),
+                    ))
                 }
             }
-            _ => Err(ApiError::new(405, "MethodNotAllowed", "use GET, PUT or DELETE")),
+            _ => Err(ApiError::new(
+                405,
+                "MethodNotAllowed",
+                "use GET, PUT or DELETE",
+            )),
         }
     }
 
     async fn schedules_api(&self, rest: &str, method: &Method) -> Result<Response<Body>, ApiError> {
-        let schedules = self
-            .schedules
-            .as_ref()
-            .ok_or_else(|| ApiError::new(404, "SchedulesDisabled", "schedules are not enabled on this Gust"))?;
-        let segments: Vec<&str> = rest.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
+        let schedules = self.schedules.as_ref().ok_or_else(|| {
+            ApiError::new(
+                404,
+                "SchedulesDisabled",
+                "schedules are not enabled on this Gust",
+            )
+        })?;
+        let segments: Vec<&str> = rest
+            .trim_matches('/')
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .collect();
         match (method, segments.as_slice()) {
             (&Method::GET, []) => Ok(json_response(StatusCode::OK, schedules.list().await)),
             (&Method::POST, [name, "run"]) => match schedules.run(&percent_decode(name)).await {
                 Ok(v) => Ok(json_response(StatusCode::ACCEPTED, v)),
                 Err(e) => Err(ApiError::new(404, "ScheduleNotFound", e)),
             },
-            _ => Err(ApiError::new(404, "NotFound", format!("no admin endpoint {method} /gust/v1/schedules{rest}"))),
+            _ => Err(ApiError::new(
+                404,
+                "NotFound",
+                format!("no admin endpoint {method} /gust/v1/schedules{rest}"),
+            )),
         }
     }
 

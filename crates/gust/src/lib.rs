@@ -95,7 +95,7 @@ impl Platform {
     pub async fn start_with_sink(config: PlatformConfig, sink: Arc<dyn LogSink>) -> Result<Self> {
         let loaded = gust_model::load(&config.app)?;
         let app = loaded.app;
-        let compiled = schedules::compile(&app, &config.app.display().to_string())?;
+        let compiled = schedules::compile(&app, &loaded.file.display().to_string())?;
         let state_dir = config
             .state_dir
             .clone()
@@ -150,13 +150,20 @@ impl Platform {
                 firer.clone(),
             ));
         }
-        let schedules_api: Arc<dyn gust_gateway::SchedulesApi> = Arc::new(schedules::SchedulesInfo {
-            schedules: compiled,
-            firer,
-            clock: config.clock.clone(),
-        });
+        let schedules_api: Arc<dyn gust_gateway::SchedulesApi> =
+            Arc::new(schedules::SchedulesInfo {
+                schedules: compiled,
+                firer,
+                clock: config.clock.clone(),
+            });
         let blobs: Arc<dyn BlobStore> = Arc::new(FsBlobStore::new(&state_dir.join("blobs")));
-        let admin = Admin::new(invoker.clone(), kv, blobs, Some(events.clone()), Some(schedules_api));
+        let admin = Admin::new(
+            invoker.clone(),
+            kv,
+            blobs,
+            Some(events.clone()),
+            Some(schedules_api),
+        );
 
         let (stop_gateway, rx) = watch::channel(false);
         let gateway_task = tokio::spawn(serve(

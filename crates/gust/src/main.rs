@@ -245,21 +245,35 @@ async fn main() -> Result<()> {
                         println!("no schedules");
                     }
                     for s in list {
-                        let next: Vec<&str> = s["next"].as_array().map(|a| a.iter().filter_map(|t| t.as_str()).collect()).unwrap_or_default();
+                        let next: Vec<&str> = s["next"]
+                            .as_array()
+                            .map(|a| a.iter().filter_map(|t| t.as_str()).collect())
+                            .unwrap_or_default();
                         println!(
                             "{:<24} {:<26} {:<16} -> {:<20} {}{}",
                             s["name"].as_str().unwrap_or(""),
                             s["expression"].as_str().unwrap_or(""),
                             s["timezone"].as_str().unwrap_or(""),
                             s["function"].as_str().unwrap_or(""),
-                            if s["enabled"] == true { "next: " } else { "disabled" },
+                            if s["enabled"] == true {
+                                "next: "
+                            } else {
+                                "disabled"
+                            },
                             next.join(", ")
                         );
                     }
                 }
                 ScheduleAction::Run { name } => {
-                    let v = admin_call(c.post(format!("{admin}/gust/v1/schedules/{name}/run")), &admin).await?;
-                    println!("queued a run of `{name}` ({})", v["id"].as_str().unwrap_or(""));
+                    let v = admin_call(
+                        c.post(format!("{admin}/gust/v1/schedules/{name}/run")),
+                        &admin,
+                    )
+                    .await?;
+                    println!(
+                        "queued a run of `{name}` ({})",
+                        v["id"].as_str().unwrap_or("")
+                    );
                 }
             }
             Ok(())
@@ -337,6 +351,7 @@ fn print_app(app: &gust_model::App) {
 
 fn validate(dir: PathBuf) -> Result<()> {
     let loaded = gust_model::load(&dir)?;
+    gust::schedules::compile(&loaded.app, &loaded.file.display().to_string())?;
     for w in &loaded.warnings {
         eprintln!("warning: {w}");
     }

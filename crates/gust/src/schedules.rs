@@ -21,13 +21,25 @@ pub fn compile(app: &App, manifest: &str) -> Result<Vec<(ScheduleSpec, Schedule)
         .map(|spec| {
             Schedule::parse(&spec.expression, &spec.timezone)
                 .map(|s| (spec.clone(), s))
-                .map_err(|e| anyhow!("{manifest}: schedule `{}` (`{}` in {}): {e}", spec.name, spec.expression, spec.timezone))
+                .map_err(|e| {
+                    anyhow!(
+                        "{manifest}: schedule `{}` (`{}` in {}): {e}",
+                        spec.name,
+                        spec.expression,
+                        spec.timezone
+                    )
+                })
         })
         .collect()
 }
 
 /// The event a scheduled run receives.
-pub fn payload(spec: &ScheduleSpec, time: DateTime<Utc>, region: &str, account: &str) -> bytes::Bytes {
+pub fn payload(
+    spec: &ScheduleSpec,
+    time: DateTime<Utc>,
+    region: &str,
+    account: &str,
+) -> bytes::Bytes {
     let value = spec.input.clone().unwrap_or_else(|| {
         json!({
             "version": "0",
@@ -59,11 +71,21 @@ pub struct EventsFirer {
 #[async_trait::async_trait]
 impl Firer for EventsFirer {
     async fn last_fired(&self, schedule: &str) -> Result<Option<DateTime<Utc>>, String> {
-        let ms = self.events.log().last_fired(schedule).await.map_err(|e| e.to_string())?;
+        let ms = self
+            .events
+            .log()
+            .last_fired(schedule)
+            .await
+            .map_err(|e| e.to_string())?;
         Ok(ms.and_then(DateTime::from_timestamp_millis))
     }
 
-    async fn fire(&self, spec: &ScheduleSpec, tick: DateTime<Utc>, skip: bool) -> Result<bool, String> {
+    async fn fire(
+        &self,
+        spec: &ScheduleSpec,
+        tick: DateTime<Utc>,
+        skip: bool,
+    ) -> Result<bool, String> {
         let body = (!skip).then(|| payload(spec, tick, &self.region, &self.account));
         let fired = self
             .events
@@ -94,9 +116,18 @@ impl SchedulesApi for SchedulesInfo {
             let now = self.clock.now();
             let mut list = Vec::new();
             for (spec, schedule) in &self.schedules {
-                let last = self.firer.last_fired(spec.name.as_str()).await.ok().flatten();
+                let last = self
+                    .firer
+                    .last_fired(spec.name.as_str())
+                    .await
+                    .ok()
+                    .flatten();
                 let next: Vec<String> = if spec.enabled {
-                    schedule.next_n(now, 3).iter().map(|t| t.to_rfc3339()).collect()
+                    schedule
+                        .next_n(now, 3)
+                        .iter()
+                        .map(|t| t.to_rfc3339())
+                        .collect()
                 } else {
                     vec![]
                 };
@@ -116,15 +147,28 @@ impl SchedulesApi for SchedulesInfo {
         })
     }
 
-    fn run<'a>(&'a self, name: &'a str) -> Pin<Box<dyn Future<Output = Result<serde_json::Value, String>> + Send + 'a>> {
+    fn run<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> Pin<Box<dyn Future<Output = Result<serde_json::Value, String>> + Send + 'a>> {
         Box::pin(async move {
             let (spec, _) = self
                 .schedules
                 .iter()
                 .find(|(s, _)| s.name.as_str() == name)
                 .ok_or_else(|| format!("schedule `{name}` does not exist"))?;
-            let body = payload(spec, self.clock.now(), &self.firer.region, &self.firer.account);
-            let id = self.firer.events.run_schedule_now(name, body).await.map_err(|e| e.to_string())?;
+            let body = payload(
+                spec,
+                self.clock.now(),
+                &self.firer.region,
+                &self.firer.account,
+            );
+            let id = self
+                .firer
+                .events
+                .run_schedule_now(name, body)
+                .await
+                .map_err(|e| e.to_string())?;
             Ok(json!({ "schedule": name, "function": spec.function.as_str(), "id": id }))
         })
     }

@@ -299,7 +299,10 @@ impl App {
                 ));
             }
             if !schedule_names.insert(s.name.clone()) {
-                return Err((format!("schedules[{i}].name"), format!("schedule `{}` is declared twice", s.name)));
+                return Err((
+                    format!("schedules[{i}].name"),
+                    format!("schedule `{}` is declared twice", s.name),
+                ));
             }
         }
         let mut names = std::collections::HashSet::new();

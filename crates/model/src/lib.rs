@@ -16,8 +16,8 @@ mod route_key;
 mod serverless;
 
 pub use app::{
-    event_defaults, App, CatchUp, CorsSpec, EventFilter, EventShape, FunctionSpec, PayloadFormat, RouteSpec,
-    Overlap, RouteTarget, RuntimeKind, Scaling, ScheduleSpec, SubscriptionSpec,
+    event_defaults, App, CatchUp, CorsSpec, EventFilter, EventShape, FunctionSpec, Overlap,
+    PayloadFormat, RouteSpec, RouteTarget, RuntimeKind, Scaling, ScheduleSpec, SubscriptionSpec,
 };
 pub use error::ManifestError;
 pub use ids::{AppName, FunctionName, NameError, TopicName};
@@ -33,6 +33,8 @@ pub const MANIFEST_FILES: [&str; 3] = ["gust.toml", "serverless.yml", "serverles
 pub struct Loaded {
     pub app: App,
     pub warnings: Vec<String>,
+    /// The manifest file that was read.
+    pub file: PathBuf,
 }
 
 /// Loads the manifest at `path`: a `gust.toml`, a `serverless.yml`, or a directory holding one.
@@ -45,7 +47,9 @@ pub fn load(path: &Path) -> Result<Loaded, ManifestError> {
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."));
     let root = std::fs::canonicalize(&root).unwrap_or(root);
-    parse(&file, &text, &root)
+    let mut loaded = parse(&file, &text, &root)?;
+    loaded.file = file;
+    Ok(loaded)
 }
 
 /// Parses manifest text; `file` picks the format (by extension) and names errors.

@@ -6,8 +6,9 @@ use crate::app::{
     CorsSpec, FunctionSpec, PayloadFormat, RouteSpec, RouteTarget,
 };
 use crate::{
-    event_defaults, App, CatchUp, Overlap, ScheduleSpec, AppName, EventFilter, EventShape, FunctionName, Loaded, ManifestError,
-    RouteKey, RuntimeKind, Scaling, SubscriptionSpec, TopicName,
+    event_defaults, App, AppName, CatchUp, EventFilter, EventShape, FunctionName, Loaded,
+    ManifestError, Overlap, RouteKey, RuntimeKind, Scaling, ScheduleSpec, SubscriptionSpec,
+    TopicName,
 };
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -363,6 +364,7 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path) -> Result<Loaded, Mani
     Ok(Loaded {
         app,
         warnings: Vec::new(),
+        file: file.to_path_buf(),
     })
 }
 
@@ -396,13 +398,23 @@ pub(crate) fn schedule(s: ScheduleInput) -> Result<ScheduleSpec, (&'static str, 
         None | Some("none") => CatchUp::None,
         Some("last") => CatchUp::Last,
         Some("all") => CatchUp::All(s.max_catch_up.unwrap_or(10).max(1)),
-        Some(other) => return Err(("catch_up", format!("unknown policy `{other}`: use none, last or all"))),
+        Some(other) => {
+            return Err((
+                "catch_up",
+                format!("unknown policy `{other}`: use none, last or all"),
+            ))
+        }
     };
     let overlap = match s.overlap.as_deref() {
         None | Some("skip") => Overlap::Skip,
         Some("allow") => Overlap::Allow,
         Some("queue") => Overlap::Queue,
-        Some(other) => return Err(("overlap", format!("unknown policy `{other}`: use skip, allow or queue"))),
+        Some(other) => {
+            return Err((
+                "overlap",
+                format!("unknown policy `{other}`: use skip, allow or queue"),
+            ))
+        }
     };
     let jitter = match s.jitter {
         None => Duration::ZERO,
@@ -417,7 +429,10 @@ pub(crate) fn schedule(s: ScheduleInput) -> Result<ScheduleSpec, (&'static str, 
         None => event_defaults::RETRY_DELAY,
         Some(v) => seconds(v)
             .filter(|d| *d <= event_defaults::MAX_RETRY_DELAY)
-            .ok_or(("retry_delay", "must be a positive number of seconds, at most 300".to_string()))?,
+            .ok_or((
+                "retry_delay",
+                "must be a positive number of seconds, at most 300".to_string(),
+            ))?,
     };
     Ok(ScheduleSpec {
         name,

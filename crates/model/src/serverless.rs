@@ -5,7 +5,10 @@
 //! line in one warning rather than an error. Supported keys are listed in `docs/manifest.md`.
 
 use crate::app::{defaults, CorsSpec, FunctionSpec, PayloadFormat, RouteSpec, RouteTarget};
-use crate::native::{check_memory, check_scaling, check_timeout, schedule, subscription, ScheduleInput, SubscriptionInput};
+use crate::native::{
+    check_memory, check_scaling, check_timeout, schedule, subscription, ScheduleInput,
+    SubscriptionInput,
+};
 use crate::{
     App, AppName, EventFilter, EventShape, FunctionName, Loaded, ManifestError, RouteKey,
     RuntimeKind, Scaling, TopicName,
@@ -221,8 +224,14 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path) -> Result<Loaded, Mani
                                     routes.push(route(key, &name, PayloadFormat::V2));
                                 }
                                 "schedule" => {
-                                    for input in schedule_event(&mut w, evv, &tpath, &name, schedules.len())? {
-                                        schedules.push(schedule(input).map_err(|(k, m)| w.err(format!("{tpath}.{k}"), m))?);
+                                    for input in
+                                        schedule_event(&mut w, evv, &tpath, &name, schedules.len())?
+                                    {
+                                        schedules.push(
+                                            schedule(input).map_err(|(k, m)| {
+                                                w.err(format!("{tpath}.{k}"), m)
+                                            })?,
+                                        );
                                     }
                                 }
                                 "sqs" | "sns" => {
@@ -328,7 +337,11 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path) -> Result<Loaded, Mani
             file.display()
         ));
     }
-    Ok(Loaded { app, warnings })
+    Ok(Loaded {
+        app,
+        warnings,
+        file: file.to_path_buf(),
+    })
 }
 
 /// The topic a queue or topic reference names: the last part of an ARN, or the name itself.
@@ -463,8 +476,11 @@ fn schedule_event(
             "input" => {
                 input = Some(match v {
                     // EventBridge takes input as a JSON string or as a structure.
-                    Value::String(s) => serde_json::from_str(s).map_err(|e| w.err(&kpath, format!("is not valid JSON: {e}")))?,
-                    other => serde_json::to_value(other).map_err(|e| w.err(&kpath, e.to_string()))?,
+                    Value::String(s) => serde_json::from_str(s)
+                        .map_err(|e| w.err(&kpath, format!("is not valid JSON: {e}")))?,
+                    other => {
+                        serde_json::to_value(other).map_err(|e| w.err(&kpath, e.to_string()))?
+                    }
                 })
             }
             _ => w.unsupported(kpath),
@@ -480,7 +496,11 @@ fn schedule_event(
         .map(|(i, e)| {
             let mut s = base(e, i);
             if let Some(n) = &name {
-                s.name = if count == 1 { n.clone() } else { format!("{n}-{}", i + 1) };
+                s.name = if count == 1 {
+                    n.clone()
+                } else {
+                    format!("{n}-{}", i + 1)
+                };
             }
             s.enabled = enabled;
             s.input = input.clone();

@@ -10,8 +10,9 @@
 //! `all` fires up to `n` of the most recent, oldest first. On-time ticks always fire.
 //! A schedule that never fired starts from now: history is not replayed on first deploy.
 //!
-//! Overlap: with `skip`, a tick that comes while a run is queued or going is recorded and not
-//! run; `queue` and `allow` are enforced by the run queue's concurrency (1, or the function's).
+//! Overlap: with `skip`, an on-time tick that comes while a run is queued or going is recorded
+//! and not run; `queue` and `allow` are enforced by the run queue's concurrency (1, or the
+//! function's). Catch-up runs always queue: `all` asked for each of them.
 
 use crate::{Clock, Schedule};
 use chrono::{DateTime, TimeDelta, Utc};
@@ -28,13 +29,23 @@ pub trait Firer: Send + Sync + 'static {
     async fn last_fired(&self, schedule: &str) -> Result<Option<DateTime<Utc>>, String>;
     /// Records `tick` as fired and queues the run, or only records it when `skip`.
     /// False when the tick had fired before.
-    async fn fire(&self, spec: &ScheduleSpec, tick: DateTime<Utc>, skip: bool) -> Result<bool, String>;
+    async fn fire(
+        &self,
+        spec: &ScheduleSpec,
+        tick: DateTime<Utc>,
+        skip: bool,
+    ) -> Result<bool, String>;
     /// Whether a run is queued or going.
     async fn busy(&self, schedule: &str) -> bool;
 }
 
 /// Starts the loop of one schedule; it ends when the schedule has no further ticks.
-pub fn spawn_runner(spec: ScheduleSpec, schedule: Schedule, clock: Arc<dyn Clock>, firer: Arc<dyn Firer>) -> tokio::task::JoinHandle<()> {
+pub fn spawn_runner(
+    spec: ScheduleSpec,
+    schedule: Schedule,
+    clock: Arc<dyn Clock>,
+    firer: Arc<dyn Firer>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         if let Err(e) = run(&spec, &schedule, clock.as_ref(), firer.as_ref()).await {
             tracing::error!(schedule = %spec.name, error = %e, "schedule stopped");
@@ -50,7 +61,12 @@ fn jitter(max: std::time::Duration) -> std::time::Duration {
     max.mul_f64(r)
 }
 
-async fn run(spec: &ScheduleSpec, schedule: &Schedule, clock: &dyn Clock, firer: &dyn Firer) -> Result<(), String> {
+async fn run(
+    spec: &ScheduleSpec,
+    schedule: &Schedule,
+    clock: &dyn Clock,
+    firer: &dyn Firer,
+) -> Result<(), String> {
     let name = spec.name.as_str();
     let mut last = match firer.last_fired(name).await? {
         Some(t) => t,
@@ -89,18 +105,30 @@ async fn run(spec: &ScheduleSpec, schedule: &Schedule, clock: &dyn Clock, firer:
         let mut to_fire: Vec<DateTime<Utc>> = match spec.catch_up {
             CatchUp::None => vec![],
             CatchUp::Last => missed.last().map(|t| vec![*t]).unwrap_or_default(),
-            CatchUp::All(n) => missed.iter().rev().take(n as usize).rev().copied().collect(),
+            CatchUp::All(n) => missed
+                .iter()
+                .rev()
+                .take(n as usize)
+                .rev()
+                .copied()
+                .collect(),
         };
         if !missed.is_empty() {
             tracing::info!(schedule = name, missed = missed.len(), fired = to_fire.len(), policy = ?spec.catch_up, "missed ticks");
         }
+        let catching_up = to_fire.len();
         to_fire.extend(on_time);
-        for tick in &to_fire {
+        for (i, tick) in to_fire.iter().enumerate() {
+            // Catch-up runs were asked for explicitly: they queue behind each other, and
+            // neither jitter nor `skip` applies to them.
+            let on_time = i >= catching_up;
             let j = jitter(spec.jitter);
-            if !j.is_zero() {
-                clock.sleep_until(clock.now() + TimeDelta::from_std(j).unwrap_or_default()).await;
+            if on_time && !j.is_zero() {
+                clock
+                    .sleep_until(clock.now() + TimeDelta::from_std(j).unwrap_or_default())
+                    .await;
             }
-            let skip = spec.overlap == Overlap::Skip && firer.busy(name).await;
+            let skip = on_time && spec.overlap == Overlap::Skip && firer.busy(name).await;
             if skip {
                 tracing::info!(schedule = name, tick = %tick, "previous run still going: tick skipped");
             }

@@ -39,7 +39,9 @@ fn check_key(key: &str) -> Result<(), BlobError> {
             !seg.is_empty()
                 && seg != "."
                 && seg != ".."
-                && seg.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+                && seg
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
         });
     if ok {
         Ok(())
@@ -54,7 +56,9 @@ fn storage(e: impl std::fmt::Display) -> BlobError {
 
 impl FsBlobStore {
     pub fn new(root: &Path) -> Self {
-        Self { root: root.to_path_buf() }
+        Self {
+            root: root.to_path_buf(),
+        }
     }
 
     fn path(&self, ns: &str, key: &str) -> Result<PathBuf, BlobError> {
@@ -113,7 +117,9 @@ impl BlobStore for FsBlobStore {
             let mut out = Vec::new();
             let mut stack = vec![root.clone()];
             while let Some(dir) = stack.pop() {
-                let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+                let Ok(entries) = std::fs::read_dir(&dir) else {
+                    continue;
+                };
                 for e in entries.flatten() {
                     let p = e.path();
                     let name = e.file_name().to_string_lossy().to_string();
@@ -140,7 +146,10 @@ impl BlobStore for FsBlobStore {
 
 fn uuid_like() -> String {
     use std::time::{SystemTime, UNIX_EPOCH};
-    let n = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos();
+    let n = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
     format!("{n:x}-{}", std::process::id())
 }
 
@@ -152,16 +161,46 @@ mod tests {
     async fn blobs_round_trip_and_keys_cannot_escape() {
         let dir = tempfile::tempdir().unwrap();
         let s = FsBlobStore::new(dir.path());
-        s.put("shop", "reports/2026-11-25.json", b"{}".to_vec()).await.unwrap();
-        s.put("shop", "reports/2026-11-25.csv", b"a,b\n".to_vec()).await.unwrap();
-        assert_eq!(s.get("shop", "reports/2026-11-25.csv").await.unwrap().unwrap(), b"a,b\n");
-        assert_eq!(s.get("other", "reports/2026-11-25.csv").await.unwrap(), None);
-        let keys: Vec<_> = s.list("shop", "reports/").await.unwrap().into_iter().map(|(k, _)| k).collect();
+        s.put("shop", "reports/2026-11-25.json", b"{}".to_vec())
+            .await
+            .unwrap();
+        s.put("shop", "reports/2026-11-25.csv", b"a,b\n".to_vec())
+            .await
+            .unwrap();
+        assert_eq!(
+            s.get("shop", "reports/2026-11-25.csv")
+                .await
+                .unwrap()
+                .unwrap(),
+            b"a,b\n"
+        );
+        assert_eq!(
+            s.get("other", "reports/2026-11-25.csv").await.unwrap(),
+            None
+        );
+        let keys: Vec<_> = s
+            .list("shop", "reports/")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
         assert_eq!(keys, ["reports/2026-11-25.csv", "reports/2026-11-25.json"]);
         assert!(s.delete("shop", "reports/2026-11-25.csv").await.unwrap());
         assert!(!s.delete("shop", "reports/2026-11-25.csv").await.unwrap());
-        for bad in ["../x", "a/../../x", "/etc/passwd", "a//b", "a b", "", "a/./b"] {
-            assert!(matches!(s.put("shop", bad, vec![]).await, Err(BlobError::BadKey(_))), "{bad}");
+        for bad in [
+            "../x",
+            "a/../../x",
+            "/etc/passwd",
+            "a//b",
+            "a b",
+            "",
+            "a/./b",
+        ] {
+            assert!(
+                matches!(s.put("shop", bad, vec![]).await, Err(BlobError::BadKey(_))),
+                "{bad}"
+            );
         }
         assert!(matches!(s.get("..", "x").await, Err(BlobError::BadKey(_))));
     }

@@ -12,8 +12,8 @@ mod blob;
 mod kv;
 mod sqlite;
 
+pub use blob::{BlobError, BlobStore, FsBlobStore, MAX_BLOB_BYTES};
 pub use kv::{
     Entry, KeyPage, KvError, KvStore, Precondition, PutOutcome, MAX_KEY_BYTES, MAX_VALUE_BYTES,
 };
-pub use blob::{BlobError, BlobStore, FsBlobStore, MAX_BLOB_BYTES};
 pub use sqlite::SqliteStore;

@@ -3,9 +3,11 @@
 
 mod support;
 
+mod events;
 mod failures;
 mod gateway;
 mod runtimes;
 mod scaling;
+mod schedules;
 mod serverless;
 mod users;

@@ -61,9 +61,33 @@ impl TestApp {
 
     /// `prewarm`: generic runtimes kept ready per runtime (0: every cold start spawns).
     pub async fn start_dir_with(dir: tempfile::TempDir, prewarm: usize) -> Self {
+        Self::start_configured(dir, |c| c.prewarm_per_runtime = prewarm).await
+    }
+
+    /// Starts with a clock the test moves.
+    pub async fn start_with_clock(
+        dir: tempfile::TempDir,
+        clock: gust_scheduler::ManualClock,
+    ) -> Self {
+        Self::start_configured(dir, move |c| c.clock = Arc::new(clock)).await
+    }
+
+    /// Stops the platform and starts it again on the same app and state directory.
+    pub async fn restart_with_clock(mut self, clock: gust_scheduler::ManualClock) -> Self {
+        if let Some(p) = self.platform.take() {
+            p.shutdown().await;
+        }
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+        Self::start_with_clock(dir, clock).await
+    }
+
+    pub async fn start_configured(
+        dir: tempfile::TempDir,
+        configure: impl FnOnce(&mut PlatformConfig),
+    ) -> Self {
         let logs = Arc::new(MemorySink::default());
         let mut config = PlatformConfig::new(dir.path());
-        config.prewarm_per_runtime = prewarm;
+        configure(&mut config);
         config.gateway_addr = "127.0.0.1:0".parse().unwrap();
         config.admin_addr = "127.0.0.1:0".parse().unwrap();
         let platform = Platform::start_with_sink(config, logs.clone())
@@ -204,4 +228,28 @@ pub fn provided_fixture(dir: &Path, sub: &str, bin: &str) {
 
 pub fn json(s: &str) -> serde_json::Value {
     serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
+}
+
+/// Lines of a file functions append to (empty when it does not exist yet).
+pub fn lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .map(|s| s.lines().map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
+/// Copies a directory tree (skipping state directories).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let name = e.file_name();
+        if name == ".gust" || name == "node_modules" {
+            continue;
+        }
+        let (src, dst) = (e.path(), to.join(&name));
+        if src.is_dir() {
+            copy_dir(&src, &dst);
+        } else {
+            std::fs::copy(&src, &dst).unwrap();
+        }
+    }
 }
