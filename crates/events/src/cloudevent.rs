@@ -61,9 +61,7 @@ impl EventError {
 }
 
 fn header(h: &HeaderMap, name: &str) -> Option<String> {
-    h.get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
+    h.get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
 }
 
 fn now_rfc3339() -> String {
@@ -80,12 +78,7 @@ fn check_size(e: CloudEvent) -> Result<CloudEvent, EventError> {
 }
 
 fn check_ext_name(name: &str) -> Result<(), EventError> {
-    if name.is_empty()
-        || name.len() > 64
-        || !name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-    {
+    if name.is_empty() || name.len() > 64 || !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()) {
         return Err(EventError::Invalid(
             name.into(),
             "extension names are lower-case letters and digits".into(),
@@ -95,31 +88,18 @@ fn check_ext_name(name: &str) -> Result<(), EventError> {
 }
 
 /// Parses a publish request body into events; `topic` is the default `type` for plain JSON.
-pub fn from_http(
-    headers: &HeaderMap,
-    body: &Bytes,
-    topic: &str,
-) -> Result<Vec<CloudEvent>, EventError> {
-    let content_type = header(headers, "content-type")
-        .unwrap_or_default()
-        .to_ascii_lowercase();
-    let media = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_string();
+pub fn from_http(headers: &HeaderMap, body: &Bytes, topic: &str) -> Result<Vec<CloudEvent>, EventError> {
+    let content_type = header(headers, "content-type").unwrap_or_default().to_ascii_lowercase();
+    let media = content_type.split(';').next().unwrap_or("").trim().to_string();
     if media == "application/cloudevents-batch+json" {
-        let v: Value =
-            serde_json::from_slice(body).map_err(|e| EventError::NotJson(e.to_string()))?;
+        let v: Value = serde_json::from_slice(body).map_err(|e| EventError::NotJson(e.to_string()))?;
         let Value::Array(items) = v else {
             return Err(EventError::NotABatch);
         };
         return items.into_iter().map(structured).collect();
     }
     if media == "application/cloudevents+json" {
-        let v: Value =
-            serde_json::from_slice(body).map_err(|e| EventError::NotJson(e.to_string()))?;
+        let v: Value = serde_json::from_slice(body).map_err(|e| EventError::NotJson(e.to_string()))?;
         return Ok(vec![structured(v)?]);
     }
     if let Some(spec) = header(headers, "ce-specversion") {
@@ -129,17 +109,14 @@ pub fn from_http(
     if body.len() > MAX_EVENT_BYTES {
         return Err(EventError::TooLarge(body.len()));
     }
-    serde_json::from_slice::<serde::de::IgnoredAny>(body)
-        .map_err(|e| EventError::NotJson(e.to_string()))?;
+    serde_json::from_slice::<serde::de::IgnoredAny>(body).map_err(|e| EventError::NotJson(e.to_string()))?;
     let key = header(headers, "idempotency-key");
     let mut extensions = BTreeMap::new();
     if let Some(tp) = header(headers, "traceparent") {
         extensions.insert("traceparent".into(), tp);
     }
     Ok(vec![check_size(CloudEvent {
-        id: key
-            .clone()
-            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+        id: key.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
         source: "/gust/http".into(),
         event_type: header(headers, "x-event-type").unwrap_or_else(|| topic.to_string()),
         subject: None,
@@ -152,12 +129,7 @@ pub fn from_http(
     })?])
 }
 
-fn binary(
-    headers: &HeaderMap,
-    body: &Bytes,
-    spec: &str,
-    content_type: &str,
-) -> Result<CloudEvent, EventError> {
+fn binary(headers: &HeaderMap, body: &Bytes, spec: &str, content_type: &str) -> Result<CloudEvent, EventError> {
     if spec != "1.0" {
         return Err(EventError::SpecVersion(spec.into()));
     }
@@ -244,18 +216,9 @@ fn structured(v: Value) -> Result<CloudEvent, EventError> {
                 .decode(b)
                 .map_err(|e| EventError::Invalid("data_base64".into(), e.to_string()))?,
         ),
-        (None, Some(_)) => {
-            return Err(EventError::Invalid(
-                "data_base64".into(),
-                "must be a string".into(),
-            ))
-        }
+        (None, Some(_)) => return Err(EventError::Invalid("data_base64".into(), "must be a string".into())),
         // JSON data is kept as JSON text; a string under a non-JSON content type is its text.
-        (Some(Value::String(s)), None)
-            if datacontenttype
-                .as_deref()
-                .is_some_and(|c| !c.contains("json")) =>
-        {
+        (Some(Value::String(s)), None) if datacontenttype.as_deref().is_some_and(|c| !c.contains("json")) => {
             Bytes::from(s)
         }
         (Some(v), None) => Bytes::from(serde_json::to_vec(&v).expect("JSON value serialises")),
@@ -345,10 +308,7 @@ impl CloudEvent {
     pub fn data_text(&self) -> (String, bool) {
         match std::str::from_utf8(&self.data) {
             Ok(s) => (s.to_string(), false),
-            Err(_) => (
-                base64::engine::general_purpose::STANDARD.encode(&self.data),
-                true,
-            ),
+            Err(_) => (base64::engine::general_purpose::STANDARD.encode(&self.data), true),
         }
     }
 }
@@ -368,10 +328,7 @@ mod tests {
 
     #[test]
     fn plain_json_gets_attributes_filled_in() {
-        let h = headers(&[
-            ("content-type", "application/json"),
-            ("idempotency-key", "k1"),
-        ]);
+        let h = headers(&[("content-type", "application/json"), ("idempotency-key", "k1")]);
         let e = from_http(&h, &Bytes::from_static(br#"{"order":1}"#), "orders")
             .unwrap()
             .remove(0);
@@ -401,18 +358,13 @@ mod tests {
             ("ce-region", "eu"),
             ("content-type", "application/json"),
         ]);
-        let e = from_http(&h, &Bytes::from_static(b"{}"), "t")
-            .unwrap()
-            .remove(0);
+        let e = from_http(&h, &Bytes::from_static(b"{}"), "t").unwrap().remove(0);
         assert_eq!(e.event_type, "order.created");
         assert_eq!(e.extensions["region"], "eu");
         assert_eq!(e.dedup_key.as_deref(), Some("e1"));
         let mut h2 = h.clone();
         h2.remove("ce-source");
-        assert_eq!(
-            from_http(&h2, &Bytes::new(), "t"),
-            Err(EventError::Missing("source"))
-        );
+        assert_eq!(from_http(&h2, &Bytes::new(), "t"), Err(EventError::Missing("source")));
         let mut h3 = h.clone();
         h3.insert("ce-specversion", HeaderValue::from_static("0.3"));
         assert!(matches!(
@@ -423,21 +375,13 @@ mod tests {
 
     #[test]
     fn structured_and_batch_modes() {
-        let h = headers(&[(
-            "content-type",
-            "application/cloudevents+json; charset=utf-8",
-        )]);
+        let h = headers(&[("content-type", "application/cloudevents+json; charset=utf-8")]);
         let body = br#"{"specversion":"1.0","id":"x","source":"/s","type":"t.created","region":"us","data":{"a":1}}"#;
-        let e = from_http(&h, &Bytes::from_static(body), "t")
-            .unwrap()
-            .remove(0);
+        let e = from_http(&h, &Bytes::from_static(body), "t").unwrap().remove(0);
         assert_eq!(&e.data[..], br#"{"a":1}"#);
         assert_eq!(e.attribute("region").as_deref(), Some("us"));
-        let body =
-            br#"{"specversion":"1.0","id":"x","source":"/s","type":"t","data_base64":"AAE="}"#;
-        let e = from_http(&h, &Bytes::from_static(body), "t")
-            .unwrap()
-            .remove(0);
+        let body = br#"{"specversion":"1.0","id":"x","source":"/s","type":"t","data_base64":"AAE="}"#;
+        let e = from_http(&h, &Bytes::from_static(body), "t").unwrap().remove(0);
         assert_eq!(&e.data[..], &[0u8, 1]);
         let missing = br#"{"specversion":"1.0","source":"/s","type":"t"}"#;
         assert_eq!(
@@ -452,12 +396,7 @@ mod tests {
 
         let hb = headers(&[("content-type", "application/cloudevents-batch+json")]);
         let batch = br#"[{"specversion":"1.0","id":"1","source":"/s","type":"t"},{"specversion":"1.0","id":"2","source":"/s","type":"t"}]"#;
-        assert_eq!(
-            from_http(&hb, &Bytes::from_static(batch), "t")
-                .unwrap()
-                .len(),
-            2
-        );
+        assert_eq!(from_http(&hb, &Bytes::from_static(batch), "t").unwrap().len(), 2);
         assert_eq!(
             from_http(&hb, &Bytes::from_static(b"{}"), "t"),
             Err(EventError::NotABatch)

@@ -9,8 +9,8 @@
 
 use crate::log::{now_ms, Claimed, EventLog};
 use crate::shape;
-use gust_model::{event_defaults, EventShape, SubscriptionSpec};
-use gust_runtime::{Invocation, InvokeError, Invoker, Trigger};
+use gust_model::{event_defaults, EventShape, SpanRecord, SubscriptionSpec, TraceParent};
+use gust_runtime::{metric_names as names, Invocation, InvokeError, Invoker, Trigger};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -147,10 +147,7 @@ async fn run(d: Arc<Dispatcher>, w: Arc<Worker>) {
             if let Ok(Some(due)) = d.log.next_due(&sub).await {
                 let waited = now_ms() - due;
                 let window = spec.batch_window.as_millis() as i64;
-                if waited >= 0
-                    && waited < window
-                    && d.log.backlog(&sub).await.unwrap_or(0) < spec.batch_size as u64
-                {
+                if waited >= 0 && waited < window && d.log.backlog(&sub).await.unwrap_or(0) < spec.batch_size as u64 {
                     tokio::select! {
                         _ = tokio::time::sleep(Duration::from_millis((window - waited) as u64)) => {}
                         _ = d.stop.notified() => break,
@@ -158,11 +155,7 @@ async fn run(d: Arc<Dispatcher>, w: Arc<Worker>) {
                 }
             }
         }
-        let batch = match d
-            .log
-            .claim(&sub, spec.batch_size as usize, visibility_ms)
-            .await
-        {
+        let batch = match d.log.claim(&sub, spec.batch_size as usize, visibility_ms).await {
             Ok(b) => b,
             Err(e) => {
                 tracing::error!(subscription = %sub, error = %e, "claiming deliveries failed");
@@ -174,9 +167,7 @@ async fn run(d: Arc<Dispatcher>, w: Arc<Worker>) {
         if batch.is_empty() {
             drop(permit);
             let sleep = match d.log.next_due(&sub).await {
-                Ok(Some(due)) => Duration::from_millis(
-                    (due - now_ms()).clamp(1, IDLE_POLL.as_millis() as i64) as u64,
-                ),
+                Ok(Some(due)) => Duration::from_millis((due - now_ms()).clamp(1, IDLE_POLL.as_millis() as i64) as u64),
                 _ => IDLE_POLL,
             };
             tokio::select! {
@@ -201,18 +192,13 @@ async fn deliver(d: &Dispatcher, spec: &SubscriptionSpec, batch: Vec<Claimed>) {
     let sub = spec.name.as_str();
     let now = now_ms();
     let max_age = spec.max_event_age.as_millis() as i64;
-    let (expired, batch): (Vec<_>, Vec<_>) =
-        batch.into_iter().partition(|c| now - c.first_ms > max_age);
+    let (expired, batch): (Vec<_>, Vec<_>) = batch.into_iter().partition(|c| now - c.first_ms > max_age);
     for c in &expired {
         let error = format!(
             "the record is older than max_event_age ({}s)",
             spec.max_event_age.as_secs()
         );
-        if let Err(e) = d
-            .log
-            .dead_letter(sub, c.seq, "MaxEventAgeExceeded", &error)
-            .await
-        {
+        if let Err(e) = d.log.dead_letter(sub, c.seq, "MaxEventAgeExceeded", &error).await {
             tracing::error!(subscription = %sub, error = %e, "dead-lettering failed");
         }
     }
@@ -221,12 +207,8 @@ async fn deliver(d: &Dispatcher, spec: &SubscriptionSpec, batch: Vec<Claimed>) {
     }
     let topic = spec.topic.as_str();
     let payload = match spec.shape {
-        EventShape::Sqs => {
-            serde_json::to_vec(&shape::sqs_event(&batch, topic, &d.region, &d.account))
-        }
-        EventShape::Sns => {
-            serde_json::to_vec(&shape::sns_event(&batch, topic, sub, &d.region, &d.account))
-        }
+        EventShape::Sqs => serde_json::to_vec(&shape::sqs_event(&batch, topic, &d.region, &d.account)),
+        EventShape::Sns => serde_json::to_vec(&shape::sns_event(&batch, topic, sub, &d.region, &d.account)),
         EventShape::Raw => Ok(batch[0].event.data.to_vec()),
     }
     .expect("JSON values serialise");
@@ -235,9 +217,52 @@ async fn deliver(d: &Dispatcher, spec: &SubscriptionSpec, batch: Vec<Claimed>) {
         inv.trigger = Trigger::Async;
         inv.request_id = Some(batch[0].event.id.clone());
     }
-    inv.trace_id = batch[0].event.extensions.get("traceparent").cloned();
+    // Trace: the publisher's span (from the event) -> queue wait -> delivery -> invocation.
+    let publisher = batch[0]
+        .event
+        .extensions
+        .get("traceparent")
+        .and_then(|t| TraceParent::parse(t));
+    let deliver = publisher
+        .as_ref()
+        .map(TraceParent::child)
+        .unwrap_or_else(TraceParent::new_root);
+    let claimed_us = now_ms() * 1000;
+    let invocation = deliver.child();
+    inv.trace = Some(invocation);
+    inv.parent_span = Some(deliver.span_id.clone());
     let seqs: Vec<i64> = batch.iter().map(|c| c.seq).collect();
-    let failed: Result<Vec<i64>, String> = match d.invoker.invoke(inv).await {
+    let result = d.invoker.invoke(inv).await;
+    let telemetry = d.invoker.telemetry();
+    let queued_us = batch[0].first_ms.max(batch[0].published_ms) * 1000;
+    telemetry.span(SpanRecord {
+        trace_id: deliver.trace_id.clone(),
+        span_id: deliver.child().span_id,
+        parent_id: publisher.as_ref().map(|p| p.span_id.clone()),
+        name: format!("queue {sub}"),
+        kind: "producer".into(),
+        start_us: queued_us,
+        duration_us: (claimed_us - queued_us).max(0) as u64,
+        error: false,
+        attributes: vec![("messaging.batch.message_count".into(), batch.len().to_string())],
+    });
+    telemetry.span(SpanRecord {
+        trace_id: deliver.trace_id.clone(),
+        span_id: deliver.span_id.clone(),
+        parent_id: publisher.as_ref().map(|p| p.span_id.clone()),
+        name: format!("deliver {sub}"),
+        kind: "consumer".into(),
+        start_us: claimed_us,
+        duration_us: (now_ms() * 1000 - claimed_us).max(0) as u64,
+        error: !matches!(&result, Ok(o) if o.function_error.is_none()),
+        attributes: vec![
+            ("messaging.destination.name".into(), topic.to_string()),
+            ("gust.subscription".into(), sub.to_string()),
+            ("gust.attempt".into(), batch[0].attempts.to_string()),
+        ],
+    });
+    let metrics = d.invoker.metrics();
+    let failed: Result<Vec<i64>, String> = match result {
         Ok(out) if out.function_error.is_none() => {
             if spec.report_batch_item_failures && spec.shape != EventShape::Raw {
                 shape::batch_item_failures(&out.payload, &batch).inspect_err(|e| {
@@ -256,18 +281,33 @@ async fn deliver(d: &Dispatcher, spec: &SubscriptionSpec, batch: Vec<Claimed>) {
                 .collect::<String>()
         )),
         Err(e @ (InvokeError::TooManyRequests { .. } | InvokeError::ShuttingDown)) => {
+            metrics.incr(
+                names::EVENT_DELIVERIES,
+                &[("subscription", sub), ("result", "backpressure")],
+                1,
+            );
             tracing::debug!(subscription = %sub, reason = %e, "function busy; records wait in the queue");
-            if let Err(e) = d
-                .log
-                .release(sub, &seqs, now_ms() + BACKPRESSURE_DELAY_MS)
-                .await
-            {
+            if let Err(e) = d.log.release(sub, &seqs, now_ms() + BACKPRESSURE_DELAY_MS).await {
                 tracing::error!(subscription = %sub, error = %e, "releasing deliveries failed");
             }
             return;
         }
         Err(e) => Err(format!("{}: {e}", e.code())),
     };
+    let ok_count = match &failed {
+        Ok(f) => seqs.len() - f.len(),
+        Err(_) => 0,
+    };
+    metrics.incr(
+        names::EVENT_DELIVERIES,
+        &[("subscription", sub), ("result", "success")],
+        ok_count as u64,
+    );
+    metrics.incr(
+        names::EVENT_DELIVERIES,
+        &[("subscription", sub), ("result", "failure")],
+        (seqs.len() - ok_count) as u64,
+    );
     let (to_fail, error) = match failed {
         Ok(f) => {
             let ok: Vec<i64> = seqs.iter().copied().filter(|s| !f.contains(s)).collect();
@@ -281,9 +321,7 @@ async fn deliver(d: &Dispatcher, spec: &SubscriptionSpec, batch: Vec<Claimed>) {
     for c in batch.iter().filter(|c| to_fail.contains(&c.seq)) {
         let result = if c.attempts >= spec.max_attempts {
             tracing::warn!(subscription = %sub, message_id = %c.message_id, attempts = c.attempts, "retries exhausted: dead-lettered");
-            d.log
-                .dead_letter(sub, c.seq, "MaxAttemptsExceeded", &error)
-                .await
+            d.log.dead_letter(sub, c.seq, "MaxAttemptsExceeded", &error).await
         } else {
             let at = now_ms() + backoff(spec.retry_delay, c.attempts).as_millis() as i64;
             d.log.retry(sub, c.seq, at, &error).await

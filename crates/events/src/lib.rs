@@ -18,10 +18,7 @@ pub use cloudevent::{from_http, CloudEvent, EventError, MAX_EVENT_BYTES};
 pub use dispatcher::Dispatcher;
 pub use log::{Claimed, DeadLetter, EventLog, LogError, Published, SqliteLog};
 
-use gust_model::{
-    event_defaults, App, EventFilter, EventShape, FunctionName, Overlap, SubscriptionSpec,
-    TopicName,
-};
+use gust_model::{event_defaults, App, EventFilter, EventShape, FunctionName, Overlap, SubscriptionSpec, TopicName};
 use gust_runtime::Invoker;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -55,6 +52,7 @@ pub fn async_queue(function: &str) -> String {
 
 pub struct Events {
     log: Arc<dyn EventLog>,
+    invoker: Arc<Invoker>,
     dispatcher: Arc<Dispatcher>,
     /// topic -> (subscription, filter)
     fanout: HashMap<String, Vec<(String, EventFilter)>>,
@@ -62,25 +60,17 @@ pub struct Events {
 
 impl std::fmt::Debug for Events {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Events")
-            .field("topics", &self.fanout.len())
-            .finish()
+        f.debug_struct("Events").field("topics", &self.fanout.len()).finish()
     }
 }
 
 impl Events {
     /// Starts delivery for `app`'s subscriptions plus one asynchronous-invocation queue per
     /// function.
-    pub fn start(
-        log: Arc<dyn EventLog>,
-        invoker: Arc<Invoker>,
-        app: &App,
-        account: &str,
-    ) -> Arc<Self> {
+    pub fn start(log: Arc<dyn EventLog>, invoker: Arc<Invoker>, app: &App, account: &str) -> Arc<Self> {
         let mut subs: Vec<SubscriptionSpec> = app.subscriptions.clone();
         for f in app.functions.values() {
-            let name = TopicName::new(async_queue(f.name.as_str()))
-                .expect("function names make valid topic names");
+            let name = TopicName::new(async_queue(f.name.as_str())).expect("function names make valid topic names");
             subs.push(SubscriptionSpec {
                 name: name.clone(),
                 topic: name,
@@ -101,8 +91,7 @@ impl Events {
             let Some(f) = app.functions.get(&sc.function) else {
                 continue;
             };
-            let name = TopicName::new(schedule_queue(sc.name.as_str()))
-                .expect("schedule names make valid topic names");
+            let name = TopicName::new(schedule_queue(sc.name.as_str())).expect("schedule names make valid topic names");
             subs.push(SubscriptionSpec {
                 name: name.clone(),
                 topic: name,
@@ -122,20 +111,18 @@ impl Events {
                 retry_delay: sc.retry_delay,
             });
         }
-        let mut fanout: HashMap<String, Vec<(String, EventFilter)>> = app
-            .topics
-            .iter()
-            .map(|t| (t.to_string(), Vec::new()))
-            .collect();
+        let mut fanout: HashMap<String, Vec<(String, EventFilter)>> =
+            app.topics.iter().map(|t| (t.to_string(), Vec::new())).collect();
         for s in &subs {
             fanout
                 .entry(s.topic.to_string())
                 .or_default()
                 .push((s.name.to_string(), s.filter.clone()));
         }
-        let dispatcher = Dispatcher::start(log.clone(), invoker, subs, &app.region, account);
+        let dispatcher = Dispatcher::start(log.clone(), invoker.clone(), subs, &app.region, account);
         Arc::new(Self {
             log,
+            invoker,
             dispatcher,
             fanout,
         })
@@ -146,22 +133,14 @@ impl Events {
     }
 
     /// Stores `events` durably (answers only after the commit) and wakes their subscribers.
-    pub async fn publish(
-        &self,
-        topic: &str,
-        events: Vec<CloudEvent>,
-    ) -> Result<Vec<Published>, PublishError> {
+    pub async fn publish(&self, topic: &str, events: Vec<CloudEvent>) -> Result<Vec<Published>, PublishError> {
         if !self.has_topic(topic) {
             return Err(PublishError::UnknownTopic(topic.into()));
         }
         self.publish_internal(topic, events).await
     }
 
-    async fn publish_internal(
-        &self,
-        topic: &str,
-        events: Vec<CloudEvent>,
-    ) -> Result<Vec<Published>, PublishError> {
+    async fn publish_internal(&self, topic: &str, events: Vec<CloudEvent>) -> Result<Vec<Published>, PublishError> {
         let subs = self.fanout.get(topic).map(Vec::as_slice).unwrap_or(&[]);
         let routed: Vec<(CloudEvent, Vec<String>)> = events
             .into_iter()
@@ -174,10 +153,11 @@ impl Events {
                 (e, targets)
             })
             .collect();
-        let published = self
-            .log
-            .publish(topic, routed, DEDUP_WINDOW.as_millis() as i64)
-            .await?;
+        let published = self.log.publish(topic, routed, DEDUP_WINDOW.as_millis() as i64).await?;
+        let fresh = published.iter().filter(|p| !p.duplicate).count() as u64;
+        self.invoker
+            .metrics()
+            .incr(gust_runtime::metric_names::EVENTS_PUBLISHED, &[("topic", topic)], fresh);
         let names: Vec<String> = subs.iter().map(|(s, _)| s.clone()).collect();
         self.dispatcher.wake(&names);
         Ok(published)
@@ -190,8 +170,7 @@ impl Events {
         payload: bytes::Bytes,
         trace: Option<String>,
     ) -> Result<String, PublishError> {
-        if FunctionName::new(function).is_err() || !self.fanout.contains_key(&async_queue(function))
-        {
+        if FunctionName::new(function).is_err() || !self.fanout.contains_key(&async_queue(function)) {
             return Err(PublishError::UnknownFunction(function.into()));
         }
         let mut event = CloudEvent::internal("gust.async.invoke", payload);
@@ -199,8 +178,7 @@ impl Events {
             event.extensions.insert("traceparent".into(), t);
         }
         let id = event.id.clone();
-        self.publish_internal(&async_queue(function), vec![event])
-            .await?;
+        self.publish_internal(&async_queue(function), vec![event]).await?;
         Ok(id)
     }
 
@@ -212,21 +190,43 @@ impl Events {
         payload: Option<bytes::Bytes>,
     ) -> Result<bool, LogError> {
         let queue = schedule_queue(schedule);
-        let event = payload.map(|p| CloudEvent::internal("gust.schedule.tick", p));
-        let fired = self
-            .log
-            .fire_once(schedule, tick_ms, &queue, event, &queue)
-            .await?;
+        let skipped = payload.is_none();
+        let root = gust_model::TraceParent::new_root();
+        let event = payload.map(|p| {
+            let mut e = CloudEvent::internal("gust.schedule.tick", p);
+            e.extensions.insert("traceparent".into(), root.to_string());
+            e
+        });
+        let fired = self.log.fire_once(schedule, tick_ms, &queue, event, &queue).await?;
+        if fired {
+            let metrics = self.invoker.metrics();
+            if skipped {
+                metrics.incr(
+                    gust_runtime::metric_names::SCHEDULE_MISSES,
+                    &[("schedule", schedule)],
+                    1,
+                );
+            } else {
+                metrics.incr(gust_runtime::metric_names::SCHEDULE_FIRES, &[("schedule", schedule)], 1);
+                self.invoker.telemetry().span(gust_model::SpanRecord {
+                    trace_id: root.trace_id.clone(),
+                    span_id: root.span_id.clone(),
+                    parent_id: None,
+                    name: format!("schedule {schedule}"),
+                    kind: "producer".into(),
+                    start_us: tick_ms * 1000,
+                    duration_us: 0,
+                    error: false,
+                    attributes: vec![("gust.schedule".into(), schedule.into())],
+                });
+            }
+        }
         self.dispatcher.wake(&[queue]);
         Ok(fired)
     }
 
     /// Queues a run of `schedule` now, outside its ticks (`gust schedules run`).
-    pub async fn run_schedule_now(
-        &self,
-        schedule: &str,
-        payload: bytes::Bytes,
-    ) -> Result<String, PublishError> {
+    pub async fn run_schedule_now(&self, schedule: &str, payload: bytes::Bytes) -> Result<String, PublishError> {
         let queue = schedule_queue(schedule);
         if !self.fanout.contains_key(&queue) {
             return Err(PublishError::UnknownTopic(schedule.into()));

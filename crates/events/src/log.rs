@@ -66,24 +66,13 @@ pub trait EventLog: Send + Sync + 'static {
         dedup_window_ms: i64,
     ) -> Result<Vec<Published>, LogError>;
     /// Takes up to `max` due deliveries and hides them for `visibility_ms`.
-    async fn claim(
-        &self,
-        sub: &str,
-        max: usize,
-        visibility_ms: i64,
-    ) -> Result<Vec<Claimed>, LogError>;
+    async fn claim(&self, sub: &str, max: usize, visibility_ms: i64) -> Result<Vec<Claimed>, LogError>;
     async fn ack(&self, sub: &str, seqs: &[i64]) -> Result<(), LogError>;
     /// Schedules another attempt at `at_ms`, remembering the error.
     async fn retry(&self, sub: &str, seq: i64, at_ms: i64, error: &str) -> Result<(), LogError>;
     /// Gives deliveries back without counting the attempt (back-pressure).
     async fn release(&self, sub: &str, seqs: &[i64], at_ms: i64) -> Result<(), LogError>;
-    async fn dead_letter(
-        &self,
-        sub: &str,
-        seq: i64,
-        reason: &str,
-        error: &str,
-    ) -> Result<(), LogError>;
+    async fn dead_letter(&self, sub: &str, seq: i64, reason: &str, error: &str) -> Result<(), LogError>;
     /// When the next delivery of `sub` becomes due, if any is waiting.
     async fn next_due(&self, sub: &str) -> Result<Option<i64>, LogError>;
     /// How many deliveries wait (due or not) for `sub`.
@@ -198,10 +187,8 @@ impl SqliteLog {
     /// (which may have died mid-delivery) become due again at once.
     pub fn open(path: &Path) -> Result<Self, LogError> {
         let conn = Connection::open(path).map_err(db)?;
-        conn.execute_batch(
-            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=5000;",
-        )
-        .map_err(db)?;
+        conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=5000;")
+            .map_err(db)?;
         conn.execute_batch(SCHEMA).map_err(db)?;
         conn.execute(
             "UPDATE deliveries SET visible_ms = 0 WHERE visible_ms > ?1",
@@ -242,10 +229,7 @@ fn collect_garbage(tx: &rusqlite::Transaction<'_>, seqs: &[i64]) -> Result<(), L
 }
 
 fn in_list(seqs: &[i64]) -> String {
-    seqs.iter()
-        .map(i64::to_string)
-        .collect::<Vec<_>>()
-        .join(",")
+    seqs.iter().map(i64::to_string).collect::<Vec<_>>().join(",")
 }
 
 #[async_trait]
@@ -260,7 +244,8 @@ impl EventLog for SqliteLog {
         self.with(move |c| {
             let now = now_ms();
             let tx = c.transaction().map_err(db)?;
-            tx.execute("DELETE FROM event_dedup WHERE expires_ms < ?1", params![now]).map_err(db)?;
+            tx.execute("DELETE FROM event_dedup WHERE expires_ms < ?1", params![now])
+                .map_err(db)?;
             let mut out = Vec::with_capacity(events.len());
             for (event, subs) in events {
                 if let Some(key) = &event.dedup_key {
@@ -271,16 +256,28 @@ impl EventLog for SqliteLog {
                         )
                         .map_err(db)?;
                     if fresh == 0 {
-                        out.push(Published { id: event.id, duplicate: true, deliveries: 0 });
+                        out.push(Published {
+                            id: event.id,
+                            duplicate: true,
+                            deliveries: 0,
+                        });
                         continue;
                     }
                 }
                 if subs.is_empty() {
-                    out.push(Published { id: event.id, duplicate: false, deliveries: 0 });
+                    out.push(Published {
+                        id: event.id,
+                        duplicate: false,
+                        deliveries: 0,
+                    });
                     continue;
                 }
                 insert_event(&tx, &topic, &event, &subs, now)?;
-                out.push(Published { id: event.id, duplicate: false, deliveries: subs.len() });
+                out.push(Published {
+                    id: event.id,
+                    duplicate: false,
+                    deliveries: subs.len(),
+                });
             }
             tx.commit().map_err(db)?;
             Ok(out)
@@ -288,12 +285,7 @@ impl EventLog for SqliteLog {
         .await
     }
 
-    async fn claim(
-        &self,
-        sub: &str,
-        max: usize,
-        visibility_ms: i64,
-    ) -> Result<Vec<Claimed>, LogError> {
+    async fn claim(&self, sub: &str, max: usize, visibility_ms: i64) -> Result<Vec<Claimed>, LogError> {
         let sub = sub.to_string();
         self.with(move |c| {
             let now = now_ms();
@@ -400,13 +392,7 @@ impl EventLog for SqliteLog {
         .await
     }
 
-    async fn dead_letter(
-        &self,
-        sub: &str,
-        seq: i64,
-        reason: &str,
-        error: &str,
-    ) -> Result<(), LogError> {
+    async fn dead_letter(&self, sub: &str, seq: i64, reason: &str, error: &str) -> Result<(), LogError> {
         let (sub, reason, error) = (sub.to_string(), reason.to_string(), error.to_string());
         self.with(move |c| {
             let tx = c.transaction().map_err(db)?;
@@ -487,7 +473,10 @@ impl EventLog for SqliteLog {
         self.with(move |c| {
             let now = now_ms();
             let tx = c.transaction().map_err(db)?;
-            let filter = seqs.as_ref().map(|s| format!(" AND seq IN ({})", in_list(s))).unwrap_or_default();
+            let filter = seqs
+                .as_ref()
+                .map(|s| format!(" AND seq IN ({})", in_list(s)))
+                .unwrap_or_default();
             tx.execute(
                 &format!(
                     "INSERT OR IGNORE INTO deliveries (subscription, seq, attempts, visible_ms, first_ms)
@@ -497,7 +486,10 @@ impl EventLog for SqliteLog {
             )
             .map_err(db)?;
             let n = tx
-                .execute(&format!("DELETE FROM dead_letters WHERE subscription = ?1{filter}"), params![sub])
+                .execute(
+                    &format!("DELETE FROM dead_letters WHERE subscription = ?1{filter}"),
+                    params![sub],
+                )
                 .map_err(db)?;
             tx.commit().map_err(db)?;
             Ok(n)
@@ -560,9 +552,7 @@ impl EventLog for SqliteLog {
                 .unwrap_or_default();
             let doomed: Vec<i64> = {
                 let mut stmt = tx
-                    .prepare(&format!(
-                        "SELECT seq FROM dead_letters WHERE subscription = ?1{filter}"
-                    ))
+                    .prepare(&format!("SELECT seq FROM dead_letters WHERE subscription = ?1{filter}"))
                     .map_err(db)?;
                 let rows = stmt.query_map(params![sub], |r| r.get(0)).map_err(db)?;
                 rows.collect::<Result<Vec<_>, _>>().map_err(db)?
@@ -590,7 +580,13 @@ fn insert_event(
 ) -> Result<(), LogError> {
     tx.execute(
         "INSERT INTO events (topic, message_id, attributes, data, published_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![topic, uuid::Uuid::new_v4().to_string(), encode_attributes(event), &event.data[..], now],
+        params![
+            topic,
+            uuid::Uuid::new_v4().to_string(),
+            encode_attributes(event),
+            &event.data[..],
+            now
+        ],
     )
     .map_err(db)?;
     let seq = tx.last_insert_rowid();
@@ -624,10 +620,7 @@ mod tests {
         let out = log
             .publish(
                 "t",
-                vec![
-                    (ev("1", Some("k")), subs.clone()),
-                    (ev("2", None), subs.clone()),
-                ],
+                vec![(ev("1", Some("k")), subs.clone()), (ev("2", None), subs.clone())],
                 60_000,
             )
             .await
@@ -711,10 +704,7 @@ mod tests {
         );
         assert_eq!(log.last_fired("s").await.unwrap(), Some(1000));
         // A skipped tick is recorded without a delivery.
-        assert!(log
-            .fire_once("s", 2000, "gust.schedule.s", None, "q")
-            .await
-            .unwrap());
+        assert!(log.fire_once("s", 2000, "gust.schedule.s", None, "q").await.unwrap());
         assert_eq!(log.backlog("q").await.unwrap(), 1);
     }
 }

@@ -39,13 +39,7 @@ pub fn sqs_event(records: &[Claimed], topic: &str, region: &str, account: &str) 
 }
 
 /// Builds `{"Records":[...]}` in SNS's shape.
-pub fn sns_event(
-    records: &[Claimed],
-    topic: &str,
-    subscription: &str,
-    region: &str,
-    account: &str,
-) -> Value {
+pub fn sns_event(records: &[Claimed], topic: &str, subscription: &str, region: &str, account: &str) -> Value {
     let topic_arn = format!("arn:aws:sns:{region}:{account}:{topic}");
     let records: Vec<Value> = records
         .iter()
@@ -97,17 +91,10 @@ pub fn batch_item_failures(answer: &[u8], batch: &[Claimed]) -> Result<Vec<i64>,
     };
     let mut failed = Vec::new();
     for item in items {
-        let id = item
-            .get("itemIdentifier")
-            .and_then(Value::as_str)
-            .unwrap_or("");
+        let id = item.get("itemIdentifier").and_then(Value::as_str).unwrap_or("");
         match batch.iter().find(|c| c.message_id == id) {
             Some(c) => failed.push(c.seq),
-            None => {
-                return Err(format!(
-                    "batchItemFailures names an unknown itemIdentifier `{id}`"
-                ))
-            }
+            None => return Err(format!("batchItemFailures names an unknown itemIdentifier `{id}`")),
         }
     }
     Ok(failed)

@@ -8,11 +8,10 @@ use crate::routes::percent_decode;
 use crate::server::HttpHandler;
 use bytes::Bytes;
 use gust_events::Events;
+use gust_runtime::metric_names;
 use gust_runtime::{Invocation, InvokeError, Invoker, PlatformApi, Trigger};
-use gust_store::{
-    BlobError, BlobStore, KvError, KvStore, Precondition, PutOutcome, MAX_BLOB_BYTES,
-    MAX_VALUE_BYTES,
-};
+use gust_store::TelemetryDb;
+use gust_store::{BlobError, BlobStore, KvError, KvStore, Precondition, PutOutcome, MAX_BLOB_BYTES, MAX_VALUE_BYTES};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -33,6 +32,7 @@ pub struct Admin {
     blobs: Arc<dyn BlobStore>,
     events: Option<Arc<Events>>,
     schedules: Option<Arc<dyn SchedulesApi>>,
+    telemetry: Option<TelemetryDb>,
 }
 
 /// What the admin API needs from the scheduler (implemented by the binary, which owns it).
@@ -40,10 +40,8 @@ pub trait SchedulesApi: Send + Sync + 'static {
     /// Every schedule with its next fire times and last fired tick.
     fn list(&self) -> Pin<Box<dyn Future<Output = serde_json::Value> + Send + '_>>;
     /// Queues a run of `name` now; `Err` when there is no such schedule.
-    fn run<'a>(
-        &'a self,
-        name: &'a str,
-    ) -> Pin<Box<dyn Future<Output = Result<serde_json::Value, String>> + Send + 'a>>;
+    fn run<'a>(&'a self, name: &'a str)
+        -> Pin<Box<dyn Future<Output = Result<serde_json::Value, String>> + Send + 'a>>;
 }
 
 impl std::fmt::Debug for Admin {
@@ -110,14 +108,162 @@ impl Admin {
             blobs,
             events,
             schedules,
+            telemetry: None,
         })
     }
 
-    async fn blobs_api(
-        &self,
-        rest: &str,
-        req: Request<Incoming>,
-    ) -> Result<Response<Body>, ApiError> {
+    /// Serves invocation records, logs, traces and usage from `db`.
+    pub fn with_telemetry(self: Arc<Self>, db: TelemetryDb) -> Arc<Self> {
+        let mut me =
+            Arc::try_unwrap(self).unwrap_or_else(|_| panic!("with_telemetry is called before the admin API is shared"));
+        me.telemetry = Some(db);
+        Arc::new(me)
+    }
+
+    async fn telemetry_api(&self, rest: &str, req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
+        let db = self
+            .telemetry
+            .as_ref()
+            .ok_or_else(|| ApiError::new(404, "TelemetryDisabled", "telemetry is not kept on this Gust"))?;
+        let query = req.uri().query().unwrap_or("").to_string();
+        let param = |name: &str| {
+            query.split('&').find_map(|p| {
+                let (k, v) = p.split_once('=')?;
+                (k == name && !v.is_empty()).then(|| percent_decode(v))
+            })
+        };
+        let num = |name: &str| -> Result<Option<i64>, ApiError> {
+            param(name)
+                .map(|v| {
+                    v.parse::<i64>()
+                        .map_err(|_| ApiError::new(400, "InvalidParameter", format!("{name} must be a number")))
+                })
+                .transpose()
+        };
+        let fail = |e: String| {
+            tracing::error!(error = %e, "telemetry query failed");
+            ApiError::new(500, "StorageError", "reading telemetry failed; see the Gust log")
+        };
+        let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+        match segments.as_slice() {
+            ["invocations"] => {
+                let limit = num("limit")?.unwrap_or(50).clamp(1, 10_000) as usize;
+                let list = db.invocations(param("function"), limit).await.map_err(fail)?;
+                let items: Vec<_> = list
+                    .iter()
+                    .map(|r| {
+                        json!({
+                            "request_id": r.request_id, "function": r.function, "trigger": r.trigger,
+                            "start_ms": r.start_ms, "duration_ms": r.duration_us as f64 / 1000.0,
+                            "billed_ms": r.billed_ms, "memory_mb": r.memory_mb, "cold_start": r.cold_start,
+                            "init_ms": r.init_us.map(|v| v as f64 / 1000.0), "outcome": r.outcome,
+                            "error_type": r.error_type, "trace_id": r.trace_id,
+                        })
+                    })
+                    .collect();
+                Ok(json_response(StatusCode::OK, json!({ "invocations": items })))
+            }
+            ["logs"] => {
+                let q = gust_store::LogQuery {
+                    function: param("function"),
+                    since_ms: num("since_ms")?,
+                    request_id: param("request"),
+                    trace_id: param("trace"),
+                    after_id: num("after")?,
+                    limit: num("limit")?.unwrap_or(1000).clamp(1, 10_000) as usize,
+                };
+                let rows = db.logs(q).await.map_err(fail)?;
+                let lines: Vec<_> = rows
+                    .iter()
+                    .map(|l| {
+                        json!({ "id": l.id, "ts_ms": l.ts_ms, "function": l.function,
+                                "request_id": l.request_id, "stream": l.stream, "line": l.line })
+                    })
+                    .collect();
+                Ok(json_response(StatusCode::OK, json!({ "lines": lines })))
+            }
+            ["traces", id] => {
+                let spans = db.trace((*id).to_string()).await.map_err(fail)?;
+                if spans.is_empty() {
+                    return Err(ApiError::new(
+                        404,
+                        "TraceNotFound",
+                        format!("no spans recorded for trace `{id}`"),
+                    ));
+                }
+                let items: Vec<_> = spans
+                    .iter()
+                    .map(|s| {
+                        json!({
+                            "trace_id": s.trace_id, "span_id": s.span_id, "parent_id": s.parent_id, "name": s.name,
+                            "kind": s.kind, "start_us": s.start_us, "duration_us": s.duration_us, "error": s.error,
+                            "attributes": s.attributes.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
+                        })
+                    })
+                    .collect();
+                Ok(json_response(StatusCode::OK, json!({ "trace_id": id, "spans": items })))
+            }
+            ["usage"] => {
+                let since = num("since_ms")?.unwrap_or(0);
+                let usage = db.usage(since).await.map_err(fail)?;
+                let items: Vec<_> = usage
+                    .iter()
+                    .map(|u| {
+                        json!({ "function": u.function, "requests": u.requests, "billed_mb_ms": u.billed_mb_ms,
+                                "cold_starts": u.cold_starts, "errors": u.errors })
+                    })
+                    .collect();
+                Ok(json_response(
+                    StatusCode::OK,
+                    json!({ "since_ms": since, "usage": items }),
+                ))
+            }
+            _ => Err(ApiError::new(
+                404,
+                "NotFound",
+                format!("no admin endpoint /gust/v1/{rest}"),
+            )),
+        }
+    }
+
+    /// Prometheus text: counters kept by the runtime, gauges read now.
+    async fn metrics(&self) -> Response<Body> {
+        let m = self.invoker.metrics();
+        for f in self.invoker.function_names() {
+            if let Some(s) = self.invoker.pool_stats(&f) {
+                let busy = s.total.saturating_sub(s.idle);
+                m.gauge(
+                    metric_names::INSTANCES,
+                    &[("function", &f), ("state", "busy")],
+                    busy as f64,
+                );
+                m.gauge(
+                    metric_names::INSTANCES,
+                    &[("function", &f), ("state", "idle")],
+                    s.idle as f64,
+                );
+                m.gauge(metric_names::POOL_QUEUE, &[("function", &f)], s.waiting as f64);
+            }
+        }
+        if let Some(events) = &self.events {
+            let dead = events.log().dlq_list(None).await.unwrap_or_default();
+            for s in events.subscriptions() {
+                let name = s.name.as_str();
+                if let Ok(b) = events.log().backlog(name).await {
+                    m.gauge(metric_names::EVENT_BACKLOG, &[("subscription", name)], b as f64);
+                }
+                let depth = dead.iter().filter(|d| d.subscription == name).count();
+                m.gauge(metric_names::DLQ_DEPTH, &[("subscription", name)], depth as f64);
+            }
+        }
+        Response::builder()
+            .status(StatusCode::OK)
+            .header(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")
+            .body(Full::new(Bytes::from(m.render())))
+            .expect("static response parts are valid")
+    }
+
+    async fn blobs_api(&self, rest: &str, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
         let caller = self.caller(&req)?;
         let ns = caller.app.as_str();
         let blob_err = |e: BlobError| match e {
@@ -125,11 +271,7 @@ impl Admin {
             BlobError::TooLarge(_) => ApiError::new(413, "BlobTooLarge", e.to_string()),
             BlobError::Storage(_) => {
                 tracing::error!(error = %e, "blob storage failure");
-                ApiError::new(
-                    500,
-                    "StorageError",
-                    "the blob store failed; see the Gust log",
-                )
+                ApiError::new(500, "StorageError", "the blob store failed; see the Gust log")
             }
         };
         let key = percent_decode(rest.trim_start_matches('/'));
@@ -142,10 +284,7 @@ impl Admin {
                 .find_map(|p| p.strip_prefix("prefix=").map(percent_decode))
                 .unwrap_or_default();
             let list = self.blobs.list(ns, &prefix).await.map_err(blob_err)?;
-            let blobs: Vec<_> = list
-                .iter()
-                .map(|(k, size)| json!({ "key": k, "size": size }))
-                .collect();
+            let blobs: Vec<_> = list.iter().map(|(k, size)| json!({ "key": k, "size": size })).collect();
             return Ok(json_response(StatusCode::OK, json!({ "blobs": blobs })));
         }
         match *req.method() {
@@ -155,11 +294,7 @@ impl Admin {
                     .header(http::header::CONTENT_TYPE, "application/octet-stream")
                     .body(Full::new(Bytes::from(data)))
                     .expect("static response parts are valid")),
-                None => Err(ApiError::new(
-                    404,
-                    "BlobNotFound",
-                    format!("no blob `{key}`"),
-                )),
+                None => Err(ApiError::new(404, "BlobNotFound", format!("no blob `{key}`"))),
             },
             Method::PUT => {
                 let (parts, body) = req.into_parts();
@@ -172,14 +307,8 @@ impl Admin {
                             e
                         }
                     })?;
-                self.blobs
-                    .put(ns, &key, data.to_vec())
-                    .await
-                    .map_err(blob_err)?;
-                Ok(json_response(
-                    StatusCode::OK,
-                    json!({ "key": key, "size": data.len() }),
-                ))
+                self.blobs.put(ns, &key, data.to_vec()).await.map_err(blob_err)?;
+                Ok(json_response(StatusCode::OK, json!({ "key": key, "size": data.len() })))
             }
             Method::DELETE => {
                 if self.blobs.delete(ns, &key).await.map_err(blob_err)? {
@@ -188,34 +317,19 @@ impl Admin {
                         .body(Full::new(Bytes::new()))
                         .expect("static response parts are valid"))
                 } else {
-                    Err(ApiError::new(
-                        404,
-                        "BlobNotFound",
-                        format!("no blob `{key}`"),
-                    ))
+                    Err(ApiError::new(404, "BlobNotFound", format!("no blob `{key}`")))
                 }
             }
-            _ => Err(ApiError::new(
-                405,
-                "MethodNotAllowed",
-                "use GET, PUT or DELETE",
-            )),
+            _ => Err(ApiError::new(405, "MethodNotAllowed", "use GET, PUT or DELETE")),
         }
     }
 
     async fn schedules_api(&self, rest: &str, method: &Method) -> Result<Response<Body>, ApiError> {
-        let schedules = self.schedules.as_ref().ok_or_else(|| {
-            ApiError::new(
-                404,
-                "SchedulesDisabled",
-                "schedules are not enabled on this Gust",
-            )
-        })?;
-        let segments: Vec<&str> = rest
-            .trim_matches('/')
-            .split('/')
-            .filter(|s| !s.is_empty())
-            .collect();
+        let schedules = self
+            .schedules
+            .as_ref()
+            .ok_or_else(|| ApiError::new(404, "SchedulesDisabled", "schedules are not enabled on this Gust"))?;
+        let segments: Vec<&str> = rest.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
         match (method, segments.as_slice()) {
             (&Method::GET, []) => Ok(json_response(StatusCode::OK, schedules.list().await)),
             (&Method::POST, [name, "run"]) => match schedules.run(&percent_decode(name)).await {
@@ -231,16 +345,12 @@ impl Admin {
     }
 
     fn events(&self) -> Result<&Arc<Events>, ApiError> {
-        self.events.as_ref().ok_or_else(|| {
-            ApiError::new(404, "EventsDisabled", "events are not enabled on this Gust")
-        })
+        self.events
+            .as_ref()
+            .ok_or_else(|| ApiError::new(404, "EventsDisabled", "events are not enabled on this Gust"))
     }
 
-    async fn events_api(
-        &self,
-        rest: &str,
-        req: Request<Incoming>,
-    ) -> Result<Response<Body>, ApiError> {
+    async fn events_api(&self, rest: &str, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
         let events = self.events()?;
         let (parts, body) = req.into_parts();
         let query = parts.uri.query().unwrap_or("").to_string();
@@ -254,9 +364,9 @@ impl Admin {
             v.map(|s| {
                 s.split(',')
                     .map(|x| {
-                        x.trim().parse::<i64>().map_err(|_| {
-                            ApiError::new(400, "InvalidParameter", "seq must be numbers")
-                        })
+                        x.trim()
+                            .parse::<i64>()
+                            .map_err(|_| ApiError::new(400, "InvalidParameter", "seq must be numbers"))
                     })
                     .collect()
             })
@@ -264,54 +374,31 @@ impl Admin {
         };
         let log_err = |e: gust_events::LogError| {
             tracing::error!(error = %e, "event log failure");
-            ApiError::new(
-                500,
-                "StorageError",
-                "the event log failed; see the Gust log",
-            )
+            ApiError::new(500, "StorageError", "the event log failed; see the Gust log")
         };
-        let segments: Vec<&str> = rest
-            .trim_matches('/')
-            .split('/')
-            .filter(|s| !s.is_empty())
-            .collect();
+        let segments: Vec<&str> = rest.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
         match (&parts.method, segments.as_slice()) {
             (&Method::POST, ["events", topic]) => {
-                let body =
-                    crate::gateway::read_limited(&parts.headers, body, MAX_INVOKE_PAYLOAD).await?;
+                let body = crate::gateway::read_limited(&parts.headers, body, MAX_INVOKE_PAYLOAD).await?;
                 crate::publish::publish(events, topic, &parts.headers, &body).await
             }
             (&Method::GET, ["subscriptions"]) => {
                 let mut list = Vec::new();
                 let dead = events.log().dlq_list(None).await.map_err(log_err)?;
                 for s in events.subscriptions() {
-                    let backlog = events
-                        .log()
-                        .backlog(s.name.as_str())
-                        .await
-                        .map_err(log_err)?;
-                    let dlq = dead
-                        .iter()
-                        .filter(|d| d.subscription == s.name.as_str())
-                        .count();
+                    let backlog = events.log().backlog(s.name.as_str()).await.map_err(log_err)?;
+                    let dlq = dead.iter().filter(|d| d.subscription == s.name.as_str()).count();
                     list.push(json!({
                         "name": s.name.as_str(), "topic": s.topic.as_str(), "function": s.function.as_str(),
                         "backlog": backlog, "dead_letters": dlq, "batch_size": s.batch_size,
                         "max_attempts": s.max_attempts, "max_event_age_s": s.max_event_age.as_secs(),
                     }));
                 }
-                Ok(json_response(
-                    StatusCode::OK,
-                    json!({ "subscriptions": list }),
-                ))
+                Ok(json_response(StatusCode::OK, json!({ "subscriptions": list })))
             }
             (&Method::GET, ["dlq"]) => {
                 let sub = param("subscription");
-                let list = events
-                    .log()
-                    .dlq_list(sub.as_deref())
-                    .await
-                    .map_err(log_err)?;
+                let list = events.log().dlq_list(sub.as_deref()).await.map_err(log_err)?;
                 Ok(json_response(
                     StatusCode::OK,
                     json!({ "dead_letters": list.iter().map(dead_letter_json).collect::<Vec<_>>() }),
@@ -323,11 +410,7 @@ impl Admin {
                     .map_err(|_| ApiError::new(400, "InvalidParameter", "seq must be a number"))?;
                 let list = events.log().dlq_list(Some(sub)).await.map_err(log_err)?;
                 let d = list.iter().find(|d| d.seq == seq).ok_or_else(|| {
-                    ApiError::new(
-                        404,
-                        "DeadLetterNotFound",
-                        format!("no dead letter {seq} in `{sub}`"),
-                    )
+                    ApiError::new(404, "DeadLetterNotFound", format!("no dead letter {seq} in `{sub}`"))
                 })?;
                 Ok(json_response(StatusCode::OK, dead_letter_json(d)))
             }
@@ -340,19 +423,12 @@ impl Admin {
                     ));
                 }
                 let seqs = seqs(param("seq"))?;
-                let n = events
-                    .redrive(sub, seqs.as_deref())
-                    .await
-                    .map_err(log_err)?;
+                let n = events.redrive(sub, seqs.as_deref()).await.map_err(log_err)?;
                 Ok(json_response(StatusCode::OK, json!({ "redriven": n })))
             }
             (&Method::DELETE, ["dlq", sub]) => {
                 let seqs = seqs(param("seq"))?;
-                let n = events
-                    .log()
-                    .dlq_purge(sub, seqs.as_deref())
-                    .await
-                    .map_err(log_err)?;
+                let n = events.log().dlq_purge(sub, seqs.as_deref()).await.map_err(log_err)?;
                 Ok(json_response(StatusCode::OK, json!({ "purged": n })))
             }
             _ => Err(ApiError::new(
@@ -363,12 +439,7 @@ impl Admin {
         }
     }
 
-    async fn invoke_api(
-        &self,
-        name: &str,
-        req: Request<Incoming>,
-        request_id: &str,
-    ) -> Response<Body> {
+    async fn invoke_api(&self, name: &str, req: Request<Incoming>, request_id: &str) -> Response<Body> {
         let name = percent_decode(name);
         // Lambda accepts a name, a partial or a full ARN; the function name is the last part.
         let name = name.rsplit(':').next().unwrap_or(&name).to_string();
@@ -379,11 +450,7 @@ impl Admin {
             .unwrap_or("RequestResponse")
             .to_string();
         let Some(_) = self.invoker.spec(&name) else {
-            return lambda_error(
-                404,
-                "ResourceNotFoundException",
-                &format!("Function not found: {name}"),
-            );
+            return lambda_error(404, "ResourceNotFoundException", &format!("Function not found: {name}"));
         };
         match kind.as_str() {
             "DryRun" => {
@@ -409,21 +476,23 @@ impl Admin {
                 "Request must be smaller than 6291456 bytes for the InvokeFunction operation",
             );
         }
+        let headers = req.headers().clone();
         let client_context = req
             .headers()
             .get("x-amz-client-context")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let payload =
-            match read_body(req.into_body(), MAX_INVOKE_PAYLOAD).await {
-                Ok(p) => p,
-                Err(e) if e.status == 413 => return lambda_error(
+        let payload = match read_body(req.into_body(), MAX_INVOKE_PAYLOAD).await {
+            Ok(p) => p,
+            Err(e) if e.status == 413 => {
+                return lambda_error(
                     413,
                     "RequestTooLargeException",
                     "Request must be smaller than 6291456 bytes for the InvokeFunction operation",
-                ),
-                Err(e) => return e.into_response(request_id),
-            };
+                )
+            }
+            Err(e) => return e.into_response(request_id),
+        };
         let payload = if payload.is_empty() {
             Bytes::from_static(b"{}")
         } else {
@@ -438,6 +507,10 @@ impl Admin {
         }
         let mut inv = Invocation::new(name.clone(), payload, Trigger::Direct);
         inv.request_id = Some(request_id.to_string());
+        if let Some(parent) = trace_of(&headers) {
+            inv.parent_span = Some(parent.span_id.clone());
+            inv.trace = Some(parent.child());
+        }
         inv.client_context = client_context;
         let mut resp = match self.invoker.invoke(inv).await {
             Ok(out) => {
@@ -448,10 +521,8 @@ impl Admin {
                     .body(Full::new(out.payload))
                     .expect("static response parts are valid");
                 if out.function_error.is_some() {
-                    r.headers_mut().insert(
-                        "x-amz-function-error",
-                        HeaderValue::from_static("Unhandled"),
-                    );
+                    r.headers_mut()
+                        .insert("x-amz-function-error", HeaderValue::from_static("Unhandled"));
                 }
                 r
             }
@@ -468,10 +539,8 @@ impl Admin {
                     StatusCode::OK,
                     json!({ "errorType": e.lambda_error_type(), "errorMessage": e.to_string() }),
                 );
-                r.headers_mut().insert(
-                    "x-amz-function-error",
-                    HeaderValue::from_static("Unhandled"),
-                );
+                r.headers_mut()
+                    .insert("x-amz-function-error", HeaderValue::from_static("Unhandled"));
                 r
             }
             Err(e @ InvokeError::TooManyRequests { .. }) => {
@@ -484,11 +553,9 @@ impl Admin {
                 }
                 r
             }
-            Err(InvokeError::FunctionNotFound(n)) => lambda_error(
-                404,
-                "ResourceNotFoundException",
-                &format!("Function not found: {n}"),
-            ),
+            Err(InvokeError::FunctionNotFound(n)) => {
+                lambda_error(404, "ResourceNotFoundException", &format!("Function not found: {n}"))
+            }
             Err(e) => lambda_error(e.http_status(), "ServiceException", &e.to_string()),
         };
         if let Ok(v) = HeaderValue::from_str(request_id) {
@@ -499,12 +566,7 @@ impl Admin {
 
     /// `InvocationType: Event`: durable first, then 202; the function runs from the queue with
     /// Lambda's retry policy and ends in the function's DLQ if every attempt fails.
-    async fn invoke_async(
-        &self,
-        name: &str,
-        req: Request<Incoming>,
-        request_id: &str,
-    ) -> Response<Body> {
+    async fn invoke_async(&self, name: &str, req: Request<Incoming>, request_id: &str) -> Response<Body> {
         let Some(events) = &self.events else {
             return lambda_error(
                 400,
@@ -512,11 +574,7 @@ impl Admin {
                 "asynchronous invocation needs events enabled",
             );
         };
-        let trace = req
-            .headers()
-            .get("traceparent")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
+        let trace = trace_of(req.headers()).map(|t| t.to_string());
         let payload = match read_body(req.into_body(), gust_events::MAX_EVENT_BYTES).await {
             Ok(p) if p.is_empty() => Bytes::from_static(b"{}"),
             Ok(p) => p,
@@ -547,18 +605,12 @@ impl Admin {
                 }
                 r
             }
-            Err(gust_events::PublishError::UnknownFunction(n)) => lambda_error(
-                404,
-                "ResourceNotFoundException",
-                &format!("Function not found: {n}"),
-            ),
+            Err(gust_events::PublishError::UnknownFunction(n)) => {
+                lambda_error(404, "ResourceNotFoundException", &format!("Function not found: {n}"))
+            }
             Err(e) => {
                 tracing::error!(error = %e, "queueing an asynchronous invocation failed");
-                lambda_error(
-                    500,
-                    "ServiceException",
-                    "the invocation could not be queued",
-                )
+                lambda_error(500, "ServiceException", "the invocation could not be queued")
             }
         }
     }
@@ -569,20 +621,10 @@ impl Admin {
             .get(http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or_else(|| {
-                ApiError::new(
-                    401,
-                    "Unauthorized",
-                    "a valid GUST_TOKEN bearer token is required",
-                )
-            })?;
-        self.invoker.caller_for_token(token.trim()).ok_or_else(|| {
-            ApiError::new(
-                401,
-                "Unauthorized",
-                "a valid GUST_TOKEN bearer token is required",
-            )
-        })
+            .ok_or_else(|| ApiError::new(401, "Unauthorized", "a valid GUST_TOKEN bearer token is required"))?;
+        self.invoker
+            .caller_for_token(token.trim())
+            .ok_or_else(|| ApiError::new(401, "Unauthorized", "a valid GUST_TOKEN bearer token is required"))
     }
 
     async fn kv_api(&self, rest: &str, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
@@ -593,40 +635,26 @@ impl Admin {
             KvError::ValueTooLarge(_) => ApiError::new(413, "ValueTooLarge", e.to_string()),
             KvError::Storage(_) => {
                 tracing::error!(error = %e, "kv storage failure");
-                ApiError::new(
-                    500,
-                    "StorageError",
-                    "the key-value store failed; see the Gust log",
-                )
+                ApiError::new(500, "StorageError", "the key-value store failed; see the Gust log")
             }
         };
         if rest.is_empty() || rest == "/" {
             if req.method() != Method::GET {
-                return Err(ApiError::new(
-                    405,
-                    "MethodNotAllowed",
-                    "use GET to list keys",
-                ));
+                return Err(ApiError::new(405, "MethodNotAllowed", "use GET to list keys"));
             }
             let mut prefix = String::new();
             let mut after = None;
             let mut limit = 100usize;
-            for pair in req
-                .uri()
-                .query()
-                .unwrap_or("")
-                .split('&')
-                .filter(|p| !p.is_empty())
-            {
+            for pair in req.uri().query().unwrap_or("").split('&').filter(|p| !p.is_empty()) {
                 let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
                 let v = percent_decode(&v.replace('+', " "));
                 match k {
                     "prefix" => prefix = v,
                     "after" => after = Some(v),
                     "limit" => {
-                        limit = v.parse().map_err(|_| {
-                            ApiError::new(400, "InvalidParameter", "limit must be a number")
-                        })?
+                        limit = v
+                            .parse()
+                            .map_err(|_| ApiError::new(400, "InvalidParameter", "limit must be a number"))?
                     }
                     _ => {}
                 }
@@ -650,8 +678,7 @@ impl Admin {
             return Err(ApiError::new(404, "NotFound", "unknown platform API path"));
         };
         let key = percent_decode(raw_key);
-        let etag =
-            |v: u64| HeaderValue::from_str(&format!("\"{v}\"")).expect("digits are a valid header");
+        let etag = |v: u64| HeaderValue::from_str(&format!("\"{v}\"")).expect("digits are a valid header");
         let if_match = req
             .headers()
             .get(http::header::IF_MATCH)
@@ -665,15 +692,10 @@ impl Admin {
                         .header(http::header::CONTENT_TYPE, "application/octet-stream")
                         .body(Full::new(Bytes::from(entry.value)))
                         .expect("static response parts are valid");
-                    r.headers_mut()
-                        .insert(http::header::ETAG, etag(entry.version));
+                    r.headers_mut().insert(http::header::ETAG, etag(entry.version));
                     Ok(r)
                 }
-                None => Err(ApiError::new(
-                    404,
-                    "KeyNotFound",
-                    format!("no value under `{key}`"),
-                )),
+                None => Err(ApiError::new(404, "KeyNotFound", format!("no value under `{key}`"))),
             },
             Method::PUT => {
                 if declared_len(&req).is_some_and(|n| n > MAX_VALUE_BYTES as u64) {
@@ -683,46 +705,31 @@ impl Admin {
                         format!("values are limited to {MAX_VALUE_BYTES} bytes"),
                     ));
                 }
-                let if_none_match = req
-                    .headers()
-                    .get(http::header::IF_NONE_MATCH)
-                    .is_some_and(|v| v == "*");
+                let if_none_match = req.headers().get(http::header::IF_NONE_MATCH).is_some_and(|v| v == "*");
                 let pre = match (if_none_match, &if_match) {
                     (true, _) => Precondition::IfAbsent,
-                    (false, Some(v)) => Precondition::IfVersion(v.parse().map_err(|_| {
-                        ApiError::new(400, "InvalidParameter", "If-Match must be a version ETag")
-                    })?),
+                    (false, Some(v)) => Precondition::IfVersion(
+                        v.parse()
+                            .map_err(|_| ApiError::new(400, "InvalidParameter", "If-Match must be a version ETag"))?,
+                    ),
                     (false, None) => Precondition::None,
                 };
-                let value = read_body(req.into_body(), MAX_VALUE_BYTES)
-                    .await
-                    .map_err(|e| {
-                        if e.status == 413 {
-                            ApiError::new(
-                                413,
-                                "ValueTooLarge",
-                                format!("values are limited to {MAX_VALUE_BYTES} bytes"),
-                            )
-                        } else {
-                            e
-                        }
-                    })?;
-                match self
-                    .kv
-                    .put(ns, &key, value.to_vec(), pre)
-                    .await
-                    .map_err(kv_err)?
-                {
+                let value = read_body(req.into_body(), MAX_VALUE_BYTES).await.map_err(|e| {
+                    if e.status == 413 {
+                        ApiError::new(
+                            413,
+                            "ValueTooLarge",
+                            format!("values are limited to {MAX_VALUE_BYTES} bytes"),
+                        )
+                    } else {
+                        e
+                    }
+                })?;
+                match self.kv.put(ns, &key, value.to_vec(), pre).await.map_err(kv_err)? {
                     PutOutcome::Written { version, created } => {
-                        let status = if created {
-                            StatusCode::CREATED
-                        } else {
-                            StatusCode::OK
-                        };
-                        let mut r = json_response(
-                            status,
-                            json!({ "key": key, "version": version, "created": created }),
-                        );
+                        let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+                        let mut r =
+                            json_response(status, json!({ "key": key, "version": version, "created": created }));
                         r.headers_mut().insert(http::header::ETAG, etag(version));
                         Ok(r)
                     }
@@ -739,9 +746,9 @@ impl Admin {
             }
             Method::DELETE => {
                 if let Some(v) = &if_match {
-                    let want: u64 = v.parse().map_err(|_| {
-                        ApiError::new(400, "InvalidParameter", "If-Match must be a version ETag")
-                    })?;
+                    let want: u64 = v
+                        .parse()
+                        .map_err(|_| ApiError::new(400, "InvalidParameter", "If-Match must be a version ETag"))?;
                     let current = self.kv.get(ns, &key).await.map_err(kv_err)?;
                     if current.map(|e| e.version) != Some(want) {
                         return Err(ApiError::new(
@@ -757,18 +764,10 @@ impl Admin {
                         .body(Full::new(Bytes::new()))
                         .expect("static response parts are valid"))
                 } else {
-                    Err(ApiError::new(
-                        404,
-                        "KeyNotFound",
-                        format!("no value under `{key}`"),
-                    ))
+                    Err(ApiError::new(404, "KeyNotFound", format!("no value under `{key}`")))
                 }
             }
-            _ => Err(ApiError::new(
-                405,
-                "MethodNotAllowed",
-                "use GET, PUT or DELETE",
-            )),
+            _ => Err(ApiError::new(405, "MethodNotAllowed", "use GET, PUT or DELETE")),
         }
     }
 
@@ -794,6 +793,15 @@ impl Admin {
     }
 }
 
+/// The caller's trace: a W3C `traceparent`, or an X-Ray `X-Amzn-Trace-Id` (what a Lambda
+/// function has in `_X_AMZN_TRACE_ID`).
+fn trace_of(headers: &http::HeaderMap) -> Option<gust_model::TraceParent> {
+    let get = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
+    get("traceparent")
+        .and_then(gust_model::TraceParent::parse)
+        .or_else(|| get("x-amzn-trace-id").and_then(gust_model::TraceParent::from_xray))
+}
+
 fn dead_letter_json(d: &gust_events::DeadLetter) -> serde_json::Value {
     let (data, b64) = d.event.data_text();
     json!({
@@ -812,11 +820,7 @@ fn dead_letter_json(d: &gust_events::DeadLetter) -> serde_json::Value {
 }
 
 impl HttpHandler for Admin {
-    async fn handle(
-        self: Arc<Self>,
-        req: Request<Incoming>,
-        _remote: SocketAddr,
-    ) -> Response<Body> {
+    async fn handle(self: Arc<Self>, req: Request<Incoming>, _remote: SocketAddr) -> Response<Body> {
         let request_id = uuid::Uuid::new_v4().to_string();
         let path = req.uri().path().to_string();
         if let Some(rest) = path.strip_prefix(INVOKE_PREFIX) {
@@ -846,6 +850,14 @@ impl HttpHandler for Admin {
             };
         }
         if let Some(rest) = path.strip_prefix("/gust/v1/") {
+            if req.method() == Method::GET
+                && (rest == "invocations" || rest == "logs" || rest == "usage" || rest.starts_with("traces/"))
+            {
+                return match self.telemetry_api(rest, &req).await {
+                    Ok(r) => r,
+                    Err(e) => e.into_response(&request_id),
+                };
+            }
             if rest.starts_with("events/") || rest.starts_with("dlq") || rest == "subscriptions" {
                 return match self.events_api(rest, req).await {
                     Ok(r) => r,
@@ -854,14 +866,11 @@ impl HttpHandler for Admin {
             }
         }
         match (req.method(), path.as_str()) {
+            (&Method::GET, "/metrics") => self.metrics().await,
             (&Method::GET, "/healthz") => json_response(StatusCode::OK, json!({ "status": "ok" })),
             (&Method::GET, "/gust/v1/functions") => self.functions(),
-            _ => ApiError::new(
-                404,
-                "NotFound",
-                format!("no admin endpoint {} {path}", req.method()),
-            )
-            .into_response(&request_id),
+            _ => ApiError::new(404, "NotFound", format!("no admin endpoint {} {path}", req.method()))
+                .into_response(&request_id),
         }
     }
 }

@@ -5,7 +5,7 @@ use crate::payload::{build_event, parse_response, RequestParts};
 use crate::routes::{Lookup, RouteTable};
 use crate::server::HttpHandler;
 use bytes::Bytes;
-use gust_model::{App, CorsSpec, RouteTarget};
+use gust_model::{App, CorsSpec, RouteTarget, SpanRecord, TraceParent};
 use gust_runtime::{Invocation, Invoker, Trigger};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
@@ -35,11 +35,7 @@ impl std::fmt::Debug for Gateway {
 }
 
 impl Gateway {
-    pub fn new(
-        invoker: Arc<Invoker>,
-        events: Option<Arc<gust_events::Events>>,
-        max_body_bytes: usize,
-    ) -> Arc<Self> {
+    pub fn new(invoker: Arc<Invoker>, events: Option<Arc<gust_events::Events>>, max_body_bytes: usize) -> Arc<Self> {
         Arc::new(Self {
             invoker,
             events,
@@ -73,9 +69,7 @@ impl Gateway {
 
         if let (Some(cors), Some(origin)) = (&routing.cors, &origin) {
             if req.method() == Method::OPTIONS
-                && req
-                    .headers()
-                    .contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD)
+                && req.headers().contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD)
             {
                 return Ok(preflight(cors, origin));
             }
@@ -102,12 +96,8 @@ impl Gateway {
                 ))
             }
             Lookup::MethodNotAllowed(allowed) => {
-                let mut resp = ApiError::new(
-                    405,
-                    "MethodNotAllowed",
-                    format!("{method} is not allowed on {path}"),
-                )
-                .into_response(request_id);
+                let mut resp = ApiError::new(405, "MethodNotAllowed", format!("{method} is not allowed on {path}"))
+                    .into_response(request_id);
                 let allow = allowed
                     .iter()
                     .filter(|m| *m != "*")
@@ -131,13 +121,29 @@ impl Gateway {
             .map(|h| h.split(':').next().unwrap_or(h).to_string())
             .unwrap_or_else(|| "localhost".into());
         let now_ms = chrono::Utc::now().timestamp_millis();
+        // Trace: the caller's context (or a new trace) -> this gateway span -> the invocation.
+        let incoming = parts
+            .headers
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .and_then(TraceParent::parse);
+        let server = incoming
+            .as_ref()
+            .map(TraceParent::child)
+            .unwrap_or_else(TraceParent::new_root);
+        let invocation = server.child();
+        let mut headers = parts.headers.clone();
+        if let Ok(v) = HeaderValue::from_str(&invocation.to_string()) {
+            headers.insert("traceparent", v);
+        }
+        let started_us = chrono::Utc::now().timestamp_micros();
         let event = build_event(
             *payload,
             &RequestParts {
                 method: &method,
                 raw_path: &path,
                 raw_query: parts.uri.query().unwrap_or(""),
-                headers: &parts.headers,
+                headers: &headers,
                 body: &body,
                 route_key: &m.route.key,
                 resource: &m.route.resource,
@@ -150,28 +156,58 @@ impl Gateway {
         );
         let mut inv = Invocation::new(function.as_str(), event, Trigger::Http);
         inv.request_id = Some(request_id.to_string());
-        let out = self
-            .invoker
-            .invoke(inv)
-            .await
-            .map_err(|e| ApiError::from_invoke(&e))?;
-        if let Some(error_type) = &out.function_error {
-            tracing::debug!(function = %function, request_id, error_type, "handler error -> 502");
-            return Err(ApiError::new(
-                502,
-                "FunctionError",
-                format!("the function `{function}` failed: {error_type}"),
-            ));
+        inv.trace = Some(invocation);
+        inv.parent_span = Some(server.span_id.clone());
+        let result = async {
+            let out = self.invoker.invoke(inv).await.map_err(|e| ApiError::from_invoke(&e))?;
+            if let Some(error_type) = &out.function_error {
+                tracing::debug!(function = %function, request_id, error_type, "handler error -> 502");
+                return Err(ApiError::new(
+                    502,
+                    "FunctionError",
+                    format!("the function `{function}` failed: {error_type}"),
+                ));
+            }
+            let answer = parse_response(*payload, &out.payload)
+                .map_err(|e| ApiError::new(502, "BadFunctionResponse", e.to_string()))?;
+            let mut resp = Response::builder()
+                .status(answer.status)
+                .body(Full::new(answer.body))
+                .expect("status and body are valid");
+            *resp.headers_mut() = answer.headers;
+            if let (Some(cors), Some(origin)) = (&routing.cors, &origin) {
+                cors_headers(cors, origin, resp.headers_mut());
+            }
+            Ok(resp)
         }
-        let answer = parse_response(*payload, &out.payload)
-            .map_err(|e| ApiError::new(502, "BadFunctionResponse", e.to_string()))?;
-        let mut resp = Response::builder()
-            .status(answer.status)
-            .body(Full::new(answer.body))
-            .expect("status and body are valid");
-        *resp.headers_mut() = answer.headers;
-        if let (Some(cors), Some(origin)) = (&routing.cors, &origin) {
-            cors_headers(cors, origin, resp.headers_mut());
+        .await;
+        let status = match &result {
+            Ok(r) => r.status().as_u16(),
+            Err(e) => e.status.as_u16(),
+        };
+        self.invoker.telemetry().span(SpanRecord {
+            trace_id: server.trace_id.clone(),
+            span_id: server.span_id.clone(),
+            parent_id: incoming.map(|t| t.span_id),
+            name: format!(
+                "{method} {}",
+                m.route.key.split_once(' ').map_or(m.route.key.as_str(), |(_, p)| p)
+            ),
+            kind: "server".into(),
+            start_us: started_us,
+            duration_us: (chrono::Utc::now().timestamp_micros() - started_us).max(0) as u64,
+            error: status >= 500,
+            attributes: vec![
+                ("http.request.method".into(), method.clone()),
+                ("http.route".into(), m.route.key.clone()),
+                ("url.path".into(), path.clone()),
+                ("http.response.status_code".into(), status.to_string()),
+                ("gust.request_id".into(), request_id.to_string()),
+            ],
+        });
+        let mut resp = result?;
+        if let Ok(v) = HeaderValue::from_str(&server.trace_id) {
+            resp.headers_mut().insert("x-gust-trace-id", v);
         }
         Ok(resp)
     }
@@ -179,11 +215,7 @@ impl Gateway {
 
 /// Reads a body up to `limit` bytes: 413 from `Content-Length` before reading, or as soon as
 /// a streamed body passes the limit.
-pub(crate) async fn read_limited(
-    headers: &HeaderMap,
-    body: Incoming,
-    limit: usize,
-) -> Result<Bytes, ApiError> {
+pub(crate) async fn read_limited(headers: &HeaderMap, body: Incoming, limit: usize) -> Result<Bytes, ApiError> {
     let too_large = || {
         ApiError::new(
             413,

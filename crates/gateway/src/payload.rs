@@ -29,18 +29,10 @@ pub struct RequestParts<'a> {
 
 /// Content types API Gateway passes as text; everything else is base64-encoded.
 fn is_text(headers: &HeaderMap) -> bool {
-    let Some(ct) = headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-    else {
+    let Some(ct) = headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
         return true;
     };
-    let ct = ct
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
+    let ct = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     ct.starts_with("text/")
         || ct.ends_with("+json")
         || ct.ends_with("+xml")
@@ -123,11 +115,7 @@ fn v2_event(r: &RequestParts<'_>) -> Value {
     for (name, value) in r.headers {
         let v = String::from_utf8_lossy(value.as_bytes()).into_owned();
         if name == http::header::COOKIE {
-            cookies.extend(
-                v.split(';')
-                    .map(|c| c.trim().to_string())
-                    .filter(|c| !c.is_empty()),
-            );
+            cookies.extend(v.split(';').map(|c| c.trim().to_string()).filter(|c| !c.is_empty()));
             continue;
         }
         match headers.get_mut(name.as_str()) {
@@ -292,10 +280,7 @@ fn scalar_to_string(v: &Value) -> Option<String> {
 
 fn json_answer(body: Vec<u8>) -> HttpAnswer {
     let mut headers = HeaderMap::new();
-    headers.insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     HttpAnswer {
         status: StatusCode::OK,
         headers,
@@ -323,8 +308,7 @@ pub fn parse_response(format: PayloadFormat, payload: &[u8]) -> Result<HttpAnswe
         .ok_or(ResponseError::NoStatusCode)?;
     let mut headers = HeaderMap::new();
     let mut add = |name: &str, value: &str, append: bool| -> Result<(), ResponseError> {
-        let n = HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| ResponseError::BadField("headers"))?;
+        let n = HeaderName::from_bytes(name.as_bytes()).map_err(|_| ResponseError::BadField("headers"))?;
         let v = HeaderValue::from_str(value).map_err(|_| ResponseError::BadField("headers"))?;
         if append {
             headers.append(n, v);
@@ -341,13 +325,9 @@ pub fn parse_response(format: PayloadFormat, payload: &[u8]) -> Result<HttpAnswe
         }
     }
     if let Some(h) = o.get("multiValueHeaders").filter(|h| !h.is_null()) {
-        let h = h
-            .as_object()
-            .ok_or(ResponseError::BadField("multiValueHeaders"))?;
+        let h = h.as_object().ok_or(ResponseError::BadField("multiValueHeaders"))?;
         for (k, vs) in h {
-            let vs = vs
-                .as_array()
-                .ok_or(ResponseError::BadField("multiValueHeaders"))?;
+            let vs = vs.as_array().ok_or(ResponseError::BadField("multiValueHeaders"))?;
             // multiValueHeaders replace a same-named single header, as API Gateway merges them.
             let mut first = true;
             for v in vs {
@@ -364,10 +344,7 @@ pub fn parse_response(format: PayloadFormat, payload: &[u8]) -> Result<HttpAnswe
             add("set-cookie", cookie, true)?;
         }
     }
-    let b64 = o
-        .get("isBase64Encoded")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
+    let b64 = o.get("isBase64Encoded").and_then(Value::as_bool).unwrap_or(false);
     let body = match o.get("body") {
         None | Some(Value::Null) => Bytes::new(),
         Some(Value::String(s)) if b64 => base64::engine::general_purpose::STANDARD
@@ -378,31 +355,17 @@ pub fn parse_response(format: PayloadFormat, payload: &[u8]) -> Result<HttpAnswe
         // A non-string body is a common mistake; API Gateway rejects it, so do we.
         Some(_) => return Err(ResponseError::BadField("body")),
     };
-    if format == PayloadFormat::V2
-        && !headers.contains_key(http::header::CONTENT_TYPE)
-        && !body.is_empty()
-    {
-        headers.insert(
-            http::header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
+    if format == PayloadFormat::V2 && !headers.contains_key(http::header::CONTENT_TYPE) && !body.is_empty() {
+        headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     }
-    Ok(HttpAnswer {
-        status,
-        headers,
-        body,
-    })
+    Ok(HttpAnswer { status, headers, body })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn parts<'a>(
-        headers: &'a HeaderMap,
-        body: &'a Bytes,
-        params: &'a [(Arc<str>, String)],
-    ) -> RequestParts<'a> {
+    fn parts<'a>(headers: &'a HeaderMap, body: &'a Bytes, params: &'a [(Arc<str>, String)]) -> RequestParts<'a> {
         RequestParts {
             method: "POST",
             raw_path: "/users/42",
@@ -428,16 +391,11 @@ mod tests {
         h.insert("cookie", HeaderValue::from_static("a=1; b=2"));
         let body = Bytes::from_static(b"{\"email\":\"a@b.c\"}");
         let params = [(Arc::from("id"), "42".to_string())];
-        let e: Value =
-            serde_json::from_slice(&build_event(PayloadFormat::V2, &parts(&h, &body, &params)))
-                .unwrap();
+        let e: Value = serde_json::from_slice(&build_event(PayloadFormat::V2, &parts(&h, &body, &params))).unwrap();
         assert_eq!(e["version"], "2.0");
         assert_eq!(e["routeKey"], "POST /users/{id}");
         assert_eq!(e["rawQueryString"], "a=1&a=2&b=x%20y&flag");
-        assert_eq!(
-            e["queryStringParameters"],
-            json!({"a": "1,2", "b": "x y", "flag": ""})
-        );
+        assert_eq!(e["queryStringParameters"], json!({"a": "1,2", "b": "x y", "flag": ""}));
         assert_eq!(e["headers"]["x-multi"], "1,2");
         assert_eq!(e["cookies"], json!(["a=1", "b=2"]));
         assert!(e["headers"].get("cookie").is_none());
@@ -454,9 +412,7 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("content-type", HeaderValue::from_static("image/png"));
         let body = Bytes::from_static(&[0x89, 0x50, 0x4e, 0x47]);
-        let e: Value =
-            serde_json::from_slice(&build_event(PayloadFormat::V1, &parts(&h, &body, &[])))
-                .unwrap();
+        let e: Value = serde_json::from_slice(&build_event(PayloadFormat::V1, &parts(&h, &body, &[]))).unwrap();
         assert_eq!(e["httpMethod"], "POST");
         assert_eq!(e["resource"], "/users/{id}");
         assert_eq!(e["queryStringParameters"]["a"], "2");
@@ -475,15 +431,16 @@ mod tests {
         assert_eq!(r.headers.get_all("x-m").iter().count(), 2);
         assert_eq!(r.headers.get_all("set-cookie").iter().count(), 2);
         assert_eq!(r.body, "hi");
-        let r = parse_response(PayloadFormat::V2, br#"{"statusCode":200,"isBase64Encoded":true,"body":"aGk=","headers":{"content-type":"text/plain"}}"#).unwrap();
+        let r = parse_response(
+            PayloadFormat::V2,
+            br#"{"statusCode":200,"isBase64Encoded":true,"body":"aGk=","headers":{"content-type":"text/plain"}}"#,
+        )
+        .unwrap();
         assert_eq!(r.body, "hi");
         assert_eq!(r.headers["content-type"], "text/plain");
         // 2.0: plain object and plain string mean 200 JSON.
         let r = parse_response(PayloadFormat::V2, br#"{"hello":"world"}"#).unwrap();
-        assert_eq!(
-            (r.status.as_u16(), &r.body[..]),
-            (200, &br#"{"hello":"world"}"#[..])
-        );
+        assert_eq!((r.status.as_u16(), &r.body[..]), (200, &br#"{"hello":"world"}"#[..]));
         assert_eq!(r.headers["content-type"], "application/json");
         let r = parse_response(PayloadFormat::V2, br#""Hello from Lambda!""#).unwrap();
         assert_eq!(r.body, "Hello from Lambda!");

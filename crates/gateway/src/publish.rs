@@ -23,19 +23,24 @@ pub async fn publish(
             format!("topic `{topic}` does not exist"),
         ));
     }
-    let parsed = from_http(headers, body, &topic)
-        .map_err(|e| ApiError::new(e.status(), e.code(), e.to_string()))?;
-    let published = events.publish(&topic, parsed).await.map_err(|e| match e {
-        PublishError::UnknownTopic(t) => {
-            ApiError::new(404, "TopicNotFound", format!("topic `{t}` does not exist"))
+    // A function passes its trace as `X-Amzn-Trace-Id` (its `_X_AMZN_TRACE_ID`); events carry
+    // it on as a W3C `traceparent`.
+    let mut headers = headers.clone();
+    if !headers.contains_key("traceparent") {
+        let from_xray = headers
+            .get("x-amzn-trace-id")
+            .and_then(|v| v.to_str().ok())
+            .and_then(gust_model::TraceParent::from_xray);
+        if let Some(t) = from_xray.and_then(|t| http::HeaderValue::from_str(&t.to_string()).ok()) {
+            headers.insert("traceparent", t);
         }
+    }
+    let parsed = from_http(&headers, body, &topic).map_err(|e| ApiError::new(e.status(), e.code(), e.to_string()))?;
+    let published = events.publish(&topic, parsed).await.map_err(|e| match e {
+        PublishError::UnknownTopic(t) => ApiError::new(404, "TopicNotFound", format!("topic `{t}` does not exist")),
         other => {
             tracing::error!(error = %other, "publish failed");
-            ApiError::new(
-                500,
-                "StorageError",
-                "the event log failed; nothing was published",
-            )
+            ApiError::new(500, "StorageError", "the event log failed; nothing was published")
         }
     })?;
     let list: Vec<_> = published

@@ -138,8 +138,7 @@ impl RouteTable {
         let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
         let mut values = Vec::new();
         let mut allowed = Vec::new();
-        if let Some((idx, values)) = walk(&self.root, &segments, method, &mut values, &mut allowed)
-        {
+        if let Some((idx, values)) = walk(&self.root, &segments, method, &mut values, &mut allowed) {
             let route = &self.routes[idx];
             let params = route
                 .param_names
@@ -152,10 +151,7 @@ impl RouteTable {
         if let Some(idx) = self.default {
             return Lookup::Found(RouteMatch {
                 route: &self.routes[idx],
-                params: vec![(
-                    Arc::from("proxy"),
-                    percent_decode(path.trim_start_matches('/')),
-                )],
+                params: vec![(Arc::from("proxy"), percent_decode(path.trim_start_matches('/')))],
             });
         }
         if allowed.is_empty() {
@@ -257,10 +253,7 @@ mod tests {
         match t.lookup(method, path) {
             Lookup::Found(m) => (
                 m.route.key.clone(),
-                m.params
-                    .into_iter()
-                    .map(|(k, v)| (k.to_string(), v))
-                    .collect(),
+                m.params.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
             ),
             other => panic!("{method} {path}: {other:?}"),
         }
@@ -281,10 +274,7 @@ mod tests {
             found(&t, "GET", "/users/42"),
             ("GET /users/{id}".into(), vec![("id".into(), "42".into())])
         );
-        assert_eq!(
-            found(&t, "GET", "/users/a%20b/").1,
-            vec![("id".into(), "a b".into())]
-        );
+        assert_eq!(found(&t, "GET", "/users/a%20b/").1, vec![("id".into(), "a b".into())]);
         assert_eq!(
             found(&t, "GET", "/users/1/orders/7").1,
             vec![("id".into(), "1".into()), ("order".into(), "7".into())]
@@ -296,10 +286,7 @@ mod tests {
         // POST /users/42 has no exact route, so the greedy ANY route takes it.
         assert_eq!(
             found(&t, "POST", "/users/42"),
-            (
-                "ANY /{proxy+}".into(),
-                vec![("proxy".into(), "users/42".into())]
-            )
+            ("ANY /{proxy+}".into(), vec![("proxy".into(), "users/42".into())])
         );
     }
 

@@ -8,13 +8,15 @@
 //! Must not contain: request handling, process management or storage logic; those belong to
 //! the library crates so that every trigger shares them.
 
+pub mod cost;
 pub mod schedules;
+pub mod telemetry;
 
 use anyhow::{Context, Result};
 use gust_events::{EventLog, Events, SqliteLog};
 use gust_gateway::{serve, Admin, Gateway, ServerLimits, DEFAULT_MAX_BODY_BYTES};
 use gust_runtime::{Executor, ExecutorConfig, Invoker, LogSink, RuntimeFiles, TracingLogSink};
-use gust_store::{BlobStore, FsBlobStore, KvStore, SqliteStore};
+use gust_store::{BlobStore, FsBlobStore, KvStore, Retention, SqliteStore, TelemetryDb};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -64,6 +66,7 @@ pub struct Platform {
     pub warnings: Vec<String>,
     pub invoker: Arc<Invoker>,
     pub events: Arc<Events>,
+    pub telemetry: TelemetryDb,
     schedule_tasks: Vec<JoinHandle<()>>,
     stop_gateway: watch::Sender<bool>,
     stop_admin: watch::Sender<bool>,
@@ -96,18 +99,16 @@ impl Platform {
         let loaded = gust_model::load(&config.app)?;
         let app = loaded.app;
         let compiled = schedules::compile(&app, &loaded.file.display().to_string())?;
-        let state_dir = config
-            .state_dir
-            .clone()
-            .unwrap_or_else(|| app.root.join(".gust"));
+        let state_dir = config.state_dir.clone().unwrap_or_else(|| app.root.join(".gust"));
         std::fs::create_dir_all(&state_dir)
             .with_context(|| format!("cannot create state directory {}", state_dir.display()))?;
-        let runtime_files = RuntimeFiles::install(&state_dir.join("runtime"))
-            .context("cannot write the runtime bootstraps")?;
-        let kv: Arc<dyn KvStore> = Arc::new(
-            SqliteStore::open(&state_dir.join("state.db"))
-                .context("cannot open the state database")?,
-        );
+        let runtime_files =
+            RuntimeFiles::install(&state_dir.join("runtime")).context("cannot write the runtime bootstraps")?;
+        let kv: Arc<dyn KvStore> =
+            Arc::new(SqliteStore::open(&state_dir.join("state.db")).context("cannot open the state database")?);
+        let telemetry_db = TelemetryDb::open(&state_dir.join("state.db"), Retention::default())
+            .map_err(|e| anyhow::anyhow!("cannot open the telemetry tables: {e}"))?;
+        let telemetry = telemetry::PlatformTelemetry::new(telemetry_db.clone(), sink, telemetry::LOG_LIMIT_BYTES);
 
         let gateway_listener = TcpListener::bind(config.gateway_addr)
             .await
@@ -126,13 +127,12 @@ impl Platform {
                 account_id: gust_gateway::ACCOUNT_ID.into(),
                 prewarm_per_runtime: config.prewarm_per_runtime,
             },
-            sink,
+            telemetry.clone(),
         );
-        let invoker = Invoker::new(executor);
+        let invoker = Invoker::new(executor, telemetry.clone());
         invoker.deploy(&app)?;
-        let log: Arc<dyn EventLog> = Arc::new(
-            SqliteLog::open(&state_dir.join("state.db")).context("cannot open the event log")?,
-        );
+        let log: Arc<dyn EventLog> =
+            Arc::new(SqliteLog::open(&state_dir.join("state.db")).context("cannot open the event log")?);
         let events = Events::start(log, invoker.clone(), &app, gust_gateway::ACCOUNT_ID);
         let gateway = Gateway::new(invoker.clone(), Some(events.clone()), config.max_body_bytes);
         gateway.deploy(&app);
@@ -150,35 +150,19 @@ impl Platform {
                 firer.clone(),
             ));
         }
-        let schedules_api: Arc<dyn gust_gateway::SchedulesApi> =
-            Arc::new(schedules::SchedulesInfo {
-                schedules: compiled,
-                firer,
-                clock: config.clock.clone(),
-            });
+        let schedules_api: Arc<dyn gust_gateway::SchedulesApi> = Arc::new(schedules::SchedulesInfo {
+            schedules: compiled,
+            firer,
+            clock: config.clock.clone(),
+        });
         let blobs: Arc<dyn BlobStore> = Arc::new(FsBlobStore::new(&state_dir.join("blobs")));
-        let admin = Admin::new(
-            invoker.clone(),
-            kv,
-            blobs,
-            Some(events.clone()),
-            Some(schedules_api),
-        );
+        let admin = Admin::new(invoker.clone(), kv, blobs, Some(events.clone()), Some(schedules_api))
+            .with_telemetry(telemetry_db.clone());
 
         let (stop_gateway, rx) = watch::channel(false);
-        let gateway_task = tokio::spawn(serve(
-            gateway_listener,
-            gateway,
-            config.limits.clone(),
-            stopped(rx),
-        ));
+        let gateway_task = tokio::spawn(serve(gateway_listener, gateway, config.limits.clone(), stopped(rx)));
         let (stop_admin, rx) = watch::channel(false);
-        let admin_task = tokio::spawn(serve(
-            admin_listener,
-            admin,
-            config.limits.clone(),
-            stopped(rx),
-        ));
+        let admin_task = tokio::spawn(serve(admin_listener, admin, config.limits.clone(), stopped(rx)));
 
         let info = serde_json::json!({
             "gateway": format!("http://{gateway_addr}"),
@@ -196,6 +180,7 @@ impl Platform {
             warnings: loaded.warnings,
             invoker,
             events,
+            telemetry: telemetry_db,
             schedule_tasks,
             stop_gateway,
             stop_admin,
@@ -226,6 +211,7 @@ impl Platform {
         self.events.stop(grace).await;
         self.invoker.shutdown(grace).await;
         let _ = tokio::time::timeout(Duration::from_secs(2), self.gateway_task).await;
+        self.telemetry.flush().await;
         let _ = self.stop_admin.send(true);
         let _ = tokio::time::timeout(Duration::from_secs(2), self.admin_task).await;
         let _ = std::fs::remove_file(self.state_dir.join(RUNTIME_INFO_FILE));
@@ -241,10 +227,54 @@ pub fn admin_url_from_state(state_dir: &Path) -> Result<String> {
             path.display()
         )
     })?;
-    let v: serde_json::Value =
-        serde_json::from_str(&text).with_context(|| format!("{} is corrupt", path.display()))?;
+    let v: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{} is corrupt", path.display()))?;
     v["admin"]
         .as_str()
         .map(str::to_string)
         .with_context(|| format!("{} has no admin address", path.display()))
+}
+
+/// Renders spans (the admin API's JSON) as an indented tree with start offsets and durations.
+pub fn trace_tree(spans: &serde_json::Value) -> String {
+    use std::fmt::Write;
+    let spans = spans.as_array().cloned().unwrap_or_default();
+    let ids: std::collections::HashSet<&str> = spans.iter().filter_map(|s| s["span_id"].as_str()).collect();
+    let t0 = spans.iter().filter_map(|s| s["start_us"].as_i64()).min().unwrap_or(0);
+    let mut out = String::new();
+    fn walk(
+        out: &mut String,
+        spans: &[serde_json::Value],
+        parent: Option<&str>,
+        depth: usize,
+        t0: i64,
+        roots: bool,
+        ids: &std::collections::HashSet<&str>,
+    ) {
+        for s in spans {
+            let p = s["parent_id"].as_str();
+            let is_child = if roots {
+                p.is_none() || !ids.contains(p.unwrap_or(""))
+            } else {
+                p == parent
+            };
+            if !is_child {
+                continue;
+            }
+            let start = (s["start_us"].as_i64().unwrap_or(0) - t0) as f64 / 1000.0;
+            let dur = s["duration_us"].as_u64().unwrap_or(0) as f64 / 1000.0;
+            let _ = writeln!(
+                out,
+                "{:indent$}{} [{}] +{start:.2}ms {dur:.2}ms{}",
+                "",
+                s["name"].as_str().unwrap_or(""),
+                s["kind"].as_str().unwrap_or(""),
+                if s["error"] == true { " ERROR" } else { "" },
+                indent = depth * 2
+            );
+            walk(out, spans, s["span_id"].as_str(), depth + 1, t0, false, ids);
+        }
+    }
+    walk(&mut out, &spans, None, 0, t0, true, &ids);
+    let _ = writeln!(out, "{} spans", spans.len());
+    out
 }

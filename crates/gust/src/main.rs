@@ -88,6 +88,49 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Show a function's log lines, tagged with request id and time.
+    Logs {
+        function: Option<String>,
+        /// Keep following new lines.
+        #[arg(long, short)]
+        follow: bool,
+        /// Only lines newer than this (`30s`, `10m`, `2h`, `1d`).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only this invocation's lines.
+        #[arg(long)]
+        request: Option<String>,
+        /// Only lines of invocations in this trace.
+        #[arg(long)]
+        trace: Option<String>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// List recent invocations.
+    Invocations {
+        function: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Print a trace's span tree with timings.
+    Trace {
+        trace_id: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Cost per function at a price table, beside an always-on instance.
+    Cost {
+        /// The period (`24h`, `7d`, ...).
+        #[arg(long, default_value = "24h")]
+        since: String,
+        /// A TOML price table (`per_gb_second`, `per_million_requests`, `always_on_per_hour`, `always_on_name`).
+        #[arg(long)]
+        prices: Option<PathBuf>,
+        #[command(flatten)]
+        target: Target,
+    },
     /// List schedules with their next fire times, or run one now.
     Schedules {
         #[command(subcommand)]
@@ -164,8 +207,7 @@ async fn admin_call(req: reqwest::RequestBuilder, admin: &str) -> Result<serde_j
         .with_context(|| format!("cannot reach Gust at {admin}"))?;
     let status = resp.status();
     let text = resp.text().await?;
-    let value: serde_json::Value =
-        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+    let value: serde_json::Value = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
     if !status.is_success() {
         bail!("HTTP {status}: {value}");
     }
@@ -234,6 +276,106 @@ async fn main() -> Result<()> {
             println!("{}", serde_json::to_string_pretty(&v)?);
             Ok(())
         }
+        Command::Logs {
+            function,
+            follow,
+            since,
+            request,
+            trace,
+            target,
+        } => logs(function, follow, since, request, trace, target).await,
+        Command::Invocations {
+            function,
+            limit,
+            target,
+        } => {
+            let admin = target.admin_url()?;
+            let mut url = format!("{admin}/gust/v1/invocations?limit={limit}");
+            if let Some(f) = &function {
+                url.push_str(&format!("&function={f}"));
+            }
+            let v = admin_call(reqwest::Client::new().get(url), &admin).await?;
+            println!(
+                "{:<36}  {:<18} {:<8} {:<24} {:>10} {:>7} {:>6}  {:<12} {:<11} TRACE",
+                "REQUEST", "FUNCTION", "TRIGGER", "START", "DURATION", "BILLED", "MEM", "COLD(INIT)", "OUTCOME"
+            );
+            for r in v["invocations"].as_array().cloned().unwrap_or_default() {
+                let start = chrono::DateTime::from_timestamp_millis(r["start_ms"].as_i64().unwrap_or(0))
+                    .map(|t| t.format("%Y-%m-%d %H:%M:%S%.3f").to_string())
+                    .unwrap_or_default();
+                let cold = match r["init_ms"].as_f64() {
+                    Some(i) => format!("yes({i:.1}ms)"),
+                    None => "no".into(),
+                };
+                println!(
+                    "{:<36}  {:<18} {:<8} {:<24} {:>8.2}ms {:>5}ms {:>4}MB  {:<12} {:<11} {}",
+                    r["request_id"].as_str().unwrap_or(""),
+                    r["function"].as_str().unwrap_or(""),
+                    r["trigger"].as_str().unwrap_or(""),
+                    start,
+                    r["duration_ms"].as_f64().unwrap_or(0.0),
+                    r["billed_ms"],
+                    r["memory_mb"],
+                    cold,
+                    r["outcome"].as_str().unwrap_or(""),
+                    r["trace_id"].as_str().unwrap_or("")
+                );
+            }
+            Ok(())
+        }
+        Command::Trace { trace_id, target } => {
+            let admin = target.admin_url()?;
+            let v = admin_call(
+                reqwest::Client::new().get(format!("{admin}/gust/v1/traces/{trace_id}")),
+                &admin,
+            )
+            .await?;
+            print!("{}", gust::trace_tree(&v["spans"]));
+            Ok(())
+        }
+        Command::Cost { since, prices, target } => {
+            let admin = target.admin_url()?;
+            let period = parse_age(&since)?;
+            let prices: gust::cost::Prices = match prices {
+                Some(p) => toml::from_str(
+                    &std::fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))?,
+                )
+                .with_context(|| format!("{}: not a valid price table", p.display()))?,
+                None => Default::default(),
+            };
+            let since_ms = chrono::Utc::now().timestamp_millis() - period.as_millis() as i64;
+            let v = admin_call(
+                reqwest::Client::new().get(format!("{admin}/gust/v1/usage?since_ms={since_ms}")),
+                &admin,
+            )
+            .await?;
+            let hours = period.as_secs_f64() / 3600.0;
+            println!(
+                "{:<22} {:>10} {:>14} {:>12} {:>12} {:>12} {:>14}",
+                "FUNCTION", "REQUESTS", "GB-SECONDS", "COMPUTE $", "REQUESTS $", "TOTAL $", "ALWAYS-ON $"
+            );
+            let (mut total, mut always) = (0.0, 0.0);
+            for u in v["usage"].as_array().cloned().unwrap_or_default() {
+                let c = gust::cost::cost(
+                    u["function"].as_str().unwrap_or(""),
+                    u["requests"].as_u64().unwrap_or(0),
+                    u["billed_mb_ms"].as_u64().unwrap_or(0),
+                    hours,
+                    &prices,
+                );
+                total += c.total_usd;
+                always += c.always_on_usd;
+                println!(
+                    "{:<22} {:>10} {:>14.4} {:>12.6} {:>12.6} {:>12.6} {:>14.4}",
+                    c.function, c.requests, c.gb_seconds, c.compute_usd, c.request_usd, c.total_usd, c.always_on_usd
+                );
+            }
+            println!(
+                "\nover {since}: serverless ${total:.6} vs always-on ${always:.4} (one {} per function at ${}/h)",
+                prices.always_on_name, prices.always_on_per_hour
+            );
+            Ok(())
+        }
         Command::Schedules { action, target } => {
             let admin = target.admin_url()?;
             let c = reqwest::Client::new();
@@ -255,25 +397,14 @@ async fn main() -> Result<()> {
                             s["expression"].as_str().unwrap_or(""),
                             s["timezone"].as_str().unwrap_or(""),
                             s["function"].as_str().unwrap_or(""),
-                            if s["enabled"] == true {
-                                "next: "
-                            } else {
-                                "disabled"
-                            },
+                            if s["enabled"] == true { "next: " } else { "disabled" },
                             next.join(", ")
                         );
                     }
                 }
                 ScheduleAction::Run { name } => {
-                    let v = admin_call(
-                        c.post(format!("{admin}/gust/v1/schedules/{name}/run")),
-                        &admin,
-                    )
-                    .await?;
-                    println!(
-                        "queued a run of `{name}` ({})",
-                        v["id"].as_str().unwrap_or("")
-                    );
+                    let v = admin_call(c.post(format!("{admin}/gust/v1/schedules/{name}/run")), &admin).await?;
+                    println!("queued a run of `{name}` ({})", v["id"].as_str().unwrap_or(""));
                 }
             }
             Ok(())
@@ -287,16 +418,11 @@ async fn main() -> Result<()> {
             };
             let req = match &action {
                 DlqAction::List { subscription: None } => c.get(format!("{admin}/gust/v1/dlq")),
-                DlqAction::List {
-                    subscription: Some(s),
-                } => c.get(format!("{admin}/gust/v1/dlq?subscription={s}")),
-                DlqAction::Show { subscription, seq } => {
-                    c.get(format!("{admin}/gust/v1/dlq/{subscription}/{seq}"))
+                DlqAction::List { subscription: Some(s) } => c.get(format!("{admin}/gust/v1/dlq?subscription={s}")),
+                DlqAction::Show { subscription, seq } => c.get(format!("{admin}/gust/v1/dlq/{subscription}/{seq}")),
+                DlqAction::Redrive { subscription, seq } => {
+                    c.post(with_seq(format!("{admin}/gust/v1/dlq/{subscription}/redrive"), seq))
                 }
-                DlqAction::Redrive { subscription, seq } => c.post(with_seq(
-                    format!("{admin}/gust/v1/dlq/{subscription}/redrive"),
-                    seq,
-                )),
                 DlqAction::Purge { subscription, seq } => {
                     c.delete(with_seq(format!("{admin}/gust/v1/dlq/{subscription}"), seq))
                 }
@@ -405,9 +531,7 @@ async fn invoke(
     let payload = match (data, data_file) {
         (Some(d), _) => d,
         (None, Some(f)) if f.as_os_str() == "-" => std::io::read_to_string(std::io::stdin())?,
-        (None, Some(f)) => {
-            std::fs::read_to_string(&f).with_context(|| format!("cannot read {}", f.display()))?
-        }
+        (None, Some(f)) => std::fs::read_to_string(&f).with_context(|| format!("cannot read {}", f.display()))?,
         (None, None) => "{}".to_string(),
     };
     serde_json::from_str::<serde_json::Value>(&payload).context("the event is not valid JSON")?;
@@ -444,4 +568,76 @@ async fn invoke(
         bail!("the function returned an error");
     }
     Ok(())
+}
+
+/// `30s`, `10m`, `2h`, `1d` -> a duration.
+fn parse_age(s: &str) -> Result<std::time::Duration> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num
+        .parse()
+        .with_context(|| format!("`{s}` is not a duration like 30s, 10m, 2h or 1d"))?;
+    let secs = match unit {
+        "s" | "" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => bail!("`{s}`: unknown unit `{unit}` (use s, m, h or d)"),
+    };
+    Ok(std::time::Duration::from_secs(secs))
+}
+
+async fn logs(
+    function: Option<String>,
+    follow: bool,
+    since: Option<String>,
+    request: Option<String>,
+    trace: Option<String>,
+    target: Target,
+) -> Result<()> {
+    let admin = target.admin_url()?;
+    let client = reqwest::Client::new();
+    let mut params = Vec::new();
+    if let Some(f) = &function {
+        params.push(format!("function={f}"));
+    }
+    if let Some(s) = &since {
+        let age = parse_age(s)?;
+        params.push(format!(
+            "since_ms={}",
+            chrono::Utc::now().timestamp_millis() - age.as_millis() as i64
+        ));
+    }
+    if let Some(r) = &request {
+        params.push(format!("request={r}"));
+    }
+    if let Some(t) = &trace {
+        params.push(format!("trace={t}"));
+    }
+    let mut after: Option<i64> = None;
+    loop {
+        let mut q = params.clone();
+        if let Some(a) = after {
+            q.push(format!("after={a}"));
+        }
+        let url = format!("{admin}/gust/v1/logs?{}", q.join("&"));
+        let v = admin_call(client.get(url), &admin).await?;
+        for l in v["lines"].as_array().cloned().unwrap_or_default() {
+            let ts = chrono::DateTime::from_timestamp_millis(l["ts_ms"].as_i64().unwrap_or(0))
+                .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+                .unwrap_or_default();
+            println!(
+                "{ts} {} {} {}{}",
+                l["function"].as_str().unwrap_or(""),
+                l["request_id"].as_str().unwrap_or("-"),
+                if l["stream"] == "stderr" { "[stderr] " } else { "" },
+                l["line"].as_str().unwrap_or("")
+            );
+            after = l["id"].as_i64().or(after);
+        }
+        if !follow {
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
 }

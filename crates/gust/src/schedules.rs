@@ -34,12 +34,7 @@ pub fn compile(app: &App, manifest: &str) -> Result<Vec<(ScheduleSpec, Schedule)
 }
 
 /// The event a scheduled run receives.
-pub fn payload(
-    spec: &ScheduleSpec,
-    time: DateTime<Utc>,
-    region: &str,
-    account: &str,
-) -> bytes::Bytes {
+pub fn payload(spec: &ScheduleSpec, time: DateTime<Utc>, region: &str, account: &str) -> bytes::Bytes {
     let value = spec.input.clone().unwrap_or_else(|| {
         json!({
             "version": "0",
@@ -80,12 +75,7 @@ impl Firer for EventsFirer {
         Ok(ms.and_then(DateTime::from_timestamp_millis))
     }
 
-    async fn fire(
-        &self,
-        spec: &ScheduleSpec,
-        tick: DateTime<Utc>,
-        skip: bool,
-    ) -> Result<bool, String> {
+    async fn fire(&self, spec: &ScheduleSpec, tick: DateTime<Utc>, skip: bool) -> Result<bool, String> {
         let body = (!skip).then(|| payload(spec, tick, &self.region, &self.account));
         let fired = self
             .events
@@ -116,18 +106,9 @@ impl SchedulesApi for SchedulesInfo {
             let now = self.clock.now();
             let mut list = Vec::new();
             for (spec, schedule) in &self.schedules {
-                let last = self
-                    .firer
-                    .last_fired(spec.name.as_str())
-                    .await
-                    .ok()
-                    .flatten();
+                let last = self.firer.last_fired(spec.name.as_str()).await.ok().flatten();
                 let next: Vec<String> = if spec.enabled {
-                    schedule
-                        .next_n(now, 3)
-                        .iter()
-                        .map(|t| t.to_rfc3339())
-                        .collect()
+                    schedule.next_n(now, 3).iter().map(|t| t.to_rfc3339()).collect()
                 } else {
                     vec![]
                 };
@@ -157,12 +138,7 @@ impl SchedulesApi for SchedulesInfo {
                 .iter()
                 .find(|(s, _)| s.name.as_str() == name)
                 .ok_or_else(|| format!("schedule `{name}` does not exist"))?;
-            let body = payload(
-                spec,
-                self.clock.now(),
-                &self.firer.region,
-                &self.firer.account,
-            );
+            let body = payload(spec, self.clock.now(), &self.firer.region, &self.firer.account);
             let id = self
                 .firer
                 .events

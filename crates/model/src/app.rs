@@ -150,8 +150,7 @@ impl RuntimeKind {
             "provided" | "provided.al2" | "provided.al2023" => Some(Self::Provided),
             _ => {
                 let minor = id.strip_prefix("python3.")?;
-                (!minor.is_empty() && minor.bytes().all(|b| b.is_ascii_digit()))
-                    .then_some(Self::Python)
+                (!minor.is_empty() && minor.bytes().all(|b| b.is_ascii_digit())).then_some(Self::Python)
             }
         }
     }

@@ -24,13 +24,7 @@ impl fmt::Display for ManifestError {
         if self.key.is_empty() {
             write!(f, "{}: {}", self.file.display(), self.message)
         } else {
-            write!(
-                f,
-                "{}: `{}`: {}",
-                self.file.display(),
-                self.key,
-                self.message
-            )
+            write!(f, "{}: `{}`: {}", self.file.display(), self.key, self.message)
         }
     }
 }

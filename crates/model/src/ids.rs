@@ -131,13 +131,7 @@ mod tests {
 
     #[test]
     fn accepts_lambda_style_names() {
-        for ok in [
-            "a",
-            "register-user",
-            "registerUser",
-            "get_user_2",
-            &"x".repeat(64),
-        ] {
+        for ok in ["a", "register-user", "registerUser", "get_user_2", &"x".repeat(64)] {
             assert!(FunctionName::new(ok).is_ok(), "{ok}");
         }
     }

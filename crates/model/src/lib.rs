@@ -5,6 +5,8 @@
 //! `serverless.yml`. Also owns the typed names (`FunctionName`, `AppName`) that everything else
 //! trusts because they were checked here.
 //!
+//! Also the records Gust keeps about its work (invocations, spans, W3C trace context).
+//!
 //! Must not depend on: any I/O beyond reading the manifest file, any async runtime, any other
 //! Gust crate. Everything here is plain data plus parsing, so every other crate can use it.
 
@@ -14,14 +16,16 @@ mod ids;
 mod native;
 mod route_key;
 mod serverless;
+mod telemetry;
 
 pub use app::{
-    event_defaults, App, CatchUp, CorsSpec, EventFilter, EventShape, FunctionSpec, Overlap,
-    PayloadFormat, RouteSpec, RouteTarget, RuntimeKind, Scaling, ScheduleSpec, SubscriptionSpec,
+    event_defaults, App, CatchUp, CorsSpec, EventFilter, EventShape, FunctionSpec, Overlap, PayloadFormat, RouteSpec,
+    RouteTarget, RuntimeKind, Scaling, ScheduleSpec, SubscriptionSpec,
 };
 pub use error::ManifestError;
 pub use ids::{AppName, FunctionName, NameError, TopicName};
 pub use route_key::{MethodMatch, RouteKey};
+pub use telemetry::{InvocationRecord, SpanRecord, TraceParent};
 
 use std::path::{Path, PathBuf};
 
@@ -40,8 +44,8 @@ pub struct Loaded {
 /// Loads the manifest at `path`: a `gust.toml`, a `serverless.yml`, or a directory holding one.
 pub fn load(path: &Path) -> Result<Loaded, ManifestError> {
     let file = resolve_manifest_path(path)?;
-    let text = std::fs::read_to_string(&file)
-        .map_err(|e| ManifestError::new(&file, "", format!("cannot read file: {e}")))?;
+    let text =
+        std::fs::read_to_string(&file).map_err(|e| ManifestError::new(&file, "", format!("cannot read file: {e}")))?;
     let root = file
         .parent()
         .map(Path::to_path_buf)
@@ -76,10 +80,7 @@ fn resolve_manifest_path(path: &Path) -> Result<PathBuf, ManifestError> {
         return Err(ManifestError::new(
             path,
             "",
-            format!(
-                "no manifest found: expected one of {}",
-                MANIFEST_FILES.join(", ")
-            ),
+            format!("no manifest found: expected one of {}", MANIFEST_FILES.join(", ")),
         ));
     }
     if path.is_file() {

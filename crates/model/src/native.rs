@@ -6,9 +6,8 @@ use crate::app::{
     CorsSpec, FunctionSpec, PayloadFormat, RouteSpec, RouteTarget,
 };
 use crate::{
-    event_defaults, App, AppName, CatchUp, EventFilter, EventShape, FunctionName, Loaded,
-    ManifestError, Overlap, RouteKey, RuntimeKind, Scaling, ScheduleSpec, SubscriptionSpec,
-    TopicName,
+    event_defaults, App, AppName, CatchUp, EventFilter, EventShape, FunctionName, Loaded, ManifestError, Overlap,
+    RouteKey, RuntimeKind, Scaling, ScheduleSpec, SubscriptionSpec, TopicName,
 };
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -156,13 +155,11 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path) -> Result<Loaded, Mani
     })?;
     let err = |key: String, msg: String| ManifestError::new(file, key, msg);
 
-    let name =
-        AppName::new(&manifest.app.name).map_err(|e| err("app.name".into(), e.to_string()))?;
+    let name = AppName::new(&manifest.app.name).map_err(|e| err("app.name".into(), e.to_string()))?;
     let mut functions = BTreeMap::new();
     for (fname, f) in manifest.functions {
         let key = |k: &str| format!("functions.{fname}.{k}");
-        let name = FunctionName::new(&fname)
-            .map_err(|e| err(format!("functions.{fname}"), e.to_string()))?;
+        let name = FunctionName::new(&fname).map_err(|e| err(format!("functions.{fname}"), e.to_string()))?;
         let kind = RuntimeKind::parse(&f.runtime).ok_or_else(|| {
             err(
                 key("runtime"),
@@ -173,10 +170,7 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path) -> Result<Loaded, Mani
             )
         })?;
         if kind != RuntimeKind::Provided && f.handler.is_empty() {
-            return Err(err(
-                key("handler"),
-                "a handler (`file.export`) is required".into(),
-            ));
+            return Err(err(key("handler"), "a handler (`file.export`) is required".into()));
         }
         let code_dir = match &f.dir {
             Some(d) => root.join(d),
@@ -225,8 +219,8 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path) -> Result<Loaded, Mani
     let mut routes = Vec::new();
     for (i, r) in manifest.routes.into_iter().enumerate() {
         let key = RouteKey::parse(&r.route).map_err(|m| err(format!("routes[{i}].route"), m))?;
-        let function = FunctionName::new(&r.function)
-            .map_err(|e| err(format!("routes[{i}].function"), e.to_string()))?;
+        let function =
+            FunctionName::new(&r.function).map_err(|e| err(format!("routes[{i}].function"), e.to_string()))?;
         let payload = match r.payload.as_deref() {
             None | Some("2.0") => PayloadFormat::V2,
             Some("1.0") => PayloadFormat::V1,
@@ -275,11 +269,8 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path) -> Result<Loaded, Mani
     for (i, s) in manifest.subscriptions.into_iter().enumerate() {
         let key = |k: &str| format!("subscriptions[{i}].{k}");
         let topic = TopicName::new(&s.topic).map_err(|e| err(key("topic"), e.to_string()))?;
-        let function =
-            FunctionName::new(&s.function).map_err(|e| err(key("function"), e.to_string()))?;
-        let name = s
-            .name
-            .unwrap_or_else(|| format!("{}.{}", s.function, s.topic));
+        let function = FunctionName::new(&s.function).map_err(|e| err(key("function"), e.to_string()))?;
+        let name = s.name.unwrap_or_else(|| format!("{}.{}", s.function, s.topic));
         let name = TopicName::new(&name).map_err(|e| err(key("name"), e.to_string()))?;
         let shape = match s.shape.as_deref() {
             None | Some("sqs") => EventShape::Sqs,
@@ -292,9 +283,7 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path) -> Result<Loaded, Mani
             }
         };
         let fn_timeout = functions.get(&function).map(|f: &FunctionSpec| f.timeout);
-        let max_instances = functions
-            .get(&function)
-            .map(|f: &FunctionSpec| f.scaling.max_instances);
+        let max_instances = functions.get(&function).map(|f: &FunctionSpec| f.scaling.max_instances);
         let sub = subscription(
             SubscriptionInput {
                 name,
@@ -398,23 +387,13 @@ pub(crate) fn schedule(s: ScheduleInput) -> Result<ScheduleSpec, (&'static str, 
         None | Some("none") => CatchUp::None,
         Some("last") => CatchUp::Last,
         Some("all") => CatchUp::All(s.max_catch_up.unwrap_or(10).max(1)),
-        Some(other) => {
-            return Err((
-                "catch_up",
-                format!("unknown policy `{other}`: use none, last or all"),
-            ))
-        }
+        Some(other) => return Err(("catch_up", format!("unknown policy `{other}`: use none, last or all"))),
     };
     let overlap = match s.overlap.as_deref() {
         None | Some("skip") => Overlap::Skip,
         Some("allow") => Overlap::Allow,
         Some("queue") => Overlap::Queue,
-        Some(other) => {
-            return Err((
-                "overlap",
-                format!("unknown policy `{other}`: use skip, allow or queue"),
-            ))
-        }
+        Some(other) => return Err(("overlap", format!("unknown policy `{other}`: use skip, allow or queue"))),
     };
     let jitter = match s.jitter {
         None => Duration::ZERO,
@@ -427,12 +406,10 @@ pub(crate) fn schedule(s: ScheduleInput) -> Result<ScheduleSpec, (&'static str, 
     }
     let retry_delay = match s.retry_delay {
         None => event_defaults::RETRY_DELAY,
-        Some(v) => seconds(v)
-            .filter(|d| *d <= event_defaults::MAX_RETRY_DELAY)
-            .ok_or((
-                "retry_delay",
-                "must be a positive number of seconds, at most 300".to_string(),
-            ))?,
+        Some(v) => seconds(v).filter(|d| *d <= event_defaults::MAX_RETRY_DELAY).ok_or((
+            "retry_delay",
+            "must be a positive number of seconds, at most 300".to_string(),
+        ))?,
     };
     Ok(ScheduleSpec {
         name,
@@ -488,10 +465,7 @@ pub(crate) fn subscription(
     }
     let max_event_age = match s.max_event_age {
         None => event_defaults::MAX_EVENT_AGE,
-        Some(v) => seconds(v).ok_or((
-            "max_event_age",
-            "must be a positive number of seconds".to_string(),
-        ))?,
+        Some(v) => seconds(v).ok_or(("max_event_age", "must be a positive number of seconds".to_string()))?,
     };
     let min_visibility = fn_timeout
         .map(|t| (t * 6).max(event_defaults::MIN_VISIBILITY))
@@ -499,17 +473,11 @@ pub(crate) fn subscription(
     let visibility_timeout = match s.visibility_timeout {
         None => min_visibility,
         Some(v) => {
-            let d = seconds(v).ok_or((
-                "visibility_timeout",
-                "must be a positive number of seconds".to_string(),
-            ))?;
+            let d = seconds(v).ok_or(("visibility_timeout", "must be a positive number of seconds".to_string()))?;
             if let Some(t) = fn_timeout.filter(|t| d <= *t) {
                 return Err((
                     "visibility_timeout",
-                    format!(
-                        "{v}s must be longer than the function timeout ({}s)",
-                        t.as_secs_f64()
-                    ),
+                    format!("{v}s must be longer than the function timeout ({}s)", t.as_secs_f64()),
                 ));
             }
             d
@@ -517,12 +485,10 @@ pub(crate) fn subscription(
     };
     let retry_delay = match s.retry_delay {
         None => event_defaults::RETRY_DELAY,
-        Some(v) => seconds(v)
-            .filter(|d| *d <= event_defaults::MAX_RETRY_DELAY)
-            .ok_or((
-                "retry_delay",
-                "must be a positive number of seconds, at most 300".to_string(),
-            ))?,
+        Some(v) => seconds(v).filter(|d| *d <= event_defaults::MAX_RETRY_DELAY).ok_or((
+            "retry_delay",
+            "must be a positive number of seconds, at most 300".to_string(),
+        ))?,
     };
     let max_concurrency = s
         .max_concurrency
@@ -579,10 +545,7 @@ pub(crate) fn check_scaling(s: &Scaling) -> Result<(), (&'static str, String)> {
     if s.min_instances > s.max_instances {
         return Err((
             "min_instances",
-            format!(
-                "{} is above max_instances {}",
-                s.min_instances, s.max_instances
-            ),
+            format!("{} is above max_instances {}", s.min_instances, s.max_instances),
         ));
     }
     Ok(())
@@ -675,21 +638,17 @@ report_batch_item_failures = true
         assert_eq!(s.name.as_str(), "invoice.orders");
         assert_eq!(s.batch_size, 5);
         assert_eq!(s.max_attempts, 4);
-        assert_eq!(
-            s.visibility_timeout,
-            Duration::from_secs(60),
-            "6x the function timeout"
-        );
+        assert_eq!(s.visibility_timeout, Duration::from_secs(60), "6x the function timeout");
         assert_eq!(s.max_concurrency, 10);
-        assert!(s.filter.matches("order.created", |k| (k == "region")
-            .then(|| "eu".to_string())));
+        assert!(s
+            .filter
+            .matches("order.created", |k| (k == "region").then(|| "eu".to_string())));
         assert!(!s.filter.matches("order.created", |_| None));
         assert!(!s.filter.matches("order.paid", |_| Some("eu".into())));
 
         let e = load("[app]\nname = \"a\"\n[functions.f]\nruntime = \"nodejs20.x\"\nhandler = \"h.h\"\ntimeout = 10\n[[subscriptions]]\ntopic = \"t\"\nfunction = \"f\"\nvisibility_timeout = 5\n").unwrap_err();
         assert_eq!(e.key, "subscriptions[0].visibility_timeout");
-        let e = load("[app]\nname = \"a\"\n[[subscriptions]]\ntopic = \"t\"\nfunction = \"f\"\n")
-            .unwrap_err();
+        let e = load("[app]\nname = \"a\"\n[[subscriptions]]\ntopic = \"t\"\nfunction = \"f\"\n").unwrap_err();
         assert_eq!(e.key, "subscriptions[0].function");
     }
 
@@ -700,23 +659,20 @@ report_batch_item_failures = true
         assert_eq!(e.key, "functions.f.memroy");
         assert!(e.message.contains("unknown field `memroy`"), "{e}");
         assert!(
-            e.to_string()
-                .starts_with("/app/gust.toml: `functions.f.memroy`:"),
+            e.to_string().starts_with("/app/gust.toml: `functions.f.memroy`:"),
             "{e}"
         );
 
-        let e =
-            load("[app]\nname = \"a\"\n[functions.f]\nruntime = \"ruby3.2\"\nhandler = \"h.h\"\n")
-                .unwrap_err();
+        let e = load("[app]\nname = \"a\"\n[functions.f]\nruntime = \"ruby3.2\"\nhandler = \"h.h\"\n").unwrap_err();
         assert_eq!(e.key, "functions.f.runtime");
         assert!(e.message.contains("ruby3.2"));
 
-        let e = load("[app]\nname = \"a\"\n[functions.f]\nruntime = \"nodejs20.x\"\nhandler = \"h.h\"\ntimeout = \"x\"\n")
-            .unwrap_err();
+        let e =
+            load("[app]\nname = \"a\"\n[functions.f]\nruntime = \"nodejs20.x\"\nhandler = \"h.h\"\ntimeout = \"x\"\n")
+                .unwrap_err();
         assert_eq!(e.key, "functions.f.timeout");
 
-        let e = load("[app]\nname = \"a\"\n[[routes]]\nroute = \"GET /\"\nfunction = \"nope\"\n")
-            .unwrap_err();
+        let e = load("[app]\nname = \"a\"\n[[routes]]\nroute = \"GET /\"\nfunction = \"nope\"\n").unwrap_err();
         assert_eq!(e.key, "routes[0].function");
         assert!(e.message.contains("no function named `nope`"));
 

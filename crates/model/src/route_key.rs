@@ -16,9 +16,7 @@ pub struct RouteKey {
     pub path: Option<String>,
 }
 
-const METHODS: [&str; 8] = [
-    "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "ANY",
-];
+const METHODS: [&str; 8] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "ANY"];
 
 impl RouteKey {
     /// Parses `"POST /users"`, `"ANY /{proxy+}"`, `"$default"`, or `"*"` (all routes).
@@ -74,9 +72,7 @@ fn normalize_path(path: &str) -> Result<String, String> {
         }
         if let Some(inner) = seg.strip_prefix('{') {
             let Some(name) = inner.strip_suffix('}') else {
-                return Err(format!(
-                    "path `{path}`: segment `{seg}` has an unclosed `{{`"
-                ));
+                return Err(format!("path `{path}`: segment `{seg}` has an unclosed `{{`"));
             };
             let (name, greedy) = match name.strip_suffix('+') {
                 Some(n) => (n, true),
@@ -91,9 +87,7 @@ fn normalize_path(path: &str) -> Result<String, String> {
                 ));
             }
         } else if seg.contains(['{', '}']) {
-            return Err(format!(
-                "path `{path}`: segment `{seg}` mixes text and a parameter"
-            ));
+            return Err(format!("path `{path}`: segment `{seg}` mixes text and a parameter"));
         }
     }
     let trimmed = if path.len() > 1 {
@@ -101,11 +95,7 @@ fn normalize_path(path: &str) -> Result<String, String> {
     } else {
         &path
     };
-    Ok(if trimmed.is_empty() {
-        "/".into()
-    } else {
-        trimmed.into()
-    })
+    Ok(if trimmed.is_empty() { "/".into() } else { trimmed.into() })
 }
 
 impl fmt::Display for RouteKey {
@@ -124,18 +114,12 @@ mod tests {
 
     #[test]
     fn parses_route_keys() {
-        assert_eq!(
-            RouteKey::parse("post /users").unwrap().to_string(),
-            "POST /users"
-        );
+        assert_eq!(RouteKey::parse("post /users").unwrap().to_string(), "POST /users");
         assert_eq!(
             RouteKey::parse("GET users/{id}/").unwrap().to_string(),
             "GET /users/{id}"
         );
-        assert_eq!(
-            RouteKey::parse("ANY /{proxy+}").unwrap().to_string(),
-            "ANY /{proxy+}"
-        );
+        assert_eq!(RouteKey::parse("ANY /{proxy+}").unwrap().to_string(), "ANY /{proxy+}");
         assert_eq!(RouteKey::parse("*").unwrap().to_string(), "$default");
         assert_eq!(RouteKey::parse("GET /").unwrap().to_string(), "GET /");
     }

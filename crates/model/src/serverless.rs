@@ -6,12 +6,11 @@
 
 use crate::app::{defaults, CorsSpec, FunctionSpec, PayloadFormat, RouteSpec, RouteTarget};
 use crate::native::{
-    check_memory, check_scaling, check_timeout, schedule, subscription, ScheduleInput,
-    SubscriptionInput,
+    check_memory, check_scaling, check_timeout, schedule, subscription, ScheduleInput, SubscriptionInput,
 };
 use crate::{
-    App, AppName, EventFilter, EventShape, FunctionName, Loaded, ManifestError, RouteKey,
-    RuntimeKind, Scaling, TopicName,
+    App, AppName, EventFilter, EventShape, FunctionName, Loaded, ManifestError, RouteKey, RuntimeKind, Scaling,
+    TopicName,
 };
 use serde_yaml::{Mapping, Value};
 use std::collections::BTreeMap;
@@ -29,13 +28,7 @@ const IGNORED_TOP: [&str; 5] = [
     "variablesResolutionMode",
     "useDotenv",
 ];
-const IGNORED_PROVIDER: [&str; 5] = [
-    "name",
-    "stage",
-    "architecture",
-    "versionFunctions",
-    "deploymentMethod",
-];
+const IGNORED_PROVIDER: [&str; 5] = ["name", "stage", "architecture", "versionFunctions", "deploymentMethod"];
 const IGNORED_FUNCTION: [&str; 2] = ["name", "description"];
 
 struct Walker<'a> {
@@ -68,20 +61,15 @@ impl Walker<'_> {
     }
 
     fn mapping<'v>(&self, v: &'v Value, key: &str) -> Result<&'v Mapping, ManifestError> {
-        v.as_mapping()
-            .ok_or_else(|| self.err(key, "must be a mapping"))
+        v.as_mapping().ok_or_else(|| self.err(key, "must be a mapping"))
     }
 
     fn environment(&self, v: &Value, key: &str) -> Result<BTreeMap<String, String>, ManifestError> {
         let mut env = BTreeMap::new();
         for (k, v) in self.mapping(v, key)? {
             let name = self.string(k, key)?;
-            let value = scalar_string(v).ok_or_else(|| {
-                self.err(
-                    format!("{key}.{name}"),
-                    "must be a string, number or boolean",
-                )
-            })?;
+            let value = scalar_string(v)
+                .ok_or_else(|| self.err(format!("{key}.{name}"), "must be a string, number or boolean"))?;
             env.insert(name, value);
         }
         Ok(env)
@@ -123,9 +111,7 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path) -> Result<Loaded, Mani
         match key.as_str() {
             "service" => {
                 service = Some(match v {
-                    Value::Mapping(m) => {
-                        w.string(m.get("name").unwrap_or(&Value::Null), "service.name")?
-                    }
+                    Value::Mapping(m) => w.string(m.get("name").unwrap_or(&Value::Null), "service.name")?,
                     _ => w.string(v, "service")?,
                 })
             }
@@ -152,7 +138,10 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path) -> Result<Loaded, Mani
             "name" => {
                 let p = w.string(v, &path)?;
                 if p != "aws" {
-                    return Err(w.err(path, format!("provider `{p}` is not supported: Gust runs AWS Lambda-style functions (`aws`)")));
+                    return Err(w.err(
+                        path,
+                        format!("provider `{p}` is not supported: Gust runs AWS Lambda-style functions (`aws`)"),
+                    ));
                 }
             }
             "runtime" => runtime_default = Some(w.string(v, &path)?),
@@ -224,14 +213,9 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path) -> Result<Loaded, Mani
                                     routes.push(route(key, &name, PayloadFormat::V2));
                                 }
                                 "schedule" => {
-                                    for input in
-                                        schedule_event(&mut w, evv, &tpath, &name, schedules.len())?
-                                    {
-                                        schedules.push(
-                                            schedule(input).map_err(|(k, m)| {
-                                                w.err(format!("{tpath}.{k}"), m)
-                                            })?,
-                                        );
+                                    for input in schedule_event(&mut w, evv, &tpath, &name, schedules.len())? {
+                                        schedules
+                                            .push(schedule(input).map_err(|(k, m)| w.err(format!("{tpath}.{k}"), m))?);
                                     }
                                 }
                                 "sqs" | "sns" => {
@@ -265,8 +249,8 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path) -> Result<Loaded, Mani
         if handler.is_empty() && kind != RuntimeKind::Provided {
             return Err(w.err(format!("{base}.handler"), "is required"));
         }
-        let memory_mb = check_memory(Some(memory.unwrap_or(SLS_MEMORY_MB)))
-            .map_err(|m| w.err(format!("{base}.memorySize"), m))?;
+        let memory_mb =
+            check_memory(Some(memory.unwrap_or(SLS_MEMORY_MB))).map_err(|m| w.err(format!("{base}.memorySize"), m))?;
         let timeout = check_timeout(Some(timeout.unwrap_or(SLS_TIMEOUT_SECS)))
             .map_err(|m| w.err(format!("{base}.timeout"), m))?;
         check_scaling(&scaling).map_err(|(k, m)| {
@@ -302,12 +286,8 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path) -> Result<Loaded, Mani
     let mut subscriptions = Vec::new();
     for (input, key) in pending_subs {
         let f = fns.get(&input.function);
-        let sub = subscription(
-            input,
-            f.map(|f| f.timeout),
-            f.map(|f| f.scaling.max_instances),
-        )
-        .map_err(|(k, m)| w.err(format!("{key}.{k}"), m))?;
+        let sub = subscription(input, f.map(|f| f.timeout), f.map(|f| f.scaling.max_instances))
+            .map_err(|(k, m)| w.err(format!("{key}.{k}"), m))?;
         topics.insert(sub.topic.clone());
         subscriptions.push(sub);
     }
@@ -374,11 +354,7 @@ fn queue_event(
         function: function.clone(),
         filter: EventFilter::default(),
         shape,
-        batch_size: if shape == EventShape::Sns {
-            Some(1)
-        } else {
-            None
-        },
+        batch_size: if shape == EventShape::Sns { Some(1) } else { None },
         batch_window: None,
         max_concurrency: None,
         max_attempts: None,
@@ -394,21 +370,14 @@ fn queue_event(
                 let key = str_key(k);
                 let kpath = format!("{path}.{key}");
                 match (shape, key.as_str()) {
-                    (_, "arn") | (EventShape::Sns, "topicName") => {
-                        topic = Some(arn_name(w, v, &kpath)?)
-                    }
-                    (EventShape::Sqs, "batchSize") => {
-                        input.batch_size = Some(w.number(v, &kpath)? as u32)
-                    }
-                    (EventShape::Sqs, "maximumBatchingWindow") => {
-                        input.batch_window = Some(w.number(v, &kpath)?)
-                    }
+                    (_, "arn") | (EventShape::Sns, "topicName") => topic = Some(arn_name(w, v, &kpath)?),
+                    (EventShape::Sqs, "batchSize") => input.batch_size = Some(w.number(v, &kpath)? as u32),
+                    (EventShape::Sqs, "maximumBatchingWindow") => input.batch_window = Some(w.number(v, &kpath)?),
                     (EventShape::Sqs, "maximumConcurrency") => {
                         input.max_concurrency = Some(w.number(v, &kpath)? as u32)
                     }
                     (EventShape::Sqs, "functionResponseType") => {
-                        input.report_batch_item_failures =
-                            w.string(v, &kpath)? == "ReportBatchItemFailures"
+                        input.report_batch_item_failures = w.string(v, &kpath)? == "ReportBatchItemFailures"
                     }
                     (_, "enabled") => {}
                     _ => w.unsupported(kpath),
@@ -418,8 +387,7 @@ fn queue_event(
         other => topic = Some(arn_name(w, other, path)?),
     }
     let topic = topic.ok_or_else(|| w.err(format!("{path}.arn"), "is required"))?;
-    input.name =
-        TopicName::new(format!("{function}.{topic}")).map_err(|e| w.err(path, e.to_string()))?;
+    input.name = TopicName::new(format!("{function}.{topic}")).map_err(|e| w.err(path, e.to_string()))?;
     input.topic = topic;
     Ok(input)
 }
@@ -476,11 +444,10 @@ fn schedule_event(
             "input" => {
                 input = Some(match v {
                     // EventBridge takes input as a JSON string or as a structure.
-                    Value::String(s) => serde_json::from_str(s)
-                        .map_err(|e| w.err(&kpath, format!("is not valid JSON: {e}")))?,
-                    other => {
-                        serde_json::to_value(other).map_err(|e| w.err(&kpath, e.to_string()))?
+                    Value::String(s) => {
+                        serde_json::from_str(s).map_err(|e| w.err(&kpath, format!("is not valid JSON: {e}")))?
                     }
+                    other => serde_json::to_value(other).map_err(|e| w.err(&kpath, e.to_string()))?,
                 })
             }
             _ => w.unsupported(kpath),
@@ -521,11 +488,7 @@ fn route(key: RouteKey, function: &FunctionName, payload: PayloadFormat) -> Rout
 }
 
 /// `http: GET users/{id}` or `http: { path, method, cors }` (REST API, payload 1.0).
-fn http_event(
-    w: &mut Walker<'_>,
-    v: &Value,
-    path: &str,
-) -> Result<(RouteKey, bool), ManifestError> {
+fn http_event(w: &mut Walker<'_>, v: &Value, path: &str) -> Result<(RouteKey, bool), ManifestError> {
     match v {
         Value::String(s) => Ok((RouteKey::parse(s).map_err(|m| w.err(path, m))?, false)),
         Value::Mapping(m) => {
@@ -541,10 +504,7 @@ fn http_event(
                     "cors" => cors = !matches!(v, Value::Bool(false) | Value::Null),
                     "integration" => {
                         let i = w.string(v, &kpath)?;
-                        if !matches!(
-                            i.to_ascii_lowercase().as_str(),
-                            "lambda-proxy" | "aws_proxy"
-                        ) {
+                        if !matches!(i.to_ascii_lowercase().as_str(), "lambda-proxy" | "aws_proxy") {
                             w.unsupported(kpath);
                         }
                     }
@@ -553,15 +513,9 @@ fn http_event(
             }
             let method = method.ok_or_else(|| w.err(format!("{path}.method"), "is required"))?;
             let rpath = rpath.ok_or_else(|| w.err(format!("{path}.path"), "is required"))?;
-            Ok((
-                RouteKey::from_parts(&method, &rpath).map_err(|m| w.err(path, m))?,
-                cors,
-            ))
+            Ok((RouteKey::from_parts(&method, &rpath).map_err(|m| w.err(path, m))?, cors))
         }
-        _ => Err(w.err(
-            path,
-            "must be `METHOD path` or a mapping with `method` and `path`",
-        )),
+        _ => Err(w.err(path, "must be `METHOD path` or a mapping with `method` and `path`")),
     }
 }
 
@@ -719,12 +673,7 @@ resources:
         assert!(app.cors.is_some());
         assert_eq!(l.warnings.len(), 1, "{:?}", l.warnings);
         let w = &l.warnings[0];
-        for key in [
-            "plugins",
-            "provider.iam",
-            "functions.catchAll.layers",
-            "resources",
-        ] {
+        for key in ["plugins", "provider.iam", "functions.catchAll.layers", "resources"] {
             assert!(w.contains(key), "{key} missing from {w}");
         }
         assert!(!w.contains("frameworkVersion"));
@@ -739,8 +688,7 @@ resources:
 
     #[test]
     fn errors_name_the_key() {
-        let e = load("service: s\nprovider:\n  name: aws\nfunctions:\n  f:\n    handler: h.h\n")
-            .unwrap_err();
+        let e = load("service: s\nprovider:\n  name: aws\nfunctions:\n  f:\n    handler: h.h\n").unwrap_err();
         assert_eq!(e.key, "functions.f.runtime");
         let e = load("service: s\nprovider:\n  name: aws\n  runtime: nodejs20.x\nfunctions:\n  f:\n    handler: h.h\n    events:\n      - http:\n          path: /a\n").unwrap_err();
         assert_eq!(e.key, "functions.f.events[0].http.method");

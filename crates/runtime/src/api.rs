@@ -163,10 +163,7 @@ fn error_type_of(headers: &http::HeaderMap, body: &[u8]) -> String {
         .unwrap_or_else(|| "Unhandled".to_string())
 }
 
-async fn handle(
-    state: Arc<ApiState>,
-    req: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn handle(state: Arc<ApiState>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
     let path = req.uri().path().to_string();
     let Some(rest) = path.strip_prefix(PREFIX) else {
         return Ok(reply(

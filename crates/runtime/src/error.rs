@@ -15,10 +15,7 @@ pub enum InvokeError {
     #[error("function `{0}` not found")]
     FunctionNotFound(String),
     #[error("function `{function}` is at its concurrency limit and its queue is full")]
-    TooManyRequests {
-        function: String,
-        retry_after: Duration,
-    },
+    TooManyRequests { function: String, retry_after: Duration },
     #[error("function `{function}` timed out after {timeout:?}")]
     Timeout { function: String, timeout: Duration },
     #[error("function `{function}` exited during the invocation ({detail})")]
@@ -58,10 +55,7 @@ impl InvokeError {
 
     /// Whether trying again later may succeed (queues and schedules use this).
     pub fn retryable(&self) -> bool {
-        !matches!(
-            self,
-            Self::FunctionNotFound(_) | Self::ResponseTooLarge { .. }
-        )
+        !matches!(self, Self::FunctionNotFound(_) | Self::ResponseTooLarge { .. })
     }
 
     /// The stable code shown to clients in `{"error":{"code":...}}`.

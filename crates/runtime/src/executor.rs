@@ -48,9 +48,7 @@ pub struct Prepared {
 
 impl std::fmt::Debug for Executor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Executor")
-            .field("config", &self.config)
-            .finish()
+        f.debug_struct("Executor").field("config", &self.config).finish()
     }
 }
 
@@ -65,9 +63,7 @@ impl std::fmt::Debug for Prepared {
 
 fn find_in_path(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
+    std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file())
 }
 
 /// The real Python interpreter: pyenv-style shims add 100 ms to every start, so ask the shim
@@ -126,11 +122,7 @@ impl Executor {
 
     /// Checks the function can start here and builds its command line and environment.
     /// `token` is the function's `GUST_TOKEN` for the platform API.
-    pub fn prepare(
-        &self,
-        spec: Arc<FunctionSpec>,
-        token: Option<&str>,
-    ) -> Result<Prepared, PrepareError> {
+    pub fn prepare(&self, spec: Arc<FunctionSpec>, token: Option<&str>) -> Result<Prepared, PrepareError> {
         let fail = |message: String| PrepareError {
             function: spec.name.to_string(),
             message,
@@ -143,8 +135,7 @@ impl Executor {
         }
         let (program, args) = match spec.kind {
             RuntimeKind::Node => {
-                let node = node_interpreter()
-                    .ok_or_else(|| fail("runtime `node` was not found on PATH".into()))?;
+                let node = node_interpreter().ok_or_else(|| fail("runtime `node` was not found on PATH".into()))?;
                 // V8 keeps its heap within the memory size; the RSS watchdog covers the rest.
                 let heap = (spec.memory_mb as u64 * 7 / 8).max(32);
                 (
@@ -156,12 +147,8 @@ impl Executor {
                 )
             }
             RuntimeKind::Python => {
-                let py = python_interpreter()
-                    .ok_or_else(|| fail("runtime `python3` was not found on PATH".into()))?;
-                (
-                    py,
-                    vec![path_arg(&self.config.runtime_files.python_bootstrap)],
-                )
+                let py = python_interpreter().ok_or_else(|| fail("runtime `python3` was not found on PATH".into()))?;
+                (py, vec![path_arg(&self.config.runtime_files.python_bootstrap)])
             }
             RuntimeKind::Provided => {
                 let bootstrap = spec.code_dir.join("bootstrap");
@@ -176,11 +163,8 @@ impl Executor {
             }
         };
         let c = &self.config;
-        let function_arn: Arc<str> = format!(
-            "arn:aws:lambda:{}:{}:function:{}",
-            c.region, c.account_id, spec.name
-        )
-        .into();
+        let function_arn: Arc<str> =
+            format!("arn:aws:lambda:{}:{}:function:{}", c.region, c.account_id, spec.name).into();
         let mut env: Vec<(String, String)> = Vec::new();
         for key in ["PATH", "LANG", "HOME"] {
             if let Ok(v) = std::env::var(key) {
@@ -193,14 +177,8 @@ impl Executor {
         set("LAMBDA_TASK_ROOT", task_root);
         set("AWS_LAMBDA_FUNCTION_NAME", spec.name.to_string());
         set("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".into());
-        set(
-            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
-            spec.memory_mb.to_string(),
-        );
-        set(
-            "AWS_LAMBDA_LOG_GROUP_NAME",
-            format!("/aws/lambda/{}", spec.name),
-        );
+        set("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", spec.memory_mb.to_string());
+        set("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{}", spec.name));
         set("AWS_LAMBDA_LOG_STREAM_NAME", format!("gust/{}", spec.name));
         set("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand".into());
         set("AWS_EXECUTION_ENV", format!("AWS_Lambda_{}", spec.runtime));
@@ -230,9 +208,7 @@ impl Executor {
                     .unwrap_or_default();
                 let mut base: Vec<(String, String)> = env
                     .iter()
-                    .filter(|(k, _)| {
-                        matches!(k.as_str(), "PATH" | "LANG" | "HOME" | "PYTHONUNBUFFERED")
-                    })
+                    .filter(|(k, _)| matches!(k.as_str(), "PATH" | "LANG" | "HOME" | "PYTHONUNBUFFERED"))
                     .cloned()
                     .collect();
                 base.push(("GUST_PREWARM".into(), "1".into()));

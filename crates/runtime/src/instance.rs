@@ -49,15 +49,11 @@ pub(crate) struct Identity {
 impl Identity {
     fn assign(&self, function: Arc<str>, memory_mb: u32) {
         let _ = self.function.set(function);
-        self.memory_kb
-            .store(memory_mb as u64 * 1024, Ordering::Relaxed);
+        self.memory_kb.store(memory_mb as u64 * 1024, Ordering::Relaxed);
     }
 
     fn function(&self) -> Arc<str> {
-        self.function
-            .get()
-            .cloned()
-            .unwrap_or_else(|| Arc::from("(prewarmed)"))
+        self.function.get().cloned().unwrap_or_else(|| Arc::from("(prewarmed)"))
     }
 }
 
@@ -115,14 +111,7 @@ impl Spawned {
             );
         }
         if let Some(err) = child.stderr.take() {
-            pipe_lines(
-                err,
-                Stream::Stderr,
-                identity.clone(),
-                id,
-                api.state.clone(),
-                sink,
-            );
+            pipe_lines(err, Stream::Stderr, identity.clone(), id, api.state.clone(), sink);
         }
 
         // The watcher owns the child: it reaps it and enforces the memory limit.
@@ -158,10 +147,7 @@ impl Spawned {
                 Ok(s) => s.to_string(),
                 Err(e) => format!("wait failed: {e}"),
             };
-            let _ = exit_tx.send(Some(Exit {
-                detail,
-                out_of_memory,
-            }));
+            let _ = exit_tx.send(Some(Exit { detail, out_of_memory }));
         });
         Ok(Self {
             api,
@@ -223,9 +209,7 @@ pub(crate) enum Answer {
 }
 
 fn epoch_ms(at: Instant) -> u64 {
-    let now_epoch = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
+    let now_epoch = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
     let remaining = at.saturating_duration_since(Instant::now());
     (now_epoch + remaining).as_millis() as u64
 }
@@ -295,16 +279,9 @@ impl Prepared {
             None => {
                 let identity = Arc::new(Identity::default());
                 identity.assign(function.clone(), spec.memory_mb);
-                Spawned::spawn(
-                    &self.program,
-                    &self.args,
-                    &self.env,
-                    &spec.code_dir,
-                    identity,
-                    sink,
-                )
-                .await
-                .map_err(|e| InvokeError::Platform(format!("starting `{function}`: {e}")))?
+                Spawned::spawn(&self.program, &self.args, &self.env, &spec.code_dir, identity, sink)
+                    .await
+                    .map_err(|e| InvokeError::Platform(format!("starting `{function}`: {e}")))?
             }
         };
         let mut instance = Instance {
@@ -387,8 +364,7 @@ impl Instance {
     /// Kills the process and waits (briefly) until it has been reaped.
     pub async fn stop(&self) {
         self.kill();
-        let _ =
-            tokio::time::timeout(Duration::from_secs(2), exited(self.process.exit.clone())).await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), exited(self.process.exit.clone())).await;
     }
 
     /// Runs one invocation. On timeout, crash or memory overrun the instance is killed and

@@ -8,8 +8,9 @@ use crate::executor::Executor;
 use crate::instance::{error_message, Answer};
 use crate::logs::LogSink;
 use crate::pool::{Pool, PoolStats};
+use crate::telemetry::{names, Metrics, Telemetry};
 use bytes::Bytes;
-use gust_model::{App, FunctionName, FunctionSpec};
+use gust_model::{App, FunctionName, FunctionSpec, InvocationRecord, SpanRecord, TraceParent};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock, Weak};
@@ -46,7 +47,10 @@ pub struct Invocation {
     pub trigger: Trigger,
     /// Set by the caller when it already has one (the gateway's request id); else generated.
     pub request_id: Option<String>,
-    pub trace_id: Option<String>,
+    /// This invocation's own span context (its trace id and span id); a new trace when `None`.
+    pub trace: Option<TraceParent>,
+    /// The span that caused this invocation (the gateway request, the event delivery).
+    pub parent_span: Option<String>,
     pub client_context: Option<String>,
 }
 
@@ -57,7 +61,8 @@ impl Invocation {
             payload: payload.into(),
             trigger,
             request_id: None,
-            trace_id: None,
+            trace: None,
+            parent_span: None,
             client_context: None,
         }
     }
@@ -76,6 +81,8 @@ pub struct InvokeOutput {
     pub init_duration: Option<Duration>,
     pub duration: Duration,
     pub billed_duration: Duration,
+    /// The invocation's span context (what the function saw as its trace).
+    pub trace: TraceParent,
 }
 
 /// The identity behind a `GUST_TOKEN`: which function of which app is calling the platform.
@@ -85,12 +92,37 @@ pub struct PlatformApi {
     pub function: String,
 }
 
+struct Report<'a> {
+    spec: &'a FunctionSpec,
+    request_id: &'a str,
+    trigger: &'static str,
+    trace: &'a TraceParent,
+    parent_span: Option<String>,
+    accepted_us: i64,
+    started_us: i64,
+    duration: Duration,
+    billed_duration: Duration,
+    init_duration: Option<Duration>,
+    prewarmed: bool,
+    outcome: &'static str,
+    error_type: Option<String>,
+}
+
+fn epoch_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
 struct Deployed {
     pool: Arc<Pool>,
 }
 
 pub struct Invoker {
     executor: Executor,
+    telemetry: Arc<dyn Telemetry>,
+    metrics: Arc<Metrics>,
     sink: Arc<dyn LogSink>,
     functions: RwLock<HashMap<String, Deployed>>,
     tokens: RwLock<HashMap<String, PlatformApi>>,
@@ -119,16 +151,14 @@ impl Drop for InFlight<'_> {
 }
 
 fn new_token() -> String {
-    format!(
-        "{}{}",
-        uuid::Uuid::new_v4().simple(),
-        uuid::Uuid::new_v4().simple()
-    )
+    format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple())
 }
 
 impl Invoker {
-    pub fn new(executor: Executor) -> Arc<Self> {
+    pub fn new(executor: Executor, telemetry: Arc<dyn Telemetry>) -> Arc<Self> {
         let invoker = Arc::new(Self {
+            telemetry,
+            metrics: Arc::new(Metrics::default()),
             sink: executor.sink(),
             executor,
             functions: RwLock::new(HashMap::new()),
@@ -149,13 +179,8 @@ impl Invoker {
         let mut tokens = Vec::new();
         for spec in app.functions.values() {
             let token = new_token();
-            let prepared = self
-                .executor
-                .prepare(Arc::new(spec.clone()), Some(&token))?;
-            pools.push((
-                spec.name.to_string(),
-                Pool::new(prepared, self.sink.clone()),
-            ));
+            let prepared = self.executor.prepare(Arc::new(spec.clone()), Some(&token))?;
+            pools.push((spec.name.to_string(), Pool::new(prepared, self.sink.clone())));
             tokens.push((
                 token,
                 PlatformApi {
@@ -168,9 +193,7 @@ impl Invoker {
             let mut functions = self.functions.write().expect("functions lock");
             pools
                 .into_iter()
-                .filter_map(|(name, pool)| {
-                    functions.insert(name, Deployed { pool }).map(|d| d.pool)
-                })
+                .filter_map(|(name, pool)| functions.insert(name, Deployed { pool }).map(|d| d.pool))
                 .collect()
         };
         {
@@ -195,13 +218,7 @@ impl Invoker {
     }
 
     pub fn function_names(&self) -> Vec<String> {
-        let mut names: Vec<_> = self
-            .functions
-            .read()
-            .expect("functions lock")
-            .keys()
-            .cloned()
-            .collect();
+        let mut names: Vec<_> = self.functions.read().expect("functions lock").keys().cloned().collect();
         names.sort();
         names
     }
@@ -219,6 +236,14 @@ impl Invoker {
             .map(|d| d.pool.clone())
     }
 
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    pub fn telemetry(&self) -> &Arc<dyn Telemetry> {
+        &self.telemetry
+    }
+
     pub async fn invoke(&self, inv: Invocation) -> Result<InvokeOutput, InvokeError> {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         let _guard = InFlight(self);
@@ -231,24 +256,37 @@ impl Invoker {
         let pool = self
             .pool(&inv.function)
             .ok_or_else(|| InvokeError::FunctionNotFound(inv.function.clone()))?;
-        let timeout = pool.prepared().spec().timeout;
+        let spec = pool.prepared().spec().clone();
+        let timeout = spec.timeout;
         let request_id: Arc<str> = inv
             .request_id
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
             .into();
+        let trace = inv.trace.unwrap_or_else(TraceParent::new_root);
+        let accepted_us = epoch_us();
+        let trigger = inv.trigger.as_str();
 
         // Waiting for an instance is bounded by the function timeout too; past it the caller
         // is told to come back later (429) rather than held indefinitely.
-        let lease = pool.acquire(Instant::now() + timeout).await?;
+        let lease = match pool.acquire(Instant::now() + timeout).await {
+            Ok(l) => l,
+            Err(e) => {
+                if matches!(e, InvokeError::TooManyRequests { .. }) {
+                    self.metrics.incr(names::THROTTLES, &[("function", &inv.function)], 1);
+                }
+                return Err(e);
+            }
+        };
         let instance = lease.instance;
         let started = Instant::now();
+        let started_us = epoch_us();
         let result = instance
             .invoke(
                 request_id.clone(),
                 inv.payload,
                 started + timeout,
                 timeout,
-                inv.trace_id,
+                Some(trace.to_xray()),
                 inv.client_context,
             )
             .await;
@@ -256,6 +294,39 @@ impl Invoker {
         let init_duration = lease.cold.then_some(instance.init_duration);
         let prewarmed = lease.cold && instance.prewarmed;
         pool.release(instance);
+        let billed_duration = Duration::from_millis(duration.as_micros().div_ceil(1000) as u64);
+
+        let (outcome, error_type) = match &result {
+            Ok(Answer::Ok(_)) => ("success", None),
+            Ok(Answer::FunctionError { error_type, .. }) => ("error", Some(error_type.clone())),
+            Err(e) => (
+                match e {
+                    InvokeError::Timeout { .. } => "timeout",
+                    InvokeError::Crashed { .. } => "crash",
+                    InvokeError::OutOfMemory { .. } => "out_of_memory",
+                    InvokeError::InitFailed { .. } => "init_error",
+                    InvokeError::ResponseTooLarge { .. } => "too_large",
+                    _ => "platform_error",
+                },
+                Some(e.lambda_error_type().to_string()),
+            ),
+        };
+        self.report(Report {
+            spec: &spec,
+            request_id: &request_id,
+            trigger,
+            trace: &trace,
+            parent_span: inv.parent_span,
+            accepted_us,
+            started_us,
+            duration,
+            billed_duration,
+            init_duration,
+            prewarmed,
+            outcome,
+            error_type: error_type.clone(),
+        });
+
         let answer = result?;
         let (payload, function_error) = match answer {
             Answer::Ok(body) => (body, None),
@@ -272,8 +343,77 @@ impl Invoker {
             prewarmed,
             init_duration,
             duration,
-            billed_duration: Duration::from_millis(duration.as_micros().div_ceil(1000) as u64),
+            billed_duration,
+            trace,
         })
+    }
+
+    /// The one place invocation records, spans and metrics are produced.
+    fn report(&self, r: Report<'_>) {
+        let function = r.spec.name.as_str();
+        let m = &self.metrics;
+        m.incr(
+            names::INVOCATIONS,
+            &[("function", function), ("trigger", r.trigger), ("outcome", r.outcome)],
+            1,
+        );
+        m.observe(
+            names::INVOCATION_DURATION,
+            &[("function", function)],
+            r.duration.as_secs_f64(),
+        );
+        if let Some(init) = r.init_duration {
+            let prewarmed = if r.prewarmed { "true" } else { "false" };
+            m.incr(
+                names::COLD_STARTS,
+                &[("function", function), ("prewarmed", prewarmed)],
+                1,
+            );
+            m.observe(names::INIT_DURATION, &[("function", function)], init.as_secs_f64());
+            self.telemetry.span(SpanRecord {
+                trace_id: r.trace.trace_id.clone(),
+                span_id: r.trace.child().span_id,
+                parent_id: Some(r.trace.span_id.clone()),
+                name: format!("cold start {function}"),
+                kind: "internal".into(),
+                start_us: r.started_us - init.as_micros() as i64,
+                duration_us: init.as_micros() as u64,
+                error: r.outcome == "init_error",
+                attributes: vec![("prewarmed".into(), prewarmed.into())],
+            });
+        }
+        let wait_us = (r.started_us - r.accepted_us).max(0);
+        self.telemetry.span(SpanRecord {
+            trace_id: r.trace.trace_id.clone(),
+            span_id: r.trace.span_id.clone(),
+            parent_id: r.parent_span,
+            name: format!("invoke {function}"),
+            kind: "internal".into(),
+            start_us: r.accepted_us,
+            duration_us: wait_us as u64 + r.duration.as_micros() as u64,
+            error: r.outcome != "success",
+            attributes: vec![
+                ("faas.invocation_id".into(), r.request_id.to_string()),
+                ("faas.trigger".into(), r.trigger.into()),
+                ("faas.coldstart".into(), r.init_duration.is_some().to_string()),
+                ("gust.outcome".into(), r.outcome.into()),
+                ("gust.wait_us".into(), wait_us.to_string()),
+            ],
+        });
+        self.telemetry.invocation(InvocationRecord {
+            request_id: r.request_id.to_string(),
+            function: function.into(),
+            trigger: r.trigger.into(),
+            start_ms: r.accepted_us / 1000,
+            duration_us: r.duration.as_micros() as u64,
+            billed_ms: r.billed_duration.as_millis() as u64,
+            memory_mb: r.spec.memory_mb,
+            cold_start: r.init_duration.is_some(),
+            init_us: r.init_duration.map(|d| d.as_micros() as u64),
+            outcome: r.outcome.into(),
+            error_type: r.error_type,
+            trace_id: Some(r.trace.trace_id.clone()),
+        });
     }
 
     /// Graceful shutdown: refuse new invocations, let in-flight ones finish (each is bounded by

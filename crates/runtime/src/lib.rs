@@ -22,6 +22,7 @@ mod invoker;
 mod logs;
 mod pool;
 mod spares;
+mod telemetry;
 
 pub use bootstrap::RuntimeFiles;
 pub use error::{Blame, InvokeError, PrepareError};
@@ -30,3 +31,4 @@ pub use instance::{Instance, InstanceId};
 pub use invoker::{Invocation, InvokeOutput, Invoker, PlatformApi, Trigger};
 pub use logs::{LogLine, LogSink, Stream, TracingLogSink};
 pub use pool::{Pool, PoolStats};
+pub use telemetry::{names as metric_names, Metrics, NoTelemetry, Telemetry};

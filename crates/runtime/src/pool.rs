@@ -124,10 +124,7 @@ impl Pool {
             Some(rx) => {
                 let deadline = tokio::time::Instant::from_std(wait_until);
                 match tokio::time::timeout_at(deadline, rx).await {
-                    Ok(Ok(Grant::Warm(instance))) => Ok(Lease {
-                        instance,
-                        cold: false,
-                    }),
+                    Ok(Ok(Grant::Warm(instance))) => Ok(Lease { instance, cold: false }),
                     Ok(Ok(Grant::Slot)) => self.cold_start().await,
                     Ok(Err(_)) => Err(InvokeError::ShuttingDown),
                     // Our sender stays queued but its receiver is gone; release() skips it.

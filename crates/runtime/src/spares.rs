@@ -84,39 +84,20 @@ impl Spares {
     }
 
     pub fn ready_total(&self) -> usize {
-        self.ready
-            .lock()
-            .expect("spares lock")
-            .values()
-            .map(Vec::len)
-            .sum()
+        self.ready.lock().expect("spares lock").values().map(Vec::len).sum()
     }
 
     fn count(&self, kind: &RuntimeKind) -> usize {
-        self.ready
-            .lock()
-            .expect("spares lock")
-            .get(kind)
-            .map_or(0, Vec::len)
+        self.ready.lock().expect("spares lock").get(kind).map_or(0, Vec::len)
     }
 
     fn refill(self: &Arc<Self>, kind: RuntimeKind) {
-        if !self
-            .refilling
-            .lock()
-            .expect("refill lock")
-            .insert(kind.clone())
-        {
+        if !self.refilling.lock().expect("refill lock").insert(kind.clone()) {
             return; // a refill of this runtime is already running
         }
         let this = self.clone();
         tokio::spawn(async move {
-            let template = this
-                .templates
-                .lock()
-                .expect("templates lock")
-                .get(&kind)
-                .cloned();
+            let template = this.templates.lock().expect("templates lock").get(&kind).cloned();
             if let Some(t) = template {
                 while !this.stopped.load(Ordering::Acquire) && this.count(&kind) < this.per_kind {
                     match Spawned::spawn(

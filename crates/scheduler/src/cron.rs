@@ -102,8 +102,7 @@ const MAX_DAYS: [u32; 12] = [31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
 
 pub(crate) const UNIX_FIELDS: &str =
     "5 fields (minutes hours day-of-month month day-of-week) or 6 (seconds minutes hours day-of-month month day-of-week)";
-pub(crate) const EVENTBRIDGE_FIELDS: &str =
-    "6 fields (minutes hours day-of-month month day-of-week year)";
+pub(crate) const EVENTBRIDGE_FIELDS: &str = "6 fields (minutes hours day-of-month month day-of-week year)";
 
 /// One parsed field.
 #[derive(Debug, Default)]
@@ -141,11 +140,7 @@ pub(crate) struct CronExpr {
 
 /// Parses the fields of a cron expression. `fields` are already split on
 /// whitespace; `expr` is the whole expression, for error messages.
-pub(crate) fn parse(
-    dialect: Dialect,
-    expr: &str,
-    fields: &[&str],
-) -> Result<CronExpr, ScheduleError> {
+pub(crate) fn parse(dialect: Dialect, expr: &str, fields: &[&str]) -> Result<CronExpr, ScheduleError> {
     // Errors quote the fields as written; names and letters match in any case.
     let upper: Vec<String> = fields.iter().map(|f| f.to_ascii_uppercase()).collect();
     let (specs, texts): (Vec<FieldSpec>, Vec<&str>) = match (dialect, fields.len()) {
@@ -154,25 +149,11 @@ pub(crate) fn parse(
             fields.to_vec(),
         ),
         (Dialect::Unix, 6) => (
-            vec![
-                SECONDS,
-                MINUTES,
-                HOURS,
-                DAY_OF_MONTH,
-                MONTH,
-                DAY_OF_WEEK_UNIX,
-            ],
+            vec![SECONDS, MINUTES, HOURS, DAY_OF_MONTH, MONTH, DAY_OF_WEEK_UNIX],
             fields.to_vec(),
         ),
         (Dialect::EventBridge, 6) => (
-            vec![
-                MINUTES,
-                HOURS,
-                DAY_OF_MONTH,
-                MONTH,
-                DAY_OF_WEEK_EVENTBRIDGE,
-                YEAR,
-            ],
+            vec![MINUTES, HOURS, DAY_OF_MONTH, MONTH, DAY_OF_WEEK_EVENTBRIDGE, YEAR],
             fields.to_vec(),
         ),
         (Dialect::Unix, got) => {
@@ -281,10 +262,7 @@ pub(crate) fn parse(
         .parse(&pattern)
         .map_err(|e| ScheduleError::invalid(expr, format!("not supported ({e})")))?;
 
-    Ok(CronExpr {
-        fields: upper,
-        cron,
-    })
+    Ok(CronExpr { fields: upper, cron })
 }
 
 fn parse_field(dialect: Dialect, spec: &FieldSpec, text: &str) -> Result<Field, ScheduleError> {
@@ -323,11 +301,7 @@ fn parse_field(dialect: Dialect, spec: &FieldSpec, text: &str) -> Result<Field, 
             let a = parse_value(dialect, spec, item, a, false)?;
             let b = parse_value(dialect, spec, item, b, true)?;
             if a > b {
-                return Err(ScheduleError::field(
-                    spec.name,
-                    item,
-                    "range start is after its end",
-                ));
+                return Err(ScheduleError::field(spec.name, item, "range start is after its end"));
             }
             (a, b)
         } else {
@@ -337,10 +311,7 @@ fn parse_field(dialect: Dialect, spec: &FieldSpec, text: &str) -> Result<Field, 
         };
         values.extend((start..=end).step_by(step.unwrap_or(1) as usize));
     }
-    field.values = values
-        .into_iter()
-        .map(|v| to_croner_value(dialect, spec, v))
-        .collect();
+    field.values = values.into_iter().map(|v| to_croner_value(dialect, spec, v)).collect();
     Ok(field)
 }
 
@@ -468,8 +439,7 @@ fn parse_value(
             let i = DAY_NAMES
                 .iter()
                 .position(|n| n.eq_ignore_ascii_case(token))
-                .ok_or_else(|| ScheduleError::field(spec.name, item, "unknown day"))?
-                as u32;
+                .ok_or_else(|| ScheduleError::field(spec.name, item, "unknown day"))? as u32;
             Ok(match dialect {
                 Dialect::Unix if i == 0 && range_end => 7,
                 Dialect::Unix => i,
@@ -482,10 +452,7 @@ fn parse_value(
             } else if token == item {
                 format!("not a number (expected {}-{})", spec.min, spec.max)
             } else {
-                format!(
-                    "{token} is not a number (expected {}-{})",
-                    spec.min, spec.max
-                )
+                format!("{token} is not a number (expected {}-{})", spec.min, spec.max)
             };
             Err(ScheduleError::field(spec.name, item, reason))
         }
@@ -512,11 +479,7 @@ mod tests {
 
     fn pattern(dialect: Dialect, expr: &str) -> String {
         let fields: Vec<&str> = expr.split_whitespace().collect();
-        parse(dialect, expr, &fields)
-            .unwrap()
-            .cron
-            .pattern
-            .to_string()
+        parse(dialect, expr, &fields).unwrap().cron.pattern.to_string()
     }
 
     #[test]
@@ -527,23 +490,14 @@ mod tests {
         );
         // 7 is Sunday, and SUN at the end of a range is 7.
         assert_eq!(pattern(Dialect::Unix, "0 0 * * 7"), "0 0 0 * * 0 *");
-        assert_eq!(
-            pattern(Dialect::Unix, "0 0 * * FRI-SUN"),
-            "0 0 0 * * 0,5,6 *"
-        );
+        assert_eq!(pattern(Dialect::Unix, "0 0 * * FRI-SUN"), "0 0 0 * * 0,5,6 *");
         // Seconds first.
         assert_eq!(pattern(Dialect::Unix, "30 0 0 * * *"), "30 0 0 * * * *");
         // `*/n` in day-of-month with a restricted day-of-week: both must match.
-        assert_eq!(
-            pattern(Dialect::Unix, "0 0 */10 * MON"),
-            "0 0 0 1,11,21,31 * +1 *"
-        );
+        assert_eq!(pattern(Dialect::Unix, "0 0 */10 * MON"), "0 0 0 1,11,21,31 * +1 *");
         // Both restricted: either matches (Vixie cron).
         assert_eq!(pattern(Dialect::Unix, "0 0 1 * MON"), "0 0 0 1 * 1 *");
-        assert_eq!(
-            pattern(Dialect::Unix, "0 0 L,15W * 5L"),
-            "0 0 0 L,15W * 5#L *"
-        );
+        assert_eq!(pattern(Dialect::Unix, "0 0 L,15W * 5L"), "0 0 0 L,15W * 5#L *");
         assert_eq!(pattern(Dialect::Unix, "0 0 lw * fril"), "0 0 0 LW * 5#L *");
     }
 
@@ -554,22 +508,10 @@ mod tests {
             "0 0,20,40 * * * 1,2,3,4,5 *"
         );
         // 1 = SUN, 7 = SAT; 2#1 = first Monday; 6L = last Friday; L = SAT.
-        assert_eq!(
-            pattern(Dialect::EventBridge, "0 0 ? * 1,7 *"),
-            "0 0 0 * * 0,6 *"
-        );
-        assert_eq!(
-            pattern(Dialect::EventBridge, "0 0 ? * 2#1 *"),
-            "0 0 0 * * 1#1 *"
-        );
-        assert_eq!(
-            pattern(Dialect::EventBridge, "0 0 ? * 6L *"),
-            "0 0 0 * * 5#L *"
-        );
-        assert_eq!(
-            pattern(Dialect::EventBridge, "0 0 ? * L *"),
-            "0 0 0 * * 6 *"
-        );
+        assert_eq!(pattern(Dialect::EventBridge, "0 0 ? * 1,7 *"), "0 0 0 * * 0,6 *");
+        assert_eq!(pattern(Dialect::EventBridge, "0 0 ? * 2#1 *"), "0 0 0 * * 1#1 *");
+        assert_eq!(pattern(Dialect::EventBridge, "0 0 ? * 6L *"), "0 0 0 * * 5#L *");
+        assert_eq!(pattern(Dialect::EventBridge, "0 0 ? * L *"), "0 0 0 * * 6 *");
         assert_eq!(
             pattern(Dialect::EventBridge, "0 0 1 * ? 2026-2028"),
             "0 0 0 1 * * 2026,2027,2028"

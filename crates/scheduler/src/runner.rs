@@ -29,12 +29,7 @@ pub trait Firer: Send + Sync + 'static {
     async fn last_fired(&self, schedule: &str) -> Result<Option<DateTime<Utc>>, String>;
     /// Records `tick` as fired and queues the run, or only records it when `skip`.
     /// False when the tick had fired before.
-    async fn fire(
-        &self,
-        spec: &ScheduleSpec,
-        tick: DateTime<Utc>,
-        skip: bool,
-    ) -> Result<bool, String>;
+    async fn fire(&self, spec: &ScheduleSpec, tick: DateTime<Utc>, skip: bool) -> Result<bool, String>;
     /// Whether a run is queued or going.
     async fn busy(&self, schedule: &str) -> bool;
 }
@@ -61,12 +56,7 @@ fn jitter(max: std::time::Duration) -> std::time::Duration {
     max.mul_f64(r)
 }
 
-async fn run(
-    spec: &ScheduleSpec,
-    schedule: &Schedule,
-    clock: &dyn Clock,
-    firer: &dyn Firer,
-) -> Result<(), String> {
+async fn run(spec: &ScheduleSpec, schedule: &Schedule, clock: &dyn Clock, firer: &dyn Firer) -> Result<(), String> {
     let name = spec.name.as_str();
     let mut last = match firer.last_fired(name).await? {
         Some(t) => t,
@@ -105,13 +95,7 @@ async fn run(
         let mut to_fire: Vec<DateTime<Utc>> = match spec.catch_up {
             CatchUp::None => vec![],
             CatchUp::Last => missed.last().map(|t| vec![*t]).unwrap_or_default(),
-            CatchUp::All(n) => missed
-                .iter()
-                .rev()
-                .take(n as usize)
-                .rev()
-                .copied()
-                .collect(),
+            CatchUp::All(n) => missed.iter().rev().take(n as usize).rev().copied().collect(),
         };
         if !missed.is_empty() {
             tracing::info!(schedule = name, missed = missed.len(), fired = to_fire.len(), policy = ?spec.catch_up, "missed ticks");

@@ -170,11 +170,7 @@ fn parse_time_zone(tz: &str) -> Result<Tz, ScheduleError> {
 
 /// When `lower` (the lower-cased `expr`) is `name(...)`, the text between
 /// the parentheses, taken from `expr`.
-fn strip_call<'a>(
-    lower: &str,
-    expr: &'a str,
-    name: &str,
-) -> Result<Option<&'a str>, ScheduleError> {
+fn strip_call<'a>(lower: &str, expr: &'a str, name: &str) -> Result<Option<&'a str>, ScheduleError> {
     let Some(rest) = lower.strip_prefix(name) else {
         return Ok(None);
     };
@@ -214,12 +210,7 @@ fn parse_rate(expr: &str, inner: &str) -> Result<(i64, String), ScheduleError> {
     };
     let value: u64 = match value.parse() {
         Ok(v) if v > 0 && value.bytes().all(|b| b.is_ascii_digit()) => v,
-        _ => {
-            return Err(ScheduleError::invalid(
-                expr,
-                "the value must be a positive integer",
-            ))
-        }
+        _ => return Err(ScheduleError::invalid(expr, "the value must be a positive integer")),
     };
     let unit = unit.to_ascii_lowercase();
     let (singular, seconds) = match unit.as_str() {
@@ -252,9 +243,7 @@ fn parse_rate(expr: &str, inner: &str) -> Result<(i64, String), ScheduleError> {
     let every = value
         .checked_mul(seconds)
         .filter(|s| *s <= MAX_SECONDS)
-        .ok_or_else(|| {
-            ScheduleError::invalid(expr, "the value is too large (at most 100 years)")
-        })?;
+        .ok_or_else(|| ScheduleError::invalid(expr, "the value is too large (at most 100 years)"))?;
     Ok((every as i64, format!("rate({value} {unit})")))
 }
 

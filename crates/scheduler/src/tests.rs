@@ -14,8 +14,7 @@ fn utc(s: &str) -> DateTime<Utc> {
 /// The next `n` fires of `expr` in `tz` after `after`, as RFC 3339 local
 /// times with their offset (which pins both the wall clock and the instant).
 fn fires(expr: &str, tz: &str, after: &str, n: usize) -> Vec<String> {
-    let schedule =
-        Schedule::parse(expr, tz).unwrap_or_else(|e| panic!("{expr} in {tz} should parse: {e}"));
+    let schedule = Schedule::parse(expr, tz).unwrap_or_else(|e| panic!("{expr} in {tz} should parse: {e}"));
     let zone: Tz = tz.parse().unwrap();
     schedule
         .next_n(utc(after), n)
@@ -471,12 +470,7 @@ fn eventbridge_year_field_runs_out() {
             "2027-07-01T12:00:00+00:00",
         ],
     );
-    check_exhausted(
-        "cron(0 12 * * ? 2020-2025)",
-        "UTC",
-        "2026-01-01T00:00:00Z",
-        &[],
-    );
+    check_exhausted("cron(0 12 * * ? 2020-2025)", "UTC", "2026-01-01T00:00:00Z", &[]);
     // Feb 29 in a year without one.
     check_exhausted("cron(0 0 29 2 ? 2027)", "UTC", "2026-01-01T00:00:00Z", &[]);
 }
@@ -556,9 +550,7 @@ fn rate_is_a_fixed_interval_from_the_epoch() {
 #[test]
 fn rate_can_be_anchored() {
     let anchor = utc("2026-01-01T00:07:00Z");
-    let s = Schedule::parse("rate(90 minutes)", "UTC")
-        .unwrap()
-        .anchored_at(anchor);
+    let s = Schedule::parse("rate(90 minutes)", "UTC").unwrap().anchored_at(anchor);
     assert_eq!(s.next_after(utc("2025-06-01T00:00:00Z")), Some(anchor));
     assert_eq!(
         s.next_n(anchor, 2),
@@ -588,18 +580,8 @@ fn at_fires_once_at_a_local_time() {
         &["2026-12-01T09:00:00+00:00"],
     );
     // In the past, or exactly now: no next fire.
-    check_exhausted(
-        "at(2020-01-01T00:00:00)",
-        "UTC",
-        "2026-06-01T00:00:00Z",
-        &[],
-    );
-    check_exhausted(
-        "at(2026-06-01T00:00:00)",
-        "UTC",
-        "2026-06-01T00:00:00Z",
-        &[],
-    );
+    check_exhausted("at(2020-01-01T00:00:00)", "UTC", "2026-06-01T00:00:00Z", &[]);
+    check_exhausted("at(2026-06-01T00:00:00)", "UTC", "2026-06-01T00:00:00Z", &[]);
     // Daylight saving: a missing local time fires when the gap ends, a
     // repeated one at its first occurrence.
     check_exhausted(
@@ -1032,9 +1014,7 @@ fn error_messages_name_the_offending_part() {
     for (expr, tz, want) in table {
         match Schedule::parse(expr, tz) {
             Ok(s) => failures.push(format!("{expr} in {tz}: parsed as {s}, want error {want}")),
-            Err(e) if e.to_string() != *want => {
-                failures.push(format!("{expr} in {tz}:\n  want {want}\n  got  {e}"))
-            }
+            Err(e) if e.to_string() != *want => failures.push(format!("{expr} in {tz}:\n  want {want}\n  got  {e}")),
             Err(_) => {}
         }
     }

@@ -161,23 +161,15 @@ mod tests {
     async fn blobs_round_trip_and_keys_cannot_escape() {
         let dir = tempfile::tempdir().unwrap();
         let s = FsBlobStore::new(dir.path());
-        s.put("shop", "reports/2026-11-25.json", b"{}".to_vec())
-            .await
-            .unwrap();
+        s.put("shop", "reports/2026-11-25.json", b"{}".to_vec()).await.unwrap();
         s.put("shop", "reports/2026-11-25.csv", b"a,b\n".to_vec())
             .await
             .unwrap();
         assert_eq!(
-            s.get("shop", "reports/2026-11-25.csv")
-                .await
-                .unwrap()
-                .unwrap(),
+            s.get("shop", "reports/2026-11-25.csv").await.unwrap().unwrap(),
             b"a,b\n"
         );
-        assert_eq!(
-            s.get("other", "reports/2026-11-25.csv").await.unwrap(),
-            None
-        );
+        assert_eq!(s.get("other", "reports/2026-11-25.csv").await.unwrap(), None);
         let keys: Vec<_> = s
             .list("shop", "reports/")
             .await
@@ -188,15 +180,7 @@ mod tests {
         assert_eq!(keys, ["reports/2026-11-25.csv", "reports/2026-11-25.json"]);
         assert!(s.delete("shop", "reports/2026-11-25.csv").await.unwrap());
         assert!(!s.delete("shop", "reports/2026-11-25.csv").await.unwrap());
-        for bad in [
-            "../x",
-            "a/../../x",
-            "/etc/passwd",
-            "a//b",
-            "a b",
-            "",
-            "a/./b",
-        ] {
+        for bad in ["../x", "a/../../x", "/etc/passwd", "a//b", "a b", "", "a/./b"] {
             assert!(
                 matches!(s.put("shop", bad, vec![]).await, Err(BlobError::BadKey(_))),
                 "{bad}"

@@ -49,23 +49,11 @@ pub struct KeyPage {
 #[async_trait]
 pub trait KvStore: Send + Sync + 'static {
     async fn get(&self, ns: &str, key: &str) -> Result<Option<Entry>, KvError>;
-    async fn put(
-        &self,
-        ns: &str,
-        key: &str,
-        value: Vec<u8>,
-        pre: Precondition,
-    ) -> Result<PutOutcome, KvError>;
+    async fn put(&self, ns: &str, key: &str, value: Vec<u8>, pre: Precondition) -> Result<PutOutcome, KvError>;
     /// Returns whether the key existed.
     async fn delete(&self, ns: &str, key: &str) -> Result<bool, KvError>;
     /// Keys starting with `prefix`, after `after` (exclusive), at most `limit`.
-    async fn list(
-        &self,
-        ns: &str,
-        prefix: &str,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<KeyPage, KvError>;
+    async fn list(&self, ns: &str, prefix: &str, after: Option<&str>, limit: usize) -> Result<KeyPage, KvError>;
 }
 
 pub(crate) fn check_key(key: &str) -> Result<(), KvError> {

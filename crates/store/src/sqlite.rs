@@ -4,9 +4,7 @@
 //! that was told "stored" may already have answered its caller. One connection behind a mutex,
 //! used from `spawn_blocking`, is enough for one node: SQLite serialises writers anyway.
 
-use crate::kv::{
-    check_key, Entry, KeyPage, KvError, KvStore, Precondition, PutOutcome, MAX_VALUE_BYTES,
-};
+use crate::kv::{check_key, Entry, KeyPage, KvError, KvStore, Precondition, PutOutcome, MAX_VALUE_BYTES};
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;
@@ -91,13 +89,7 @@ impl KvStore for SqliteStore {
         .await
     }
 
-    async fn put(
-        &self,
-        ns: &str,
-        key: &str,
-        value: Vec<u8>,
-        pre: Precondition,
-    ) -> Result<PutOutcome, KvError> {
+    async fn put(&self, ns: &str, key: &str, value: Vec<u8>, pre: Precondition) -> Result<PutOutcome, KvError> {
         check_key(key)?;
         if value.len() > MAX_VALUE_BYTES {
             return Err(KvError::ValueTooLarge(value.len()));
@@ -106,7 +98,11 @@ impl KvStore for SqliteStore {
         self.with(move |c| {
             let tx = c.transaction().map_err(storage)?;
             let current: Option<i64> = tx
-                .query_row("SELECT version FROM kv WHERE ns = ?1 AND key = ?2", params![ns, key], |r| r.get(0))
+                .query_row(
+                    "SELECT version FROM kv WHERE ns = ?1 AND key = ?2",
+                    params![ns, key],
+                    |r| r.get(0),
+                )
                 .optional()
                 .map_err(storage)?;
             let allowed = match pre {
@@ -118,7 +114,11 @@ impl KvStore for SqliteStore {
                 return Ok(PutOutcome::PreconditionFailed);
             }
             let version: i64 = tx
-                .query_row("UPDATE kv_seq SET next = next + 1 WHERE id = 1 RETURNING next - 1", [], |r| r.get(0))
+                .query_row(
+                    "UPDATE kv_seq SET next = next + 1 WHERE id = 1 RETURNING next - 1",
+                    [],
+                    |r| r.get(0),
+                )
                 .map_err(storage)?;
             tx.execute(
                 "INSERT INTO kv (ns, key, value, version) VALUES (?1, ?2, ?3, ?4)
@@ -127,7 +127,10 @@ impl KvStore for SqliteStore {
             )
             .map_err(storage)?;
             tx.commit().map_err(storage)?;
-            Ok(PutOutcome::Written { version: version as u64, created: current.is_none() })
+            Ok(PutOutcome::Written {
+                version: version as u64,
+                created: current.is_none(),
+            })
         })
         .await
     }
@@ -137,23 +140,14 @@ impl KvStore for SqliteStore {
         let (ns, key) = (ns.to_string(), key.to_string());
         self.with(move |c| {
             let n = c
-                .execute(
-                    "DELETE FROM kv WHERE ns = ?1 AND key = ?2",
-                    params![ns, key],
-                )
+                .execute("DELETE FROM kv WHERE ns = ?1 AND key = ?2", params![ns, key])
                 .map_err(storage)?;
             Ok(n > 0)
         })
         .await
     }
 
-    async fn list(
-        &self,
-        ns: &str,
-        prefix: &str,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<KeyPage, KvError> {
+    async fn list(&self, ns: &str, prefix: &str, after: Option<&str>, limit: usize) -> Result<KeyPage, KvError> {
         let (ns, prefix) = (ns.to_string(), prefix.to_string());
         let after = after.map(str::to_string);
         let limit = limit.clamp(1, 1000);
@@ -209,17 +203,12 @@ mod tests {
         let PutOutcome::Written {
             version: v1,
             created: true,
-        } = s
-            .put("a", "k", b"one".to_vec(), Precondition::IfAbsent)
-            .await
-            .unwrap()
+        } = s.put("a", "k", b"one".to_vec(), Precondition::IfAbsent).await.unwrap()
         else {
             panic!("first create must write");
         };
         assert_eq!(
-            s.put("a", "k", b"x".to_vec(), Precondition::IfAbsent)
-                .await
-                .unwrap(),
+            s.put("a", "k", b"x".to_vec(), Precondition::IfAbsent).await.unwrap(),
             PutOutcome::PreconditionFailed
         );
         assert_eq!(
@@ -251,10 +240,7 @@ mod tests {
         // Delete then re-create never reuses a version (no ABA for CAS).
         assert!(s.delete("a", "k").await.unwrap());
         assert!(!s.delete("a", "k").await.unwrap());
-        let PutOutcome::Written { version: v3, .. } = s
-            .put("a", "k", b"3".to_vec(), Precondition::None)
-            .await
-            .unwrap()
+        let PutOutcome::Written { version: v3, .. } = s.put("a", "k", b"3".to_vec(), Precondition::None).await.unwrap()
         else {
             panic!()
         };
@@ -277,9 +263,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = SqliteStore::open(&dir.path().join("state.db")).unwrap();
         for k in ["u/1", "u/2", "u/3", "u%x", "v/1", "t"] {
-            s.put("a", k, b"v".to_vec(), Precondition::None)
-                .await
-                .unwrap();
+            s.put("a", k, b"v".to_vec(), Precondition::None).await.unwrap();
         }
         let p = s.list("a", "u/", None, 2).await.unwrap();
         let names: Vec<_> = p.keys.iter().map(|(k, _)| k.as_str()).collect();

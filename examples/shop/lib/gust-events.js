@@ -9,6 +9,8 @@ async function publish(topic, data, { type, id } = {}) {
   const headers = { 'content-type': 'application/json', authorization: `Bearer ${process.env.GUST_TOKEN}` };
   if (type) headers['x-event-type'] = type;
   if (id) headers['idempotency-key'] = id;
+  // Continue this invocation's trace (Gust sets _X_AMZN_TRACE_ID per invocation, as Lambda does).
+  if (process.env._X_AMZN_TRACE_ID) headers['x-amzn-trace-id'] = process.env._X_AMZN_TRACE_ID;
   const res = await fetch(`${api.replace(/\/+$/, '')}/gust/v1/events/${encodeURIComponent(topic)}`, {
     method: 'POST', headers, body: JSON.stringify(data), signal: AbortSignal.timeout(10000),
   });

@@ -93,18 +93,14 @@ async fn timeout_answers_504_and_kills_the_process_group() {
         took >= Duration::from_millis(500) && took < Duration::from_secs(3),
         "took {took:?}"
     );
-    wait_for(
-        "the timed-out process to die",
-        Duration::from_secs(5),
-        || !pid_alive(first),
-    )
+    wait_for("the timed-out process to die", Duration::from_secs(5), || {
+        !pid_alive(first)
+    })
     .await;
     let grandchild: i32 = std::fs::read_to_string(&marker).unwrap().parse().unwrap();
-    wait_for(
-        "the function's own child to die",
-        Duration::from_secs(5),
-        || !pid_alive(grandchild),
-    )
+    wait_for("the function's own child to die", Duration::from_secs(5), || {
+        !pid_alive(grandchild)
+    })
     .await;
     // The next call gets a fresh instance.
     let second = pid_of(&app).await;
@@ -118,10 +114,7 @@ async fn crash_answers_502_and_the_next_call_succeeds() {
     let first = pid_of(&app).await;
     let r = app.post("/flaky", r#"{"crash":true}"#).await;
     assert_eq!(r.status(), 502);
-    assert_eq!(
-        json(&r.text().await.unwrap())["error"]["code"],
-        "FunctionCrashed"
-    );
+    assert_eq!(json(&r.text().await.unwrap())["error"]["code"], "FunctionCrashed");
     let second = pid_of(&app).await;
     assert_ne!(first, second, "a crashed instance is replaced");
     // The Invoke API reports the same crash the Lambda way.
@@ -145,10 +138,7 @@ async fn init_errors_answer_502_with_the_functions_message() {
     assert_eq!((status, fe.as_deref()), (200, Some("Unhandled")), "{body}");
     let v = json(&body);
     assert_eq!(v["errorType"], "Runtime.ImportModuleError", "{body}");
-    assert!(
-        v["errorMessage"].as_str().unwrap().contains("nope"),
-        "{body}"
-    );
+    assert!(v["errorMessage"].as_str().unwrap().contains("nope"), "{body}");
     app.stop().await;
 }
 

@@ -54,17 +54,12 @@ async fn unknown_route_404_and_wrong_method_405_with_allow() {
     assert_eq!(r.status(), 404);
     let v = json(&r.text().await.unwrap());
     assert_eq!(v["error"]["code"], "RouteNotFound");
-    assert!(v["error"]["request_id"]
-        .as_str()
-        .is_some_and(|s| !s.is_empty()));
+    assert!(v["error"]["request_id"].as_str().is_some_and(|s| !s.is_empty()));
 
     let r = app.client.put(app.url("/items/1")).send().await.unwrap();
     assert_eq!(r.status(), 405);
     assert_eq!(r.headers()["allow"], "DELETE, GET");
-    assert_eq!(
-        json(&r.text().await.unwrap())["error"]["code"],
-        "MethodNotAllowed"
-    );
+    assert_eq!(json(&r.text().await.unwrap())["error"]["code"], "MethodNotAllowed");
     app.stop().await;
 }
 
@@ -72,23 +67,11 @@ async fn unknown_route_404_and_wrong_method_405_with_allow() {
 async fn body_over_the_limit_is_413_before_reading_it() {
     let app = app().await;
     let big = vec![b'a'; 6 * 1024 * 1024 + 1];
-    let r = app
-        .client
-        .post(app.url("/items"))
-        .body(big)
-        .send()
-        .await
-        .unwrap();
+    let r = app.client.post(app.url("/items")).body(big).send().await.unwrap();
     assert_eq!(r.status(), 413);
-    assert_eq!(
-        json(&r.text().await.unwrap())["error"]["code"],
-        "PayloadTooLarge"
-    );
+    assert_eq!(json(&r.text().await.unwrap())["error"]["code"], "PayloadTooLarge");
     // Chunked (no Content-Length) is cut off while streaming.
-    assert_eq!(
-        chunked_upload_status(app.platform().gateway_addr, 7).await,
-        413
-    );
+    assert_eq!(chunked_upload_status(app.platform().gateway_addr, 7).await, 413);
     // Just under the limit is fine.
     let ok = vec![b'c'; 1024 * 1024];
     let r = app
@@ -113,9 +96,7 @@ async fn chunked_upload_status(addr: std::net::SocketAddr, mib: usize) -> u16 {
     let chunk = vec![b'b'; 1024 * 1024];
     for _ in 0..mib {
         // The server may answer and close before everything is sent.
-        if s.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
-            .await
-            .is_err()
+        if s.write_all(format!("{:x}\r\n", chunk.len()).as_bytes()).await.is_err()
             || s.write_all(&chunk).await.is_err()
             || s.write_all(b"\r\n").await.is_err()
         {
@@ -163,10 +144,7 @@ async fn payload_v2_and_response_forms_reach_the_client() {
     assert_eq!(e["httpMethod"], "PATCH");
     assert_eq!(e["resource"], "/rest/{proxy+}");
     assert_eq!(e["pathParameters"]["proxy"], "a/b");
-    assert_eq!(
-        e["multiValueQueryStringParameters"]["k"],
-        serde_json::json!(["v"])
-    );
+    assert_eq!(e["multiValueQueryStringParameters"]["k"], serde_json::json!(["v"]));
     assert_eq!(e["body"], "hello");
     app.stop().await;
 }
@@ -183,10 +161,7 @@ async fn cors_preflight_and_headers() {
         .await
         .unwrap();
     assert_eq!(r.status(), 204);
-    assert_eq!(
-        r.headers()["access-control-allow-origin"],
-        "https://shop.example"
-    );
+    assert_eq!(r.headers()["access-control-allow-origin"], "https://shop.example");
     assert_eq!(r.headers()["access-control-max-age"], "600");
     assert!(r.headers()["access-control-allow-methods"]
         .to_str()
@@ -208,10 +183,7 @@ async fn cors_preflight_and_headers() {
         .send()
         .await
         .unwrap();
-    assert_eq!(
-        r.headers()["access-control-allow-origin"],
-        "https://shop.example"
-    );
+    assert_eq!(r.headers()["access-control-allow-origin"], "https://shop.example");
     app.stop().await;
 }
 
@@ -246,12 +218,7 @@ async fn admin_api_refuses_bad_names_bad_json_and_missing_tokens() {
         .await;
     assert_eq!((status, fe), (200, None));
     // The platform API needs the function's token.
-    let r = app
-        .client
-        .get(app.admin("/gust/v1/kv/x"))
-        .send()
-        .await
-        .unwrap();
+    let r = app.client.get(app.admin("/gust/v1/kv/x")).send().await.unwrap();
     assert_eq!(r.status(), 401);
     let r = app
         .client

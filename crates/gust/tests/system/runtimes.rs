@@ -121,19 +121,14 @@ async fn node_commonjs_esm_and_callback_handlers() {
     assert_eq!(v["functionName"], "cjs");
     assert_eq!(v["env"], "cjs");
     assert_eq!(v["memory"], "128");
-    assert_eq!(
-        v["arn"],
-        "arn:aws:lambda:us-east-1:000000000000:function:cjs"
-    );
+    assert_eq!(v["arn"], "arn:aws:lambda:us-east-1:000000000000:function:cjs");
     let remaining = v["remaining"].as_i64().unwrap();
     assert!(remaining > 0 && remaining <= 3000, "remaining {remaining}");
     // stdout is captured and tagged with the request id.
     let req = v["requestId"].as_str().unwrap().to_string();
-    wait_for(
-        "the cjs log line",
-        std::time::Duration::from_secs(5),
-        || app.logs.find("cjs says hi").is_some(),
-    )
+    wait_for("the cjs log line", std::time::Duration::from_secs(5), || {
+        app.logs.find("cjs says hi").is_some()
+    })
     .await;
     let line = app.logs.find("cjs says hi").unwrap();
     assert_eq!(line.request_id.as_deref(), Some(req.as_str()));
@@ -170,11 +165,9 @@ async fn python_handler_direct_and_over_http() {
     assert_eq!(v["function_name"], "py");
     assert_eq!(v["remaining_positive"], true);
     assert_eq!(v["memory"], 128);
-    wait_for(
-        "the python log line",
-        std::time::Duration::from_secs(5),
-        || app.logs.find("py says hi").is_some(),
-    )
+    wait_for("the python log line", std::time::Duration::from_secs(5), || {
+        app.logs.find("py says hi").is_some()
+    })
     .await;
     assert_eq!(
         app.logs.find("py says hi").unwrap().request_id.as_deref(),
@@ -306,11 +299,9 @@ dir = "py-code"
     );
     assert!(v["cwd"].as_str().unwrap().ends_with("py-code"));
     // A replacement spare is started for the next cold start.
-    wait_for(
-        "replacement spares",
-        std::time::Duration::from_secs(10),
-        || invoker.prewarmed_ready() >= 2,
-    )
+    wait_for("replacement spares", std::time::Duration::from_secs(10), || {
+        invoker.prewarmed_ready() >= 2
+    })
     .await;
     app.stop().await;
 }

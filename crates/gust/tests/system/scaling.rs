@@ -49,49 +49,22 @@ async fn full_pool_and_queue_answer_429_with_retry_after() {
     let busy = {
         let c = app.client.clone();
         let url = app.url("/slow");
-        tokio::spawn(async move {
-            c.post(url)
-                .body(r#"{"ms":1500}"#)
-                .send()
-                .await
-                .unwrap()
-                .status()
-        })
+        tokio::spawn(async move { c.post(url).body(r#"{"ms":1500}"#).send().await.unwrap().status() })
     };
     let stats = || app.platform().invoker.pool_stats("slow").unwrap();
     // Wait until the instance is busy (not idle), then fill the one queue place.
-    wait_for("the instance to be busy", Duration::from_secs(5), || {
-        stats().idle == 0
-    })
-    .await;
+    wait_for("the instance to be busy", Duration::from_secs(5), || stats().idle == 0).await;
     let queued = {
         let c = app.client.clone();
         let url = app.url("/slow");
-        tokio::spawn(async move {
-            c.post(url)
-                .body(r#"{"ms":0}"#)
-                .send()
-                .await
-                .unwrap()
-                .status()
-        })
+        tokio::spawn(async move { c.post(url).body(r#"{"ms":0}"#).send().await.unwrap().status() })
     };
-    wait_for("a queued invocation", Duration::from_secs(5), || {
-        stats().waiting == 1
-    })
-    .await;
+    wait_for("a queued invocation", Duration::from_secs(5), || stats().waiting == 1).await;
     let r = app.post("/slow", r#"{"ms":0}"#).await;
     assert_eq!(r.status(), 429);
-    let retry: u64 = r.headers()["retry-after"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let retry: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
     assert!(retry >= 1);
-    assert_eq!(
-        json(&r.text().await.unwrap())["error"]["code"],
-        "TooManyRequests"
-    );
+    assert_eq!(json(&r.text().await.unwrap())["error"]["code"], "TooManyRequests");
     // Nothing was lost: the busy and the queued invocation both complete.
     assert_eq!(busy.await.unwrap(), 200);
     assert_eq!(queued.await.unwrap(), 200);
@@ -104,28 +77,17 @@ async fn instances_are_reused_then_scale_to_zero_and_cold_start_again() {
     let app = app().await;
     let (_, _, a) = app.invoke("idle", "{}").await;
     let (_, _, b) = app.invoke("idle", "{}").await;
-    let pid = |s: &str| {
-        json(json(s)["body"].as_str().unwrap())["pid"]
-            .as_i64()
-            .unwrap()
-    };
+    let pid = |s: &str| json(json(s)["body"].as_str().unwrap())["pid"].as_i64().unwrap();
     assert_eq!(pid(&a), pid(&b), "a warm instance is reused");
     let stats = || app.platform().invoker.pool_stats("idle").unwrap();
     assert_eq!(stats().total, 1);
-    wait_for("scale to zero", Duration::from_secs(5), || {
-        stats().total == 0
-    })
-    .await;
+    wait_for("scale to zero", Duration::from_secs(5), || stats().total == 0).await;
     wait_for("the idle process to exit", Duration::from_secs(5), || {
         !pid_alive(pid(&a) as i32)
     })
     .await;
     let (_, _, c) = app.invoke("idle", "{}").await;
-    assert_ne!(
-        pid(&c),
-        pid(&a),
-        "after scale to zero the next call cold-starts"
-    );
+    assert_ne!(pid(&c), pid(&a), "after scale to zero the next call cold-starts");
     app.stop().await;
 }
 

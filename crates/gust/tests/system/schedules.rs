@@ -32,9 +32,7 @@ fn manifest(schedules: &str, env: &str) -> String {
 }
 
 fn schedule(name: &str, expr: &str, extra: &str) -> String {
-    format!(
-        "[[schedules]]\nname = \"{name}\"\nfunction = \"rec\"\nexpression = \"{expr}\"\n{extra}\n"
-    )
+    format!("[[schedules]]\nname = \"{name}\"\nfunction = \"rec\"\nexpression = \"{expr}\"\n{extra}\n")
 }
 
 fn starts(app: &TestApp, name: &str) -> Vec<String> {
@@ -81,11 +79,7 @@ async fn a_tick_fires_once_even_across_a_restart() {
     let app = app.restart_with_clock(clock.clone()).await;
     settled(&clock, 1).await;
     assert_eq!(backlog(&app, "gust.schedule.every-minute").await, 0);
-    assert_eq!(
-        starts(&app, "every-minute").len(),
-        1,
-        "no second fire of the same tick"
-    );
+    assert_eq!(starts(&app, "every-minute").len(), 1, "no second fire of the same tick");
     clock.advance(TimeDelta::seconds(60)); // 10:02:00
     wait_for("the next tick", Duration::from_secs(10), || {
         starts(&app, "every-minute").len() == 2
@@ -100,24 +94,15 @@ async fn missed_ticks_follow_the_catch_up_policy() {
     let schedules = [
         schedule("none", "rate(1 hour)", "catch_up = \"none\""),
         schedule("last", "rate(1 hour)", "catch_up = \"last\""),
-        schedule(
-            "all",
-            "rate(1 hour)",
-            "catch_up = \"all\"\nmax_catch_up = 2",
-        ),
+        schedule("all", "rate(1 hour)", "catch_up = \"all\"\nmax_catch_up = 2"),
     ]
     .concat();
-    let dir = write_app(&[
-        ("gust.toml", &manifest(&schedules, "")),
-        ("rec.js", RECORDER),
-    ]);
+    let dir = write_app(&[("gust.toml", &manifest(&schedules, "")), ("rec.js", RECORDER)]);
     let app = TestApp::start_with_clock(dir, clock.clone()).await;
     settled(&clock, 3).await;
     clock.set(at("2026-11-26T11:00:00Z"));
     wait_for("the 11:00 ticks", Duration::from_secs(10), || {
-        ["none", "last", "all"]
-            .iter()
-            .all(|n| starts(&app, n).len() == 1)
+        ["none", "last", "all"].iter().all(|n| starts(&app, n).len() == 1)
     })
     .await;
     settled(&clock, 3).await;
@@ -130,11 +115,7 @@ async fn missed_ticks_follow_the_catch_up_policy() {
     })
     .await;
     settled(&clock, 3).await;
-    for sub in [
-        "gust.schedule.none",
-        "gust.schedule.last",
-        "gust.schedule.all",
-    ] {
+    for sub in ["gust.schedule.none", "gust.schedule.last", "gust.schedule.all"] {
         let app = &app;
         let mut left = 1;
         while left > 0 {
@@ -142,11 +123,7 @@ async fn missed_ticks_follow_the_catch_up_policy() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
-    assert_eq!(
-        starts(&app, "none").len(),
-        1,
-        "none: missed ticks are dropped"
-    );
+    assert_eq!(starts(&app, "none").len(), 1, "none: missed ticks are dropped");
     assert!(
         starts(&app, "last")[1].contains("15:00:00Z"),
         "last: the most recent missed tick"
@@ -176,9 +153,7 @@ async fn overlap_skip_drops_a_tick_while_the_previous_run_is_going() {
     settled(&clock, 3).await;
     clock.advance(TimeDelta::seconds(30)); // 10:01
     wait_for("the first runs to start", Duration::from_secs(10), || {
-        ["skip", "queue", "allow"]
-            .iter()
-            .all(|n| starts(&app, n).len() == 1)
+        ["skip", "queue", "allow"].iter().all(|n| starts(&app, n).len() == 1)
     })
     .await;
     settled(&clock, 3).await;
@@ -196,11 +171,7 @@ async fn overlap_skip_drops_a_tick_while_the_previous_run_is_going() {
     )
     .await;
     settled(&clock, 3).await;
-    for sub in [
-        "gust.schedule.skip",
-        "gust.schedule.queue",
-        "gust.schedule.allow",
-    ] {
+    for sub in ["gust.schedule.skip", "gust.schedule.queue", "gust.schedule.allow"] {
         while backlog(&app, sub).await > 0 {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -235,11 +206,7 @@ async fn a_failing_scheduled_run_is_retried_then_dead_lettered() {
         (
             "gust.toml",
             &manifest(
-                &schedule(
-                    "flaky",
-                    "rate(1 minute)",
-                    "max_attempts = 2\nretry_delay = 0.1",
-                ),
+                &schedule("flaky", "rate(1 minute)", "max_attempts = 2\nretry_delay = 0.1"),
                 "FAIL = \"1\"",
             ),
         ),
@@ -260,11 +227,7 @@ async fn a_failing_scheduled_run_is_retried_then_dead_lettered() {
     assert_eq!(dead.len(), 1, "the run ends in the schedule's DLQ");
     assert_eq!(dead[0].attempts, 2);
     assert_eq!(dead[0].reason, "MaxAttemptsExceeded");
-    assert!(
-        dead[0].last_error.contains("report failed"),
-        "{}",
-        dead[0].last_error
-    );
+    assert!(dead[0].last_error.contains("report failed"), "{}", dead[0].last_error);
     assert_eq!(starts(&app, "flaky").len(), 2, "one run and one retry");
     let event = json(std::str::from_utf8(&dead[0].event.data).unwrap());
     assert_eq!(event["detail-type"], "Scheduled Event");
@@ -311,13 +274,8 @@ async fn the_daily_report_runs_at_local_midnight_with_a_moved_clock() {
             .await
             .unwrap(),
     );
-    let next: DateTime<Utc> = schedules["schedules"][0]["next"][0]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let berlin_day =
-        (next - TimeDelta::minutes(1)).with_timezone(&chrono::FixedOffset::east_opt(3600).unwrap());
+    let next: DateTime<Utc> = schedules["schedules"][0]["next"][0].as_str().unwrap().parse().unwrap();
+    let berlin_day = (next - TimeDelta::minutes(1)).with_timezone(&chrono::FixedOffset::east_opt(3600).unwrap());
     let date = berlin_day.format("%Y-%m-%d").to_string();
     assert_eq!(
         app.get(&format!("/reports/{date}")).await.status(),

@@ -79,12 +79,7 @@ async fn serverless_yml_http_and_http_api_events_are_served() {
     assert_eq!(v["version"], "2.0");
     assert_eq!(v["body"], r#"{"k":1}"#);
 
-    let r = app
-        .client
-        .delete(app.url("/anything/else"))
-        .send()
-        .await
-        .unwrap();
+    let r = app.client.delete(app.url("/anything/else")).send().await.unwrap();
     assert_eq!(r.status(), 418);
     assert_eq!(r.text().await.unwrap(), "/anything/else");
 
@@ -107,7 +102,10 @@ async fn serverless_yml_http_and_http_api_events_are_served() {
 
 #[tokio::test]
 async fn manifest_errors_name_file_key_and_problem() {
-    let dir = write_app(&[("serverless.yml", "service: x\nprovider:\n  name: aws\nfunctions:\n  f:\n    handler: h.h\n    runtime: ruby3.2\n")]);
+    let dir = write_app(&[(
+        "serverless.yml",
+        "service: x\nprovider:\n  name: aws\nfunctions:\n  f:\n    handler: h.h\n    runtime: ruby3.2\n",
+    )]);
     let mut config = gust::PlatformConfig::new(dir.path());
     config.gateway_addr = "127.0.0.1:0".parse().unwrap();
     config.admin_addr = "127.0.0.1:0".parse().unwrap();

@@ -65,10 +65,7 @@ impl TestApp {
     }
 
     /// Starts with a clock the test moves.
-    pub async fn start_with_clock(
-        dir: tempfile::TempDir,
-        clock: gust_scheduler::ManualClock,
-    ) -> Self {
+    pub async fn start_with_clock(dir: tempfile::TempDir, clock: gust_scheduler::ManualClock) -> Self {
         Self::start_configured(dir, move |c| c.clock = Arc::new(clock)).await
     }
 
@@ -81,10 +78,7 @@ impl TestApp {
         Self::start_with_clock(dir, clock).await
     }
 
-    pub async fn start_configured(
-        dir: tempfile::TempDir,
-        configure: impl FnOnce(&mut PlatformConfig),
-    ) -> Self {
+    pub async fn start_configured(dir: tempfile::TempDir, configure: impl FnOnce(&mut PlatformConfig)) -> Self {
         let logs = Arc::new(MemorySink::default());
         let mut config = PlatformConfig::new(dir.path());
         configure(&mut config);
@@ -166,10 +160,7 @@ pub async fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> 
 pub fn pid_alive(pid: i32) -> bool {
     // A zombie still has a /proc entry; look at its state.
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => !s
-            .split(") ")
-            .nth(1)
-            .is_some_and(|rest| rest.starts_with('Z')),
+        Ok(s) => !s.split(") ").nth(1).is_some_and(|rest| rest.starts_with('Z')),
         Err(_) => false,
     }
 }
@@ -197,10 +188,7 @@ pub fn children_of(pid: u32) -> Vec<i32> {
 
 /// The target directory the test binary was built into (…/target/debug).
 pub fn target_dir() -> PathBuf {
-    Path::new(env!("CARGO_BIN_EXE_gust"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
+    Path::new(env!("CARGO_BIN_EXE_gust")).parent().unwrap().to_path_buf()
 }
 
 /// Builds the `lambda_runtime`/`lambda_http` fixture functions once and returns the path of one.

@@ -32,12 +32,7 @@ impl GustProcess {
             .spawn()
             .unwrap();
         let info = state.path().join("gust.json");
-        wait_for(
-            "gust up to write gust.json",
-            Duration::from_secs(30),
-            || info.is_file(),
-        )
-        .await;
+        wait_for("gust up to write gust.json", Duration::from_secs(30), || info.is_file()).await;
         let v = json(&std::fs::read_to_string(&info).unwrap());
         Self {
             child,
@@ -61,10 +56,7 @@ impl GustProcess {
             if let Some(s) = self.child.try_wait().unwrap() {
                 return s;
             }
-            assert!(
-                start.elapsed() < within,
-                "gust did not exit within {within:?}"
-            );
+            assert!(start.elapsed() < within, "gust did not exit within {within:?}");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -107,10 +99,7 @@ async fn users_service_end_to_end_through_gust_up() {
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
-    assert_eq!(
-        json(&r.text().await.unwrap())["message"],
-        "Email is required"
-    );
+    assert_eq!(json(&r.text().await.unwrap())["message"], "Email is required");
 
     let r = c
         .post(url("/users"))
@@ -146,11 +135,7 @@ async fn users_service_end_to_end_through_gust_up() {
         ])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v = json(String::from_utf8_lossy(&out.stdout).trim());
     assert_eq!(v["statusCode"], 200);
     assert_eq!(json(v["body"].as_str().unwrap())["id"], id.as_str());
@@ -182,31 +167,23 @@ async fn graceful_shutdown_finishes_in_flight_work_and_leaves_no_process() {
     ]);
     let mut gust = GustProcess::up(app.path()).await;
     let url = format!("{}/slow", gust.gateway);
-    let in_flight =
-        tokio::spawn(async move { reqwest::get(url).await.map(|r| r.status().as_u16()) });
+    let in_flight = tokio::spawn(async move { reqwest::get(url).await.map(|r| r.status().as_u16()) });
     let gust_pid = gust.child.id();
-    wait_for(
-        "the function process to start",
-        Duration::from_secs(10),
-        || !children_of(gust_pid).is_empty(),
-    )
+    wait_for("the function process to start", Duration::from_secs(10), || {
+        !children_of(gust_pid).is_empty()
+    })
     .await;
     let functions = children_of(gust_pid);
     tokio::time::sleep(Duration::from_millis(200)).await;
     gust.terminate();
-    let status = in_flight
-        .await
-        .unwrap()
-        .expect("the in-flight request completes");
+    let status = in_flight.await.unwrap().expect("the in-flight request completes");
     assert_eq!(status, 200);
     let exit = gust.wait_exit(Duration::from_secs(15)).await;
     assert!(exit.success(), "{exit}");
     for pid in functions {
-        wait_for(
-            "function processes to be gone",
-            Duration::from_secs(5),
-            || !pid_alive(pid),
-        )
+        wait_for("function processes to be gone", Duration::from_secs(5), || {
+            !pid_alive(pid)
+        })
         .await;
     }
     assert!(

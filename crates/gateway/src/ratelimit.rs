@@ -1,0 +1,361 @@
+//! Token-bucket rate limits and daily quotas, keyed by string (an API key's id, a route key,
+//! a client address). Pure logic: time is a parameter (`now: Instant` for buckets, `SystemTime`
+//! for quota days), so tests are deterministic; the `*_now` wrappers read the clocks.
+//!
+//! State is in memory and per process: a restart refills every bucket and resets quotas, and
+//! several gateway nodes each enforce the full limit. A full bucket is the same as no bucket,
+//! so idle keys are dropped when the table grows ([`RateLimiter::prune`]).
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Requests per second (steady refill) and burst (bucket size).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimit {
+    pub per_second: f64,
+    pub burst: u32,
+}
+
+impl RateLimit {
+    pub fn new(per_second: f64, burst: u32) -> Self {
+        Self { per_second, burst }
+    }
+
+    /// Bucket size: at least one token when there is a refill, so a positive rate always
+    /// admits something. A rate of zero (or not a finite positive number) admits only `burst`
+    /// requests, ever.
+    fn capacity(&self) -> f64 {
+        if self.refills() {
+            f64::from(self.burst.max(1))
+        } else {
+            f64::from(self.burst)
+        }
+    }
+
+    fn refills(&self) -> bool {
+        self.per_second.is_finite() && self.per_second > 0.0
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Allowed,
+    Limited { retry_after: Duration },
+}
+
+impl Decision {
+    pub fn is_allowed(&self) -> bool {
+        matches!(self, Decision::Allowed)
+    }
+}
+
+/// What `retry_after` says when the limit never refills.
+pub const NO_REFILL_RETRY_AFTER: Duration = Duration::from_secs(3600);
+/// Buckets kept before idle (full) ones are dropped.
+const PRUNE_ABOVE: usize = 10_000;
+
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    last: Instant,
+    limit: RateLimit,
+}
+
+impl Bucket {
+    fn refill(&mut self, now: Instant) {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = self.last.max(now);
+        if self.limit.refills() {
+            self.tokens =
+                (self.tokens + elapsed * self.limit.per_second).min(self.limit.capacity());
+        }
+    }
+
+    fn is_full(&self) -> bool {
+        self.tokens >= self.limit.capacity()
+    }
+}
+
+/// Token buckets by key. One mutex: a check is a hash lookup and a few float operations.
+#[derive(Debug, Default)]
+pub struct RateLimiter {
+    buckets: Mutex<HashMap<String, Bucket>>,
+}
+
+impl RateLimiter {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Bucket>> {
+        // A panic while holding the lock cannot leave a bucket half-updated in a harmful way.
+        self.buckets.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes one token from `key`'s bucket. A bucket starts full; when `limit` differs from
+    /// the one the bucket was made with (a redeploy), the bucket keeps its tokens (capped to
+    /// the new burst) and refills at the new rate.
+    pub fn check(&self, key: &str, limit: RateLimit, now: Instant) -> Decision {
+        let mut buckets = self.lock();
+        if buckets.len() >= PRUNE_ABOVE && !buckets.contains_key(key) {
+            buckets.retain(|_, b| {
+                b.refill(now);
+                !b.is_full()
+            });
+        }
+        let bucket = buckets.entry(key.to_string()).or_insert(Bucket {
+            tokens: limit.capacity(),
+            last: now,
+            limit,
+        });
+        bucket.refill(now);
+        if bucket.limit != limit {
+            bucket.limit = limit;
+            bucket.tokens = bucket.tokens.min(limit.capacity());
+        }
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            return Decision::Allowed;
+        }
+        let retry_after = if limit.refills() {
+            // Round up to the next millisecond so retrying at exactly `retry_after` succeeds.
+            let secs = (1.0 - bucket.tokens) / limit.per_second;
+            Duration::from_millis((secs * 1000.0).ceil() as u64).max(Duration::from_millis(1))
+        } else {
+            NO_REFILL_RETRY_AFTER
+        };
+        Decision::Limited { retry_after }
+    }
+
+    pub fn check_now(&self, key: &str, limit: RateLimit) -> Decision {
+        self.check(key, limit, Instant::now())
+    }
+
+    /// Drops buckets that have refilled completely (they hold no information).
+    pub fn prune(&self, now: Instant) {
+        self.lock().retain(|_, b| {
+            b.refill(now);
+            !b.is_full()
+        });
+    }
+
+    /// Number of buckets held (for metrics and tests).
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+const DAY_SECS: u64 = 86_400;
+
+/// Requests per UTC day, by key. A day runs from 00:00:00 UTC; the count resets then.
+#[derive(Debug, Default)]
+pub struct QuotaCounter {
+    used: Mutex<HashMap<String, (u64, u64)>>,
+}
+
+/// Outcome of [`QuotaCounter::take`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuotaDecision {
+    /// Counted; `remaining` more are allowed today.
+    Allowed { remaining: u64 },
+    /// Spent for today; `retry_after` is the time to the next UTC midnight.
+    Exhausted { retry_after: Duration },
+}
+
+impl QuotaCounter {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Counts one request against `per_day` for `key`, unless the day's quota is spent.
+    pub fn take(&self, key: &str, per_day: u64, now: SystemTime) -> QuotaDecision {
+        let since_epoch = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+        let day = since_epoch.as_secs() / DAY_SECS;
+        let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
+        if used.len() >= PRUNE_ABOVE && !used.contains_key(key) {
+            used.retain(|_, (d, _)| *d == day);
+        }
+        let entry = used.entry(key.to_string()).or_insert((day, 0));
+        if entry.0 != day {
+            *entry = (day, 0);
+        }
+        if entry.1 >= per_day {
+            let next_midnight = Duration::from_secs((day + 1) * DAY_SECS);
+            let retry_after = next_midnight.saturating_sub(since_epoch);
+            return QuotaDecision::Exhausted { retry_after };
+        }
+        entry.1 += 1;
+        QuotaDecision::Allowed {
+            remaining: per_day - entry.1,
+        }
+    }
+
+    pub fn take_now(&self, key: &str, per_day: u64) -> QuotaDecision {
+        self.take(key, per_day, SystemTime::now())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn burst_then_refill_at_rate() {
+        let limiter = RateLimiter::new();
+        let limit = RateLimit::new(2.0, 3);
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            assert_eq!(limiter.check("k", limit, t0), Decision::Allowed);
+        }
+        // Empty: one token every 500 ms.
+        assert_eq!(
+            limiter.check("k", limit, t0),
+            Decision::Limited {
+                retry_after: 500 * MS
+            }
+        );
+        assert_eq!(
+            limiter.check("k", limit, t0 + 200 * MS),
+            Decision::Limited {
+                retry_after: 300 * MS
+            }
+        );
+        assert_eq!(limiter.check("k", limit, t0 + 500 * MS), Decision::Allowed);
+        assert!(!limiter.check("k", limit, t0 + 500 * MS).is_allowed());
+        // Never more than the burst, however long it was idle.
+        let later = t0 + Duration::from_secs(3600);
+        for _ in 0..3 {
+            assert!(limiter.check("k", limit, later).is_allowed());
+        }
+        assert!(!limiter.check("k", limit, later).is_allowed());
+    }
+
+    #[test]
+    fn keys_are_independent() {
+        let limiter = RateLimiter::new();
+        let limit = RateLimit::new(1.0, 1);
+        let t0 = Instant::now();
+        assert!(limiter.check("route:GET /a", limit, t0).is_allowed());
+        assert!(!limiter.check("route:GET /a", limit, t0).is_allowed());
+        assert!(limiter.check("route:GET /b", limit, t0).is_allowed());
+        assert_eq!(limiter.len(), 2);
+    }
+
+    #[test]
+    fn retry_after_is_honoured_exactly() {
+        let limiter = RateLimiter::new();
+        let limit = RateLimit::new(3.0, 1);
+        let t0 = Instant::now();
+        assert!(limiter.check("k", limit, t0).is_allowed());
+        let Decision::Limited { retry_after } = limiter.check("k", limit, t0) else {
+            panic!("expected a limit");
+        };
+        assert_eq!(retry_after, 334 * MS);
+        assert!(limiter.check("k", limit, t0 + retry_after).is_allowed());
+    }
+
+    #[test]
+    fn zero_rate_and_zero_burst() {
+        let limiter = RateLimiter::new();
+        let t0 = Instant::now();
+        let blocked = RateLimit::new(0.0, 0);
+        assert_eq!(
+            limiter.check("a", blocked, t0),
+            Decision::Limited {
+                retry_after: NO_REFILL_RETRY_AFTER
+            }
+        );
+        let two_ever = RateLimit::new(0.0, 2);
+        assert!(limiter.check("b", two_ever, t0).is_allowed());
+        assert!(limiter.check("b", two_ever, t0).is_allowed());
+        assert!(!limiter
+            .check("b", two_ever, t0 + Duration::from_secs(99))
+            .is_allowed());
+        // A positive rate with burst 0 still admits one at a time.
+        let no_burst = RateLimit::new(10.0, 0);
+        assert!(limiter.check("c", no_burst, t0).is_allowed());
+        assert!(!limiter.check("c", no_burst, t0).is_allowed());
+        assert!(limiter.check("c", no_burst, t0 + 100 * MS).is_allowed());
+    }
+
+    #[test]
+    fn changed_limit_applies_to_an_existing_bucket() {
+        let limiter = RateLimiter::new();
+        let t0 = Instant::now();
+        assert!(limiter.check("k", RateLimit::new(1.0, 10), t0).is_allowed());
+        // Burst lowered to 2: at most 2 tokens remain.
+        let lower = RateLimit::new(1.0, 2);
+        assert!(limiter.check("k", lower, t0).is_allowed());
+        assert!(limiter.check("k", lower, t0).is_allowed());
+        assert!(!limiter.check("k", lower, t0).is_allowed());
+        // Rate raised: refills at the new rate.
+        let faster = RateLimit::new(10.0, 2);
+        assert!(!limiter.check("k", faster, t0).is_allowed());
+        assert!(limiter.check("k", faster, t0 + 100 * MS).is_allowed());
+    }
+
+    #[test]
+    fn prune_drops_full_buckets_only() {
+        let limiter = RateLimiter::new();
+        let limit = RateLimit::new(1.0, 2);
+        let t0 = Instant::now();
+        limiter.check("idle", limit, t0);
+        limiter.check("busy", limit, t0 + Duration::from_secs(10));
+        limiter.prune(t0 + Duration::from_secs(10));
+        assert_eq!(limiter.len(), 1);
+        // A pruned key starts full again: same behaviour as if it had been kept.
+        assert!(limiter.check("idle", limit, t0 + Duration::from_secs(10)).is_allowed());
+    }
+
+    #[test]
+    fn time_going_backwards_is_harmless() {
+        let limiter = RateLimiter::new();
+        let limit = RateLimit::new(1.0, 1);
+        let t0 = Instant::now() + Duration::from_secs(5);
+        assert!(limiter.check("k", limit, t0).is_allowed());
+        assert!(!limiter.check("k", limit, t0 - Duration::from_secs(5)).is_allowed());
+        assert!(limiter.check("k", limit, t0 + Duration::from_secs(1)).is_allowed());
+    }
+
+    #[test]
+    fn daily_quota_resets_at_utc_midnight() {
+        let quotas = QuotaCounter::new();
+        // 2026-03-01T23:59:00Z
+        let day_start = UNIX_EPOCH + Duration::from_secs(20_513 * DAY_SECS);
+        let t = day_start + Duration::from_secs(DAY_SECS - 60);
+        assert_eq!(
+            quotas.take("k", 2, t),
+            QuotaDecision::Allowed { remaining: 1 }
+        );
+        assert_eq!(
+            quotas.take("k", 2, t),
+            QuotaDecision::Allowed { remaining: 0 }
+        );
+        assert_eq!(
+            quotas.take("k", 2, t),
+            QuotaDecision::Exhausted {
+                retry_after: Duration::from_secs(60)
+            }
+        );
+        assert_eq!(
+            quotas.take("other", 2, t),
+            QuotaDecision::Allowed { remaining: 1 }
+        );
+        let next_day = day_start + Duration::from_secs(DAY_SECS);
+        assert_eq!(
+            quotas.take("k", 2, next_day),
+            QuotaDecision::Allowed { remaining: 1 }
+        );
+        assert!(matches!(
+            quotas.take("z", 0, t),
+            QuotaDecision::Exhausted { .. }
+        ));
+    }
+}

@@ -1,0 +1,521 @@
+//! Invocation records, function log lines and trace spans, kept in the state database for
+//! `gust invocations`, `gust logs`, `gust trace` and `gust cost`.
+//!
+//! Writes are batched by one writer task (many rows per transaction) on a connection with
+//! `synchronous=NORMAL`: telemetry is useful, not precious, and must never slow an invocation.
+//! Retention is bounded by age and by row count, pruned periodically.
+
+use gust_model::{InvocationRecord, SpanRecord};
+use rusqlite::{params, Connection};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS invocations (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    request_id TEXT NOT NULL,
+    function TEXT NOT NULL,
+    trigger_type TEXT NOT NULL,
+    start_ms INTEGER NOT NULL,
+    duration_us INTEGER NOT NULL,
+    billed_ms INTEGER NOT NULL,
+    memory_mb INTEGER NOT NULL,
+    cold_start INTEGER NOT NULL,
+    init_us INTEGER,
+    outcome TEXT NOT NULL,
+    error_type TEXT,
+    trace_id TEXT
+);
+CREATE INDEX IF NOT EXISTS invocations_fn ON invocations (function, start_ms);
+CREATE INDEX IF NOT EXISTS invocations_trace ON invocations (trace_id);
+CREATE TABLE IF NOT EXISTS function_logs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    ts_ms INTEGER NOT NULL,
+    function TEXT NOT NULL,
+    request_id TEXT,
+    stream TEXT NOT NULL,
+    line TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS logs_fn ON function_logs (function, id);
+CREATE INDEX IF NOT EXISTS logs_req ON function_logs (request_id);
+CREATE TABLE IF NOT EXISTS spans (
+    trace_id TEXT NOT NULL,
+    span_id TEXT NOT NULL,
+    parent_id TEXT,
+    name TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    start_us INTEGER NOT NULL,
+    duration_us INTEGER NOT NULL,
+    error INTEGER NOT NULL,
+    attributes TEXT NOT NULL,
+    PRIMARY KEY (trace_id, span_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS spans_start ON spans (start_us);
+";
+
+/// One stored function log line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogRow {
+    pub id: i64,
+    pub ts_ms: i64,
+    pub function: String,
+    pub request_id: Option<String>,
+    pub stream: String,
+    pub line: String,
+}
+
+/// Which log lines to read.
+#[derive(Debug, Clone, Default)]
+pub struct LogQuery {
+    pub function: Option<String>,
+    pub since_ms: Option<i64>,
+    pub request_id: Option<String>,
+    pub trace_id: Option<String>,
+    /// Only lines after this id (for following).
+    pub after_id: Option<i64>,
+    pub limit: usize,
+}
+
+/// Per function: what it used since a point in time (for cost).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Usage {
+    pub function: String,
+    pub requests: u64,
+    /// Sum of billed milliseconds x memory in MB.
+    pub billed_mb_ms: u64,
+    pub cold_starts: u64,
+    pub errors: u64,
+}
+
+/// How long and how much telemetry is kept.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    pub max_age: Duration,
+    pub max_invocations: u64,
+    pub max_log_lines: u64,
+    pub max_spans: u64,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            max_age: Duration::from_secs(7 * 24 * 3600),
+            max_invocations: 200_000,
+            max_log_lines: 1_000_000,
+            max_spans: 500_000,
+        }
+    }
+}
+
+enum Row {
+    Invocation(InvocationRecord),
+    Span(SpanRecord),
+    Log {
+        ts_ms: i64,
+        function: String,
+        request_id: Option<String>,
+        stream: &'static str,
+        line: String,
+    },
+    /// Answered once every row sent before it is committed.
+    Flush(tokio::sync::oneshot::Sender<()>),
+}
+
+#[derive(Clone)]
+pub struct TelemetryDb {
+    conn: Arc<Mutex<Connection>>,
+    tx: mpsc::UnboundedSender<Row>,
+}
+
+impl std::fmt::Debug for TelemetryDb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TelemetryDb")
+    }
+}
+
+fn err(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
+impl TelemetryDb {
+    /// Opens the tables and starts the writer and the pruner (needs a tokio runtime).
+    pub fn open(path: &Path, retention: Retention) -> Result<Self, String> {
+        let conn = Connection::open(path).map_err(err)?;
+        conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=5000;")
+            .map_err(err)?;
+        conn.execute_batch(SCHEMA).map_err(err)?;
+        let conn = Arc::new(Mutex::new(conn));
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(write_loop(conn.clone(), rx));
+        tokio::spawn(prune_loop(conn.clone(), retention));
+        Ok(Self { conn, tx })
+    }
+
+    pub fn record_invocation(&self, r: InvocationRecord) {
+        let _ = self.tx.send(Row::Invocation(r));
+    }
+
+    pub fn record_span(&self, s: SpanRecord) {
+        let _ = self.tx.send(Row::Span(s));
+    }
+
+    pub fn record_log(&self, ts_ms: i64, function: &str, request_id: Option<&str>, stderr: bool, line: String) {
+        let _ = self.tx.send(Row::Log {
+            ts_ms,
+            function: function.to_string(),
+            request_id: request_id.map(str::to_string),
+            stream: if stderr { "stderr" } else { "stdout" },
+            line,
+        });
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, String> {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let c = conn.lock().map_err(|_| "telemetry lock poisoned".to_string())?;
+            f(&c).map_err(err)
+        })
+        .await
+        .map_err(err)?
+    }
+
+    /// Most recent invocations first.
+    pub async fn invocations(&self, function: Option<String>, limit: usize) -> Result<Vec<InvocationRecord>, String> {
+        self.read(move |c| {
+            let mut stmt = c.prepare(
+                "SELECT request_id, function, trigger_type, start_ms, duration_us, billed_ms, memory_mb, cold_start,
+                        init_us, outcome, error_type, trace_id
+                 FROM invocations WHERE ?1 IS NULL OR function = ?1 ORDER BY id DESC LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![function, limit as i64], |r| {
+                Ok(InvocationRecord {
+                    request_id: r.get(0)?,
+                    function: r.get(1)?,
+                    trigger: r.get(2)?,
+                    start_ms: r.get(3)?,
+                    duration_us: r.get::<_, i64>(4)? as u64,
+                    billed_ms: r.get::<_, i64>(5)? as u64,
+                    memory_mb: r.get::<_, i64>(6)? as u32,
+                    cold_start: r.get::<_, i64>(7)? != 0,
+                    init_us: r.get::<_, Option<i64>>(8)?.map(|v| v as u64),
+                    outcome: r.get(9)?,
+                    error_type: r.get(10)?,
+                    trace_id: r.get(11)?,
+                })
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+
+    /// Log lines in order.
+    pub async fn logs(&self, q: LogQuery) -> Result<Vec<LogRow>, String> {
+        self.read(move |c| {
+            let mut stmt = c.prepare(
+                "SELECT l.id, l.ts_ms, l.function, l.request_id, l.stream, l.line FROM function_logs l
+                 WHERE (?1 IS NULL OR l.function = ?1)
+                   AND (?2 IS NULL OR l.ts_ms >= ?2)
+                   AND (?3 IS NULL OR l.request_id = ?3)
+                   AND (?4 IS NULL OR l.request_id IN (SELECT request_id FROM invocations WHERE trace_id = ?4))
+                   AND (?5 IS NULL OR l.id > ?5)
+                 ORDER BY l.id LIMIT ?6",
+            )?;
+            let rows = stmt.query_map(
+                params![
+                    q.function,
+                    q.since_ms,
+                    q.request_id,
+                    q.trace_id,
+                    q.after_id,
+                    q.limit.clamp(1, 10_000) as i64
+                ],
+                |r| {
+                    Ok(LogRow {
+                        id: r.get(0)?,
+                        ts_ms: r.get(1)?,
+                        function: r.get(2)?,
+                        request_id: r.get(3)?,
+                        stream: r.get(4)?,
+                        line: r.get(5)?,
+                    })
+                },
+            )?;
+            rows.collect()
+        })
+        .await
+    }
+
+    /// Every span of a trace, by start time.
+    pub async fn trace(&self, trace_id: String) -> Result<Vec<SpanRecord>, String> {
+        self.read(move |c| {
+            let mut stmt = c.prepare(
+                "SELECT trace_id, span_id, parent_id, name, kind, start_us, duration_us, error, attributes
+                 FROM spans WHERE trace_id = ?1 ORDER BY start_us, span_id",
+            )?;
+            let rows = stmt.query_map(params![trace_id], |r| {
+                let attrs: String = r.get(8)?;
+                Ok(SpanRecord {
+                    trace_id: r.get(0)?,
+                    span_id: r.get(1)?,
+                    parent_id: r.get(2)?,
+                    name: r.get(3)?,
+                    kind: r.get(4)?,
+                    start_us: r.get(5)?,
+                    duration_us: r.get::<_, i64>(6)? as u64,
+                    error: r.get::<_, i64>(7)? != 0,
+                    attributes: decode_pairs(&attrs),
+                })
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+
+    /// Per-function usage since `since_ms`.
+    pub async fn usage(&self, since_ms: i64) -> Result<Vec<Usage>, String> {
+        self.read(move |c| {
+            let mut stmt = c.prepare(
+                "SELECT function, COUNT(*), SUM(billed_ms * memory_mb), SUM(cold_start),
+                        SUM(CASE WHEN outcome = 'success' THEN 0 ELSE 1 END)
+                 FROM invocations WHERE start_ms >= ?1 GROUP BY function ORDER BY function",
+            )?;
+            let rows = stmt.query_map(params![since_ms], |r| {
+                Ok(Usage {
+                    function: r.get(0)?,
+                    requests: r.get::<_, i64>(1)? as u64,
+                    billed_mb_ms: r.get::<_, i64>(2)? as u64,
+                    cold_starts: r.get::<_, i64>(3)? as u64,
+                    errors: r.get::<_, i64>(4)? as u64,
+                })
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+
+    /// Waits until everything sent so far is written (tests, shutdown).
+    pub async fn flush(&self) {
+        let (done, wait) = tokio::sync::oneshot::channel();
+        if self.tx.send(Row::Flush(done)).is_ok() {
+            let _ = wait.await;
+        }
+    }
+}
+
+fn decode_pairs(s: &str) -> Vec<(String, String)> {
+    serde_json::from_str(s).unwrap_or_default()
+}
+
+fn encode_pairs(pairs: &[(String, String)]) -> String {
+    serde_json::to_string(pairs).expect("string pairs serialise")
+}
+
+async fn write_loop(conn: Arc<Mutex<Connection>>, mut rx: mpsc::UnboundedReceiver<Row>) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < 1000 {
+            match rx.try_recv() {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
+            }
+        }
+        let conn = conn.clone();
+        let mut flushes = Vec::new();
+        let result = tokio::task::spawn_blocking(move || -> rusqlite::Result<Vec<tokio::sync::oneshot::Sender<()>>> {
+            let mut c = conn.lock().map_err(|_| rusqlite::Error::InvalidQuery)?;
+            let tx = c.transaction()?;
+            for row in batch {
+                match row {
+                    Row::Flush(done) => flushes.push(done),
+                    Row::Invocation(r) => {
+                        tx.execute(
+                            "INSERT INTO invocations (request_id, function, trigger_type, start_ms, duration_us, billed_ms,
+                             memory_mb, cold_start, init_us, outcome, error_type, trace_id)
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                            params![
+                                r.request_id,
+                                r.function,
+                                r.trigger,
+                                r.start_ms,
+                                r.duration_us as i64,
+                                r.billed_ms as i64,
+                                r.memory_mb,
+                                r.cold_start as i64,
+                                r.init_us.map(|v| v as i64),
+                                r.outcome,
+                                r.error_type,
+                                r.trace_id
+                            ],
+                        )?;
+                    }
+                    Row::Span(s) => {
+                        tx.execute(
+                            "INSERT OR REPLACE INTO spans (trace_id, span_id, parent_id, name, kind, start_us, duration_us,
+                             error, attributes) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                            params![
+                                s.trace_id,
+                                s.span_id,
+                                s.parent_id,
+                                s.name,
+                                s.kind,
+                                s.start_us,
+                                s.duration_us as i64,
+                                s.error as i64,
+                                encode_pairs(&s.attributes)
+                            ],
+                        )?;
+                    }
+                    Row::Log { ts_ms, function, request_id, stream, line } => {
+                        tx.execute(
+                            "INSERT INTO function_logs (ts_ms, function, request_id, stream, line) VALUES (?1, ?2, ?3, ?4, ?5)",
+                            params![ts_ms, function, request_id, stream, line],
+                        )?;
+                    }
+                }
+            }
+            tx.commit()?;
+            Ok(flushes)
+        })
+        .await;
+        match result {
+            Ok(Ok(flushes)) => {
+                for f in flushes {
+                    let _ = f.send(());
+                }
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "writing telemetry failed"),
+            Err(e) => tracing::warn!(error = %e, "telemetry writer failed"),
+        }
+    }
+}
+
+async fn prune_loop(conn: Arc<Mutex<Connection>>, retention: Retention) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tick.tick().await;
+        let conn = conn.clone();
+        let _ = tokio::task::spawn_blocking(move || -> rusqlite::Result<()> {
+            let c = conn.lock().map_err(|_| rusqlite::Error::InvalidQuery)?;
+            let now_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or(0);
+            let cutoff = now_ms - retention.max_age.as_millis() as i64;
+            c.execute("DELETE FROM invocations WHERE start_ms < ?1", params![cutoff])?;
+            c.execute("DELETE FROM function_logs WHERE ts_ms < ?1", params![cutoff])?;
+            c.execute("DELETE FROM spans WHERE start_us < ?1", params![cutoff * 1000])?;
+            c.execute(
+                "DELETE FROM invocations WHERE id <= (SELECT MAX(id) FROM invocations) - ?1",
+                params![retention.max_invocations as i64],
+            )?;
+            c.execute(
+                "DELETE FROM function_logs WHERE id <= (SELECT MAX(id) FROM function_logs) - ?1",
+                params![retention.max_log_lines as i64],
+            )?;
+            c.execute(
+                "DELETE FROM spans WHERE start_us < (SELECT start_us FROM spans ORDER BY start_us DESC LIMIT 1 OFFSET ?1)",
+                params![retention.max_spans as i64],
+            )?;
+            Ok(())
+        })
+        .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn records_logs_and_spans_are_written_and_queried() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = TelemetryDb::open(&dir.path().join("state.db"), Retention::default()).unwrap();
+        // Recent times: the pruner drops anything older than the retention.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        let rec = |id: &str, f: &str, billed: u64, outcome: &str| InvocationRecord {
+            request_id: id.into(),
+            function: f.into(),
+            trigger: "http".into(),
+            start_ms: now,
+            duration_us: billed * 1000 - 300,
+            billed_ms: billed,
+            memory_mb: 512,
+            cold_start: id == "r1",
+            init_us: (id == "r1").then_some(5_000),
+            outcome: outcome.into(),
+            error_type: None,
+            trace_id: Some("t1".into()),
+        };
+        db.record_invocation(rec("r1", "a", 10, "success"));
+        db.record_invocation(rec("r2", "a", 20, "error"));
+        db.record_invocation(rec("r3", "b", 5, "success"));
+        db.record_log(now, "a", Some("r1"), false, "hello".into());
+        db.record_log(now + 1, "a", Some("r2"), true, "oops".into());
+        db.record_span(SpanRecord {
+            trace_id: "t1".into(),
+            span_id: "s1".into(),
+            parent_id: None,
+            name: "GET /x".into(),
+            kind: "server".into(),
+            start_us: now * 1000,
+            duration_us: 2,
+            error: false,
+            attributes: vec![("k".into(), "v \"q\"".into())],
+        });
+        db.flush().await;
+        let inv = db.invocations(Some("a".into()), 10).await.unwrap();
+        assert_eq!(
+            inv.iter().map(|r| r.request_id.as_str()).collect::<Vec<_>>(),
+            ["r2", "r1"]
+        );
+        assert_eq!(inv[1].init_us, Some(5_000));
+        let logs = db
+            .logs(LogQuery {
+                request_id: Some("r2".into()),
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!((logs.len(), logs[0].stream.as_str()), (1, "stderr"));
+        let logs = db
+            .logs(LogQuery {
+                trace_id: Some("t1".into()),
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(logs.len(), 2);
+        let after = db
+            .logs(LogQuery {
+                after_id: Some(logs[0].id),
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(after.len(), 1);
+        let spans = db.trace("t1".into()).await.unwrap();
+        assert_eq!(spans[0].attributes, vec![("k".to_string(), "v \"q\"".to_string())]);
+        let usage = db.usage(0).await.unwrap();
+        assert_eq!(
+            usage[0],
+            Usage {
+                function: "a".into(),
+                requests: 2,
+                billed_mb_ms: 30 * 512,
+                cold_starts: 1,
+                errors: 1
+            }
+        );
+    }
+}
