@@ -621,7 +621,16 @@ async fn logs(
             q.push(format!("after={a}"));
         }
         let url = format!("{admin}/gust/v1/logs?{}", q.join("&"));
-        let v = admin_call(client.get(url), &admin).await?;
+        let v = match admin_call(client.get(url), &admin).await {
+            Ok(v) => v,
+            // Following survives a restart of Gust: say so and keep trying.
+            Err(e) if follow => {
+                eprintln!("gust logs: {e:#}; retrying");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         for l in v["lines"].as_array().cloned().unwrap_or_default() {
             let ts = chrono::DateTime::from_timestamp_millis(l["ts_ms"].as_i64().unwrap_or(0))
                 .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())

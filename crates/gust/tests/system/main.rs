@@ -6,6 +6,7 @@ mod support;
 mod events;
 mod failures;
 mod gateway;
+mod observability;
 mod runtimes;
 mod scaling;
 mod schedules;
