@@ -67,8 +67,7 @@ impl Bucket {
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
         self.last = self.last.max(now);
         if self.limit.refills() {
-            self.tokens =
-                (self.tokens + elapsed * self.limit.per_second).min(self.limit.capacity());
+            self.tokens = (self.tokens + elapsed * self.limit.per_second).min(self.limit.capacity());
         }
     }
 
@@ -217,15 +216,11 @@ mod tests {
         // Empty: one token every 500 ms.
         assert_eq!(
             limiter.check("k", limit, t0),
-            Decision::Limited {
-                retry_after: 500 * MS
-            }
+            Decision::Limited { retry_after: 500 * MS }
         );
         assert_eq!(
             limiter.check("k", limit, t0 + 200 * MS),
-            Decision::Limited {
-                retry_after: 300 * MS
-            }
+            Decision::Limited { retry_after: 300 * MS }
         );
         assert_eq!(limiter.check("k", limit, t0 + 500 * MS), Decision::Allowed);
         assert!(!limiter.check("k", limit, t0 + 500 * MS).is_allowed());
@@ -275,9 +270,7 @@ mod tests {
         let two_ever = RateLimit::new(0.0, 2);
         assert!(limiter.check("b", two_ever, t0).is_allowed());
         assert!(limiter.check("b", two_ever, t0).is_allowed());
-        assert!(!limiter
-            .check("b", two_ever, t0 + Duration::from_secs(99))
-            .is_allowed());
+        assert!(!limiter.check("b", two_ever, t0 + Duration::from_secs(99)).is_allowed());
         // A positive rate with burst 0 still admits one at a time.
         let no_burst = RateLimit::new(10.0, 0);
         assert!(limiter.check("c", no_burst, t0).is_allowed());
@@ -330,32 +323,17 @@ mod tests {
         // 2026-03-01T23:59:00Z
         let day_start = UNIX_EPOCH + Duration::from_secs(20_513 * DAY_SECS);
         let t = day_start + Duration::from_secs(DAY_SECS - 60);
-        assert_eq!(
-            quotas.take("k", 2, t),
-            QuotaDecision::Allowed { remaining: 1 }
-        );
-        assert_eq!(
-            quotas.take("k", 2, t),
-            QuotaDecision::Allowed { remaining: 0 }
-        );
+        assert_eq!(quotas.take("k", 2, t), QuotaDecision::Allowed { remaining: 1 });
+        assert_eq!(quotas.take("k", 2, t), QuotaDecision::Allowed { remaining: 0 });
         assert_eq!(
             quotas.take("k", 2, t),
             QuotaDecision::Exhausted {
                 retry_after: Duration::from_secs(60)
             }
         );
-        assert_eq!(
-            quotas.take("other", 2, t),
-            QuotaDecision::Allowed { remaining: 1 }
-        );
+        assert_eq!(quotas.take("other", 2, t), QuotaDecision::Allowed { remaining: 1 });
         let next_day = day_start + Duration::from_secs(DAY_SECS);
-        assert_eq!(
-            quotas.take("k", 2, next_day),
-            QuotaDecision::Allowed { remaining: 1 }
-        );
-        assert!(matches!(
-            quotas.take("z", 0, t),
-            QuotaDecision::Exhausted { .. }
-        ));
+        assert_eq!(quotas.take("k", 2, next_day), QuotaDecision::Allowed { remaining: 1 });
+        assert!(matches!(quotas.take("z", 0, t), QuotaDecision::Exhausted { .. }));
     }
 }

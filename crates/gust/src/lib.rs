@@ -9,6 +9,7 @@
 //! the library crates so that every trigger shares them.
 
 pub mod cost;
+pub mod otlp;
 pub mod schedules;
 pub mod telemetry;
 
@@ -40,6 +41,8 @@ pub struct PlatformConfig {
     pub prewarm_per_runtime: usize,
     /// The time schedules follow; tests move a `ManualClock`.
     pub clock: Arc<dyn gust_scheduler::Clock>,
+    /// Export spans over OTLP (from the standard `OTEL_EXPORTER_OTLP_*` variables in `gust up`).
+    pub otlp: Option<otlp::OtlpConfig>,
 }
 
 impl PlatformConfig {
@@ -53,6 +56,7 @@ impl PlatformConfig {
             limits: ServerLimits::default(),
             prewarm_per_runtime: 1,
             clock: Arc::new(gust_scheduler::SystemClock),
+            otlp: None,
         }
     }
 }
@@ -108,7 +112,9 @@ impl Platform {
             Arc::new(SqliteStore::open(&state_dir.join("state.db")).context("cannot open the state database")?);
         let telemetry_db = TelemetryDb::open(&state_dir.join("state.db"), Retention::default())
             .map_err(|e| anyhow::anyhow!("cannot open the telemetry tables: {e}"))?;
-        let telemetry = telemetry::PlatformTelemetry::new(telemetry_db.clone(), sink, telemetry::LOG_LIMIT_BYTES);
+        let exporter = config.otlp.clone().map(otlp::OtlpExporter::start);
+        let telemetry =
+            telemetry::PlatformTelemetry::new(telemetry_db.clone(), sink, telemetry::LOG_LIMIT_BYTES, exporter);
 
         let gateway_listener = TcpListener::bind(config.gateway_addr)
             .await

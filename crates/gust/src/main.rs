@@ -244,6 +244,7 @@ async fn main() -> Result<()> {
             config.admin_addr = SocketAddr::new([127, 0, 0, 1].into(), admin_port);
             config.state_dir = state;
             config.prewarm_per_runtime = prewarm;
+            config.otlp = gust::otlp::OtlpConfig::from_env(|k| std::env::var(k).ok()).map_err(anyhow::Error::msg)?;
             up(config).await
         }
         Command::Invoke {

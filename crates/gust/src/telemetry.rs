@@ -19,6 +19,7 @@ pub const LINE_LIMIT_BYTES: usize = 16 * 1024;
 
 pub struct PlatformTelemetry {
     db: TelemetryDb,
+    otlp: Option<crate::otlp::OtlpExporter>,
     forward: Arc<dyn LogSink>,
     limit: usize,
     /// Bytes seen per request id (and whether the marker was written), with last use.
@@ -26,9 +27,15 @@ pub struct PlatformTelemetry {
 }
 
 impl PlatformTelemetry {
-    pub fn new(db: TelemetryDb, forward: Arc<dyn LogSink>, limit: usize) -> Arc<Self> {
+    pub fn new(
+        db: TelemetryDb,
+        forward: Arc<dyn LogSink>,
+        limit: usize,
+        otlp: Option<crate::otlp::OtlpExporter>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             db,
+            otlp,
             forward,
             limit,
             seen: Mutex::new(HashMap::new()),
@@ -96,6 +103,9 @@ impl Telemetry for PlatformTelemetry {
     }
 
     fn span(&self, span: SpanRecord) {
+        if let Some(o) = &self.otlp {
+            o.export(span.clone());
+        }
         self.db.record_span(span);
     }
 }

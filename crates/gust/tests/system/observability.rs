@@ -360,3 +360,108 @@ async fn log_output_past_the_limit_is_truncated_with_a_marker() {
     assert!(lines[0].line.starts_with("0 x"), "the first lines are kept");
     app.stop().await;
 }
+
+/// A minimal OTLP/HTTP receiver: decodes each export with the OpenTelemetry protobuf types.
+async fn otlp_receiver() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::Mutex<Vec<opentelemetry_proto::tonic::trace::v1::Span>>>,
+) {
+    use http_body_util::BodyExt;
+    use prost::Message;
+    let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let store = received.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let store = store.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let store = store.clone();
+                    async move {
+                        assert_eq!(req.uri().path(), "/v1/traces");
+                        assert_eq!(req.headers()["content-type"], "application/x-protobuf");
+                        let body = req.into_body().collect().await.unwrap().to_bytes();
+                        let export =
+                            opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest::decode(body)
+                                .unwrap();
+                        for rs in export.resource_spans {
+                            let service = &rs.resource.as_ref().unwrap().attributes[0];
+                            assert_eq!(service.key, "service.name");
+                            for ss in rs.scope_spans {
+                                store.lock().unwrap().extend(ss.spans);
+                            }
+                        }
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(http_body_util::Full::new(
+                            bytes::Bytes::new(),
+                        )))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    (addr, received)
+}
+
+#[tokio::test]
+async fn traces_are_exported_over_otlp_and_nest() {
+    let (addr, received) = otlp_receiver().await;
+    let dir = write_app(&[
+        ("gust.toml", MANIFEST),
+        ("front.js", FRONT),
+        ("back.py", BACK),
+        ("chatty.js", CHATTY),
+    ]);
+    let app = TestApp::start_configured(dir, |c| {
+        c.otlp = Some(gust::otlp::OtlpConfig {
+            traces_url: format!("http://{addr}/v1/traces"),
+            headers: vec![],
+            service_name: "gust-test".into(),
+        })
+    })
+    .await;
+    let r = app.post("/front", r#"{"job":2}"#).await;
+    assert_eq!(r.status(), 200);
+    let trace_hex = r.headers()["x-gust-trace-id"].to_str().unwrap().to_string();
+    let trace: Vec<u8> = (0..16)
+        .map(|i| u8::from_str_radix(&trace_hex[2 * i..2 * i + 2], 16).unwrap())
+        .collect();
+    let spans = || -> Vec<opentelemetry_proto::tonic::trace::v1::Span> {
+        received
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| s.trace_id == trace)
+            .cloned()
+            .collect()
+    };
+    wait_for("the subscriber's span over OTLP", Duration::from_secs(15), || {
+        spans().iter().any(|s| s.name == "invoke back")
+    })
+    .await;
+    let spans = spans();
+    let find = |n: &str| spans.iter().find(|s| s.name == n).unwrap_or_else(|| panic!("no {n}"));
+    let (server, front, deliver, back) = (
+        find("POST /front"),
+        find("invoke front"),
+        find("deliver back-work"),
+        find("invoke back"),
+    );
+    assert!(server.parent_span_id.is_empty(), "the gateway span is the root");
+    assert_eq!(front.parent_span_id, server.span_id);
+    assert_eq!(deliver.parent_span_id, front.span_id);
+    assert_eq!(back.parent_span_id, deliver.span_id);
+    assert!(front.start_time_unix_nano >= server.start_time_unix_nano);
+    assert!(front.end_time_unix_nano <= server.end_time_unix_nano + 1_000_000);
+    assert_eq!(
+        server.kind,
+        opentelemetry_proto::tonic::trace::v1::span::SpanKind::Server as i32
+    );
+    app.stop().await;
+}
