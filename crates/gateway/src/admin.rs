@@ -33,6 +33,7 @@ pub struct Admin {
     events: Option<Arc<Events>>,
     schedules: Option<Arc<dyn SchedulesApi>>,
     telemetry: Option<TelemetryDb>,
+    upstreams: std::collections::HashMap<String, Arc<crate::upstream::Upstream>>,
 }
 
 /// What the admin API needs from the scheduler (implemented by the binary, which owns it).
@@ -109,6 +110,7 @@ impl Admin {
             events,
             schedules,
             telemetry: None,
+            upstreams: Default::default(),
         })
     }
 
@@ -118,6 +120,115 @@ impl Admin {
             Arc::try_unwrap(self).unwrap_or_else(|_| panic!("with_telemetry is called before the admin API is shared"));
         me.telemetry = Some(db);
         Arc::new(me)
+    }
+
+    /// Lets functions reach these upstreams by name.
+    pub fn with_upstreams(self: Arc<Self>, upstreams: &[Arc<crate::upstream::Upstream>]) -> Arc<Self> {
+        let mut me = Arc::try_unwrap(self)
+            .unwrap_or_else(|_| panic!("with_upstreams is called before the admin API is shared"));
+        me.upstreams = upstreams.iter().map(|u| (u.spec().name.to_string(), u.clone())).collect();
+        Arc::new(me)
+    }
+
+    /// A function calling a service it was granted, by name: `/gust/v1/fn/{token}/services/{name}/...`
+    /// (the URL in `GUST_SERVICE_<NAME>_URL`) or `/gust/v1/services/{name}/...` with its bearer token.
+    async fn service_proxy(
+        &self,
+        caller: PlatformApi,
+        rest: &str,
+        req: Request<Incoming>,
+        remote: SocketAddr,
+        request_id: &str,
+    ) -> Result<Response<Body>, ApiError> {
+        let (name, path) = match rest.split_once('/') {
+            Some((n, p)) => (n.to_string(), format!("/{p}")),
+            None => (rest.to_string(), "/".to_string()),
+        };
+        let spec = self.invoker.spec(&caller.function);
+        if !spec.as_ref().is_some_and(|s| s.services.iter().any(|g| g.as_str() == name)) {
+            return Err(ApiError::new(403, "Forbidden", format!("`{}` is not granted the service `{name}`", caller.function)));
+        }
+        let up = self
+            .upstreams
+            .get(&name)
+            .ok_or_else(|| ApiError::new(404, "ServiceNotFound", format!("no service `{name}`")))?;
+        let (parts, body) = req.into_parts();
+        let body = crate::gateway::read_limited(&parts.headers, body, MAX_INVOKE_PAYLOAD).await?;
+        let parent = trace_of(&parts.headers);
+        let span = parent.as_ref().map(|p| p.child()).unwrap_or_else(gust_model::TraceParent::new_root);
+        // The caller's deadline travels with the call (Lambda's remaining time, in epoch ms).
+        let deadline = parts
+            .headers
+            .get("x-gust-deadline-ms")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<i64>().ok())
+            .map(|ms| {
+                let left = (ms - chrono::Utc::now().timestamp_millis()).max(0) as u64;
+                std::time::Instant::now() + std::time::Duration::from_millis(left)
+            });
+        let mut path = path;
+        if let Some(q) = parts.uri.query() {
+            path = format!("{path}?{q}");
+        }
+        let mut headers = parts.headers.clone();
+        headers.remove(http::header::AUTHORIZATION);
+        let started_us = chrono::Utc::now().timestamp_micros();
+        let result = up
+            .forward(crate::upstream::ForwardRequest {
+                method: parts.method.clone(),
+                path_and_query: path.clone(),
+                headers,
+                body,
+                remote,
+                request_id,
+                traceparent: span.to_string(),
+                deadline,
+            })
+            .await;
+        self.invoker.telemetry().span(gust_model::SpanRecord {
+            trace_id: span.trace_id.clone(),
+            span_id: span.span_id.clone(),
+            parent_id: parent.map(|p| p.span_id),
+            name: format!("call {name}"),
+            kind: "client".into(),
+            start_us: started_us,
+            duration_us: (chrono::Utc::now().timestamp_micros() - started_us).max(0) as u64,
+            error: !matches!(&result, Ok(r) if !r.status().is_server_error()),
+            attributes: vec![("gust.caller".into(), caller.function.clone()), ("url.path".into(), path)],
+        });
+        result
+    }
+
+    /// A function invoking another one it was granted, by name (`POST /gust/v1/functions/{name}/invoke`).
+    async fn function_invoke(
+        &self,
+        caller: PlatformApi,
+        name: &str,
+        req: Request<Incoming>,
+        request_id: &str,
+    ) -> Result<Response<Body>, ApiError> {
+        let spec = self.invoker.spec(&caller.function);
+        if !spec.as_ref().is_some_and(|s| s.invokes.iter().any(|g| g.as_str() == name)) {
+            return Err(ApiError::new(403, "Forbidden", format!("`{}` is not granted to invoke `{name}`", caller.function)));
+        }
+        let (parts, body) = req.into_parts();
+        let payload = crate::gateway::read_limited(&parts.headers, body, MAX_INVOKE_PAYLOAD).await?;
+        let mut inv = Invocation::new(name, if payload.is_empty() { Bytes::from_static(b"{}") } else { payload }, Trigger::Direct);
+        inv.request_id = Some(request_id.to_string());
+        if let Some(parent) = trace_of(&parts.headers) {
+            inv.parent_span = Some(parent.span_id.clone());
+            inv.trace = Some(parent.child());
+        }
+        let out = self.invoker.invoke(inv).await.map_err(|e| ApiError::from_invoke(&e))?;
+        let mut r = Response::builder()
+            .status(StatusCode::OK)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(out.payload))
+            .expect("static response parts are valid");
+        if out.function_error.is_some() {
+            r.headers_mut().insert("x-amz-function-error", HeaderValue::from_static("Unhandled"));
+        }
+        Ok(r)
     }
 
     async fn telemetry_api(&self, rest: &str, req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
@@ -820,9 +931,34 @@ fn dead_letter_json(d: &gust_events::DeadLetter) -> serde_json::Value {
 }
 
 impl HttpHandler for Admin {
-    async fn handle(self: Arc<Self>, req: Request<Incoming>, _remote: SocketAddr) -> Response<Body> {
+    async fn handle(self: Arc<Self>, req: Request<Incoming>, remote: SocketAddr) -> Response<Body> {
         let request_id = uuid::Uuid::new_v4().to_string();
         let path = req.uri().path().to_string();
+        // Service discovery and function-to-function calls.
+        if let Some(rest) = path.strip_prefix("/gust/v1/fn/") {
+            let (token, rest) = rest.split_once('/').unwrap_or((rest, ""));
+            let result = match (self.invoker.caller_for_token(token), rest.strip_prefix("services/")) {
+                (Some(caller), Some(svc)) => self.service_proxy(caller, svc, req, remote, &request_id).await,
+                (None, _) => Err(ApiError::new(401, "Unauthorized", "a valid GUST_TOKEN is required")),
+                _ => Err(ApiError::new(404, "NotFound", "unknown platform API path")),
+            };
+            return result.unwrap_or_else(|e| e.into_response(&request_id));
+        }
+        if let Some(svc) = path.strip_prefix("/gust/v1/services/") {
+            let result = match self.caller(&req) {
+                Ok(caller) => self.service_proxy(caller, svc, req, remote, &request_id).await,
+                Err(e) => Err(e),
+            };
+            return result.unwrap_or_else(|e| e.into_response(&request_id));
+        }
+        if let Some(name) = path.strip_prefix("/gust/v1/functions/").and_then(|r| r.strip_suffix("/invoke")) {
+            let result = match (self.caller(&req), req.method() == Method::POST) {
+                (Ok(caller), true) => self.function_invoke(caller, name, req, &request_id).await,
+                (Ok(_), false) => Err(ApiError::new(405, "MethodNotAllowed", "use POST")),
+                (Err(e), _) => Err(e),
+            };
+            return result.unwrap_or_else(|e| e.into_response(&request_id));
+        }
         if let Some(rest) = path.strip_prefix(INVOKE_PREFIX) {
             if let Some(name) = rest.strip_suffix("/invocations") {
                 if req.method() == Method::POST && !name.contains('/') {

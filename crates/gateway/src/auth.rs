@@ -269,11 +269,13 @@ pub trait ApiKeyStore: Send + Sync + 'static {
     fn find(&self, hash: &ApiKeyHash) -> Option<ApiKeyPolicy>;
 }
 
+type KeySlots = HashMap<[u8; 8], Vec<(ApiKeyHash, ApiKeyPolicy)>>;
+
 /// API keys in memory (loaded from configuration or the state database by the caller).
 #[derive(Debug, Default)]
 pub struct MemoryApiKeyStore {
     /// By the first 8 hash bytes; the full hash is compared in constant time.
-    keys: RwLock<HashMap<[u8; 8], Vec<(ApiKeyHash, ApiKeyPolicy)>>>,
+    keys: RwLock<KeySlots>,
 }
 
 fn prefix(hash: &ApiKeyHash) -> [u8; 8] {

@@ -19,10 +19,21 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 6 * 1024 * 1024;
 struct Routing {
     table: RouteTable,
     cors: Option<CorsSpec>,
+    upstreams: std::collections::HashMap<String, Arc<crate::upstream::Upstream>>,
+}
+
+/// The gateway's authorizers: API keys (hashed, with per-key limits), JWT authorizers by
+/// name, and per-route token buckets.
+#[derive(Default)]
+pub struct GatewayAuth {
+    pub api_keys: Option<crate::auth::ApiKeyAuthorizer>,
+    pub jwt: std::collections::HashMap<String, crate::auth::JwtAuthorizer>,
+    pub routes: crate::ratelimit::RateLimiter,
 }
 
 pub struct Gateway {
     invoker: Arc<Invoker>,
+    auth: RwLock<Arc<GatewayAuth>>,
     events: Option<Arc<gust_events::Events>>,
     routing: RwLock<Arc<Routing>>,
     max_body_bytes: usize,
@@ -38,20 +49,69 @@ impl Gateway {
     pub fn new(invoker: Arc<Invoker>, events: Option<Arc<gust_events::Events>>, max_body_bytes: usize) -> Arc<Self> {
         Arc::new(Self {
             invoker,
+            auth: RwLock::new(Arc::new(GatewayAuth::default())),
             events,
             routing: RwLock::new(Arc::new(Routing {
                 table: RouteTable::default(),
                 cors: None,
+                upstreams: Default::default(),
             })),
             max_body_bytes,
         })
     }
 
-    /// Replaces the route table with `app`'s routes.
-    pub fn deploy(&self, app: &App) {
+    /// Sets the authorizers routes use.
+    pub fn set_auth(&self, auth: GatewayAuth) {
+        *self.auth.write().expect("auth lock") = Arc::new(auth);
+    }
+
+    /// Route checks, in order: the route's rate limit, its API key, its JWT. A refusal never
+    /// says which part of a credential was wrong (the reason goes to the log).
+    fn authorize(
+        &self,
+        route_key: &str,
+        auth: &gust_model::RouteAuth,
+        headers: &HeaderMap,
+    ) -> Result<Option<serde_json::Value>, ApiError> {
+        let gate = self.auth.read().expect("auth lock").clone();
+        if let Some(rps) = auth.rate_limit {
+            let limit = crate::ratelimit::RateLimit::new(rps, auth.burst.unwrap_or(rps.ceil().max(1.0) as u32));
+            if let crate::ratelimit::Decision::Limited { retry_after } = gate.routes.check_now(route_key, limit) {
+                let mut e = ApiError::new(429, "TooManyRequests", "this route's rate limit is exceeded");
+                e.retry_after_secs = Some(retry_after.as_secs_f64().ceil().max(1.0) as u64);
+                return Err(e);
+            }
+        }
+        let logged = |e: crate::auth::AuthError| {
+            tracing::info!(route = route_key, reason = %e.reason(), "request refused by the gateway");
+            ApiError::from(e)
+        };
+        if auth.api_key {
+            let keys = gate
+                .api_keys
+                .as_ref()
+                .ok_or_else(|| logged(crate::auth::AuthError::unauthorized(crate::auth::AuthFailure::MissingCredentials)))?;
+            keys.check_api_key(headers).map_err(logged)?;
+        }
+        match &auth.jwt {
+            Some(name) => {
+                let jwt = gate.jwt.get(name.as_str()).ok_or_else(|| {
+                    tracing::error!(authorizer = %name, "authorizer not loaded");
+                    ApiError::new(500, "AuthorizerUnavailable", "the route's authorizer is not available")
+                })?;
+                let identity = jwt.authorize(headers).map_err(logged)?;
+                Ok(Some(identity.authorizer_context()))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Replaces the route table with `app`'s routes, proxying to these upstreams.
+    pub fn deploy(&self, app: &App, upstreams: &[Arc<crate::upstream::Upstream>]) {
         let routing = Routing {
             table: RouteTable::new(&app.routes),
             cors: app.cors.clone(),
+            upstreams: upstreams.iter().map(|u| (u.spec().name.to_string(), u.clone())).collect(),
         };
         *self.routing.write().expect("routing lock") = Arc::new(routing);
     }
@@ -110,77 +170,32 @@ impl Gateway {
                 return Ok(resp);
             }
         };
-        let RouteTarget::Function { function, payload } = &m.route.target;
+        // Gateway checks first: API key, JWT, rate limits (401/403/429 before any work).
+        let claims = self.authorize(&m.route.key, &m.route.auth, req.headers())?;
 
         let (parts, body) = req.into_parts();
         let body = read_limited(&parts.headers, body, self.max_body_bytes).await?;
-        let host = parts
-            .headers
-            .get(http::header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .map(|h| h.split(':').next().unwrap_or(h).to_string())
-            .unwrap_or_else(|| "localhost".into());
-        let now_ms = chrono::Utc::now().timestamp_millis();
-        // Trace: the caller's context (or a new trace) -> this gateway span -> the invocation.
+        // Trace: the caller's context (or a new trace) -> this gateway span -> the target.
         let incoming = parts
             .headers
             .get("traceparent")
             .and_then(|v| v.to_str().ok())
             .and_then(TraceParent::parse);
-        let server = incoming
-            .as_ref()
-            .map(TraceParent::child)
-            .unwrap_or_else(TraceParent::new_root);
-        let invocation = server.child();
-        let mut headers = parts.headers.clone();
-        if let Ok(v) = HeaderValue::from_str(&invocation.to_string()) {
-            headers.insert("traceparent", v);
-        }
+        let server = incoming.as_ref().map(TraceParent::child).unwrap_or_else(TraceParent::new_root);
         let started_us = chrono::Utc::now().timestamp_micros();
-        let event = build_event(
-            *payload,
-            &RequestParts {
-                method: &method,
-                raw_path: &path,
-                raw_query: parts.uri.query().unwrap_or(""),
-                headers: &headers,
-                body: &body,
-                route_key: &m.route.key,
-                resource: &m.route.resource,
-                path_params: &m.params,
-                request_id,
-                remote,
-                host: &host,
-                time_epoch_ms: now_ms,
-            },
-        );
-        let mut inv = Invocation::new(function.as_str(), event, Trigger::Http);
-        inv.request_id = Some(request_id.to_string());
-        inv.trace = Some(invocation);
-        inv.parent_span = Some(server.span_id.clone());
-        let result = async {
-            let out = self.invoker.invoke(inv).await.map_err(|e| ApiError::from_invoke(&e))?;
-            if let Some(error_type) = &out.function_error {
-                tracing::debug!(function = %function, request_id, error_type, "handler error -> 502");
-                return Err(ApiError::new(
-                    502,
-                    "FunctionError",
-                    format!("the function `{function}` failed: {error_type}"),
-                ));
+        let call = Call { parts: &parts, body: &body, remote, request_id, server: &server, claims };
+        let result = match &m.route.target {
+            RouteTarget::Function { function, payload } => self.call_function(&m, function, *payload, call).await,
+            RouteTarget::Upstream { upstream, strip_prefix, add_prefix } => {
+                self.call_upstream(&routing, upstream, strip_prefix.as_deref(), add_prefix.as_deref(), call).await
             }
-            let answer = parse_response(*payload, &out.payload)
-                .map_err(|e| ApiError::new(502, "BadFunctionResponse", e.to_string()))?;
-            let mut resp = Response::builder()
-                .status(answer.status)
-                .body(Full::new(answer.body))
-                .expect("status and body are valid");
-            *resp.headers_mut() = answer.headers;
+        };
+        let result = result.map(|mut resp| {
             if let (Some(cors), Some(origin)) = (&routing.cors, &origin) {
                 cors_headers(cors, origin, resp.headers_mut());
             }
-            Ok(resp)
-        }
-        .await;
+            resp
+        });
         let status = match &result {
             Ok(r) => r.status().as_u16(),
             Err(e) => e.status.as_u16(),
@@ -189,10 +204,7 @@ impl Gateway {
             trace_id: server.trace_id.clone(),
             span_id: server.span_id.clone(),
             parent_id: incoming.map(|t| t.span_id),
-            name: format!(
-                "{method} {}",
-                m.route.key.split_once(' ').map_or(m.route.key.as_str(), |(_, p)| p)
-            ),
+            name: format!("{method} {}", m.route.key.split_once(' ').map_or(m.route.key.as_str(), |(_, p)| p)),
             kind: "server".into(),
             start_us: started_us,
             duration_us: (chrono::Utc::now().timestamp_micros() - started_us).max(0) as u64,
@@ -211,6 +223,116 @@ impl Gateway {
         }
         Ok(resp)
     }
+
+    async fn call_function(
+        &self,
+        m: &crate::routes::RouteMatch<'_>,
+        function: &gust_model::FunctionName,
+        payload: gust_model::PayloadFormat,
+        c: Call<'_>,
+    ) -> Result<Response<Body>, ApiError> {
+        let host = c
+            .parts
+            .headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(|h| h.split(':').next().unwrap_or(h).to_string())
+            .unwrap_or_else(|| "localhost".into());
+        let invocation = c.server.child();
+        let mut headers = c.parts.headers.clone();
+        if let Ok(v) = HeaderValue::from_str(&invocation.to_string()) {
+            headers.insert("traceparent", v);
+        }
+        let event = build_event(
+            payload,
+            &RequestParts {
+                method: c.parts.method.as_str(),
+                raw_path: c.parts.uri.path(),
+                raw_query: c.parts.uri.query().unwrap_or(""),
+                headers: &headers,
+                body: c.body,
+                route_key: &m.route.key,
+                resource: &m.route.resource,
+                path_params: &m.params,
+                request_id: c.request_id,
+                remote: c.remote,
+                host: &host,
+                time_epoch_ms: chrono::Utc::now().timestamp_millis(),
+                authorizer: c.claims.as_ref(),
+            },
+        );
+        let mut inv = Invocation::new(function.as_str(), event, Trigger::Http);
+        inv.request_id = Some(c.request_id.to_string());
+        inv.trace = Some(invocation);
+        inv.parent_span = Some(c.server.span_id.clone());
+        let out = self.invoker.invoke(inv).await.map_err(|e| ApiError::from_invoke(&e))?;
+        if let Some(error_type) = &out.function_error {
+            tracing::debug!(function = %function, request_id = c.request_id, error_type, "handler error -> 502");
+            return Err(ApiError::new(502, "FunctionError", format!("the function `{function}` failed: {error_type}")));
+        }
+        let answer = parse_response(payload, &out.payload)
+            .map_err(|e| ApiError::new(502, "BadFunctionResponse", e.to_string()))?;
+        let mut resp = Response::builder()
+            .status(answer.status)
+            .body(Full::new(answer.body))
+            .expect("status and body are valid");
+        *resp.headers_mut() = answer.headers;
+        Ok(resp)
+    }
+
+    async fn call_upstream(
+        &self,
+        routing: &Routing,
+        upstream: &gust_model::FunctionName,
+        strip: Option<&str>,
+        add: Option<&str>,
+        c: Call<'_>,
+    ) -> Result<Response<Body>, ApiError> {
+        let up = routing
+            .upstreams
+            .get(upstream.as_str())
+            .ok_or_else(|| ApiError::new(502, "UpstreamUnavailable", format!("upstream `{upstream}` is not running")))?;
+        let mut path = crate::upstream::rewrite_path(c.parts.uri.path(), strip, add);
+        if let Some(q) = c.parts.uri.query() {
+            path = format!("{path}?{q}");
+        }
+        let client = c.server.child();
+        let started_us = chrono::Utc::now().timestamp_micros();
+        let result = up
+            .forward(crate::upstream::ForwardRequest {
+                method: c.parts.method.clone(),
+                path_and_query: path.clone(),
+                headers: c.parts.headers.clone(),
+                body: c.body.clone(),
+                remote: c.remote,
+                request_id: c.request_id,
+                traceparent: client.to_string(),
+                deadline: None,
+            })
+            .await;
+        self.invoker.telemetry().span(SpanRecord {
+            trace_id: client.trace_id.clone(),
+            span_id: client.span_id.clone(),
+            parent_id: Some(c.server.span_id.clone()),
+            name: format!("proxy {upstream}"),
+            kind: "client".into(),
+            start_us: started_us,
+            duration_us: (chrono::Utc::now().timestamp_micros() - started_us).max(0) as u64,
+            error: !matches!(&result, Ok(r) if !r.status().is_server_error()),
+            attributes: vec![("gust.upstream".into(), upstream.to_string()), ("url.path".into(), path)],
+        });
+        result
+    }
+}
+
+/// One request on its way to a function or an upstream.
+struct Call<'a> {
+    parts: &'a http::request::Parts,
+    body: &'a Bytes,
+    remote: SocketAddr,
+    request_id: &'a str,
+    server: &'a TraceParent,
+    claims: Option<serde_json::Value>,
 }
 
 /// Reads a body up to `limit` bytes: 413 from `Content-Length` before reading, or as soon as

@@ -17,6 +17,7 @@ mod publish;
 mod ratelimit;
 pub mod routes;
 mod server;
+pub mod upstream;
 
 pub use admin::{Admin, SchedulesApi};
 pub use auth::{

@@ -25,6 +25,9 @@ pub struct RequestParts<'a> {
     pub host: &'a str,
     /// Epoch milliseconds when the request arrived.
     pub time_epoch_ms: i64,
+    /// What an authorizer established (`{"jwt": {"claims", "scopes"}}`), as API Gateway puts it
+    /// in `requestContext.authorizer`.
+    pub authorizer: Option<&'a Value>,
 }
 
 /// Content types API Gateway passes as text; everything else is base64-encoded.
@@ -180,6 +183,9 @@ fn v2_event(r: &RequestParts<'_>) -> Value {
     if !body.is_null() {
         o.insert("body".into(), body);
     }
+    if let (Some(a), Some(ctx)) = (r.authorizer, o.get_mut("requestContext").and_then(Value::as_object_mut)) {
+        ctx.insert("authorizer".into(), a.clone());
+    }
     e
 }
 
@@ -215,7 +221,7 @@ fn v1_event(r: &RequestParts<'_>) -> Value {
         }
     };
     let (body, b64) = body_field(r.body, r.headers);
-    json!({
+    let mut e = json!({
         "version": "1.0",
         "resource": r.resource,
         "path": r.raw_path,
@@ -247,7 +253,13 @@ fn v1_event(r: &RequestParts<'_>) -> Value {
         "stageVariables": Value::Null,
         "body": body,
         "isBase64Encoded": b64,
-    })
+    });
+    if let Some(a) = r.authorizer {
+        // REST APIs put a JWT's claims directly under `authorizer.claims`.
+        let a = a.get("jwt").cloned().unwrap_or_else(|| a.clone());
+        e["requestContext"]["authorizer"] = a;
+    }
+    e
 }
 
 /// A response ready to send.
@@ -379,6 +391,7 @@ mod tests {
             remote: "127.0.0.1:5000".parse().unwrap(),
             host: "localhost",
             time_epoch_ms: 1_583_348_638_390,
+            authorizer: None,
         }
     }
 

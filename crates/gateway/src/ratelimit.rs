@@ -52,8 +52,35 @@ impl Decision {
 
 /// What `retry_after` says when the limit never refills.
 pub const NO_REFILL_RETRY_AFTER: Duration = Duration::from_secs(3600);
-/// Buckets kept before idle (full) ones are dropped.
+/// Entries kept before stale ones are dropped.
 const PRUNE_ABOVE: usize = 10_000;
+
+/// A map that drops stale entries when it grows. After a prune the next one waits until the
+/// map has doubled, so a flood of distinct keys costs amortised O(1) per insertion.
+#[derive(Debug)]
+struct Table<V> {
+    map: HashMap<String, V>,
+    prune_at: usize,
+}
+
+impl<V> Default for Table<V> {
+    fn default() -> Self {
+        Self {
+            map: HashMap::new(),
+            prune_at: PRUNE_ABOVE,
+        }
+    }
+}
+
+impl<V> Table<V> {
+    /// Makes room before `key` is inserted, keeping entries for which `keep` holds.
+    fn before_insert(&mut self, key: &str, keep: impl FnMut(&String, &mut V) -> bool) {
+        if self.map.len() >= self.prune_at && !self.map.contains_key(key) {
+            self.map.retain(keep);
+            self.prune_at = PRUNE_ABOVE.max(self.map.len() * 2);
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy)]
 struct Bucket {
@@ -79,7 +106,7 @@ impl Bucket {
 /// Token buckets by key. One mutex: a check is a hash lookup and a few float operations.
 #[derive(Debug, Default)]
 pub struct RateLimiter {
-    buckets: Mutex<HashMap<String, Bucket>>,
+    buckets: Mutex<Table<Bucket>>,
 }
 
 impl RateLimiter {
@@ -87,7 +114,7 @@ impl RateLimiter {
         Self::default()
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, Bucket>> {
+    fn lock(&self) -> MutexGuard<'_, Table<Bucket>> {
         // A panic while holding the lock cannot leave a bucket half-updated in a harmful way.
         self.buckets.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -96,14 +123,12 @@ impl RateLimiter {
     /// the one the bucket was made with (a redeploy), the bucket keeps its tokens (capped to
     /// the new burst) and refills at the new rate.
     pub fn check(&self, key: &str, limit: RateLimit, now: Instant) -> Decision {
-        let mut buckets = self.lock();
-        if buckets.len() >= PRUNE_ABOVE && !buckets.contains_key(key) {
-            buckets.retain(|_, b| {
-                b.refill(now);
-                !b.is_full()
-            });
-        }
-        let bucket = buckets.entry(key.to_string()).or_insert(Bucket {
+        let mut table = self.lock();
+        table.before_insert(key, |_, b| {
+            b.refill(now);
+            !b.is_full()
+        });
+        let bucket = table.map.entry(key.to_string()).or_insert(Bucket {
             tokens: limit.capacity(),
             last: now,
             limit,
@@ -133,7 +158,7 @@ impl RateLimiter {
 
     /// Drops buckets that have refilled completely (they hold no information).
     pub fn prune(&self, now: Instant) {
-        self.lock().retain(|_, b| {
+        self.lock().map.retain(|_, b| {
             b.refill(now);
             !b.is_full()
         });
@@ -141,7 +166,7 @@ impl RateLimiter {
 
     /// Number of buckets held (for metrics and tests).
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().map.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -154,7 +179,7 @@ const DAY_SECS: u64 = 86_400;
 /// Requests per UTC day, by key. A day runs from 00:00:00 UTC; the count resets then.
 #[derive(Debug, Default)]
 pub struct QuotaCounter {
-    used: Mutex<HashMap<String, (u64, u64)>>,
+    used: Mutex<Table<(u64, u64)>>,
 }
 
 /// Outcome of [`QuotaCounter::take`].
@@ -176,10 +201,8 @@ impl QuotaCounter {
         let since_epoch = now.duration_since(UNIX_EPOCH).unwrap_or_default();
         let day = since_epoch.as_secs() / DAY_SECS;
         let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
-        if used.len() >= PRUNE_ABOVE && !used.contains_key(key) {
-            used.retain(|_, (d, _)| *d == day);
-        }
-        let entry = used.entry(key.to_string()).or_insert((day, 0));
+        used.before_insert(key, |_, (d, _)| *d == day);
+        let entry = used.map.entry(key.to_string()).or_insert((day, 0));
         if entry.0 != day {
             *entry = (day, 0);
         }
@@ -305,6 +328,26 @@ mod tests {
         assert_eq!(limiter.len(), 1);
         // A pruned key starts full again: same behaviour as if it had been kept.
         assert!(limiter.check("idle", limit, t0 + Duration::from_secs(10)).is_allowed());
+    }
+
+    #[test]
+    fn many_keys_are_pruned_without_rescanning_each_time() {
+        let limiter = RateLimiter::new();
+        let limit = RateLimit::new(1.0, 1);
+        let t0 = Instant::now();
+        // Busy keys (empty buckets) cannot be pruned: the table grows past the threshold and
+        // the next prune waits until it has doubled.
+        for i in 0..PRUNE_ABOVE + 5 {
+            limiter.check(&format!("busy-{i}"), limit, t0);
+        }
+        assert_eq!(limiter.len(), PRUNE_ABOVE + 5);
+        assert_eq!(limiter.lock().prune_at, 2 * PRUNE_ABOVE);
+        // Once they have refilled, the next prune drops them all.
+        let later = t0 + Duration::from_secs(5);
+        for i in 0..PRUNE_ABOVE {
+            limiter.check(&format!("late-{i}"), limit, later);
+        }
+        assert!(limiter.len() <= PRUNE_ABOVE + 1, "{}", limiter.len());
     }
 
     #[test]

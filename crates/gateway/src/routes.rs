@@ -25,6 +25,7 @@ pub struct CompiledRoute {
     /// The template path (`/users/{id}`), REST's `resource`.
     pub resource: String,
     pub target: RouteTarget,
+    pub auth: gust_model::RouteAuth,
     param_names: Vec<Arc<str>>,
 }
 
@@ -73,7 +74,7 @@ impl RouteTable {
     pub fn new(specs: &[RouteSpec]) -> Self {
         let mut t = Self::default();
         for spec in specs {
-            t.insert(&spec.key, spec.target.clone());
+            t.insert(&spec.key, spec.target.clone(), spec.auth.clone());
         }
         t
     }
@@ -86,13 +87,14 @@ impl RouteTable {
         self.routes.is_empty()
     }
 
-    fn insert(&mut self, key: &RouteKey, target: RouteTarget) {
+    fn insert(&mut self, key: &RouteKey, target: RouteTarget, auth: gust_model::RouteAuth) {
         let idx = self.routes.len();
         let Some(path) = &key.path else {
             self.routes.push(CompiledRoute {
                 key: "$default".into(),
                 resource: "/{proxy+}".into(),
                 target,
+                auth,
                 param_names: vec![],
             });
             self.default = Some(idx);
@@ -129,6 +131,7 @@ impl RouteTable {
             key: key.to_string(),
             resource: path.clone(),
             target,
+            auth,
             param_names: names,
         });
     }
@@ -244,6 +247,7 @@ mod tests {
                     function: FunctionName::new(format!("f{i}")).unwrap(),
                     payload: PayloadFormat::V2,
                 },
+                auth: Default::default(),
             })
             .collect();
         RouteTable::new(&specs)

@@ -12,6 +12,7 @@ pub mod cost;
 pub mod otlp;
 pub mod schedules;
 pub mod telemetry;
+pub mod upstreams;
 
 use anyhow::{Context, Result};
 use gust_events::{EventLog, Events, SqliteLog};
@@ -71,6 +72,7 @@ pub struct Platform {
     pub invoker: Arc<Invoker>,
     pub events: Arc<Events>,
     pub telemetry: TelemetryDb,
+    pub upstreams: upstreams::RunningUpstreams,
     schedule_tasks: Vec<JoinHandle<()>>,
     stop_gateway: watch::Sender<bool>,
     stop_admin: watch::Sender<bool>,
@@ -140,8 +142,17 @@ impl Platform {
         let log: Arc<dyn EventLog> =
             Arc::new(SqliteLog::open(&state_dir.join("state.db")).context("cannot open the event log")?);
         let events = Events::start(log, invoker.clone(), &app, gust_gateway::ACCOUNT_ID);
+        let upstreams = upstreams::start(
+            &app,
+            &upstreams::GustAddresses {
+                gateway: format!("http://{gateway_addr}"),
+                admin: format!("http://{admin_addr}"),
+                state_dir: state_dir.clone(),
+            },
+        )
+        .await?;
         let gateway = Gateway::new(invoker.clone(), Some(events.clone()), config.max_body_bytes);
-        gateway.deploy(&app);
+        gateway.deploy(&app, &upstreams.upstreams);
         let firer = Arc::new(schedules::EventsFirer {
             events: events.clone(),
             region: app.region.clone(),
@@ -163,7 +174,8 @@ impl Platform {
         });
         let blobs: Arc<dyn BlobStore> = Arc::new(FsBlobStore::new(&state_dir.join("blobs")));
         let admin = Admin::new(invoker.clone(), kv, blobs, Some(events.clone()), Some(schedules_api))
-            .with_telemetry(telemetry_db.clone());
+            .with_telemetry(telemetry_db.clone())
+            .with_upstreams(&upstreams.upstreams);
 
         let (stop_gateway, rx) = watch::channel(false);
         let gateway_task = tokio::spawn(serve(gateway_listener, gateway, config.limits.clone(), stopped(rx)));
@@ -187,6 +199,7 @@ impl Platform {
             invoker,
             events,
             telemetry: telemetry_db,
+            upstreams,
             schedule_tasks,
             stop_gateway,
             stop_admin,
@@ -216,6 +229,7 @@ impl Platform {
         // Deliveries in flight finish (or their records become due again at the next start).
         self.events.stop(grace).await;
         self.invoker.shutdown(grace).await;
+        self.upstreams.stop().await;
         let _ = tokio::time::timeout(Duration::from_secs(2), self.gateway_task).await;
         self.telemetry.flush().await;
         let _ = self.stop_admin.send(true);

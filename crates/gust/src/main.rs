@@ -471,8 +471,11 @@ fn print_app(app: &gust_model::App) {
         );
     }
     for r in &app.routes {
-        let gust_model::RouteTarget::Function { function, .. } = &r.target;
-        eprintln!("  route    {:<24} -> {function}", r.key.to_string());
+        let target = match &r.target {
+            gust_model::RouteTarget::Function { function, .. } => function.to_string(),
+            gust_model::RouteTarget::Upstream { upstream, .. } => format!("upstream {upstream}"),
+        };
+        eprintln!("  route    {:<24} -> {target}", r.key.to_string());
     }
 }
 

@@ -18,6 +18,65 @@ pub struct App {
     pub topics: std::collections::BTreeSet<TopicName>,
     pub subscriptions: Vec<SubscriptionSpec>,
     pub schedules: Vec<ScheduleSpec>,
+    /// Existing HTTP services the gateway fronts and functions reach by name.
+    pub upstreams: BTreeMap<FunctionName, UpstreamSpec>,
+    /// JWT authorizers routes may name.
+    pub authorizers: BTreeMap<FunctionName, JwtAuthorizerSpec>,
+}
+
+/// An existing HTTP microservice behind the gateway.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpstreamSpec {
+    pub name: FunctionName,
+    /// Base URLs (`http://127.0.0.1:4001`), balanced round robin among the healthy ones.
+    pub targets: Vec<String>,
+    /// For local development: a command `gust up` starts (with `PORT`), health-checks and stops.
+    pub command: Option<String>,
+    /// The command's working directory.
+    pub dir: PathBuf,
+    /// The port given to `command` as `PORT` (its target is `http://127.0.0.1:PORT`).
+    pub port: Option<u16>,
+    pub environment: BTreeMap<String, String>,
+    /// Active health check: `GET path` every `interval`; a target is out after
+    /// `unhealthy_threshold` failures in a row and back after `healthy_threshold` successes.
+    pub health_path: String,
+    pub health_interval: Duration,
+    pub healthy_threshold: u32,
+    pub unhealthy_threshold: u32,
+    /// Whole-request timeout per attempt.
+    pub timeout: Duration,
+    /// Extra attempts for idempotent methods (GET, HEAD, PUT, DELETE, OPTIONS) on another target.
+    pub retries: u32,
+    /// Consecutive failures (5xx or no answer) that open the circuit: then 503 at once until
+    /// `breaker_cooldown` passes and one trial request is let through (half-open).
+    pub breaker_failures: u32,
+    pub breaker_cooldown: Duration,
+}
+
+/// A JWT authorizer (HS256, RS256, ES256).
+#[derive(Debug, Clone, PartialEq)]
+pub struct JwtAuthorizerSpec {
+    pub name: FunctionName,
+    pub issuer: String,
+    pub audiences: Vec<String>,
+    /// A JWKS document on disk (absolute).
+    pub jwks_file: Option<PathBuf>,
+    /// A JWKS URL, fetched at start.
+    pub jwks_url: Option<String>,
+    /// For HS256: the name of a Gust secret holding the shared key.
+    pub hs256_secret: Option<String>,
+}
+
+/// How a route checks callers, and how fast they may call.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RouteAuth {
+    /// Requires a valid `x-api-key` (keys are managed with `gust apikeys`).
+    pub api_key: bool,
+    /// Requires a bearer JWT accepted by this authorizer.
+    pub jwt: Option<FunctionName>,
+    /// Requests per second (token bucket) for the whole route.
+    pub rate_limit: Option<f64>,
+    pub burst: Option<u32>,
 }
 
 /// What to do with ticks missed while Gust was down (or stalled).
@@ -195,6 +254,12 @@ pub struct FunctionSpec {
     pub timeout: Duration,
     pub environment: BTreeMap<String, String>,
     pub scaling: Scaling,
+    /// Upstream services this function may reach by name (`GUST_SERVICE_<NAME>_URL`).
+    pub services: Vec<FunctionName>,
+    /// Functions this function may invoke through `GUST_API`.
+    pub invokes: Vec<FunctionName>,
+    /// Secrets given to the function as environment variables of the same name.
+    pub secrets: Vec<String>,
 }
 
 /// Defaults shared by both manifest formats (the same as Lambda's where Lambda has one).
@@ -223,12 +288,20 @@ pub enum RouteTarget {
         function: FunctionName,
         payload: PayloadFormat,
     },
+    Upstream {
+        upstream: FunctionName,
+        /// Removed from the start of the path before forwarding (`/orders` -> ``).
+        strip_prefix: Option<String>,
+        /// Put in front of the (stripped) path (`/api/v1`).
+        add_prefix: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct RouteSpec {
     pub key: RouteKey,
     pub target: RouteTarget,
+    pub auth: RouteAuth,
 }
 
 /// CORS answered by the gateway (preflight and response headers), as API Gateway HTTP APIs do.
@@ -269,11 +342,25 @@ impl App {
     pub(crate) fn check_references(&self) -> Result<(), (String, String)> {
         let mut seen = std::collections::HashSet::new();
         for (i, route) in self.routes.iter().enumerate() {
-            let RouteTarget::Function { function, .. } = &route.target;
-            if !self.functions.contains_key(function) {
+            match &route.target {
+                RouteTarget::Function { function, .. } if !self.functions.contains_key(function) => {
+                    return Err((
+                        format!("routes[{i}].function"),
+                        format!("no function named `{function}` is declared"),
+                    ));
+                }
+                RouteTarget::Upstream { upstream, .. } if !self.upstreams.contains_key(upstream) => {
+                    return Err((
+                        format!("routes[{i}].upstream"),
+                        format!("no upstream named `{upstream}` is declared"),
+                    ));
+                }
+                _ => {}
+            }
+            if let Some(a) = route.auth.jwt.as_ref().filter(|a| !self.authorizers.contains_key(*a)) {
                 return Err((
-                    format!("routes[{i}].function"),
-                    format!("no function named `{function}` is declared"),
+                    format!("routes[{i}].jwt"),
+                    format!("no authorizer named `{a}` is declared"),
                 ));
             }
             if !seen.insert(route.key.to_string()) {
@@ -288,6 +375,26 @@ impl App {
                 format!("topics.{t}"),
                 "topic names starting with `gust.` are reserved for Gust".into(),
             ));
+        }
+        for f in self.functions.values() {
+            if let Some(s) = f.services.iter().find(|s| !self.upstreams.contains_key(*s)) {
+                return Err((
+                    format!("functions.{}.services", f.name),
+                    format!("no upstream named `{s}` is declared"),
+                ));
+            }
+            if let Some(g) = f.invokes.iter().find(|g| !self.functions.contains_key(*g)) {
+                return Err((
+                    format!("functions.{}.invokes", f.name),
+                    format!("no function named `{g}` is declared"),
+                ));
+            }
+            if let Some(s) = f.secrets.iter().find(|s| !is_env_name(s)) {
+                return Err((
+                    format!("functions.{}.secrets", f.name),
+                    format!("`{s}` is not a valid secret name ([A-Za-z_][A-Za-z0-9_]*, at most 128)"),
+                ));
+            }
         }
         let mut schedule_names = std::collections::HashSet::new();
         for (i, s) in self.schedules.iter().enumerate() {
@@ -321,4 +428,13 @@ impl App {
         }
         Ok(())
     }
+}
+
+/// Secret names become environment variable names.
+pub fn is_env_name(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 128
+        && (b[0].is_ascii_alphabetic() || b[0] == b'_')
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_')
 }

@@ -19,8 +19,9 @@ mod serverless;
 mod telemetry;
 
 pub use app::{
-    event_defaults, App, CatchUp, CorsSpec, EventFilter, EventShape, FunctionSpec, Overlap, PayloadFormat, RouteSpec,
-    RouteTarget, RuntimeKind, Scaling, ScheduleSpec, SubscriptionSpec,
+    event_defaults, is_env_name, App, CatchUp, CorsSpec, EventFilter, EventShape, FunctionSpec, JwtAuthorizerSpec,
+    Overlap, PayloadFormat, RouteAuth, RouteSpec, RouteTarget, RuntimeKind, Scaling, ScheduleSpec, SubscriptionSpec,
+    UpstreamSpec,
 };
 pub use error::ManifestError;
 pub use ids::{AppName, FunctionName, NameError, TopicName};

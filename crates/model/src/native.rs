@@ -3,7 +3,7 @@
 
 use crate::app::{
     defaults::{self, DEFAULT_REGION},
-    CorsSpec, FunctionSpec, PayloadFormat, RouteSpec, RouteTarget,
+    CorsSpec, FunctionSpec, JwtAuthorizerSpec, PayloadFormat, RouteAuth, RouteSpec, RouteTarget, UpstreamSpec,
 };
 use crate::{
     event_defaults, App, AppName, CatchUp, EventFilter, EventShape, FunctionName, Loaded, ManifestError, Overlap,
@@ -29,6 +29,41 @@ struct Manifest {
     subscriptions: Vec<SubscriptionSection>,
     #[serde(default)]
     schedules: Vec<ScheduleSection>,
+    #[serde(default)]
+    upstreams: BTreeMap<String, UpstreamSection>,
+    #[serde(default)]
+    authorizers: BTreeMap<String, AuthorizerSection>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpstreamSection {
+    #[serde(default)]
+    targets: Vec<String>,
+    command: Option<String>,
+    dir: Option<String>,
+    port: Option<u16>,
+    #[serde(default)]
+    environment: BTreeMap<String, String>,
+    health_path: Option<String>,
+    health_interval: Option<f64>,
+    healthy_threshold: Option<u32>,
+    unhealthy_threshold: Option<u32>,
+    timeout: Option<f64>,
+    retries: Option<u32>,
+    breaker_failures: Option<u32>,
+    breaker_cooldown: Option<f64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuthorizerSection {
+    issuer: String,
+    #[serde(default)]
+    audiences: Vec<String>,
+    jwks_file: Option<String>,
+    jwks_url: Option<String>,
+    hs256_secret: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -108,6 +143,15 @@ struct FunctionSection {
     environment: BTreeMap<String, String>,
     #[serde(default)]
     scaling: ScalingSection,
+    /// Upstreams this function may call by name.
+    #[serde(default)]
+    services: Vec<String>,
+    /// Functions this function may invoke through GUST_API.
+    #[serde(default)]
+    invokes: Vec<String>,
+    /// Secrets given as environment variables.
+    #[serde(default)]
+    secrets: Vec<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -124,9 +168,17 @@ struct ScalingSection {
 #[serde(deny_unknown_fields)]
 struct RouteSection {
     route: String,
-    function: String,
+    function: Option<String>,
+    upstream: Option<String>,
+    strip_prefix: Option<String>,
+    add_prefix: Option<String>,
     /// "2.0" (default) or "1.0".
     payload: Option<String>,
+    #[serde(default)]
+    api_key: bool,
+    jwt: Option<String>,
+    rate_limit: Option<f64>,
+    burst: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -212,29 +264,117 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path) -> Result<Loaded, Mani
                 timeout,
                 environment,
                 scaling,
+                services: names(&f.services).map_err(|m| err(key("services"), m))?,
+                invokes: names(&f.invokes).map_err(|m| err(key("invokes"), m))?,
+                secrets: f.secrets,
             },
         );
     }
 
     let mut routes = Vec::new();
     for (i, r) in manifest.routes.into_iter().enumerate() {
-        let key = RouteKey::parse(&r.route).map_err(|m| err(format!("routes[{i}].route"), m))?;
-        let function =
-            FunctionName::new(&r.function).map_err(|e| err(format!("routes[{i}].function"), e.to_string()))?;
-        let payload = match r.payload.as_deref() {
-            None | Some("2.0") => PayloadFormat::V2,
-            Some("1.0") => PayloadFormat::V1,
-            Some(other) => {
-                return Err(err(
-                    format!("routes[{i}].payload"),
-                    format!("unknown payload format `{other}`: use \"2.0\" or \"1.0\""),
-                ))
+        let at = |k: &str| format!("routes[{i}].{k}");
+        let key = RouteKey::parse(&r.route).map_err(|m| err(at("route"), m))?;
+        let target = match (r.function, r.upstream) {
+            (Some(f), None) => {
+                let function = FunctionName::new(&f).map_err(|e| err(at("function"), e.to_string()))?;
+                let payload = match r.payload.as_deref() {
+                    None | Some("2.0") => PayloadFormat::V2,
+                    Some("1.0") => PayloadFormat::V1,
+                    Some(other) => {
+                        return Err(err(at("payload"), format!("unknown payload format `{other}`: use \"2.0\" or \"1.0\"")))
+                    }
+                };
+                RouteTarget::Function { function, payload }
             }
+            (None, Some(u)) => {
+                let upstream = FunctionName::new(&u).map_err(|e| err(at("upstream"), e.to_string()))?;
+                for (k, v) in [("strip_prefix", &r.strip_prefix), ("add_prefix", &r.add_prefix)] {
+                    if v.as_deref().is_some_and(|p| !p.starts_with('/')) {
+                        return Err(err(at(k), "must start with `/`".into()));
+                    }
+                }
+                RouteTarget::Upstream { upstream, strip_prefix: r.strip_prefix, add_prefix: r.add_prefix }
+            }
+            (Some(_), Some(_)) => return Err(err(at("upstream"), "a route has a `function` or an `upstream`, not both".into())),
+            (None, None) => return Err(err(at("function"), "a route needs a `function` or an `upstream`".into())),
         };
+        if r.rate_limit.is_some_and(|v| !(v.is_finite() && v > 0.0)) {
+            return Err(err(at("rate_limit"), "must be a positive number of requests per second".into()));
+        }
+        let jwt = r.jwt.map(|j| FunctionName::new(&j).map_err(|e| err(at("jwt"), e.to_string()))).transpose()?;
         routes.push(RouteSpec {
             key,
-            target: RouteTarget::Function { function, payload },
+            target,
+            auth: RouteAuth { api_key: r.api_key, jwt, rate_limit: r.rate_limit, burst: r.burst },
         });
+    }
+
+    let mut upstreams = BTreeMap::new();
+    for (uname, u) in manifest.upstreams {
+        let key = |k: &str| format!("upstreams.{uname}.{k}");
+        let name = FunctionName::new(&uname).map_err(|e| err(format!("upstreams.{uname}"), e.to_string()))?;
+        let mut targets = u.targets;
+        if let Some(port) = u.port {
+            targets.push(format!("http://127.0.0.1:{port}"));
+        }
+        if targets.is_empty() {
+            return Err(err(key("targets"), "an upstream needs `targets` (URLs), or a `command` with a `port`".into()));
+        }
+        if u.command.is_some() && u.port.is_none() {
+            return Err(err(key("port"), "an upstream with a `command` needs the `port` it listens on".into()));
+        }
+        for t in &targets {
+            if !(t.starts_with("http://") || t.starts_with("https://")) || t.len() < 8 {
+                return Err(err(key("targets"), format!("`{t}` is not an http:// URL")));
+            }
+        }
+        let secs = |v: Option<f64>, default: f64, k: &str| -> Result<Duration, ManifestError> {
+            seconds(v.unwrap_or(default)).ok_or_else(|| err(key(k), "must be a positive number of seconds".into()))
+        };
+        upstreams.insert(
+            name.clone(),
+            UpstreamSpec {
+                name,
+                targets: targets.into_iter().map(|t| t.trim_end_matches('/').to_string()).collect(),
+                command: u.command,
+                dir: u.dir.map(|d| root.join(d)).unwrap_or_else(|| root.to_path_buf()),
+                port: u.port,
+                environment: u.environment,
+                health_path: u.health_path.unwrap_or_else(|| "/health".into()),
+                health_interval: secs(u.health_interval, 2.0, "health_interval")?,
+                healthy_threshold: u.healthy_threshold.unwrap_or(1).max(1),
+                unhealthy_threshold: u.unhealthy_threshold.unwrap_or(2).max(1),
+                timeout: secs(u.timeout, 30.0, "timeout")?,
+                retries: u.retries.unwrap_or(1),
+                breaker_failures: u.breaker_failures.unwrap_or(5).max(1),
+                breaker_cooldown: secs(u.breaker_cooldown, 10.0, "breaker_cooldown")?,
+            },
+        );
+    }
+
+    let mut authorizers = BTreeMap::new();
+    for (aname, a) in manifest.authorizers {
+        let key = |k: &str| format!("authorizers.{aname}.{k}");
+        let name = FunctionName::new(&aname).map_err(|e| err(format!("authorizers.{aname}"), e.to_string()))?;
+        let sources = [a.jwks_file.is_some(), a.jwks_url.is_some(), a.hs256_secret.is_some()];
+        if sources.iter().filter(|s| **s).count() != 1 {
+            return Err(err(key("jwks_file"), "set exactly one of `jwks_file`, `jwks_url`, `hs256_secret`".into()));
+        }
+        if a.audiences.is_empty() {
+            return Err(err(key("audiences"), "at least one audience is required".into()));
+        }
+        authorizers.insert(
+            name.clone(),
+            JwtAuthorizerSpec {
+                name,
+                issuer: a.issuer,
+                audiences: a.audiences,
+                jwks_file: a.jwks_file.map(|f| root.join(f)),
+                jwks_url: a.jwks_url,
+                hs256_secret: a.hs256_secret,
+            },
+        );
     }
 
     let cors = manifest.cors.map(|c| {
@@ -339,6 +479,8 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path) -> Result<Loaded, Mani
     }
 
     let app = App {
+        upstreams,
+        authorizers,
         schedules,
         topics,
         subscriptions,
@@ -511,6 +653,10 @@ pub(crate) fn subscription(
     })
 }
 
+fn names(list: &[String]) -> Result<Vec<FunctionName>, String> {
+    list.iter().map(|n| FunctionName::new(n).map_err(|e| e.to_string())).collect()
+}
+
 pub(crate) fn seconds(v: f64) -> Option<Duration> {
     (v.is_finite() && v > 0.0).then(|| Duration::from_secs_f64(v))
 }
@@ -650,6 +796,63 @@ report_batch_item_failures = true
         assert_eq!(e.key, "subscriptions[0].visibility_timeout");
         let e = load("[app]\nname = \"a\"\n[[subscriptions]]\ntopic = \"t\"\nfunction = \"f\"\n").unwrap_err();
         assert_eq!(e.key, "subscriptions[0].function");
+    }
+
+    #[test]
+    fn parses_upstreams_grants_and_route_auth() {
+        let l = load(
+            r#"
+[app]
+name = "shop"
+[functions.invoice]
+runtime = "nodejs20.x"
+handler = "i.handler"
+services = ["orders"]
+invokes = ["invoice"]
+secrets = ["SIGNING_KEY"]
+[upstreams.orders]
+command = "node server.js"
+dir = "orders-service"
+port = 4001
+targets = ["http://10.0.0.2:4001/"]
+[authorizers.auth0]
+issuer = "https://issuer.example/"
+audiences = ["shop"]
+jwks_file = "jwks.json"
+[[routes]]
+route = "ANY /orders/{proxy+}"
+upstream = "orders"
+strip_prefix = "/orders"
+api_key = true
+jwt = "auth0"
+rate_limit = 5
+burst = 10
+"#,
+        )
+        .unwrap();
+        let u = &l.app.upstreams[&FunctionName::new("orders").unwrap()];
+        assert_eq!(u.targets, ["http://10.0.0.2:4001", "http://127.0.0.1:4001"]);
+        assert_eq!(u.dir, Path::new("/app/orders-service"));
+        assert_eq!(u.health_path, "/health");
+        let r = &l.app.routes[0];
+        assert!(matches!(&r.target, RouteTarget::Upstream { strip_prefix: Some(p), .. } if p == "/orders"));
+        assert!(r.auth.api_key);
+        assert_eq!(r.auth.rate_limit, Some(5.0));
+        let f = &l.app.functions[&FunctionName::new("invoice").unwrap()];
+        assert_eq!(f.secrets, ["SIGNING_KEY"]);
+        assert_eq!(f.services[0].as_str(), "orders");
+
+        let base = "[app]\nname = \"a\"\n[functions.f]\nruntime = \"nodejs20.x\"\nhandler = \"h.h\"\n";
+        let e = load(&format!("{base}[[routes]]\nroute = \"GET /\"\nupstream = \"nope\"\n")).unwrap_err();
+        assert_eq!(e.key, "routes[0].upstream");
+        let e = load(&format!("{base}[[routes]]\nroute = \"GET /\"\n")).unwrap_err();
+        assert_eq!(e.key, "routes[0].function");
+        let e = load(&format!("{base}services = [\"x\"]\n")).unwrap_err();
+        assert_eq!(e.key, "functions.f.services");
+        let e = load(&format!("{base}secrets = [\"1BAD\"]\n")).unwrap_err();
+        assert_eq!(e.key, "functions.f.secrets");
+        let e = load(&format!("{base}[upstreams.u]\ncommand = \"x\"\n")).unwrap_err();
+        assert_eq!(e.key, "upstreams.u.targets");
     }
 
     #[test]

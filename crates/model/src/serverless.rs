@@ -278,6 +278,9 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path) -> Result<Loaded, Mani
                 timeout,
                 environment: env,
                 scaling,
+                services: Vec::new(),
+                invokes: Vec::new(),
+                secrets: Vec::new(),
             },
         );
     }
@@ -301,6 +304,8 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path) -> Result<Loaded, Mani
         topics,
         subscriptions,
         schedules,
+        upstreams: BTreeMap::new(),
+        authorizers: BTreeMap::new(),
     };
     app.check_references().map_err(|(k, m)| w.err(k, m))?;
     let mut warnings = Vec::new();
@@ -479,6 +484,7 @@ fn schedule_event(
 
 fn route(key: RouteKey, function: &FunctionName, payload: PayloadFormat) -> RouteSpec {
     RouteSpec {
+        auth: Default::default(),
         key,
         target: RouteTarget::Function {
             function: function.clone(),
@@ -656,7 +662,7 @@ resources:
             .routes
             .iter()
             .map(|r| {
-                let RouteTarget::Function { function, payload } = &r.target;
+                let RouteTarget::Function { function, payload } = &r.target else { panic!("a function route") };
                 format!("{} -> {function} {payload:?}", r.key)
             })
             .collect();

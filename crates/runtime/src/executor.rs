@@ -191,6 +191,15 @@ impl Executor {
         }
         if let Some(t) = token {
             set("GUST_TOKEN", t.to_string());
+            // Service discovery: each granted upstream by name, through the platform's proxy
+            // (load balancing, health, circuit breaker, trace), with the token in the path so
+            // a plain URL works from any HTTP client.
+            if let Some(api) = &c.platform_api {
+                for svc in &spec.services {
+                    let var = format!("GUST_SERVICE_{}_URL", svc.as_str().to_ascii_uppercase().replace('-', "_"));
+                    set(&var, format!("{api}/gust/v1/fn/{t}/services/{svc}"));
+                }
+            }
         }
         // The function's own environment comes last and wins.
         for (k, v) in &spec.environment {

@@ -225,6 +225,18 @@ fn kill_group(pid: i32) {
     let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
 }
 
+/// Prepares a command Gust supervises (functions, upstream commands): its own process group,
+/// killed when dropped, and killed when Gust dies.
+pub fn supervise(cmd: &mut Command) {
+    cmd.process_group(0).kill_on_drop(true);
+    die_with_parent(cmd);
+}
+
+/// Kills a supervised process and everything it started.
+pub fn kill_process_group(pid: i32, graceful: bool) {
+    let _ = killpg(Pid::from_raw(pid), if graceful { Signal::SIGTERM } else { Signal::SIGKILL });
+}
+
 /// Makes the child die with Gust: without it a `kill -9` of Gust would orphan every function.
 #[allow(unsafe_code)]
 fn die_with_parent(cmd: &mut Command) {

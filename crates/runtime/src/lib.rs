@@ -27,7 +27,7 @@ mod telemetry;
 pub use bootstrap::RuntimeFiles;
 pub use error::{Blame, InvokeError, PrepareError};
 pub use executor::{Executor, ExecutorConfig, Prepared};
-pub use instance::{Instance, InstanceId};
+pub use instance::{kill_process_group, supervise, Instance, InstanceId};
 pub use invoker::{Invocation, InvokeOutput, Invoker, PlatformApi, Trigger};
 pub use logs::{LogLine, LogSink, Stream, TracingLogSink};
 pub use pool::{Pool, PoolStats};

@@ -702,19 +702,40 @@ pub const MIN_REDACTED_BYTES: usize = 4;
 /// with its newline) is also matched trimmed. With no secrets, [`Redactor::redact`] is a copy.
 #[derive(Clone, Default)]
 pub struct Redactor {
-    matcher: Option<Arc<(aho_corasick::AhoCorasick, Vec<String>)>>,
+    compiled: Option<Arc<Compiled>>,
+}
+
+struct Compiled {
+    matcher: Matcher,
+    replacements: Vec<String>,
+}
+
+enum Matcher {
+    Automaton(aho_corasick::AhoCorasick),
+    /// Only when the automaton cannot be built (far beyond any realistic set of secrets):
+    /// a plain scan, longest pattern first at each position. Redaction never silently stops.
+    Scan(Vec<Vec<u8>>),
 }
 
 impl std::fmt::Debug for Redactor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Redactor")
-            .field("patterns", &self.matcher.as_ref().map_or(0, |m| m.1.len()))
+            .field("patterns", &self.compiled.as_ref().map_or(0, |c| c.replacements.len()))
             .finish()
     }
 }
 
 impl Redactor {
     pub fn new<I, N, V>(secrets: I) -> Self
+    where
+        I: IntoIterator<Item = (N, V)>,
+        N: AsRef<str>,
+        V: AsRef<[u8]>,
+    {
+        Self::build(secrets, false)
+    }
+
+    fn build<I, N, V>(secrets: I, force_scan: bool) -> Self
     where
         I: IntoIterator<Item = (N, V)>,
         N: AsRef<str>,
@@ -735,38 +756,70 @@ impl Redactor {
         if patterns.is_empty() {
             return Self::default();
         }
-        let matcher = aho_corasick::AhoCorasick::builder()
-            .match_kind(aho_corasick::MatchKind::LeftmostLongest)
-            .build(&patterns)
-            .ok();
-        patterns.zeroize();
+        let automaton = if force_scan {
+            None
+        } else {
+            aho_corasick::AhoCorasick::builder()
+                .match_kind(aho_corasick::MatchKind::LeftmostLongest)
+                .build(&patterns)
+                .ok()
+        };
+        let matcher = match automaton {
+            Some(ac) => {
+                patterns.zeroize();
+                Matcher::Automaton(ac)
+            }
+            None => Matcher::Scan(patterns),
+        };
         Self {
-            matcher: matcher.map(|ac| Arc::new((ac, replacements))),
+            compiled: Some(Arc::new(Compiled { matcher, replacements })),
         }
     }
 
     /// True when there is nothing to redact.
     pub fn is_empty(&self) -> bool {
-        self.matcher.is_none()
+        self.compiled.is_none()
     }
 
     pub fn redact(&self, text: &str) -> String {
-        match &self.matcher {
-            None => text.to_owned(),
-            // Byte matching: a value need not be UTF-8 and may in principle match across a
-            // character boundary, so the result is re-validated rather than sliced as str.
-            Some(m) => {
-                let out = m.0.replace_all_bytes(text.as_bytes(), &m.1);
-                String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
-            }
+        if self.compiled.is_none() {
+            return text.to_owned();
         }
+        // Byte matching: a value need not be UTF-8 and may in principle match across a
+        // character boundary, so the result is re-validated rather than sliced as str.
+        let out = self.redact_bytes(text.as_bytes());
+        String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
     }
 
     /// As [`Redactor::redact`], for raw output (a function's stdout/stderr).
     pub fn redact_bytes(&self, bytes: &[u8]) -> Vec<u8> {
-        match &self.matcher {
-            None => bytes.to_vec(),
-            Some(m) => m.0.replace_all_bytes(bytes, &m.1),
+        let Some(c) = &self.compiled else {
+            return bytes.to_vec();
+        };
+        match &c.matcher {
+            Matcher::Automaton(ac) => ac.replace_all_bytes(bytes, &c.replacements),
+            Matcher::Scan(patterns) => {
+                let mut out = Vec::with_capacity(bytes.len());
+                let mut i = 0;
+                while i < bytes.len() {
+                    let longest = patterns
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, p)| bytes[i..].starts_with(p))
+                        .max_by_key(|(_, p)| p.len());
+                    match longest {
+                        Some((n, p)) => {
+                            out.extend_from_slice(c.replacements[n].as_bytes());
+                            i += p.len();
+                        }
+                        None => {
+                            out.push(bytes[i]);
+                            i += 1;
+                        }
+                    }
+                }
+                out
+            }
         }
     }
 }
@@ -1098,5 +1151,32 @@ mod tests {
         assert_eq!(empty.redact("hunter2"), "hunter2");
         assert!(Redactor::new([("X", b"abc")]).is_empty());
         assert_eq!(format!("{r:?}"), "Redactor { patterns: 4 }");
+    }
+
+    #[test]
+    fn redaction_fallback_scan_matches_the_automaton() {
+        let secrets = [
+            ("A", "abcd".as_bytes()),
+            ("AB", b"abcdef"),
+            ("B", b"cdef12"),
+            ("C", b"\xffzz\xfe"),
+        ];
+        let fast = Redactor::new(secrets);
+        let scan = Redactor::build(secrets, true);
+        assert!(matches!(scan.compiled.as_ref().unwrap().matcher, Matcher::Scan(_)));
+        for text in [
+            &b"abcdef12 abcd cdef12 abcdabcdef xx"[..],
+            b"\xffzz\xfe and abc",
+            b"",
+            b"ab",
+        ] {
+            assert_eq!(
+                scan.redact_bytes(text),
+                fast.redact_bytes(text),
+                "{:?}",
+                String::from_utf8_lossy(text)
+            );
+        }
+        assert_eq!(scan.redact("x abcdef12 y"), "x [REDACTED:AB]12 y");
     }
 }

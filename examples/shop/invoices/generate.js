@@ -1,6 +1,7 @@
 'use strict';
 // GenerateInvoice: subscribed to `order.created` events on the `orders` topic (SQS-shaped
-// batches). Prices the order in EUR with the exchange rate stored under `rates/<CURRENCY>`;
+// batches). Reads the order from the orders service by name (GUST_SERVICE_ORDERS_URL, no
+// address in the code), prices it in EUR with the exchange rate stored under `rates/<CURRENCY>`;
 // an order in a currency with no rate fails (a "poison" order): after its retries it lands
 // in the subscription's dead-letter queue, until someone adds the rate and redrives it.
 const kv = require('../lib/gust-kv');
@@ -9,7 +10,12 @@ exports.handler = async (event) => {
   const failures = [];
   for (const record of event.Records) {
     try {
-      const order = JSON.parse(record.body);
+      const { id } = JSON.parse(record.body);
+      const res = await fetch(`${process.env.GUST_SERVICE_ORDERS_URL}/orders/${id}`, {
+        headers: { 'x-amzn-trace-id': process.env._X_AMZN_TRACE_ID || '' },
+      });
+      if (res.status !== 200) throw new Error(`orders service answered ${res.status} for order ${id}`);
+      const order = await res.json();
       const rate = order.currency === 'EUR' ? 1 : Number(await kv.get(`rates/${order.currency}`));
       if (!rate) throw new Error(`no exchange rate for ${order.currency}: PUT /rates/${order.currency} first`);
       const lines = order.items.map((i) => ({ sku: i.sku, qty: i.qty, unitPrice: i.price, amount: round(i.qty * i.price) }));

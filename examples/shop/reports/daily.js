@@ -12,25 +12,15 @@ function localDate(instant) {
   return new Intl.DateTimeFormat('en-CA', { timeZone: zone(), year: 'numeric', month: '2-digit', day: '2-digit' }).format(instant);
 }
 
-async function allKeys(prefix) {
-  const keys = [];
-  let after;
-  do {
-    const page = await kv.list(prefix, { limit: 1000, after });
-    keys.push(...page.keys.map((k) => k.key));
-    after = page.next;
-  } while (after);
-  return keys;
-}
-
 exports.handler = async (event) => {
   // A scheduled run fires at local midnight: the report is for the day that just ended.
   const date = event.date || localDate(new Date(new Date(event.time || Date.now()).getTime() - 60 * 1000));
   if (!/^\d{4}-\d{2}-\d{2}$/.test(date)) throw new Error(`bad date ${date}`);
   const rows = [];
-  for (const key of await allKeys('orders/')) {
-    const order = await kv.getJSON(key);
-    if (!order || localDate(new Date(order.createdAt)) !== date) continue;
+  // The orders service owns the orders; reach it by name.
+  const res = await fetch(`${process.env.GUST_SERVICE_ORDERS_URL}/orders?date=${date}&tz=${encodeURIComponent(zone())}`);
+  if (res.status !== 200) throw new Error(`orders service answered ${res.status}`);
+  for (const order of (await res.json()).orders) {
     const invoice = await kv.getJSON(`invoices/${order.id}`);
     const amount = order.items.reduce((s, i) => s + i.qty * i.price, 0);
     rows.push({ orderId: order.id, customer: order.customer, currency: order.currency, amount: Math.round(amount * 100) / 100, invoiced: !!invoice, totalEur: invoice ? invoice.totalEur : null });
