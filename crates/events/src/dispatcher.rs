@@ -198,7 +198,12 @@ async fn deliver(d: &Dispatcher, spec: &SubscriptionSpec, batch: Vec<Claimed>) {
             "the record is older than max_event_age ({}s)",
             spec.max_event_age.as_secs()
         );
-        if let Err(e) = d.log.dead_letter(sub, c.seq, "MaxEventAgeExceeded", &error).await {
+        // This claim did not run the function: it does not count as an attempt.
+        if let Err(e) = d
+            .log
+            .dead_letter(sub, c.seq, "MaxEventAgeExceeded", &error, false)
+            .await
+        {
             tracing::error!(subscription = %sub, error = %e, "dead-lettering failed");
         }
     }
@@ -213,6 +218,22 @@ async fn deliver(d: &Dispatcher, spec: &SubscriptionSpec, batch: Vec<Claimed>) {
     }
     .expect("JSON values serialise");
     let mut inv = Invocation::new(spec.function.as_str(), payload, Trigger::Event);
+    // Claimed at `now`, hidden for the visibility timeout: waiting for an instance plus the
+    // function timeout must end before the records become visible again, or a second worker
+    // could take them while the first invocation still runs. Past that wait the records go
+    // back to the queue (back-pressure, no attempt counted).
+    let fn_timeout = d
+        .invoker
+        .spec(spec.function.as_str())
+        .map(|f| f.timeout)
+        .unwrap_or_default();
+    let claimed_for = Duration::from_millis((now_ms() - now).max(0) as u64);
+    inv.acquire_timeout = Some(
+        spec.visibility_timeout
+            .saturating_sub(fn_timeout)
+            .saturating_sub(claimed_for)
+            .saturating_sub(Duration::from_millis(250)),
+    );
     if spec.shape == EventShape::Raw {
         inv.trigger = Trigger::Async;
         inv.request_id = Some(batch[0].event.id.clone());
@@ -321,7 +342,7 @@ async fn deliver(d: &Dispatcher, spec: &SubscriptionSpec, batch: Vec<Claimed>) {
     for c in batch.iter().filter(|c| to_fail.contains(&c.seq)) {
         let result = if c.attempts >= spec.max_attempts {
             tracing::warn!(subscription = %sub, message_id = %c.message_id, attempts = c.attempts, "retries exhausted: dead-lettered");
-            d.log.dead_letter(sub, c.seq, "MaxAttemptsExceeded", &error).await
+            d.log.dead_letter(sub, c.seq, "MaxAttemptsExceeded", &error, true).await
         } else {
             let at = now_ms() + backoff(spec.retry_delay, c.attempts).as_millis() as i64;
             d.log.retry(sub, c.seq, at, &error).await

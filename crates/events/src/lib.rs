@@ -174,9 +174,9 @@ impl Events {
             return Err(PublishError::UnknownFunction(function.into()));
         }
         let mut event = CloudEvent::internal("gust.async.invoke", payload);
-        if let Some(t) = trace {
-            event.extensions.insert("traceparent".into(), t);
-        }
+        // Every attempt (retries included) belongs to one trace: the caller's, or one started now.
+        let trace = trace.unwrap_or_else(|| gust_model::TraceParent::new_root().to_string());
+        event.extensions.insert("traceparent".into(), trace);
         let id = event.id.clone();
         self.publish_internal(&async_queue(function), vec![event]).await?;
         Ok(id)

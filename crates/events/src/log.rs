@@ -72,7 +72,9 @@ pub trait EventLog: Send + Sync + 'static {
     async fn retry(&self, sub: &str, seq: i64, at_ms: i64, error: &str) -> Result<(), LogError>;
     /// Gives deliveries back without counting the attempt (back-pressure).
     async fn release(&self, sub: &str, seqs: &[i64], at_ms: i64) -> Result<(), LogError>;
-    async fn dead_letter(&self, sub: &str, seq: i64, reason: &str, error: &str) -> Result<(), LogError>;
+    /// Moves a delivery to the DLQ. `ran`: whether its current claim invoked the function
+    /// (if not, that claim is not counted as an attempt).
+    async fn dead_letter(&self, sub: &str, seq: i64, reason: &str, error: &str, ran: bool) -> Result<(), LogError>;
     /// When the next delivery of `sub` becomes due, if any is waiting.
     async fn next_due(&self, sub: &str) -> Result<Option<i64>, LogError>;
     /// How many deliveries wait (due or not) for `sub`.
@@ -122,6 +124,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
     PRIMARY KEY (subscription, seq)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (subscription, visible_ms);
+CREATE INDEX IF NOT EXISTS deliveries_seq ON deliveries (seq);
 CREATE TABLE IF NOT EXISTS schedule_ticks (
     schedule TEXT PRIMARY KEY,
     last_tick_ms INTEGER NOT NULL
@@ -135,6 +138,7 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     failed_ms INTEGER NOT NULL,
     PRIMARY KEY (subscription, seq)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS dead_letters_seq ON dead_letters (seq);
 ";
 
 pub(crate) fn now_ms() -> i64 {
@@ -392,7 +396,7 @@ impl EventLog for SqliteLog {
         .await
     }
 
-    async fn dead_letter(&self, sub: &str, seq: i64, reason: &str, error: &str) -> Result<(), LogError> {
+    async fn dead_letter(&self, sub: &str, seq: i64, reason: &str, error: &str, ran: bool) -> Result<(), LogError> {
         let (sub, reason, error) = (sub.to_string(), reason.to_string(), error.to_string());
         self.with(move |c| {
             let tx = c.transaction().map_err(db)?;
@@ -401,6 +405,7 @@ impl EventLog for SqliteLog {
                 .optional()
                 .map_err(db)?;
             let Some(attempts) = attempts else { return Ok(()) };
+            let attempts = if ran { attempts } else { (attempts - 1).max(0) };
             tx.execute(
                 "INSERT OR REPLACE INTO dead_letters (subscription, seq, attempts, reason, last_error, failed_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![sub, seq, attempts, reason, error, now_ms()],
@@ -644,7 +649,7 @@ mod tests {
         log.retry("a", c[1].seq, 0, "boom").await.unwrap();
         let again = log.claim("a", 10, 60_000).await.unwrap();
         assert_eq!((again.len(), again[0].attempts), (1, 2));
-        log.dead_letter("a", again[0].seq, "MaxAttemptsExceeded", "boom")
+        log.dead_letter("a", again[0].seq, "MaxAttemptsExceeded", "boom", true)
             .await
             .unwrap();
         let dl = log.dlq_list(Some("a")).await.unwrap();
@@ -667,7 +672,7 @@ mod tests {
         drop(log);
         let log = SqliteLog::open(&path).unwrap();
         assert_eq!(log.claim("a", 10, 60_000).await.unwrap().len(), 1);
-        log.dead_letter("a", back[0].seq, "r", "e").await.unwrap();
+        log.dead_letter("a", back[0].seq, "r", "e", true).await.unwrap();
         assert_eq!(log.dlq_purge("a", None).await.unwrap(), 1);
         assert!(log.dlq_list(None).await.unwrap().is_empty());
     }

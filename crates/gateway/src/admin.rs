@@ -34,6 +34,18 @@ pub struct Admin {
     schedules: Option<Arc<dyn SchedulesApi>>,
     telemetry: Option<TelemetryDb>,
     upstreams: std::collections::HashMap<String, Arc<crate::upstream::Upstream>>,
+    secrets: Option<Arc<dyn SecretsApi>>,
+    api_keys: Option<Arc<crate::auth::MemoryApiKeyStore>>,
+}
+
+/// Secrets management and granted reads (implemented by the binary, which owns the store).
+pub trait SecretsApi: Send + Sync + 'static {
+    fn list(&self) -> Result<serde_json::Value, String>;
+    fn set(&self, name: &str, value: &[u8]) -> Result<serde_json::Value, String>;
+    fn remove(&self, name: &str) -> Result<bool, String>;
+    fn rotate_master(&self) -> Result<serde_json::Value, String>;
+    /// A secret's value for a function, only when its manifest grants it.
+    fn get_for(&self, function: &str, name: &str) -> Result<Option<Vec<u8>>, String>;
 }
 
 /// What the admin API needs from the scheduler (implemented by the binary, which owns it).
@@ -111,6 +123,8 @@ impl Admin {
             schedules,
             telemetry: None,
             upstreams: Default::default(),
+            secrets: None,
+            api_keys: None,
         })
     }
 
@@ -122,11 +136,157 @@ impl Admin {
         Arc::new(me)
     }
 
+    /// Serves `/gust/v1/apikeys`, changing the gateway's key store.
+    pub fn with_api_keys(self: Arc<Self>, store: Arc<crate::auth::MemoryApiKeyStore>) -> Arc<Self> {
+        let mut me =
+            Arc::try_unwrap(self).unwrap_or_else(|_| panic!("with_api_keys is called before the admin API is shared"));
+        me.api_keys = Some(store);
+        Arc::new(me)
+    }
+
+    async fn apikeys_api(&self, rest: &str, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+        let store = self
+            .api_keys
+            .as_ref()
+            .ok_or_else(|| ApiError::new(404, "ApiKeysDisabled", "API keys are not enabled on this Gust"))?;
+        let fail = |e: String| {
+            tracing::error!(error = %e, "api key store failure");
+            ApiError::new(500, "StorageError", "the API key store failed; see the Gust log")
+        };
+        let name = percent_decode(rest.trim_start_matches('/'));
+        match (req.method().clone(), name.as_str()) {
+            (Method::GET, "") => {
+                let list = crate::apikeys::list(self.kv.as_ref()).await.map_err(fail)?;
+                let items: Vec<_> = list
+                    .iter()
+                    .map(|k| json!({ "name": k.name, "key_id": &k.hash[..16], "rate": k.rate, "burst": k.burst, "quota_per_day": k.quota_per_day }))
+                    .collect();
+                Ok(json_response(StatusCode::OK, json!({ "api_keys": items })))
+            }
+            (Method::POST, "") => {
+                let (parts, body) = req.into_parts();
+                let body = crate::gateway::read_limited(&parts.headers, body, 16 * 1024).await?;
+                #[derive(serde::Deserialize)]
+                #[serde(deny_unknown_fields)]
+                struct Create {
+                    name: String,
+                    rate: Option<f64>,
+                    burst: Option<u32>,
+                    quota_per_day: Option<u64>,
+                }
+                let c: Create = serde_json::from_slice(&body).map_err(|e| {
+                    ApiError::new(
+                        400,
+                        "InvalidParameter",
+                        format!("expected {{name, rate, burst, quota_per_day}}: {e}"),
+                    )
+                })?;
+                if gust_model::FunctionName::new(&c.name).is_err() {
+                    return Err(ApiError::new(
+                        400,
+                        "InvalidParameter",
+                        "key names are letters, digits, '-' and '_' (64 at most)",
+                    ));
+                }
+                if c.rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
+                    return Err(ApiError::new(
+                        400,
+                        "InvalidParameter",
+                        "rate must be a positive number of requests per second",
+                    ));
+                }
+                match crate::apikeys::create(self.kv.as_ref(), store, &c.name, c.rate, c.burst, c.quota_per_day)
+                    .await
+                    .map_err(fail)?
+                {
+                    Some(key) => Ok(json_response(
+                        StatusCode::CREATED,
+                        json!({ "name": c.name, "api_key": key }),
+                    )),
+                    None => Err(ApiError::new(
+                        409,
+                        "ApiKeyExists",
+                        format!("an API key named `{}` exists", c.name),
+                    )),
+                }
+            }
+            (Method::DELETE, n) if !n.is_empty() => {
+                if crate::apikeys::remove(self.kv.as_ref(), store, n).await.map_err(fail)? {
+                    Ok(json_response(StatusCode::OK, json!({ "removed": n })))
+                } else {
+                    Err(ApiError::new(404, "ApiKeyNotFound", format!("no API key named `{n}`")))
+                }
+            }
+            _ => Err(ApiError::new(405, "MethodNotAllowed", "use GET, POST or DELETE")),
+        }
+    }
+
+    /// Serves `/gust/v1/secrets`.
+    pub fn with_secrets(self: Arc<Self>, secrets: Arc<dyn SecretsApi>) -> Arc<Self> {
+        let mut me =
+            Arc::try_unwrap(self).unwrap_or_else(|_| panic!("with_secrets is called before the admin API is shared"));
+        me.secrets = Some(secrets);
+        Arc::new(me)
+    }
+
+    /// Operators manage secrets (values never come back); a function reads a granted one with
+    /// its token. Errors never contain a value.
+    async fn secrets_api(&self, rest: &str, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+        let secrets = self
+            .secrets
+            .as_ref()
+            .ok_or_else(|| ApiError::new(404, "SecretsDisabled", "secrets are not enabled on this Gust"))?;
+        let fail = |e: String| ApiError::new(400, "SecretError", e);
+        let name = percent_decode(rest.trim_start_matches('/'));
+        match (req.method().clone(), name.as_str()) {
+            (Method::GET, "") => Ok(json_response(StatusCode::OK, secrets.list().map_err(fail)?)),
+            (Method::POST, "master/rotate") => {
+                Ok(json_response(StatusCode::OK, secrets.rotate_master().map_err(fail)?))
+            }
+            (Method::GET, _) => {
+                let caller = self.caller(&req)?;
+                match secrets.get_for(&caller.function, &name) {
+                    Ok(Some(v)) => Ok(Response::builder()
+                        .status(StatusCode::OK)
+                        .header(http::header::CONTENT_TYPE, "application/octet-stream")
+                        .body(Full::new(Bytes::from(v)))
+                        .expect("static response parts are valid")),
+                    Ok(None) => Err(ApiError::new(
+                        404,
+                        "SecretNotFound",
+                        format!("secret `{name}` is not set"),
+                    )),
+                    Err(e) => Err(ApiError::new(403, "Forbidden", e)),
+                }
+            }
+            (Method::PUT, _) => {
+                let (parts, body) = req.into_parts();
+                let value = crate::gateway::read_limited(&parts.headers, body, 64 * 1024).await?;
+                Ok(json_response(StatusCode::OK, secrets.set(&name, &value).map_err(fail)?))
+            }
+            (Method::DELETE, _) => {
+                if secrets.remove(&name).map_err(fail)? {
+                    Ok(json_response(StatusCode::OK, json!({ "removed": name })))
+                } else {
+                    Err(ApiError::new(
+                        404,
+                        "SecretNotFound",
+                        format!("secret `{name}` is not set"),
+                    ))
+                }
+            }
+            _ => Err(ApiError::new(405, "MethodNotAllowed", "use GET, PUT or DELETE")),
+        }
+    }
+
     /// Lets functions reach these upstreams by name.
     pub fn with_upstreams(self: Arc<Self>, upstreams: &[Arc<crate::upstream::Upstream>]) -> Arc<Self> {
-        let mut me = Arc::try_unwrap(self)
-            .unwrap_or_else(|_| panic!("with_upstreams is called before the admin API is shared"));
-        me.upstreams = upstreams.iter().map(|u| (u.spec().name.to_string(), u.clone())).collect();
+        let mut me =
+            Arc::try_unwrap(self).unwrap_or_else(|_| panic!("with_upstreams is called before the admin API is shared"));
+        me.upstreams = upstreams
+            .iter()
+            .map(|u| (u.spec().name.to_string(), u.clone()))
+            .collect();
         Arc::new(me)
     }
 
@@ -145,8 +305,15 @@ impl Admin {
             None => (rest.to_string(), "/".to_string()),
         };
         let spec = self.invoker.spec(&caller.function);
-        if !spec.as_ref().is_some_and(|s| s.services.iter().any(|g| g.as_str() == name)) {
-            return Err(ApiError::new(403, "Forbidden", format!("`{}` is not granted the service `{name}`", caller.function)));
+        if !spec
+            .as_ref()
+            .is_some_and(|s| s.services.iter().any(|g| g.as_str() == name))
+        {
+            return Err(ApiError::new(
+                403,
+                "Forbidden",
+                format!("`{}` is not granted the service `{name}`", caller.function),
+            ));
         }
         let up = self
             .upstreams
@@ -155,7 +322,10 @@ impl Admin {
         let (parts, body) = req.into_parts();
         let body = crate::gateway::read_limited(&parts.headers, body, MAX_INVOKE_PAYLOAD).await?;
         let parent = trace_of(&parts.headers);
-        let span = parent.as_ref().map(|p| p.child()).unwrap_or_else(gust_model::TraceParent::new_root);
+        let span = parent
+            .as_ref()
+            .map(|p| p.child())
+            .unwrap_or_else(gust_model::TraceParent::new_root);
         // The caller's deadline travels with the call (Lambda's remaining time, in epoch ms).
         let deadline = parts
             .headers
@@ -194,7 +364,10 @@ impl Admin {
             start_us: started_us,
             duration_us: (chrono::Utc::now().timestamp_micros() - started_us).max(0) as u64,
             error: !matches!(&result, Ok(r) if !r.status().is_server_error()),
-            attributes: vec![("gust.caller".into(), caller.function.clone()), ("url.path".into(), path)],
+            attributes: vec![
+                ("gust.caller".into(), caller.function.clone()),
+                ("url.path".into(), path),
+            ],
         });
         result
     }
@@ -208,12 +381,27 @@ impl Admin {
         request_id: &str,
     ) -> Result<Response<Body>, ApiError> {
         let spec = self.invoker.spec(&caller.function);
-        if !spec.as_ref().is_some_and(|s| s.invokes.iter().any(|g| g.as_str() == name)) {
-            return Err(ApiError::new(403, "Forbidden", format!("`{}` is not granted to invoke `{name}`", caller.function)));
+        if !spec
+            .as_ref()
+            .is_some_and(|s| s.invokes.iter().any(|g| g.as_str() == name))
+        {
+            return Err(ApiError::new(
+                403,
+                "Forbidden",
+                format!("`{}` is not granted to invoke `{name}`", caller.function),
+            ));
         }
         let (parts, body) = req.into_parts();
         let payload = crate::gateway::read_limited(&parts.headers, body, MAX_INVOKE_PAYLOAD).await?;
-        let mut inv = Invocation::new(name, if payload.is_empty() { Bytes::from_static(b"{}") } else { payload }, Trigger::Direct);
+        let mut inv = Invocation::new(
+            name,
+            if payload.is_empty() {
+                Bytes::from_static(b"{}")
+            } else {
+                payload
+            },
+            Trigger::Direct,
+        );
         inv.request_id = Some(request_id.to_string());
         if let Some(parent) = trace_of(&parts.headers) {
             inv.parent_span = Some(parent.span_id.clone());
@@ -226,7 +414,8 @@ impl Admin {
             .body(Full::new(out.payload))
             .expect("static response parts are valid");
         if out.function_error.is_some() {
-            r.headers_mut().insert("x-amz-function-error", HeaderValue::from_static("Unhandled"));
+            r.headers_mut()
+                .insert("x-amz-function-error", HeaderValue::from_static("Unhandled"));
         }
         Ok(r)
     }
@@ -951,7 +1140,10 @@ impl HttpHandler for Admin {
             };
             return result.unwrap_or_else(|e| e.into_response(&request_id));
         }
-        if let Some(name) = path.strip_prefix("/gust/v1/functions/").and_then(|r| r.strip_suffix("/invoke")) {
+        if let Some(name) = path
+            .strip_prefix("/gust/v1/functions/")
+            .and_then(|r| r.strip_suffix("/invoke"))
+        {
             let result = match (self.caller(&req), req.method() == Method::POST) {
                 (Ok(caller), true) => self.function_invoke(caller, name, req, &request_id).await,
                 (Ok(_), false) => Err(ApiError::new(405, "MethodNotAllowed", "use POST")),
@@ -968,6 +1160,18 @@ impl HttpHandler for Admin {
         }
         if let Some(rest) = path.strip_prefix(KV_PREFIX) {
             return match self.kv_api(rest, req).await {
+                Ok(r) => r,
+                Err(e) => e.into_response(&request_id),
+            };
+        }
+        if let Some(rest) = path.strip_prefix("/gust/v1/apikeys") {
+            return match self.apikeys_api(rest, req).await {
+                Ok(r) => r,
+                Err(e) => e.into_response(&request_id),
+            };
+        }
+        if let Some(rest) = path.strip_prefix("/gust/v1/secrets") {
+            return match self.secrets_api(rest, req).await {
                 Ok(r) => r,
                 Err(e) => e.into_response(&request_id),
             };

@@ -87,10 +87,11 @@ impl Gateway {
             ApiError::from(e)
         };
         if auth.api_key {
-            let keys = gate
-                .api_keys
-                .as_ref()
-                .ok_or_else(|| logged(crate::auth::AuthError::unauthorized(crate::auth::AuthFailure::MissingCredentials)))?;
+            let keys = gate.api_keys.as_ref().ok_or_else(|| {
+                logged(crate::auth::AuthError::unauthorized(
+                    crate::auth::AuthFailure::MissingCredentials,
+                ))
+            })?;
             keys.check_api_key(headers).map_err(logged)?;
         }
         match &auth.jwt {
@@ -111,7 +112,10 @@ impl Gateway {
         let routing = Routing {
             table: RouteTable::new(&app.routes),
             cors: app.cors.clone(),
-            upstreams: upstreams.iter().map(|u| (u.spec().name.to_string(), u.clone())).collect(),
+            upstreams: upstreams
+                .iter()
+                .map(|u| (u.spec().name.to_string(), u.clone()))
+                .collect(),
         };
         *self.routing.write().expect("routing lock") = Arc::new(routing);
     }
@@ -181,13 +185,28 @@ impl Gateway {
             .get("traceparent")
             .and_then(|v| v.to_str().ok())
             .and_then(TraceParent::parse);
-        let server = incoming.as_ref().map(TraceParent::child).unwrap_or_else(TraceParent::new_root);
+        let server = incoming
+            .as_ref()
+            .map(TraceParent::child)
+            .unwrap_or_else(TraceParent::new_root);
         let started_us = chrono::Utc::now().timestamp_micros();
-        let call = Call { parts: &parts, body: &body, remote, request_id, server: &server, claims };
+        let call = Call {
+            parts: &parts,
+            body: &body,
+            remote,
+            request_id,
+            server: &server,
+            claims,
+        };
         let result = match &m.route.target {
             RouteTarget::Function { function, payload } => self.call_function(&m, function, *payload, call).await,
-            RouteTarget::Upstream { upstream, strip_prefix, add_prefix } => {
-                self.call_upstream(&routing, upstream, strip_prefix.as_deref(), add_prefix.as_deref(), call).await
+            RouteTarget::Upstream {
+                upstream,
+                strip_prefix,
+                add_prefix,
+            } => {
+                self.call_upstream(&routing, upstream, strip_prefix.as_deref(), add_prefix.as_deref(), call)
+                    .await
             }
         };
         let result = result.map(|mut resp| {
@@ -204,7 +223,10 @@ impl Gateway {
             trace_id: server.trace_id.clone(),
             span_id: server.span_id.clone(),
             parent_id: incoming.map(|t| t.span_id),
-            name: format!("{method} {}", m.route.key.split_once(' ').map_or(m.route.key.as_str(), |(_, p)| p)),
+            name: format!(
+                "{method} {}",
+                m.route.key.split_once(' ').map_or(m.route.key.as_str(), |(_, p)| p)
+            ),
             kind: "server".into(),
             start_us: started_us,
             duration_us: (chrono::Utc::now().timestamp_micros() - started_us).max(0) as u64,
@@ -268,7 +290,11 @@ impl Gateway {
         let out = self.invoker.invoke(inv).await.map_err(|e| ApiError::from_invoke(&e))?;
         if let Some(error_type) = &out.function_error {
             tracing::debug!(function = %function, request_id = c.request_id, error_type, "handler error -> 502");
-            return Err(ApiError::new(502, "FunctionError", format!("the function `{function}` failed: {error_type}")));
+            return Err(ApiError::new(
+                502,
+                "FunctionError",
+                format!("the function `{function}` failed: {error_type}"),
+            ));
         }
         let answer = parse_response(payload, &out.payload)
             .map_err(|e| ApiError::new(502, "BadFunctionResponse", e.to_string()))?;
@@ -288,10 +314,13 @@ impl Gateway {
         add: Option<&str>,
         c: Call<'_>,
     ) -> Result<Response<Body>, ApiError> {
-        let up = routing
-            .upstreams
-            .get(upstream.as_str())
-            .ok_or_else(|| ApiError::new(502, "UpstreamUnavailable", format!("upstream `{upstream}` is not running")))?;
+        let up = routing.upstreams.get(upstream.as_str()).ok_or_else(|| {
+            ApiError::new(
+                502,
+                "UpstreamUnavailable",
+                format!("upstream `{upstream}` is not running"),
+            )
+        })?;
         let mut path = crate::upstream::rewrite_path(c.parts.uri.path(), strip, add);
         if let Some(q) = c.parts.uri.query() {
             path = format!("{path}?{q}");
@@ -319,7 +348,10 @@ impl Gateway {
             start_us: started_us,
             duration_us: (chrono::Utc::now().timestamp_micros() - started_us).max(0) as u64,
             error: !matches!(&result, Ok(r) if !r.status().is_server_error()),
-            attributes: vec![("gust.upstream".into(), upstream.to_string()), ("url.path".into(), path)],
+            attributes: vec![
+                ("gust.upstream".into(), upstream.to_string()),
+                ("url.path".into(), path),
+            ],
         });
         result
     }

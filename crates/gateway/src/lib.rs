@@ -9,24 +9,26 @@
 //! and a [`gust_store::KvStore`] and never starts processes or opens databases itself.
 
 mod admin;
-mod auth;
+pub mod apikeys;
+pub mod auth;
 mod error;
 mod gateway;
 mod payload;
 mod publish;
-mod ratelimit;
+pub mod ratelimit;
 pub mod routes;
 mod server;
 pub mod upstream;
 
-pub use admin::{Admin, SchedulesApi};
+pub use admin::{Admin, SchedulesApi, SecretsApi};
+pub use apikeys::load_api_keys;
 pub use auth::{
     generate_api_key, hash_api_key, ApiKeyAuthorizer, ApiKeyHash, ApiKeyIdentity, ApiKeyPolicy, ApiKeyStore, AuthError,
     AuthFailure, JwtAlgorithm, JwtAuthorizer, JwtConfig, JwtConfigError, JwtIdentity, JwtKeys, MemoryApiKeyStore,
     API_KEY_HEADER, DEFAULT_LEEWAY, MAX_API_KEY_BYTES, MAX_TOKEN_BYTES, MIN_HMAC_SECRET_BYTES, MIN_RSA_BITS,
 };
 pub use error::{ApiError, Body};
-pub use gateway::{Gateway, DEFAULT_MAX_BODY_BYTES};
+pub use gateway::{Gateway, GatewayAuth, DEFAULT_MAX_BODY_BYTES};
 pub use payload::{build_event, parse_response, HttpAnswer, RequestParts, ResponseError};
 pub use ratelimit::{Decision, QuotaCounter, QuotaDecision, RateLimit, RateLimiter, NO_REFILL_RETRY_AFTER};
 pub use server::{serve, HttpHandler, ServerLimits};

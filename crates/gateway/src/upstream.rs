@@ -77,7 +77,10 @@ pub struct ForwardRequest<'a> {
 }
 
 fn idempotent(m: &Method) -> bool {
-    matches!(*m, Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS)
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS
+    )
 }
 
 impl Upstream {
@@ -101,7 +104,10 @@ impl Upstream {
                 .collect(),
             spec,
             next: AtomicUsize::new(0),
-            breaker: Mutex::new(Breaker { state: BreakerState::Closed, failures: 0 }),
+            breaker: Mutex::new(Breaker {
+                state: BreakerState::Closed,
+                failures: 0,
+            }),
             client,
         })
     }
@@ -112,11 +118,17 @@ impl Upstream {
 
     /// `(target, healthy)` for status output and tests.
     pub fn health(&self) -> Vec<(String, bool)> {
-        self.targets.iter().map(|t| (t.base.clone(), t.healthy.load(Ordering::Relaxed))).collect()
+        self.targets
+            .iter()
+            .map(|t| (t.base.clone(), t.healthy.load(Ordering::Relaxed)))
+            .collect()
     }
 
     pub fn circuit_open(&self) -> bool {
-        matches!(self.breaker.lock().expect("breaker lock").state, BreakerState::Open { .. })
+        matches!(
+            self.breaker.lock().expect("breaker lock").state,
+            BreakerState::Open { .. }
+        )
     }
 
     /// The next healthy target after the last one used, skipping `tried`.
@@ -155,14 +167,19 @@ impl Upstream {
             if !matches!(b.state, BreakerState::Open { .. }) {
                 tracing::warn!(upstream = %self.spec.name, failures = b.failures, "circuit opened");
             }
-            b.state = BreakerState::Open { until: Instant::now() + self.spec.breaker_cooldown };
+            b.state = BreakerState::Open {
+                until: Instant::now() + self.spec.breaker_cooldown,
+            };
         }
     }
 
     /// Forwards a request, retrying idempotent ones on another target.
     pub async fn forward(&self, r: ForwardRequest<'_>) -> Result<Response<Body>, ApiError> {
         if !self.admit() {
-            return Err(unavailable(self.spec.name.as_str(), "its circuit is open after repeated failures"));
+            return Err(unavailable(
+                self.spec.name.as_str(),
+                "its circuit is open after repeated failures",
+            ));
         }
         let attempts = 1 + if idempotent(&r.method) { self.spec.retries } else { 0 };
         let mut tried = Vec::new();
@@ -178,7 +195,11 @@ impl Upstream {
             match tokio::time::timeout(timeout, self.send(target, &r)).await {
                 Ok(Ok(resp)) if resp.status().is_server_error() && matches!(resp.status().as_u16(), 502..=504) => {
                     self.record(false);
-                    last_err = Some(ApiError::new(502, "UpstreamError", format!("upstream `{}` answered {}", self.spec.name, resp.status())));
+                    last_err = Some(ApiError::new(
+                        502,
+                        "UpstreamError",
+                        format!("upstream `{}` answered {}", self.spec.name, resp.status()),
+                    ));
                     if tried.len() as u32 >= attempts {
                         return Ok(resp);
                     }
@@ -190,7 +211,11 @@ impl Upstream {
                 Ok(Err(e)) => {
                     self.record(false);
                     tracing::debug!(upstream = %self.spec.name, target = %target.base, error = %e, "upstream attempt failed");
-                    last_err = Some(ApiError::new(502, "UpstreamError", format!("upstream `{}` could not be reached", self.spec.name)));
+                    last_err = Some(ApiError::new(
+                        502,
+                        "UpstreamError",
+                        format!("upstream `{}` could not be reached", self.spec.name),
+                    ));
                 }
                 Err(_) => {
                     self.record(false);
@@ -206,7 +231,9 @@ impl Upstream {
     }
 
     async fn send(&self, target: &Target, r: &ForwardRequest<'_>) -> Result<Response<Body>, String> {
-        let uri: Uri = format!("{}{}", target.base, r.path_and_query).parse().map_err(|e| format!("{e}"))?;
+        let uri: Uri = format!("{}{}", target.base, r.path_and_query)
+            .parse()
+            .map_err(|e| format!("{e}"))?;
         let mut req = Request::builder().method(r.method.clone()).uri(uri.clone());
         let headers = req.headers_mut().expect("a fresh builder has headers");
         for (k, v) in &r.headers {
@@ -302,7 +329,11 @@ impl Upstream {
 }
 
 fn unavailable(name: &str, why: &str) -> ApiError {
-    let mut e = ApiError::new(503, "UpstreamUnavailable", format!("upstream `{name}` is unavailable: {why}"));
+    let mut e = ApiError::new(
+        503,
+        "UpstreamUnavailable",
+        format!("upstream `{name}` is unavailable: {why}"),
+    );
     e.retry_after_secs = Some(1);
     e
 }
@@ -311,7 +342,9 @@ fn unavailable(name: &str, why: &str) -> ApiError {
 pub fn rewrite_path(path: &str, strip: Option<&str>, add: Option<&str>) -> String {
     let mut p = match strip {
         Some(s) if path == s => "/".to_string(),
-        Some(s) if path.starts_with(&format!("{}/", s.trim_end_matches('/'))) => path[s.trim_end_matches('/').len()..].to_string(),
+        Some(s) if path.starts_with(&format!("{}/", s.trim_end_matches('/'))) => {
+            path[s.trim_end_matches('/').len()..].to_string()
+        }
         _ => path.to_string(),
     };
     if let Some(a) = add {

@@ -8,9 +8,11 @@
 //! Must not contain: request handling, process management or storage logic; those belong to
 //! the library crates so that every trigger shares them.
 
+pub mod auth;
 pub mod cost;
 pub mod otlp;
 pub mod schedules;
+pub mod secrets;
 pub mod telemetry;
 pub mod upstreams;
 
@@ -138,10 +140,26 @@ impl Platform {
             telemetry.clone(),
         );
         let invoker = Invoker::new(executor, telemetry.clone());
-        invoker.deploy(&app)?;
+        let secret_store = secrets::open_store(&state_dir.join("state.db"), &state_dir.join("master.key"))
+            .map_err(|e| anyhow::anyhow!("secrets: {e}"))?;
+        let platform_secrets = secrets::PlatformSecrets::new(
+            secret_store.clone(),
+            app.clone(),
+            invoker.clone(),
+            state_dir.join("master.key"),
+        );
+        let secret_env = platform_secrets
+            .env_for_functions()
+            .map_err(|e| anyhow::anyhow!("secrets: {e}"))?;
+        invoker.deploy_with(&app, &secret_env, None)?;
         let log: Arc<dyn EventLog> =
             Arc::new(SqliteLog::open(&state_dir.join("state.db")).context("cannot open the event log")?);
         let events = Events::start(log, invoker.clone(), &app, gust_gateway::ACCOUNT_ID);
+        let api_keys = Arc::new(gust_gateway::auth::MemoryApiKeyStore::new());
+        gust_gateway::load_api_keys(kv.as_ref(), &api_keys)
+            .await
+            .map_err(|e| anyhow::anyhow!("api keys: {e}"))?;
+        let gateway_auth = auth::gateway_auth(&app, &secret_store, api_keys.clone()).await?;
         let upstreams = upstreams::start(
             &app,
             &upstreams::GustAddresses {
@@ -153,6 +171,7 @@ impl Platform {
         .await?;
         let gateway = Gateway::new(invoker.clone(), Some(events.clone()), config.max_body_bytes);
         gateway.deploy(&app, &upstreams.upstreams);
+        gateway.set_auth(gateway_auth);
         let firer = Arc::new(schedules::EventsFirer {
             events: events.clone(),
             region: app.region.clone(),
@@ -175,7 +194,9 @@ impl Platform {
         let blobs: Arc<dyn BlobStore> = Arc::new(FsBlobStore::new(&state_dir.join("blobs")));
         let admin = Admin::new(invoker.clone(), kv, blobs, Some(events.clone()), Some(schedules_api))
             .with_telemetry(telemetry_db.clone())
-            .with_upstreams(&upstreams.upstreams);
+            .with_upstreams(&upstreams.upstreams)
+            .with_secrets(platform_secrets)
+            .with_api_keys(api_keys);
 
         let (stop_gateway, rx) = watch::channel(false);
         let gateway_task = tokio::spawn(serve(gateway_listener, gateway, config.limits.clone(), stopped(rx)));

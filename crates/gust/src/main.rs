@@ -138,6 +138,20 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Manage encrypted secrets (values are read from stdin or a file, never from arguments).
+    Secrets {
+        #[command(subcommand)]
+        action: SecretAction,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Manage gateway API keys (stored hashed; a new key is shown once).
+    Apikeys {
+        #[command(subcommand)]
+        action: ApiKeyAction,
+        #[command(flatten)]
+        target: Target,
+    },
     /// Check a manifest and print what Gust would run.
     Validate {
         #[arg(default_value = ".")]
@@ -153,6 +167,49 @@ struct Target {
     /// App directory whose running Gust to use.
     #[arg(long, global = true, default_value = ".")]
     app: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum SecretAction {
+    /// Set (or replace) a secret; functions granted it are restarted with the new value.
+    Set {
+        name: String,
+        /// Read the value from this file instead of stdin.
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
+    /// Names, versions and grants (never values).
+    List,
+    /// Remove a secret.
+    Rm { name: String },
+    /// Replace a secret's value (same as set; the version goes up).
+    Rotate {
+        name: String,
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
+    /// Re-wrap every secret under a new master key (values are not re-encrypted).
+    RotateMaster,
+}
+
+#[derive(Subcommand)]
+enum ApiKeyAction {
+    /// Create a key; prints it once.
+    Create {
+        name: String,
+        /// Requests per second for this key (token bucket).
+        #[arg(long)]
+        rate: Option<f64>,
+        #[arg(long)]
+        burst: Option<u32>,
+        /// Requests per UTC day.
+        #[arg(long)]
+        quota: Option<u64>,
+    },
+    List,
+    Rm {
+        name: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -214,21 +271,56 @@ async fn admin_call(req: reqwest::RequestBuilder, admin: &str) -> Result<serde_j
     Ok(value)
 }
 
+/// Gust's log output with every known secret value replaced.
+struct RedactingStderr;
+
+impl std::io::Write for RedactingStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        std::io::stderr().write_all(gust::secrets::redact(&text).as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("GUST_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(|| RedactingStderr);
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
     }
 }
 
-#[tokio::main]
-async fn main() -> Result<()> {
+/// A command piped into `head` should end quietly when the pipe closes, as Unix tools do,
+/// instead of panicking on the next print.
+#[allow(unsafe_code)]
+fn default_sigpipe() {
+    // SAFETY: called first thing in main, before any thread exists; restoring the default
+    // disposition of SIGPIPE installs no handler code.
+    unsafe {
+        let _ = nix::sys::signal::signal(nix::sys::signal::Signal::SIGPIPE, nix::sys::signal::SigHandler::SigDfl);
+    }
+}
+
+fn main() -> Result<()> {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Up { .. }) {
+        default_sigpipe();
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> Result<()> {
     init_logging(cli.log_format);
     match cli.command {
         Command::Up {
@@ -375,6 +467,88 @@ async fn main() -> Result<()> {
                 "\nover {since}: serverless ${total:.6} vs always-on ${always:.4} (one {} per function at ${}/h)",
                 prices.always_on_name, prices.always_on_per_hour
             );
+            Ok(())
+        }
+        Command::Secrets { action, target } => {
+            let admin = target.admin_url()?;
+            let c = reqwest::Client::new();
+            let read_value = |file: &Option<PathBuf>| -> Result<Vec<u8>> {
+                let mut v = match file {
+                    Some(f) => std::fs::read(f).with_context(|| format!("cannot read {}", f.display()))?,
+                    None => {
+                        if std::io::stdin().is_terminal() {
+                            eprintln!("value (end with Ctrl-D):");
+                        }
+                        let mut v = Vec::new();
+                        std::io::Read::read_to_end(&mut std::io::stdin(), &mut v)?;
+                        v
+                    }
+                };
+                // A trailing newline from `echo` or an editor is not part of the secret.
+                while v.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                    v.pop();
+                }
+                if v.is_empty() {
+                    bail!("the secret value is empty");
+                }
+                Ok(v)
+            };
+            let v = match &action {
+                SecretAction::Set { name, file } | SecretAction::Rotate { name, file } => {
+                    let value = read_value(file)?;
+                    admin_call(c.put(format!("{admin}/gust/v1/secrets/{name}")).body(value), &admin).await?
+                }
+                SecretAction::List => admin_call(c.get(format!("{admin}/gust/v1/secrets")), &admin).await?,
+                SecretAction::Rm { name } => {
+                    admin_call(c.delete(format!("{admin}/gust/v1/secrets/{name}")), &admin).await?
+                }
+                SecretAction::RotateMaster => {
+                    admin_call(c.post(format!("{admin}/gust/v1/secrets/master/rotate")), &admin).await?
+                }
+            };
+            if let SecretAction::List = action {
+                for s in v["secrets"].as_array().cloned().unwrap_or_default() {
+                    println!(
+                        "{:<32} v{:<4} {}  granted to: {}",
+                        s["name"].as_str().unwrap_or(""),
+                        s["version"],
+                        s["updated_at"].as_str().unwrap_or(""),
+                        s["granted_to"]
+                            .as_array()
+                            .map(|a| a.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(", "))
+                            .unwrap_or_default()
+                    );
+                }
+            } else {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            }
+            Ok(())
+        }
+        Command::Apikeys { action, target } => {
+            let admin = target.admin_url()?;
+            let c = reqwest::Client::new();
+            let v = match &action {
+                ApiKeyAction::Create {
+                    name,
+                    rate,
+                    burst,
+                    quota,
+                } => {
+                    let body =
+                        serde_json::json!({ "name": name, "rate": rate, "burst": burst, "quota_per_day": quota });
+                    admin_call(c.post(format!("{admin}/gust/v1/apikeys")).json(&body), &admin).await?
+                }
+                ApiKeyAction::List => admin_call(c.get(format!("{admin}/gust/v1/apikeys")), &admin).await?,
+                ApiKeyAction::Rm { name } => {
+                    admin_call(c.delete(format!("{admin}/gust/v1/apikeys/{name}")), &admin).await?
+                }
+            };
+            if let ApiKeyAction::Create { name, .. } = &action {
+                println!("{}", v["api_key"].as_str().unwrap_or(""));
+                eprintln!("API key `{name}` created: store it now, it is not shown again (send it as `x-api-key`)");
+            } else {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            }
             Ok(())
         }
         Command::Schedules { action, target } => {

@@ -89,7 +89,8 @@ impl LogSink for PlatformTelemetry {
                 entry.0 += l.line.len() + 1;
             }
         }
-        let line = cut(&l.line, LINE_LIMIT_BYTES);
+        // Secret values never reach stored logs or the terminal, even when a function prints one.
+        let line = crate::secrets::redact(&cut(&l.line, LINE_LIMIT_BYTES));
         self.db
             .record_log(now_ms(), &l.function, l.request_id.as_deref(), stderr, line.clone());
         l.line = line;

@@ -22,7 +22,9 @@ pub struct RunningUpstreams {
 
 impl std::fmt::Debug for RunningUpstreams {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RunningUpstreams").field("upstreams", &self.upstreams.len()).finish()
+        f.debug_struct("RunningUpstreams")
+            .field("upstreams", &self.upstreams.len())
+            .finish()
     }
 }
 
@@ -48,10 +50,29 @@ fn start_command(spec: &UpstreamSpec, gust: &GustAddresses) -> Result<Child> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     gust_runtime::supervise(&mut cmd);
-    let mut child = cmd
-        .spawn()
-        .with_context(|| format!("upstream `{}`: cannot start `{command}` in {}", spec.name, spec.dir.display()))?;
-    for (stream, err) in [(child.stdout.take().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>), false), (child.stderr.take().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>), true)] {
+    let mut child = cmd.spawn().with_context(|| {
+        format!(
+            "upstream `{}`: cannot start `{command}` in {}",
+            spec.name,
+            spec.dir.display()
+        )
+    })?;
+    for (stream, err) in [
+        (
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+            false,
+        ),
+        (
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+            true,
+        ),
+    ] {
         let Some(stream) = stream else { continue };
         let name = spec.name.to_string();
         tokio::spawn(async move {
@@ -70,7 +91,11 @@ fn start_command(spec: &UpstreamSpec, gust: &GustAddresses) -> Result<Child> {
 
 /// Starts the commands, waits for each to be healthy, and starts the health checks.
 pub async fn start(app: &App, gust: &GustAddresses) -> Result<RunningUpstreams> {
-    let mut running = RunningUpstreams { upstreams: Vec::new(), health_tasks: Vec::new(), children: Vec::new() };
+    let mut running = RunningUpstreams {
+        upstreams: Vec::new(),
+        health_tasks: Vec::new(),
+        children: Vec::new(),
+    };
     for spec in app.upstreams.values() {
         let mut spec = spec.clone();
         if spec.port == Some(0) {
@@ -117,7 +142,10 @@ impl RunningUpstreams {
             if let Some(pid) = child.id() {
                 gust_runtime::kill_process_group(pid as i32, true);
             }
-            if tokio::time::timeout(Duration::from_secs(5), child.wait()).await.is_err() {
+            if tokio::time::timeout(Duration::from_secs(5), child.wait())
+                .await
+                .is_err()
+            {
                 tracing::warn!(upstream = %name, "did not stop on SIGTERM; killing it");
                 if let Some(pid) = child.id() {
                     gust_runtime::kill_process_group(pid as i32, false);

@@ -282,7 +282,10 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path) -> Result<Loaded, Mani
                     None | Some("2.0") => PayloadFormat::V2,
                     Some("1.0") => PayloadFormat::V1,
                     Some(other) => {
-                        return Err(err(at("payload"), format!("unknown payload format `{other}`: use \"2.0\" or \"1.0\"")))
+                        return Err(err(
+                            at("payload"),
+                            format!("unknown payload format `{other}`: use \"2.0\" or \"1.0\""),
+                        ))
                     }
                 };
                 RouteTarget::Function { function, payload }
@@ -294,19 +297,44 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path) -> Result<Loaded, Mani
                         return Err(err(at(k), "must start with `/`".into()));
                     }
                 }
-                RouteTarget::Upstream { upstream, strip_prefix: r.strip_prefix, add_prefix: r.add_prefix }
+                RouteTarget::Upstream {
+                    upstream,
+                    strip_prefix: r.strip_prefix,
+                    add_prefix: r.add_prefix,
+                }
             }
-            (Some(_), Some(_)) => return Err(err(at("upstream"), "a route has a `function` or an `upstream`, not both".into())),
-            (None, None) => return Err(err(at("function"), "a route needs a `function` or an `upstream`".into())),
+            (Some(_), Some(_)) => {
+                return Err(err(
+                    at("upstream"),
+                    "a route has a `function` or an `upstream`, not both".into(),
+                ))
+            }
+            (None, None) => {
+                return Err(err(
+                    at("function"),
+                    "a route needs a `function` or an `upstream`".into(),
+                ))
+            }
         };
         if r.rate_limit.is_some_and(|v| !(v.is_finite() && v > 0.0)) {
-            return Err(err(at("rate_limit"), "must be a positive number of requests per second".into()));
+            return Err(err(
+                at("rate_limit"),
+                "must be a positive number of requests per second".into(),
+            ));
         }
-        let jwt = r.jwt.map(|j| FunctionName::new(&j).map_err(|e| err(at("jwt"), e.to_string()))).transpose()?;
+        let jwt = r
+            .jwt
+            .map(|j| FunctionName::new(&j).map_err(|e| err(at("jwt"), e.to_string())))
+            .transpose()?;
         routes.push(RouteSpec {
             key,
             target,
-            auth: RouteAuth { api_key: r.api_key, jwt, rate_limit: r.rate_limit, burst: r.burst },
+            auth: RouteAuth {
+                api_key: r.api_key,
+                jwt,
+                rate_limit: r.rate_limit,
+                burst: r.burst,
+            },
         });
     }
 
@@ -319,10 +347,16 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path) -> Result<Loaded, Mani
             targets.push(format!("http://127.0.0.1:{port}"));
         }
         if targets.is_empty() {
-            return Err(err(key("targets"), "an upstream needs `targets` (URLs), or a `command` with a `port`".into()));
+            return Err(err(
+                key("targets"),
+                "an upstream needs `targets` (URLs), or a `command` with a `port`".into(),
+            ));
         }
         if u.command.is_some() && u.port.is_none() {
-            return Err(err(key("port"), "an upstream with a `command` needs the `port` it listens on".into()));
+            return Err(err(
+                key("port"),
+                "an upstream with a `command` needs the `port` it listens on".into(),
+            ));
         }
         for t in &targets {
             if !(t.starts_with("http://") || t.starts_with("https://")) || t.len() < 8 {
@@ -336,7 +370,10 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path) -> Result<Loaded, Mani
             name.clone(),
             UpstreamSpec {
                 name,
-                targets: targets.into_iter().map(|t| t.trim_end_matches('/').to_string()).collect(),
+                targets: targets
+                    .into_iter()
+                    .map(|t| t.trim_end_matches('/').to_string())
+                    .collect(),
                 command: u.command,
                 dir: u.dir.map(|d| root.join(d)).unwrap_or_else(|| root.to_path_buf()),
                 port: u.port,
@@ -359,7 +396,10 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path) -> Result<Loaded, Mani
         let name = FunctionName::new(&aname).map_err(|e| err(format!("authorizers.{aname}"), e.to_string()))?;
         let sources = [a.jwks_file.is_some(), a.jwks_url.is_some(), a.hs256_secret.is_some()];
         if sources.iter().filter(|s| **s).count() != 1 {
-            return Err(err(key("jwks_file"), "set exactly one of `jwks_file`, `jwks_url`, `hs256_secret`".into()));
+            return Err(err(
+                key("jwks_file"),
+                "set exactly one of `jwks_file`, `jwks_url`, `hs256_secret`".into(),
+            ));
         }
         if a.audiences.is_empty() {
             return Err(err(key("audiences"), "at least one audience is required".into()));
@@ -654,7 +694,9 @@ pub(crate) fn subscription(
 }
 
 fn names(list: &[String]) -> Result<Vec<FunctionName>, String> {
-    list.iter().map(|n| FunctionName::new(n).map_err(|e| e.to_string())).collect()
+    list.iter()
+        .map(|n| FunctionName::new(n).map_err(|e| e.to_string()))
+        .collect()
 }
 
 pub(crate) fn seconds(v: f64) -> Option<Duration> {

@@ -662,7 +662,9 @@ resources:
             .routes
             .iter()
             .map(|r| {
-                let RouteTarget::Function { function, payload } = &r.target else { panic!("a function route") };
+                let RouteTarget::Function { function, payload } = &r.target else {
+                    panic!("a function route")
+                };
                 format!("{} -> {function} {payload:?}", r.key)
             })
             .collect();

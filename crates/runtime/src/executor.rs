@@ -122,7 +122,13 @@ impl Executor {
 
     /// Checks the function can start here and builds its command line and environment.
     /// `token` is the function's `GUST_TOKEN` for the platform API.
-    pub fn prepare(&self, spec: Arc<FunctionSpec>, token: Option<&str>) -> Result<Prepared, PrepareError> {
+    /// `secrets` are the function's granted secrets, set last as environment variables.
+    pub fn prepare(
+        &self,
+        spec: Arc<FunctionSpec>,
+        token: Option<&str>,
+        secrets: &[(String, String)],
+    ) -> Result<Prepared, PrepareError> {
         let fail = |message: String| PrepareError {
             function: spec.name.to_string(),
             message,
@@ -196,13 +202,16 @@ impl Executor {
             // a plain URL works from any HTTP client.
             if let Some(api) = &c.platform_api {
                 for svc in &spec.services {
-                    let var = format!("GUST_SERVICE_{}_URL", svc.as_str().to_ascii_uppercase().replace('-', "_"));
+                    let var = format!(
+                        "GUST_SERVICE_{}_URL",
+                        svc.as_str().to_ascii_uppercase().replace('-', "_")
+                    );
                     set(&var, format!("{api}/gust/v1/fn/{t}/services/{svc}"));
                 }
             }
         }
-        // The function's own environment comes last and wins.
-        for (k, v) in &spec.environment {
+        // The function's own environment, then its granted secrets, win over the defaults.
+        for (k, v) in spec.environment.iter().chain(secrets.iter().map(|(k, v)| (k, v))) {
             env.retain(|(ek, _)| ek != k);
             env.push((k.clone(), v.clone()));
         }

@@ -234,7 +234,10 @@ pub fn supervise(cmd: &mut Command) {
 
 /// Kills a supervised process and everything it started.
 pub fn kill_process_group(pid: i32, graceful: bool) {
-    let _ = killpg(Pid::from_raw(pid), if graceful { Signal::SIGTERM } else { Signal::SIGKILL });
+    let _ = killpg(
+        Pid::from_raw(pid),
+        if graceful { Signal::SIGTERM } else { Signal::SIGKILL },
+    );
 }
 
 /// Makes the child die with Gust: without it a `kill -9` of Gust would orphan every function.

@@ -52,6 +52,9 @@ pub struct Invocation {
     /// The span that caused this invocation (the gateway request, the event delivery).
     pub parent_span: Option<String>,
     pub client_context: Option<String>,
+    /// How long to wait for an instance at most (default, and never more than, the function
+    /// timeout). Event delivery bounds it so a claimed batch cannot outlive its visibility.
+    pub acquire_timeout: Option<Duration>,
 }
 
 impl Invocation {
@@ -64,6 +67,7 @@ impl Invocation {
             trace: None,
             parent_span: None,
             client_context: None,
+            acquire_timeout: None,
         }
     }
 }
@@ -175,11 +179,25 @@ impl Invoker {
     /// Prepares every function of `app` and makes them invokable. Nothing changes if any
     /// function cannot be prepared.
     pub fn deploy(&self, app: &App) -> Result<(), PrepareError> {
+        self.deploy_with(app, &HashMap::new(), None)
+    }
+
+    /// Deploys `app` (or only the functions in `only`, leaving the others' warm instances
+    /// alone) with each function's granted secrets as environment variables. Replaced pools
+    /// retire their warm instances; in-flight invocations finish on the old ones.
+    pub fn deploy_with(
+        &self,
+        app: &App,
+        secrets: &HashMap<String, Vec<(String, String)>>,
+        only: Option<&[String]>,
+    ) -> Result<(), PrepareError> {
         let mut pools = Vec::new();
         let mut tokens = Vec::new();
-        for spec in app.functions.values() {
+        let selected = |name: &str| only.is_none_or(|o| o.iter().any(|n| n == name));
+        for spec in app.functions.values().filter(|s| selected(s.name.as_str())) {
             let token = new_token();
-            let prepared = self.executor.prepare(Arc::new(spec.clone()), Some(&token))?;
+            let env = secrets.get(spec.name.as_str()).map(Vec::as_slice).unwrap_or(&[]);
+            let prepared = self.executor.prepare(Arc::new(spec.clone()), Some(&token), env)?;
             pools.push((spec.name.to_string(), Pool::new(prepared, self.sink.clone())));
             tokens.push((
                 token,
@@ -198,7 +216,7 @@ impl Invoker {
         };
         {
             let mut t = self.tokens.write().expect("tokens lock");
-            t.retain(|_, caller| caller.app != app.name.as_str());
+            t.retain(|_, caller| caller.app != app.name.as_str() || !selected(&caller.function));
             t.extend(tokens);
         }
         for pool in old {
@@ -268,7 +286,8 @@ impl Invoker {
 
         // Waiting for an instance is bounded by the function timeout too; past it the caller
         // is told to come back later (429) rather than held indefinitely.
-        let lease = match pool.acquire(Instant::now() + timeout).await {
+        let wait = inv.acquire_timeout.map_or(timeout, |w| w.min(timeout));
+        let lease = match pool.acquire(Instant::now() + wait).await {
             Ok(l) => l,
             Err(e) => {
                 if matches!(e, InvokeError::TooManyRequests { .. }) {

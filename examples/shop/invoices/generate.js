@@ -4,7 +4,19 @@
 // address in the code), prices it in EUR with the exchange rate stored under `rates/<CURRENCY>`;
 // an order in a currency with no rate fails (a "poison" order): after its retries it lands
 // in the subscription's dead-letter queue, until someone adds the rate and redrives it.
+const crypto = require('crypto');
 const kv = require('../lib/gust-kv');
+
+// Invoices are signed with a secret Gust grants this function (`gust secrets set
+// INVOICE_SIGNING_KEY`); without it they are issued unsigned, with a warning.
+function sign(invoice) {
+  const key = process.env.INVOICE_SIGNING_KEY;
+  if (!key) {
+    console.warn('INVOICE_SIGNING_KEY is not set: the invoice is unsigned');
+    return null;
+  }
+  return crypto.createHmac('sha256', key).update(JSON.stringify(invoice)).digest('hex');
+}
 
 exports.handler = async (event) => {
   const failures = [];
@@ -29,6 +41,7 @@ exports.handler = async (event) => {
         totalEur: round(subtotal / rate),
         issuedAt: new Date().toISOString(),
       };
+      invoice.signature = sign(invoice);
       await kv.putJSON(`invoices/${order.id}`, invoice);
       console.log(`invoiced order ${order.id}: ${invoice.totalEur} EUR`);
     } catch (err) {

@@ -855,9 +855,6 @@ async fn records_older_than_max_event_age_are_dead_lettered() {
 }
 
 #[tokio::test]
-#[ignore = "bug: a MaxEventAgeExceeded dead letter counts the claim that found the record expired \
-            as an attempt (crates/events/src/dispatcher.rs deliver: the age check runs after \
-            log.claim incremented attempts), so `attempts` is one more than the invocations made"]
 async fn an_expired_dead_letter_reports_the_attempts_actually_made() {
     let (app, d, tries) = expired_dead_letter().await;
     assert_eq!(d["reason"], "MaxEventAgeExceeded", "{d}");
@@ -1494,10 +1491,6 @@ batch_size = 10
 /// function has instances, or HTTP traffic keeps them busy), the wait must not eat into the
 /// visibility timeout: the record must not be claimed again while its first invocation runs.
 #[tokio::test]
-#[ignore = "bug: the visibility timeout starts at claim but the invocation may first wait up to \
-            the function timeout for an instance (crates/events/src/dispatcher.rs deliver -> \
-            Invoker::invoke -> Pool::acquire), so a record whose batch waited is claimed again \
-            while its first invocation still runs: two invocations of one message at once"]
 async fn waiting_for_an_instance_does_not_let_a_message_be_processed_twice_at_once() {
     let app = TestApp::start(&[
         (

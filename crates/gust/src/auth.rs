@@ -1,0 +1,54 @@
+//! Builds the gateway's authorizers from the manifest: JWT authorizers with keys from a JWKS
+//! file, a JWKS URL (fetched at start), or an HS256 key held as a Gust secret; and the API key
+//! store. A misconfigured authorizer stops `gust up` with the authorizer's name, not a 500 later.
+
+use anyhow::{anyhow, Context, Result};
+use gust_gateway::auth::{ApiKeyAuthorizer, JwtAuthorizer, JwtConfig, JwtKeys, MemoryApiKeyStore};
+use gust_gateway::GatewayAuth;
+use gust_model::App;
+use gust_store::SecretStore;
+use std::sync::Arc;
+
+pub async fn gateway_auth(app: &App, secrets: &SecretStore, api_keys: Arc<MemoryApiKeyStore>) -> Result<GatewayAuth> {
+    let mut jwt = std::collections::HashMap::new();
+    for a in app.authorizers.values() {
+        let keys = if let Some(f) = &a.jwks_file {
+            JwtKeys::Jwks(
+                std::fs::read_to_string(f)
+                    .with_context(|| format!("authorizer `{}`: cannot read {}", a.name, f.display()))?,
+            )
+        } else if let Some(url) = &a.jwks_url {
+            let text = reqwest::Client::new()
+                .get(url)
+                .timeout(std::time::Duration::from_secs(10))
+                .send()
+                .await
+                .and_then(|r| r.error_for_status())
+                .with_context(|| format!("authorizer `{}`: cannot fetch the JWKS at {url}", a.name))?
+                .text()
+                .await?;
+            JwtKeys::Jwks(text)
+        } else if let Some(name) = &a.hs256_secret {
+            let (value, _) = secrets
+                .get(name)
+                .map_err(|e| anyhow!("authorizer `{}`: {e}", a.name))?
+                .ok_or_else(|| {
+                    anyhow!(
+                        "authorizer `{}`: the secret `{name}` is not set (`gust secrets set {name}`)",
+                        a.name
+                    )
+                })?;
+            JwtKeys::HmacSecret(value)
+        } else {
+            return Err(anyhow!("authorizer `{}` has no keys", a.name));
+        };
+        let config = JwtConfig::new(a.issuer.clone(), a.audiences.clone(), keys);
+        let authorizer = JwtAuthorizer::new(config).map_err(|e| anyhow!("authorizer `{}`: {e}", a.name))?;
+        jwt.insert(a.name.to_string(), authorizer);
+    }
+    Ok(GatewayAuth {
+        api_keys: Some(ApiKeyAuthorizer::new(api_keys)),
+        jwt,
+        routes: Default::default(),
+    })
+}
