@@ -6,6 +6,7 @@ mod support;
 mod events;
 mod failures;
 mod gateway;
+mod integration;
 mod observability;
 mod runtimes;
 mod scaling;
