@@ -1,0 +1,992 @@
+#!/usr/bin/env python3
+"""Gust benchmark harness: measures Gust, its peer and the baselines in one run.
+
+Called by bench/run.sh once the binaries and tools exist (see bench/README.md). Python 3
+standard library only. Every process it starts lives in its own session and is stopped on
+exit, on error and on Ctrl-C/SIGTERM; every load loop is bounded by a duration and a timeout.
+
+Output: one markdown table (medians over the runs), then the targets as PASS/MISS lines with
+ratios against baselines measured in this same run. Also written to bench/.work/results/.
+"""
+
+import argparse
+import datetime
+import http.client
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+WORK = BENCH / ".work"
+APPS = WORK / "apps"
+LOGS = WORK / "logs"
+RESULTS = WORK / "results"
+
+VALID_USER = '{"email":"ada@example.com","name":"Ada"}'
+
+
+# --------------------------------------------------------------------------------------------
+# Modes
+
+
+class Mode:
+    """Sizes of one run. FULL is what BENCHMARKS.md reports; QUICK is for development."""
+
+    def __init__(self, quick):
+        self.name = "quick" if quick else "full"
+        self.starts = 2 if quick else 5  # restarts per server: start-up, idle RSS, first request
+        self.colds = 3 if quick else 6  # scale-to-zero cold starts per Gust restart
+        self.proc_starts = 5 if quick else 20  # `node -e 0` / `python3 -c 0` samples
+        self.runs = 1 if quick else 3  # measured wrk runs per system (median reported)
+        self.duration = 3 if quick else 8  # seconds per wrk run at `conns` connections
+        self.duration_c1 = 2 if quick else 3  # seconds per wrk run at 1 connection
+        self.warmup = 1 if quick else 2  # seconds of unrecorded warm-up load before measuring
+        self.conns = 16
+        self.settle = 1.0  # seconds after ready before sampling idle RSS
+
+
+# --------------------------------------------------------------------------------------------
+# Processes: every one started here is registered and stopped at exit.
+
+
+class Procs:
+    def __init__(self):
+        self.live = []
+
+    def start(self, name, argv, cwd=None, env=None):
+        LOGS.mkdir(parents=True, exist_ok=True)
+        log = open(LOGS / f"{name}.log", "ab")
+        p = subprocess.Popen(
+            [str(a) for a in argv],
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # own process group: Ctrl-C reaches us, we stop them
+        )
+        log.close()
+        p.bench_name = name
+        self.live.append(p)
+        return p
+
+    def stop(self, p, grace=8.0):
+        """SIGTERM the group (the platform's own graceful stop), then SIGKILL whatever of the
+        process tree is left, including children that moved to process groups of their own."""
+        tree = descendants(p.pid)
+        if p.poll() is None:
+            try:
+                os.killpg(p.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                p.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(p.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                p.wait(timeout=5)
+        for pid in tree:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        if p in self.live:
+            self.live.remove(p)
+
+    def stop_all(self):
+        for p in list(reversed(self.live)):
+            try:
+                self.stop(p, grace=3.0)
+            except Exception as e:  # keep stopping the others
+                print(f"bench: could not stop {p.bench_name} ({p.pid}): {e}", file=sys.stderr)
+
+
+PROCS = Procs()
+
+
+def children_map():
+    kids = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # pid (comm) state ppid ...: comm may hold spaces and parentheses
+        ppid = int(stat[stat.rfind(")") + 2 :].split()[1])
+        kids.setdefault(ppid, []).append(int(d))
+    return kids
+
+
+def descendants(pid):
+    kids = children_map()
+    out, todo = [], [pid]
+    while todo:
+        for c in kids.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+def rss_kb(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def tree_rss_mb(pid):
+    """Resident memory of a process and all its descendants, in MiB."""
+    return sum(rss_kb(p) for p in [pid] + descendants(pid)) / 1024.0
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def log_tail(name, n=30):
+    try:
+        lines = (LOGS / f"{name}.log").read_text(errors="replace").splitlines()
+        return "\n".join(lines[-n:])
+    except OSError:
+        return "(no log)"
+
+
+class BenchError(Exception):
+    pass
+
+
+def wait_ready(p, port, t0, timeout=60.0):
+    """Milliseconds from `t0` (just before spawn) to the first HTTP response on `port`."""
+    deadline = t0 + timeout
+    probe = b"GET /__bench_ready HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=2.0) as s:
+                s.sendall(probe)
+                if s.recv(5) == b"HTTP/":
+                    return (time.perf_counter() - t0) * 1000.0
+        except OSError:
+            pass
+        if p.poll() is not None:
+            raise BenchError(f"{p.bench_name} exited with {p.returncode}:\n{log_tail(p.bench_name)}")
+        if time.perf_counter() > deadline:
+            raise BenchError(f"{p.bench_name} not answering on {port} after {timeout}s:\n{log_tail(p.bench_name)}")
+        time.sleep(0.001)
+
+
+def request(port, method, path, body=None, timeout=30.0):
+    """One request on a new connection: (status, body, milliseconds)."""
+    headers = {"content-type": "application/json"} if body is not None else {}
+    t = time.perf_counter()
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        c.request(method, path, body=body, headers=headers)
+        r = c.getresponse()
+        data = r.read()
+    finally:
+        c.close()
+    return r.status, data.decode("utf-8", "replace"), (time.perf_counter() - t) * 1000.0
+
+
+# --------------------------------------------------------------------------------------------
+# wrk
+
+WRK_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}
+
+
+def wrk(url, conns, seconds, script=None, threads=1):
+    argv = ["wrk", f"-t{threads}", f"-c{conns}", f"-d{seconds}s", "--latency", "--timeout", "5s"]
+    if script:
+        argv += ["-s", str(script)]
+    argv.append(url)
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    p.bench_name = "wrk"
+    PROCS.live.append(p)
+    try:
+        out, _ = p.communicate(timeout=seconds + 20)
+    except subprocess.TimeoutExpired:
+        PROCS.stop(p, grace=1.0)
+        raise BenchError(f"wrk did not finish: {' '.join(argv)}")
+    PROCS.live.remove(p)
+    if p.returncode != 0:
+        raise BenchError(f"wrk failed ({p.returncode}): {out}")
+    res = {"rps": None, "p50": None, "p99": None, "requests": 0, "non2xx": 0, "errors": 0}
+    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if m:
+        res["rps"] = float(m.group(1))
+    m = re.search(r"(\d+) requests in", out)
+    if m:
+        res["requests"] = int(m.group(1))
+    for pct, key in (("50", "p50"), ("99", "p99")):
+        m = re.search(rf"^\s+{pct}(?:\.000)?%\s+([\d.]+)(us|ms|s|m)\s*$", out, re.M)
+        if m:
+            res[key] = float(m.group(1)) * WRK_UNITS[m.group(2)]
+    m = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    if m:
+        res["non2xx"] = int(m.group(1))
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if m:
+        res["errors"] = sum(int(x) for x in m.groups())
+    if res["rps"] is None or res["p50"] is None:
+        raise BenchError(f"cannot parse wrk output:\n{out}")
+    return res
+
+
+def median(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def percentile(xs, q):
+    xs = sorted(x for x in xs if x is not None)
+    if not xs:
+        return None
+    k = min(len(xs) - 1, max(0, int(round(q / 100.0 * (len(xs) - 1)))))
+    return xs[k]
+
+
+# --------------------------------------------------------------------------------------------
+# Apps: generated under bench/.work/apps from bench/app (the handlers are the same files).
+
+
+def toml_str(s):
+    return json.dumps(s)
+
+
+def gust_manifest(name, functions, routes):
+    """functions: {name: dict(runtime, handler, dir?, scaling?)}; routes: [(route, function)]."""
+    out = [f"[app]\nname = {toml_str(name)}\n"]
+    for fname, f in functions.items():
+        out.append(f"[functions.{toml_str(fname)}]")
+        out.append(f"runtime = {toml_str(f['runtime'])}")
+        if f.get("handler"):
+            out.append(f"handler = {toml_str(f['handler'])}")
+        if f.get("dir"):
+            out.append(f"dir = {toml_str(f['dir'])}")
+        out.append("memory = 256\ntimeout = 5")
+        s = f.get("scaling")
+        if s:
+            out.append(
+                "scaling = { min_instances = 0, max_instances = %d, idle_timeout = %s, max_queue = 1000 }"
+                % (s["max"], s["idle"])
+            )
+        out.append("")
+    for route, fn in routes:
+        out.append(f"[[routes]]\nroute = {toml_str(route)}\nfunction = {toml_str(fn)}\n")
+    return "\n".join(out)
+
+
+# The cold-start function scales to zero 0.1 s after each request; the loaded one stays warm.
+# After the admin API reports 0 instances the harness waits COLD_GAP more before the next cold
+# request: whatever Gust does in the background after a stop has that long (real cold starts
+# come after far longer idle periods).
+COLD = {"max": 1, "idle": "0.1"}
+WARM = {"max": 4, "idle": "300"}
+COLD_GAP = 0.2
+
+
+def write_app(name, manifest, files=(), echo=None):
+    d = APPS / name
+    if d.exists():
+        shutil.rmtree(d)
+    d.mkdir(parents=True)
+    (d / "gust.toml").write_text(manifest)
+    for f in files:
+        shutil.copy2(BENCH / "app" / f, d / f)
+    if echo:
+        (d / "echo").mkdir()
+        shutil.copy2(echo, d / "echo" / "bootstrap")
+        os.chmod(d / "echo" / "bootstrap", 0o755)
+    return d
+
+
+def make_apps(echo_bin, py_version):
+    apps = {}
+    apps["gust-node"] = write_app(
+        "gust-node",
+        gust_manifest(
+            "bench-node",
+            {
+                "hello": {"runtime": "nodejs20.x", "handler": "handler.hello", "scaling": COLD},
+                "createUser": {"runtime": "nodejs20.x", "handler": "handler.createUser", "scaling": WARM},
+            },
+            [("GET /hello", "hello"), ("POST /users", "createUser")],
+        ),
+        files=["handler.js"],
+    )
+    py = f"python{py_version}"
+    apps["gust-python"] = write_app(
+        "gust-python",
+        gust_manifest(
+            "bench-python",
+            {
+                "hello": {"runtime": py, "handler": "handler.hello", "scaling": COLD},
+                "createUser": {"runtime": py, "handler": "handler.create_user", "scaling": WARM},
+            },
+            [("GET /hello", "hello"), ("POST /users", "createUser")],
+        ),
+        files=["handler.py"],
+    )
+    apps["gust-provided"] = write_app(
+        "gust-provided",
+        gust_manifest(
+            "bench-provided",
+            {
+                "hello": {"runtime": "provided.al2023", "dir": "echo", "scaling": COLD},
+                "createUser": {"runtime": "provided.al2023", "dir": "echo", "scaling": WARM},
+            },
+            [("GET /hello", "hello"), ("POST /users", "createUser")],
+        ),
+        echo=echo_bin,
+    )
+    # Routing cost: the same target route alone, or among 1,000 (250 services x 4 routes:
+    # literal and {param} paths, several methods), all on the Rust echo so that the gateway,
+    # not the handler, dominates the request.
+    echo_fn = {"echo": {"runtime": "provided.al2023", "dir": "echo", "scaling": WARM}}
+    apps["gust-routes-1"] = write_app(
+        "gust-routes-1", gust_manifest("bench-routes-1", echo_fn, [(ROUTE_TARGET, "echo")]), echo=echo_bin
+    )
+    many = []
+    for i in range(250):
+        many += [
+            (f"GET /svc{i}/items", "echo"),
+            (f"POST /svc{i}/items", "echo"),
+            (f"GET /svc{i}/items/{{id}}", "echo"),
+            (f"DELETE /svc{i}/items/{{id}}", "echo"),
+        ]
+    assert len(many) == 1000 and (ROUTE_TARGET, "echo") in many
+    apps["gust-routes-1000"] = write_app(
+        "gust-routes-1000", gust_manifest("bench-routes-1000", echo_fn, many), echo=echo_bin
+    )
+    # Idle memory per function: 1 vs 1,000 Node functions, each with its own route.
+    for n in (1, 1000):
+        fns = {f"fn{i}": {"runtime": "nodejs20.x", "handler": "handler.hello"} for i in range(n)}
+        rts = [(f"GET /fn{i}/hello", f"fn{i}") for i in range(n)]
+        apps[f"gust-fns-{n}"] = write_app(f"gust-fns-{n}", gust_manifest(f"bench-fns-{n}", fns, rts), files=["handler.js"])
+    sls = APPS / "sls"
+    if sls.exists():
+        shutil.rmtree(sls)
+    sls.mkdir(parents=True)
+    for f in ("handler.js", "serverless.yml"):
+        shutil.copy2(BENCH / "app" / f, sls / f)
+    apps["sls"] = sls
+    return apps
+
+
+ROUTE_TARGET = "GET /svc137/items/{id}"
+ROUTE_URL = "/svc137/items/42"
+
+
+# --------------------------------------------------------------------------------------------
+# Systems
+
+
+class System:
+    """A server under test. `launch(port)` returns (argv, cwd, env, extra ports)."""
+
+    def __init__(self, key, label, kind):
+        self.key = key
+        self.label = label
+        self.kind = kind  # gust | sls | plain
+
+    def launch(self, port):
+        raise NotImplementedError
+
+
+class GustSystem(System):
+    def __init__(self, key, label, gust, app, load_function="createUser"):
+        super().__init__(key, label, "gust")
+        self.gust, self.app, self.load_function = gust, app, load_function
+
+    def launch(self, port):
+        self.admin = free_port()
+        state = WORK / "state" / self.key
+        if state.exists():
+            shutil.rmtree(state)  # every start is a first `gust up`: runtime files, database
+        state.parent.mkdir(parents=True, exist_ok=True)
+        argv = [self.gust, "up", self.app, "--port", port, "--admin-port", self.admin, "--state", state]
+        return argv, None, dict(os.environ)
+
+
+class SlsSystem(System):
+    def __init__(self, key, label, app, node, extra):
+        super().__init__(key, label, "sls")
+        self.app, self.node, self.extra = app, node, extra
+
+    def launch(self, port):
+        env = dict(os.environ)
+        env.update(
+            HOME=str(WORK / "home"),
+            SLS_TELEMETRY_DISABLED="1",
+            SLS_NOTIFICATIONS_MODE="off",
+            SLS_DEPRECATION_DISABLE="*",
+        )
+        (WORK / "home").mkdir(parents=True, exist_ok=True)
+        sls = WORK / "node_modules" / "serverless" / "bin" / "serverless.js"
+        argv = [self.node, sls, "offline", "start", "--host", "127.0.0.1", "--httpPort", port,
+                "--lambdaPort", free_port(), "--noSponsor"] + self.extra
+        return argv, self.app, env
+
+
+class PlainSystem(System):
+    def __init__(self, key, label, argv_fn, cwd=None):
+        super().__init__(key, label, "plain")
+        self.argv_fn, self.cwd = argv_fn, cwd
+
+    def launch(self, port):
+        return self.argv_fn(port), self.cwd, dict(os.environ)
+
+
+def start_system(sysm):
+    port = free_port()
+    argv, cwd, env = sysm.launch(port)
+    t0 = time.perf_counter()
+    p = PROCS.start(sysm.key, argv, cwd=cwd, env=env)
+    ready_ms = wait_ready(p, port, t0)
+    return p, port, ready_ms
+
+
+def gust_pool(admin_port, function):
+    """{total, idle, waiting} of one function, from Gust's admin API."""
+    c = http.client.HTTPConnection("127.0.0.1", admin_port, timeout=5)
+    try:
+        c.request("GET", "/gust/v1/functions")
+        data = json.loads(c.getresponse().read())
+    finally:
+        c.close()
+    for f in data.get("functions", []):
+        if f.get("name") == function:
+            return f["instances"]
+    raise BenchError(f"function {function} not listed by the admin API")
+
+
+def wait_scaled_to_zero(admin_port, function, timeout=10.0):
+    deadline = time.perf_counter() + timeout
+    while gust_pool(admin_port, function)["total"] != 0:
+        if time.perf_counter() > deadline:
+            raise BenchError(f"{function} did not scale to zero within {timeout}s")
+        time.sleep(0.02)
+
+
+def check_answers(sysm, port):
+    """The systems must answer alike, or their numbers mean nothing."""
+    if sysm.key == "floor":
+        return
+    st, body, _ = request(port, "POST", "/users", "{}")
+    if sysm.key == "gust-provided":
+        ok = st == 200 and '"body"' in body  # the echo returns the event
+    else:
+        ok = st == 400 and "Email is required" in body
+    if not ok:
+        raise BenchError(f"{sysm.label}: POST /users {{}} answered {st} {body[:200]}")
+    st, body, _ = request(port, "POST", "/users", VALID_USER)
+    want = 200 if sysm.key == "gust-provided" else 201
+    if st != want or "ada@example.com" not in body:
+        raise BenchError(f"{sysm.label}: POST /users answered {st} {body[:200]}")
+
+
+def measure_starts(sysm, mode, out, cold=True):
+    """Restarts the system `mode.starts` times: start-up, idle RSS, first request after start,
+    and for Gust, scale-to-zero cold starts. Returns the last process, still running."""
+    r = out.setdefault(sysm.key, {"label": sysm.label})
+    r.update(startup=[], rss=[], rss_main=[], first=[], cold=[])
+    p = port = None
+    for i in range(mode.starts):
+        if p is not None:
+            PROCS.stop(p)
+        p, port, ready_ms = start_system(sysm)
+        r["startup"].append(ready_ms)
+        time.sleep(mode.settle)
+        r["rss"].append(tree_rss_mb(p.pid))
+        r["rss_main"].append(rss_kb(p.pid) / 1024.0)
+        if not cold:
+            continue
+        st, body, ms = request(port, "GET", "/hello")
+        if st != 200:
+            raise BenchError(f"{sysm.label}: GET /hello answered {st} {body[:200]}")
+        r["first"].append(ms)
+        if sysm.kind == "gust":
+            for _ in range(mode.colds):
+                wait_scaled_to_zero(sysm.admin, "hello")
+                time.sleep(COLD_GAP)
+                st, body, ms = request(port, "GET", "/hello")
+                if st != 200:
+                    raise BenchError(f"{sysm.label}: GET /hello answered {st} {body[:200]}")
+                r["cold"].append(ms)
+        elif sysm.kind == "sls":
+            r["cold"].append(ms)  # its cold start is the first request after start
+    print(f"  {sysm.label}: start-up {fmt(median(r['startup']))} ms, idle RSS {fmt(median(r['rss']))} MB"
+          + (f", first request {fmt(median(r['first']))} ms" if r["first"] else "")
+          + (f", cold p50 {fmt(median(r['cold']))} ms" if r["cold"] else ""), flush=True)
+    return p, port
+
+
+class Server:
+    """A running system under load: warms it, checks it after each load run, restarts it when
+    a run left it unable to answer (which is recorded and shown, never hidden)."""
+
+    def __init__(self, sysm, p, port, method, path, body, record):
+        self.sysm, self.p, self.port = sysm, p, port
+        self.method, self.path, self.body = method, path, body
+        self.record = record  # the system's result dict: problems are appended to it
+        self.broken = False
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}{self.path}"
+
+    def warm(self, conns, seconds):
+        """Unrecorded load from `conns` threads whose requests all complete (no request is
+        cut off mid-flight, unlike a load generator stopping at its deadline)."""
+        deadline = time.perf_counter() + seconds
+        counts, errors = [], []
+
+        def loop():
+            n = 0
+            c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+            headers = {"content-type": "application/json"} if self.body else {}
+            try:
+                while time.perf_counter() < deadline:
+                    c.request(self.method, self.path, body=self.body, headers=headers)
+                    r = c.getresponse()
+                    r.read()
+                    if r.status >= 300:
+                        errors.append(r.status)
+                    n += 1
+            except Exception as e:  # reported below
+                errors.append(repr(e))
+            finally:
+                c.close()
+            counts.append(n)
+
+        threads = [threading.Thread(target=loop, daemon=True) for _ in range(conns)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(seconds + 15)
+        if errors:
+            raise BenchError(f"{self.sysm.label}: warm-up got {len(errors)} errors, e.g. {errors[:3]}")
+
+    def problem(self):
+        """None if the system is idle and answering after a load run, else what is wrong."""
+        if self.sysm.kind == "gust":
+            deadline = time.perf_counter() + 2.0
+            while True:
+                st = gust_pool(self.sysm.admin, self.sysm.load_function)
+                busy = st["total"] - st["idle"]
+                if busy == 0 and st["waiting"] == 0:
+                    break
+                if time.perf_counter() > deadline:
+                    return (f"after the load generator closed its connections, `{self.sysm.load_function}` kept "
+                            f"{busy} of {st['total']} instances busy and {st['waiting']} waiters for 2 s")
+                time.sleep(0.05)
+        try:
+            st, body, _ = request(self.port, self.method, self.path, self.body, timeout=3.0)
+        except OSError as e:
+            return f"no answer within 3 s after a load run ({e!r})"
+        if st >= 300:
+            return f"answers {st} after a load run: {body[:120]}"
+        return None
+
+    def restart(self):
+        PROCS.stop(self.p)
+        self.p, self.port, _ = start_system(self.sysm)
+        self.broken = False
+
+    def run(self, mode, conns, seconds, script):
+        """One recorded wrk run on a healthy, warm system."""
+        if self.broken:
+            self.restart()
+            self.warm(mode.conns, mode.warmup)
+        res = wrk(self.url, conns, seconds, script)
+        why = self.problem()
+        if why:
+            self.record.setdefault("problems", []).append(why)
+            print(f"  ! {self.sysm.label}: {why}; it is restarted and warmed up before any further run", flush=True)
+            self.broken = True
+        return res
+
+
+def measure_load(sysm, p, port, mode, out):
+    r = out[sysm.key]
+    lua = BENCH / "post_users.lua"
+    srv = Server(sysm, p, port, "POST", "/users", VALID_USER, r)
+    srv.warm(mode.conns, mode.warmup)
+    r["load"] = [srv.run(mode, mode.conns, mode.duration, lua) for _ in range(mode.runs)]
+    r["load_c1"] = [srv.run(mode, 1, mode.duration_c1, lua) for _ in range(mode.runs)]
+    summarize_load(r)
+    print(f"  {sysm.label}: {fmt(r['rps'], 0)} req/s, p50 {fmt(r['p50'])} ms, p99 {fmt(r['p99'])} ms "
+          f"@{mode.conns}; p50 {fmt(r['p50_c1'])} ms @1" + bad_note(r), flush=True)
+    return srv.p
+
+
+def summarize_load(r):
+    r["rps"] = median(x["rps"] for x in r["load"])
+    r["p50"] = median(x["p50"] for x in r["load"])
+    r["p99"] = median(x["p99"] for x in r["load"])
+    if r.get("load_c1"):
+        r["p50_c1"] = median(x["p50"] for x in r["load_c1"])
+    r["bad"] = sum(x["non2xx"] + x["errors"] + (x["requests"] == 0) for x in r["load"] + r.get("load_c1", []))
+    r["total"] = sum(x["requests"] for x in r["load"] + r.get("load_c1", []))
+
+
+def bad_note(r):
+    return f"  [{r['bad']} non-2xx/socket errors of {r['total']}]" if r.get("bad") else ""
+
+
+def proc_start(argv, n):
+    subprocess.run(argv, check=True)  # page cache warm
+    xs = []
+    for _ in range(n):
+        t = time.perf_counter()
+        subprocess.run(argv, check=True)
+        xs.append((time.perf_counter() - t) * 1000.0)
+    return xs
+
+
+# --------------------------------------------------------------------------------------------
+# Report
+
+
+def fmt(x, digits=1):
+    if x is None:
+        return "—"
+    if digits == 0:
+        return f"{x:,.0f}"
+    if abs(x) < 10 and digits == 1:
+        return f"{x:.2f}"
+    return f"{x:,.{digits}f}"
+
+
+def machine():
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = "unknown"
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
+    except OSError:
+        pass
+    return {"nproc": os.cpu_count(), "cpu": model, "memory": mem, "kernel": platform.release()}
+
+
+def loadavg():
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "unknown"
+
+
+def ratio(a, b):
+    if a is None or b is None or b == 0:
+        return None
+    return a / b
+
+
+def targets(R):
+    """[(PASS|MISS|N/A, text)] for each target of the performance issue."""
+    g = lambda k, f: R.get(k, {}).get(f)  # noqa: E731
+    cold = lambda k: median(R.get(k, {}).get("cold", []))  # noqa: E731
+    out = []
+
+    def add(ok, text):
+        out.append(("N/A" if ok is None else ("PASS" if ok else "MISS"), text))
+
+    gn, sd = cold("gust-node"), cold("sls-default")
+    rr = ratio(gn, sd)
+    add(None if rr is None else rr <= 1 / 3,
+        f"Node cold start p50 <= 1/3 of serverless-offline default's first request: "
+        f"{fmt(gn)} ms vs {fmt(sd)} ms = {fmt(rr, 3)}x (target <= 0.333x)")
+    ne = median(g("node-e0", "cold") or [])
+    rr = ratio(gn, ne)
+    add(None if rr is None else gn < ne,
+        f"Node cold start p50 below `node -e 0`: {fmt(gn)} ms vs {fmt(ne)} ms = {fmt(rr, 2)}x (target < 1x)")
+    gp, pe = cold("gust-python"), median(g("python-c0", "cold") or [])
+    rr = ratio(gp, pe)
+    add(None if rr is None else gp < pe,
+        f"Python cold start p50 below `python3 -c 0`: {fmt(gp)} ms vs {fmt(pe)} ms = {fmt(rr, 2)}x (target < 1x)")
+    gr = cold("gust-provided")
+    add(None if gr is None else gr < 5.0,
+        f"provided (Rust) cold start p50 < 5 ms: {fmt(gr)} ms = {fmt(ratio(gr, 5.0), 2)}x of 5 ms")
+    tn, ts, ti = g("gust-node", "rps"), g("sls-default", "rps"), g("sls-inprocess", "rps")
+    rr = ratio(tn, ts)
+    add(None if rr is None else rr >= 5,
+        f"Node warm throughput >= 5x serverless-offline default: {fmt(tn, 0)} vs {fmt(ts, 0)} req/s = {fmt(rr, 2)}x")
+    rr = ratio(tn, ti)
+    add(None if rr is None else rr >= 3,
+        f"Node warm throughput >= 3x serverless-offline --useInProcess: {fmt(tn, 0)} vs {fmt(ti, 0)} req/s = {fmt(rr, 2)}x")
+    a1, b1 = g("gust-node", "p50_c1"), g("node-http", "p50_c1")
+    a16, b16 = g("gust-node", "p50"), g("node-http", "p50")
+    added = None if a1 is None or b1 is None else a1 - b1
+    added16 = None if a16 is None or b16 is None else a16 - b16
+    add(None if added is None else added <= 0.5,
+        f"p50 latency added over the plain Node server <= 0.5 ms (1 connection, no queueing): "
+        f"{fmt(a1, 3)} - {fmt(b1, 3)} = {fmt(added, 3)} ms = {fmt(ratio(added, 0.5), 2)}x of 0.5 ms "
+        f"(at {R.get('_conns', 16)} connections: {fmt(a16, 3)} - {fmt(b16, 3)} = {fmt(added16, 3)} ms)")
+    mg, ms = g("gust-node", "rss_p50"), g("sls-default", "rss_p50")
+    rr = ratio(mg, ms)
+    add(None if rr is None else rr <= 0.2,
+        f"Gust idle RSS <= 1/5 of serverless-offline's: {fmt(mg)} MB vs {fmt(ms)} MB = {fmt(rr, 3)}x (target <= 0.2x)")
+    sg, ss = g("gust-node", "startup_p50"), g("sls-default", "startup_p50")
+    rr = ratio(sg, ss)
+    add(None if rr is None else rr <= 0.1,
+        f"Gust start-up <= 1/10 of serverless-offline's: {fmt(sg)} ms vs {fmt(ss)} ms = {fmt(rr, 4)}x (target <= 0.1x)")
+    r1, r1000 = g("gust-routes-1", "rps"), g("gust-routes-1000", "rps")
+    cost = None if r1 is None or r1000 is None else (r1 - r1000) / r1
+    add(None if cost is None else cost <= 0.10,
+        f"1,000 routes cost <= 10% throughput vs 1 route: {fmt(r1000, 0)} vs {fmt(r1, 0)} req/s = "
+        f"{fmt(None if cost is None else cost * 100, 1)}% ({fmt(ratio(r1000, r1), 3)}x)")
+    f1, f1000 = g("gust-fns-1", "rss_p50"), g("gust-fns-1000", "rss_p50")
+    extra = None if f1 is None or f1000 is None else f1000 - f1
+    add(None if extra is None else extra <= 20,
+        f"1,000 idle functions add <= 20 MB: {fmt(f1000)} - {fmt(f1)} = {fmt(extra)} MB = {fmt(ratio(extra, 20), 2)}x of 20 MB")
+    return out
+
+
+def table(R, mode):
+    rows = [
+        "| system | start-up p50 (ms) | idle RSS p50 (MB) | of which platform process (MB) | 1st request after start p50 (ms) | cold start p50 / p90 (ms) "
+        f"| warm req/s @{mode.conns} | p50 / p99 @{mode.conns} (ms) | p50 @1 (ms) | req/s vs sls default |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    sd = R.get("sls-default", {}).get("rps")
+    for key in ORDER:
+        r = R.get(key)
+        if not r:
+            continue
+        cold = r.get("cold") or []
+        cold_s = f"{fmt(median(cold))} / {fmt(percentile(cold, 90))}" if len(cold) > 1 else fmt(median(cold))
+        lat = f"{fmt(r.get('p50'))} / {fmt(r.get('p99'))}" if r.get("p50") is not None else "—"
+        rps = fmt(r.get("rps"), 0) + (" ⚠" if r.get("bad") or r.get("problems") else "")
+        same_load = not key.startswith("gust-routes")  # the routing rows run another request
+        rel = f"{ratio(r.get('rps'), sd):.2f}x" if r.get("rps") and sd and same_load else "—"
+        rows.append(
+            f"| {r['label']} | {fmt(r.get('startup_p50'))} | {fmt(r.get('rss_p50'))} | {fmt(r.get('rss_main_p50'))} "
+            f"| {fmt(median(r.get('first') or []))} "
+            f"| {cold_s} | {rps} | {lat} | {fmt(r.get('p50_c1'), 2) if r.get('p50_c1') is not None else '—'} | {rel} |"
+        )
+    return "\n".join(rows)
+
+
+ORDER = [
+    "gust-node", "gust-python", "gust-provided", "sls-default", "sls-inprocess", "node-http", "floor",
+    "node-e0", "python-c0", "gust-routes-1", "gust-routes-1000", "gust-fns-1", "gust-fns-1000",
+]
+
+
+def finish(R):
+    for r in R.values():
+        if isinstance(r, dict):
+            if r.get("startup"):
+                r["startup_p50"] = median(r["startup"])
+            if r.get("rss"):
+                r["rss_p50"] = median(r["rss"])
+                r["rss_main_p50"] = median(r["rss_main"])
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="short runs for development")
+    ap.add_argument("--gust", required=True, help="release gust binary")
+    ap.add_argument("--echo", required=True, help="lambda-echo fixture binary (the provided function)")
+    ap.add_argument("--floor", required=True, help="static floor server binary")
+    ap.add_argument("--only", default="", help="comma-separated system keys to run (development)")
+    ap.add_argument("--command", default="bench/run.sh", help="command line to print in the report")
+    args = ap.parse_args()
+    mode = Mode(args.quick)
+    only = set(filter(None, args.only.split(",")))
+    want = lambda k: not only or k in only  # noqa: E731
+
+    node = os.path.realpath(shutil.which("node") or "node")
+    python = subprocess.run(["python3", "-c", "import sys;print(sys.executable)"], capture_output=True,
+                            text=True, check=True).stdout.strip()
+    py_version = subprocess.run([python, "-c", "import sys;print('%d.%d' % sys.version_info[:2])"],
+                                capture_output=True, text=True, check=True).stdout.strip()
+    if LOGS.exists():
+        shutil.rmtree(LOGS)
+    apps = make_apps(args.echo, py_version)
+    started = time.perf_counter()
+    R = {"_conns": mode.conns}
+    info = machine()
+    load_before = loadavg()
+    print(f"bench: {mode.name} mode on {info['nproc']} x {info['cpu']}, {info['memory']}; node {node}, python {python}",
+          flush=True)
+
+    # Process start of the bare interpreters: the floor under any cold start that spawns one.
+    for key, label, argv in (("node-e0", "`node -e 0` (process start)", [node, "-e", "0"]),
+                             ("python-c0", "`python3 -c 0` (process start)", [python, "-c", "0"])):
+        if want(key):
+            xs = proc_start(argv, mode.proc_starts)
+            R[key] = {"label": label, "cold": xs}
+            print(f"  {label}: p50 {fmt(median(xs))} ms", flush=True)
+
+    systems = [
+        GustSystem("gust-node", "Gust — Node.js handler", args.gust, apps["gust-node"]),
+        GustSystem("gust-python", "Gust — Python handler", args.gust, apps["gust-python"]),
+        GustSystem("gust-provided", "Gust — provided (Rust lambda-echo)", args.gust, apps["gust-provided"]),
+        SlsSystem("sls-default", "serverless-offline 13 — default (worker threads)", apps["sls"], node, []),
+        SlsSystem("sls-inprocess", "serverless-offline 13 — `--useInProcess`", apps["sls"], node, ["--useInProcess"]),
+        PlainSystem("node-http", "plain Node.js `http` server, same handler",
+                    lambda port: [node, BENCH / "app" / "server.js", port], cwd=BENCH / "app"),
+        PlainSystem("floor", "static floor (Rust hyper, `return 200`)", lambda port: [args.floor, port]),
+    ]
+    failures = []
+
+    def guarded(keys, label, fn):
+        """Runs one section; a failure is recorded against its rows and the run goes on."""
+        try:
+            fn()
+        except BenchError as e:
+            msg = str(e).strip()
+            print(f"  ! {label} FAILED: {msg}", flush=True)
+            failures.append((label, msg.splitlines()[0][:300]))
+            for k in keys:
+                R.setdefault(k, {"label": label}).setdefault("problems", []).append("failed: " + msg.splitlines()[0][:200])
+            PROCS.stop_all()  # only this section's processes are running
+
+    def one_system(sysm):
+        p, port = measure_starts(sysm, mode, R, cold=sysm.key != "floor")
+        check_answers(sysm, port)
+        p = measure_load(sysm, p, port, mode, R)
+        PROCS.stop(p)
+        time.sleep(0.5)
+
+    for sysm in systems:
+        if want(sysm.key):
+            print(f"- {sysm.label}", flush=True)
+            guarded([sysm.key], sysm.label, lambda: one_system(sysm))
+
+    # Routing: both apps up at once, measured alternately so drift hits both alike.
+    def routes():
+        pair = []
+        for n in (1, 1000):
+            sysm = GustSystem(f"gust-routes-{n}", f"Gust — {n:,} route{'s' if n > 1 else ''} (Rust echo, `{ROUTE_TARGET}`)",
+                              args.gust, apps[f"gust-routes-{n}"], load_function="echo")
+            R[sysm.key] = {"label": sysm.label, "load": []}
+            p, port, ready = start_system(sysm)
+            R[sysm.key]["startup"] = [ready]
+            st, body, _ = request(port, "GET", ROUTE_URL)
+            if st != 200 or '"id":"42"' not in body.replace(" ", ""):
+                raise BenchError(f"{sysm.label}: GET {ROUTE_URL} answered {st} {body[:300]}")
+            pair.append(Server(sysm, p, port, "GET", ROUTE_URL, None, R[sysm.key]))
+        for srv in pair:
+            srv.warm(mode.conns, mode.warmup)
+        for _ in range(mode.runs):
+            for srv in pair:
+                R[srv.sysm.key]["load"].append(srv.run(mode, mode.conns, mode.duration, None))
+        for srv in pair:
+            summarize_load(R[srv.sysm.key])
+            print(f"  {srv.sysm.label}: {fmt(R[srv.sysm.key]['rps'], 0)} req/s" + bad_note(R[srv.sysm.key]), flush=True)
+            PROCS.stop(srv.p)
+
+    if want("gust-routes-1") or want("gust-routes-1000"):
+        print("- Gust routes: 1 vs 1,000", flush=True)
+        guarded(["gust-routes-1", "gust-routes-1000"], "Gust routes: 1 vs 1,000", routes)
+
+    # Idle memory of deployed functions: 1 vs 1,000, nothing invoked.
+    def idle_fns(sysm):
+        p, _ = measure_starts(sysm, mode, R, cold=False)
+        PROCS.stop(p)
+
+    for n in (1, 1000):
+        key = f"gust-fns-{n}"
+        if want(key):
+            print(f"- Gust, {n:,} idle Node function(s)", flush=True)
+            sysm = GustSystem(key, f"Gust — {n:,} idle Node function{'s' if n > 1 else ''} ({n:,} route{'s' if n > 1 else ''})",
+                              args.gust, apps[key])
+            guarded([key], sysm.label, lambda: idle_fns(sysm))
+
+    finish(R)
+    elapsed = time.perf_counter() - started
+    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    tab = table(R, mode)
+    tg = targets(R)
+    notes = [
+        f"Mode: {mode.name}; medians over {mode.starts} starts (start-up, idle RSS, first request), "
+        f"{mode.starts * mode.colds} Gust cold starts (scale to zero via idle_timeout = 0.1 s, wait until the admin API "
+        f"reports 0 instances, then {COLD_GAP} s more), {mode.proc_starts} interpreter starts, {mode.runs} wrk runs of {mode.duration} s at "
+        f"{mode.conns} connections and {mode.runs} of {mode.duration_c1} s at 1 connection (1 thread, after {mode.warmup} s warm-up).",
+        "Load: `POST /users` with a valid body (201; the Rust echo answers 200); routing rows: `GET /svc137/items/42`. "
+        "Cold start: `GET /hello` on a new connection; serverless-offline's cold start is its first request after start. "
+        "Warm-up: unrecorded requests from 16 threads that all complete; after each wrk run the system must be idle "
+        "and answering, else it is restarted (listed under Problems). ⚠: non-2xx answers, socket errors or problems.",
+        f"Harness time: {elapsed:.0f} s. Load average (1/5/15 min) before: {load_before}; after: {loadavg()} "
+        "(anything else running on the machine shares its cores with the systems measured).",
+    ]
+    report = [f"Date: {date}  ",
+              f"Machine: {info['nproc']} CPUs, {info['cpu']}, {info['memory']} RAM, Linux {info['kernel']}  ",
+              f"Command: `{args.command}`", "", tab, "", "Targets:", ""]
+    report += [f"- **{v}** {t}" for v, t in tg]
+    problems = [(r["label"], why) for k, r in R.items() if isinstance(r, dict) for why in r.get("problems", [])]
+    if problems:
+        report += ["", "Problems seen (⚠; after a problem in a load run the system was restarted and warmed up before its next run):", ""]
+        report += [f"- {label}: {why}" for label, why in problems]
+    report += [""] + [f"_{n}_" for n in notes]
+    text = "\n".join(report)
+    print("\n" + text, flush=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{mode.name}.md").write_text(text + "\n")
+    (RESULTS / f"{mode.name}.json").write_text(json.dumps({"date": date, "machine": info, "mode": mode.name,
+                                                           "results": R}, indent=1, default=str))
+    print(f"\n(written to {RESULTS / (mode.name + '.md')} and .json)")
+    if failures:
+        raise BenchError(f"{len(failures)} section(s) failed: " + "; ".join(label for label, _ in failures))
+
+
+def on_signal(signum, _frame):
+    # One interruption is enough: a second signal must not cut the cleanup short.
+    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, signal.SIG_IGN)
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+if __name__ == "__main__":
+    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, on_signal)
+    code = 0
+    try:
+        main()
+    except KeyboardInterrupt as e:
+        print(f"\nbench: interrupted ({e}); stopping everything it started", file=sys.stderr)
+        code = 130
+    except BenchError as e:
+        print(f"\nbench: error: {e}", file=sys.stderr)
+        code = 1
+    finally:
+        # Ignore further Ctrl-C while cleaning up, so that nothing is left running.
+        for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(s, signal.SIG_IGN)
+        PROCS.stop_all()
+    sys.exit(code)
