@@ -17,8 +17,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Notify, Semaphore};
 
-/// How long an idle worker sleeps at most before looking again (a safety net: publishes wake
-/// workers at once).
+/// The longest a worker with records waiting sleeps before looking again.
+const MAX_SLEEP: Duration = Duration::from_secs(5);
+/// After a storage error, before trying again.
 const IDLE_POLL: Duration = Duration::from_secs(1);
 /// Delay before records given back under back-pressure are tried again.
 const BACKPRESSURE_DELAY_MS: i64 = 100;
@@ -37,6 +38,7 @@ pub struct Dispatcher {
     stopped: AtomicBool,
     stop: Notify,
     tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    started: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl std::fmt::Debug for Dispatcher {
@@ -84,20 +86,42 @@ impl Dispatcher {
             stopped: AtomicBool::new(false),
             stop: Notify::new(),
             tasks: std::sync::Mutex::new(Vec::new()),
+            started: std::sync::Mutex::new(std::collections::HashSet::new()),
         });
-        let handles: Vec<_> = d
-            .workers
-            .values()
-            .map(|w| tokio::spawn(run(d.clone(), w.clone())))
-            .collect();
-        d.tasks.lock().expect("tasks lock").extend(handles);
+        // Subscriptions get their worker now; asynchronous-invocation queues (one per function)
+        // only when used, or at start when they hold records: a thousand idle functions must
+        // not cost a thousand workers.
+        for (name, w) in &d.workers {
+            if w.spec.shape != EventShape::Raw || !name.starts_with("gust.async.") {
+                d.ensure_worker(name);
+            }
+        }
+        let me = d.clone();
+        tokio::spawn(async move {
+            let queues: Vec<String> = me.workers.keys().filter(|n| n.starts_with("gust.async.")).cloned().collect();
+            for q in queues {
+                if me.log.backlog(&q).await.unwrap_or(0) > 0 {
+                    me.ensure_worker(&q);
+                }
+            }
+        });
         d
     }
 
+    fn ensure_worker(self: &Arc<Self>, name: &str) {
+        let Some(w) = self.workers.get(name) else { return };
+        if self.stopping() || !self.started.lock().expect("started lock").insert(name.to_string()) {
+            return;
+        }
+        let handle = tokio::spawn(run(self.clone(), w.clone()));
+        self.tasks.lock().expect("tasks lock").push(handle);
+    }
+
     /// Wakes the workers of these subscriptions (after a publish or a redrive).
-    pub fn wake(&self, subscriptions: &[String]) {
+    pub fn wake(self: &Arc<Self>, subscriptions: &[String]) {
         for s in subscriptions {
             if let Some(w) = self.workers.get(s) {
+                self.ensure_worker(s);
                 w.wake.notify_one();
             }
         }
@@ -166,13 +190,16 @@ async fn run(d: Arc<Dispatcher>, w: Arc<Worker>) {
         };
         if batch.is_empty() {
             drop(permit);
+            // Sleep until the next record is due; with none waiting, until a publish (or a
+            // redrive, or a release) wakes this worker: an idle subscription costs no queries.
             let sleep = match d.log.next_due(&sub).await {
-                Ok(Some(due)) => Duration::from_millis((due - now_ms()).clamp(1, IDLE_POLL.as_millis() as i64) as u64),
-                _ => IDLE_POLL,
+                Ok(Some(due)) => Some(Duration::from_millis((due - now_ms()).clamp(1, MAX_SLEEP.as_millis() as i64) as u64)),
+                Ok(None) => None,
+                Err(_) => Some(MAX_SLEEP),
             };
             tokio::select! {
                 _ = w.wake.notified() => {}
-                _ = tokio::time::sleep(sleep) => {}
+                _ = async { match sleep { Some(s) => tokio::time::sleep(s).await, None => std::future::pending().await } } => {}
                 _ = d.stop.notified() => break,
             }
             continue;

@@ -13,7 +13,7 @@ use gust_runtime::{Invocation, InvokeError, Invoker, PlatformApi, Trigger};
 use gust_store::TelemetryDb;
 use gust_store::{BlobError, BlobStore, KvError, KvStore, Precondition, PutOutcome, MAX_BLOB_BYTES, MAX_VALUE_BYTES};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use serde_json::json;
 use std::future::Future;
@@ -84,28 +84,6 @@ fn lambda_error(status: u16, error_type: &str, message: &str) -> Response<Body> 
     r
 }
 
-async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, ApiError> {
-    match Limited::new(body, limit).collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::new(
-            413,
-            "PayloadTooLarge",
-            format!("body exceeds the {limit} byte limit"),
-        )),
-        Err(e) => Err(ApiError::new(
-            400,
-            "BadRequest",
-            format!("could not read the body: {e}"),
-        )),
-    }
-}
-
-fn declared_len(req: &Request<Incoming>) -> Option<u64> {
-    req.headers()
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
-}
 
 impl Admin {
     pub fn new(
@@ -769,20 +747,10 @@ impl Admin {
                 )
             }
         }
-        if declared_len(&req).is_some_and(|n| n > MAX_INVOKE_PAYLOAD as u64) {
-            return lambda_error(
-                413,
-                "RequestTooLargeException",
-                "Request must be smaller than 6291456 bytes for the InvokeFunction operation",
-            );
-        }
-        let headers = req.headers().clone();
-        let client_context = req
-            .headers()
-            .get("x-amz-client-context")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let payload = match read_body(req.into_body(), MAX_INVOKE_PAYLOAD).await {
+        let (parts, body) = req.into_parts();
+        let headers = parts.headers;
+        let client_context = headers.get("x-amz-client-context").and_then(|v| v.to_str().ok()).map(str::to_string);
+        let payload = match crate::gateway::read_limited(&headers, body, MAX_INVOKE_PAYLOAD).await {
             Ok(p) => p,
             Err(e) if e.status == 413 => {
                 return lambda_error(
@@ -875,7 +843,8 @@ impl Admin {
             );
         };
         let trace = trace_of(req.headers()).map(|t| t.to_string());
-        let payload = match read_body(req.into_body(), gust_events::MAX_EVENT_BYTES).await {
+        let (parts, body) = req.into_parts();
+        let payload = match crate::gateway::read_limited(&parts.headers, body, gust_events::MAX_EVENT_BYTES).await {
             Ok(p) if p.is_empty() => Bytes::from_static(b"{}"),
             Ok(p) => p,
             Err(e) if e.status == 413 => {
@@ -998,13 +967,6 @@ impl Admin {
                 None => Err(ApiError::new(404, "KeyNotFound", format!("no value under `{key}`"))),
             },
             Method::PUT => {
-                if declared_len(&req).is_some_and(|n| n > MAX_VALUE_BYTES as u64) {
-                    return Err(ApiError::new(
-                        413,
-                        "ValueTooLarge",
-                        format!("values are limited to {MAX_VALUE_BYTES} bytes"),
-                    ));
-                }
                 let if_none_match = req.headers().get(http::header::IF_NONE_MATCH).is_some_and(|v| v == "*");
                 let pre = match (if_none_match, &if_match) {
                     (true, _) => Precondition::IfAbsent,
@@ -1014,7 +976,8 @@ impl Admin {
                     ),
                     (false, None) => Precondition::None,
                 };
-                let value = read_body(req.into_body(), MAX_VALUE_BYTES).await.map_err(|e| {
+                let (parts, body) = req.into_parts();
+                let value = crate::gateway::read_limited(&parts.headers, body, MAX_VALUE_BYTES).await.map_err(|e| {
                     if e.status == 413 {
                         ApiError::new(
                             413,

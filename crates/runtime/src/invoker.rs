@@ -96,6 +96,13 @@ pub struct PlatformApi {
     pub function: String,
 }
 
+struct RunContext {
+    pool: Arc<Pool>,
+    metrics: Arc<Metrics>,
+    telemetry: Arc<dyn Telemetry>,
+    _guard: InFlight,
+}
+
 struct Report<'a> {
     spec: &'a FunctionSpec,
     request_id: &'a str,
@@ -130,8 +137,8 @@ pub struct Invoker {
     sink: Arc<dyn LogSink>,
     functions: RwLock<HashMap<String, Deployed>>,
     tokens: RwLock<HashMap<String, PlatformApi>>,
-    in_flight: AtomicUsize,
-    drained: Notify,
+    in_flight: Arc<AtomicUsize>,
+    drained: Arc<Notify>,
     shutting_down: AtomicBool,
 }
 
@@ -144,12 +151,23 @@ impl std::fmt::Debug for Invoker {
 /// How often pools are reconciled (idle instances reaped, minimum kept warm).
 const RECONCILE_EVERY: Duration = Duration::from_millis(100);
 
-struct InFlight<'a>(&'a Invoker);
+/// Counts an invocation as in flight until dropped (graceful shutdown waits for zero).
+struct InFlight {
+    count: Arc<AtomicUsize>,
+    drained: Arc<Notify>,
+}
 
-impl Drop for InFlight<'_> {
+impl InFlight {
+    fn new(count: &Arc<AtomicUsize>, drained: &Arc<Notify>) -> Self {
+        count.fetch_add(1, Ordering::AcqRel);
+        Self { count: count.clone(), drained: drained.clone() }
+    }
+}
+
+impl Drop for InFlight {
     fn drop(&mut self) {
-        if self.0.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0.drained.notify_waiters();
+        if self.count.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.drained.notify_waiters();
         }
     }
 }
@@ -167,8 +185,8 @@ impl Invoker {
             executor,
             functions: RwLock::new(HashMap::new()),
             tokens: RwLock::new(HashMap::new()),
-            in_flight: AtomicUsize::new(0),
-            drained: Notify::new(),
+            in_flight: Arc::new(AtomicUsize::new(0)),
+            drained: Arc::new(Notify::new()),
             shutting_down: AtomicBool::new(false),
         });
         let weak = Arc::downgrade(&invoker);
@@ -263,8 +281,7 @@ impl Invoker {
     }
 
     pub async fn invoke(&self, inv: Invocation) -> Result<InvokeOutput, InvokeError> {
-        self.in_flight.fetch_add(1, Ordering::AcqRel);
-        let _guard = InFlight(self);
+        let guard = InFlight::new(&self.in_flight, &self.drained);
         if self.shutting_down.load(Ordering::Acquire) {
             return Err(InvokeError::ShuttingDown);
         }
@@ -274,166 +291,16 @@ impl Invoker {
         let pool = self
             .pool(&inv.function)
             .ok_or_else(|| InvokeError::FunctionNotFound(inv.function.clone()))?;
-        let spec = pool.prepared().spec().clone();
-        let timeout = spec.timeout;
-        let request_id: Arc<str> = inv
-            .request_id
-            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
-            .into();
-        let trace = inv.trace.unwrap_or_else(TraceParent::new_root);
-        let accepted_us = epoch_us();
-        let trigger = inv.trigger.as_str();
-
-        // Waiting for an instance is bounded by the function timeout too; past it the caller
-        // is told to come back later (429) rather than held indefinitely.
-        let wait = inv.acquire_timeout.map_or(timeout, |w| w.min(timeout));
-        let lease = match pool.acquire(Instant::now() + wait).await {
-            Ok(l) => l,
-            Err(e) => {
-                if matches!(e, InvokeError::TooManyRequests { .. }) {
-                    self.metrics.incr(names::THROTTLES, &[("function", &inv.function)], 1);
-                }
-                return Err(e);
-            }
-        };
-        let instance = lease.instance;
-        let started = Instant::now();
-        let started_us = epoch_us();
-        let result = instance
-            .invoke(
-                request_id.clone(),
-                inv.payload,
-                started + timeout,
-                timeout,
-                Some(trace.to_xray()),
-                inv.client_context,
-            )
-            .await;
-        let duration = started.elapsed();
-        let init_duration = lease.cold.then_some(instance.init_duration);
-        let prewarmed = lease.cold && instance.prewarmed;
-        pool.release(instance);
-        let billed_duration = Duration::from_millis(duration.as_micros().div_ceil(1000) as u64);
-
-        let (outcome, error_type) = match &result {
-            Ok(Answer::Ok(_)) => ("success", None),
-            Ok(Answer::FunctionError { error_type, .. }) => ("error", Some(error_type.clone())),
-            Err(e) => (
-                match e {
-                    InvokeError::Timeout { .. } => "timeout",
-                    InvokeError::Crashed { .. } => "crash",
-                    InvokeError::OutOfMemory { .. } => "out_of_memory",
-                    InvokeError::InitFailed { .. } => "init_error",
-                    InvokeError::ResponseTooLarge { .. } => "too_large",
-                    _ => "platform_error",
-                },
-                Some(e.lambda_error_type().to_string()),
-            ),
-        };
-        self.report(Report {
-            spec: &spec,
-            request_id: &request_id,
-            trigger,
-            trace: &trace,
-            parent_span: inv.parent_span,
-            accepted_us,
-            started_us,
-            duration,
-            billed_duration,
-            init_duration,
-            prewarmed,
-            outcome,
-            error_type: error_type.clone(),
-        });
-
-        let answer = result?;
-        let (payload, function_error) = match answer {
-            Answer::Ok(body) => (body, None),
-            Answer::FunctionError { error_type, body } => {
-                tracing::debug!(function = %inv.function, request_id = %request_id, error_type, message = %error_message(&body), "function returned an error");
-                (body, Some(error_type))
-            }
-        };
-        Ok(InvokeOutput {
-            request_id,
-            payload,
-            function_error,
-            cold_start: lease.cold,
-            prewarmed,
-            init_duration,
-            duration,
-            billed_duration,
-            trace,
-        })
+        // The invocation runs in a task of its own: a caller that goes away (an HTTP client
+        // that disconnects drops its request future) must not abandon an instance in the middle
+        // of an invocation, or a start slot, or a place in the wait queue. As with Lambda, the
+        // invocation completes and its instance goes back to the pool.
+        let ctx = RunContext { pool, metrics: self.metrics.clone(), telemetry: self.telemetry.clone(), _guard: guard };
+        tokio::spawn(run_invocation(ctx, inv))
+            .await
+            .map_err(|e| InvokeError::Platform(format!("the invocation task failed: {e}")))?
     }
 
-    /// The one place invocation records, spans and metrics are produced.
-    fn report(&self, r: Report<'_>) {
-        let function = r.spec.name.as_str();
-        let m = &self.metrics;
-        m.incr(
-            names::INVOCATIONS,
-            &[("function", function), ("trigger", r.trigger), ("outcome", r.outcome)],
-            1,
-        );
-        m.observe(
-            names::INVOCATION_DURATION,
-            &[("function", function)],
-            r.duration.as_secs_f64(),
-        );
-        if let Some(init) = r.init_duration {
-            let prewarmed = if r.prewarmed { "true" } else { "false" };
-            m.incr(
-                names::COLD_STARTS,
-                &[("function", function), ("prewarmed", prewarmed)],
-                1,
-            );
-            m.observe(names::INIT_DURATION, &[("function", function)], init.as_secs_f64());
-            self.telemetry.span(SpanRecord {
-                trace_id: r.trace.trace_id.clone(),
-                span_id: r.trace.child().span_id,
-                parent_id: Some(r.trace.span_id.clone()),
-                name: format!("cold start {function}"),
-                kind: "internal".into(),
-                start_us: r.started_us - init.as_micros() as i64,
-                duration_us: init.as_micros() as u64,
-                error: r.outcome == "init_error",
-                attributes: vec![("prewarmed".into(), prewarmed.into())],
-            });
-        }
-        let wait_us = (r.started_us - r.accepted_us).max(0);
-        self.telemetry.span(SpanRecord {
-            trace_id: r.trace.trace_id.clone(),
-            span_id: r.trace.span_id.clone(),
-            parent_id: r.parent_span,
-            name: format!("invoke {function}"),
-            kind: "internal".into(),
-            start_us: r.accepted_us,
-            duration_us: wait_us as u64 + r.duration.as_micros() as u64,
-            error: r.outcome != "success",
-            attributes: vec![
-                ("faas.invocation_id".into(), r.request_id.to_string()),
-                ("faas.trigger".into(), r.trigger.into()),
-                ("faas.coldstart".into(), r.init_duration.is_some().to_string()),
-                ("gust.outcome".into(), r.outcome.into()),
-                ("gust.wait_us".into(), wait_us.to_string()),
-            ],
-        });
-        self.telemetry.invocation(InvocationRecord {
-            request_id: r.request_id.to_string(),
-            function: function.into(),
-            trigger: r.trigger.into(),
-            start_ms: r.accepted_us / 1000,
-            duration_us: r.duration.as_micros() as u64,
-            billed_ms: r.billed_duration.as_millis() as u64,
-            memory_mb: r.spec.memory_mb,
-            cold_start: r.init_duration.is_some(),
-            init_us: r.init_duration.map(|d| d.as_micros() as u64),
-            outcome: r.outcome.into(),
-            error_type: r.error_type,
-            trace_id: Some(r.trace.trace_id.clone()),
-        });
-    }
 
     /// Graceful shutdown: refuse new invocations, let in-flight ones finish (each is bounded by
     /// its function timeout) up to `grace`, then stop every instance.
@@ -475,6 +342,169 @@ impl Invoker {
     pub fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Acquire)
     }
+}
+
+async fn run_invocation(ctx: RunContext, inv: Invocation) -> Result<InvokeOutput, InvokeError> {
+let RunContext { pool, metrics, telemetry, _guard } = ctx;
+    let spec = pool.prepared().spec().clone();
+    let timeout = spec.timeout;
+    let request_id: Arc<str> = inv
+        .request_id
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+        .into();
+    let trace = inv.trace.unwrap_or_else(TraceParent::new_root);
+    let accepted_us = epoch_us();
+    let trigger = inv.trigger.as_str();
+
+    // Waiting for an instance is bounded by the function timeout too; past it the caller
+    // is told to come back later (429) rather than held indefinitely.
+    let wait = inv.acquire_timeout.map_or(timeout, |w| w.min(timeout));
+    let lease = match pool.acquire(Instant::now() + wait).await {
+        Ok(l) => l,
+        Err(e) => {
+            if matches!(e, InvokeError::TooManyRequests { .. }) {
+                metrics.incr(names::THROTTLES, &[("function", &inv.function)], 1);
+            }
+            return Err(e);
+        }
+    };
+    let instance = lease.instance;
+    let started = Instant::now();
+    let started_us = epoch_us();
+    let result = instance
+        .invoke(
+            request_id.clone(),
+            inv.payload,
+            started + timeout,
+            timeout,
+            Some(trace.to_xray()),
+            inv.client_context,
+        )
+        .await;
+    let duration = started.elapsed();
+    let init_duration = lease.cold.then_some(instance.init_duration);
+    let prewarmed = lease.cold && instance.prewarmed;
+    pool.release(instance);
+    let billed_duration = Duration::from_millis(duration.as_micros().div_ceil(1000) as u64);
+
+    let (outcome, error_type) = match &result {
+        Ok(Answer::Ok(_)) => ("success", None),
+        Ok(Answer::FunctionError { error_type, .. }) => ("error", Some(error_type.clone())),
+        Err(e) => (
+            match e {
+                InvokeError::Timeout { .. } => "timeout",
+                InvokeError::Crashed { .. } => "crash",
+                InvokeError::OutOfMemory { .. } => "out_of_memory",
+                InvokeError::InitFailed { .. } => "init_error",
+                InvokeError::ResponseTooLarge { .. } => "too_large",
+                _ => "platform_error",
+            },
+            Some(e.lambda_error_type().to_string()),
+        ),
+    };
+    report(&metrics, telemetry.as_ref(), Report {
+        spec: &spec,
+        request_id: &request_id,
+        trigger,
+        trace: &trace,
+        parent_span: inv.parent_span,
+        accepted_us,
+        started_us,
+        duration,
+        billed_duration,
+        init_duration,
+        prewarmed,
+        outcome,
+        error_type: error_type.clone(),
+    });
+
+    let answer = result?;
+    let (payload, function_error) = match answer {
+        Answer::Ok(body) => (body, None),
+        Answer::FunctionError { error_type, body } => {
+            tracing::debug!(function = %inv.function, request_id = %request_id, error_type, message = %error_message(&body), "function returned an error");
+            (body, Some(error_type))
+        }
+    };
+    Ok(InvokeOutput {
+        request_id,
+        payload,
+        function_error,
+        cold_start: lease.cold,
+        prewarmed,
+        init_duration,
+        duration,
+        billed_duration,
+        trace,
+    })
+}
+
+/// The one place invocation records, spans and metrics are produced.
+fn report(metrics: &Metrics, telemetry: &dyn Telemetry, r: Report<'_>) {
+    let function = r.spec.name.as_str();
+    let m = metrics;
+    m.incr(
+        names::INVOCATIONS,
+        &[("function", function), ("trigger", r.trigger), ("outcome", r.outcome)],
+        1,
+    );
+    m.observe(
+        names::INVOCATION_DURATION,
+        &[("function", function)],
+        r.duration.as_secs_f64(),
+    );
+    if let Some(init) = r.init_duration {
+        let prewarmed = if r.prewarmed { "true" } else { "false" };
+        m.incr(
+            names::COLD_STARTS,
+            &[("function", function), ("prewarmed", prewarmed)],
+            1,
+        );
+        m.observe(names::INIT_DURATION, &[("function", function)], init.as_secs_f64());
+        telemetry.span(SpanRecord {
+            trace_id: r.trace.trace_id.clone(),
+            span_id: r.trace.child().span_id,
+            parent_id: Some(r.trace.span_id.clone()),
+            name: format!("cold start {function}"),
+            kind: "internal".into(),
+            start_us: r.started_us - init.as_micros() as i64,
+            duration_us: init.as_micros() as u64,
+            error: r.outcome == "init_error",
+            attributes: vec![("prewarmed".into(), prewarmed.into())],
+        });
+    }
+    let wait_us = (r.started_us - r.accepted_us).max(0);
+    telemetry.span(SpanRecord {
+        trace_id: r.trace.trace_id.clone(),
+        span_id: r.trace.span_id.clone(),
+        parent_id: r.parent_span,
+        name: format!("invoke {function}"),
+        kind: "internal".into(),
+        start_us: r.accepted_us,
+        duration_us: wait_us as u64 + r.duration.as_micros() as u64,
+        error: r.outcome != "success",
+        attributes: vec![
+            ("faas.invocation_id".into(), r.request_id.to_string()),
+            ("faas.trigger".into(), r.trigger.into()),
+            ("faas.coldstart".into(), r.init_duration.is_some().to_string()),
+            ("gust.outcome".into(), r.outcome.into()),
+            ("gust.wait_us".into(), wait_us.to_string()),
+        ],
+    });
+    telemetry.invocation(InvocationRecord {
+        request_id: r.request_id.to_string(),
+        function: function.into(),
+        trigger: r.trigger.into(),
+        start_ms: r.accepted_us / 1000,
+        duration_us: r.duration.as_micros() as u64,
+        billed_ms: r.billed_duration.as_millis() as u64,
+        memory_mb: r.spec.memory_mb,
+        cold_start: r.init_duration.is_some(),
+        init_us: r.init_duration.map(|d| d.as_micros() as u64),
+        outcome: r.outcome.into(),
+        error_type: r.error_type,
+        trace_id: Some(r.trace.trace_id.clone()),
+    });
 }
 
 async fn reconcile_loop(invoker: Weak<Invoker>) {
