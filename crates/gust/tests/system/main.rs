@@ -3,6 +3,7 @@
 
 mod support;
 
+mod aws_sdk;
 mod events;
 mod failures;
 mod gateway;

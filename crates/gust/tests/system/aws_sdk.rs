@@ -1,0 +1,99 @@
+//! The AWS SDK (boto3) pointed at Gust with `endpoint_url` invokes functions as it would on
+//! Lambda: RequestResponse, Event (asynchronous), function errors, unknown functions.
+
+use crate::support::*;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+/// boto3 in `target/pydeps`, installed from PyPI on first use (a few seconds).
+fn pydeps() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = target_dir().join("..").join("pydeps");
+        if !dir.join("boto3").is_dir() {
+            let status = std::process::Command::new("python3")
+                .args([
+                    "-m",
+                    "pip",
+                    "install",
+                    "--quiet",
+                    "--disable-pip-version-check",
+                    "--target",
+                ])
+                .arg(&dir)
+                .arg("boto3>=1.34")
+                .status()
+                .expect("python3 runs");
+            assert!(status.success(), "installing boto3 into {} failed", dir.display());
+        }
+        dir
+    })
+    .clone()
+}
+
+const SCRIPT: &str = r#"
+import json, sys, boto3, botocore
+from botocore.config import Config
+c = boto3.client("lambda", endpoint_url=sys.argv[1], region_name="us-east-1",
+                 aws_access_key_id="x", aws_secret_access_key="x",
+                 config=Config(retries={"max_attempts": 1}))
+out = {}
+r = c.invoke(FunctionName="greet", Payload=json.dumps({"name": "sdk"}))
+out["ok"] = {"status": r["StatusCode"], "payload": json.loads(r["Payload"].read()), "error": r.get("FunctionError")}
+r = c.invoke(FunctionName="greet", Payload=json.dumps({"fail": True}))
+out["fail"] = {"status": r["StatusCode"], "payload": json.loads(r["Payload"].read()), "error": r.get("FunctionError")}
+r = c.invoke(FunctionName="greet", InvocationType="Event", Payload=json.dumps({"name": "later"}))
+out["event"] = {"status": r["StatusCode"]}
+r = c.invoke(FunctionName="greet", InvocationType="DryRun")
+out["dry"] = {"status": r["StatusCode"]}
+try:
+    c.invoke(FunctionName="nope", Payload="{}")
+    out["missing"] = "no error"
+except c.exceptions.ResourceNotFoundException as e:
+    out["missing"] = "ResourceNotFoundException"
+print(json.dumps(out))
+"#;
+
+#[tokio::test]
+async fn boto3_invokes_functions_through_the_lambda_api() {
+    let app = TestApp::start(&[
+        (
+            "gust.toml",
+            "[app]\nname = \"sdk\"\n[functions.greet]\nruntime = \"nodejs20.x\"\nhandler = \"g.handler\"\n",
+        ),
+        (
+            "g.js",
+            "const fs = require('fs');\nexports.handler = async (e) => { if (e.fail) throw new RangeError('no greeting'); fs.appendFileSync('greeted.log', e.name + '\\n'); return { hello: e.name }; };",
+        ),
+    ])
+    .await;
+    let deps = pydeps();
+    let admin = app.admin("");
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("python3")
+            .args(["-c", SCRIPT, &admin])
+            .env("PYTHONPATH", deps)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v = json(String::from_utf8_lossy(&out.stdout).trim());
+    assert_eq!(v["ok"]["status"], 200);
+    assert_eq!(v["ok"]["payload"]["hello"], "sdk");
+    assert_eq!(v["ok"]["error"], serde_json::Value::Null);
+    assert_eq!(v["fail"]["error"], "Unhandled");
+    assert_eq!(v["fail"]["payload"]["errorType"], "RangeError");
+    assert_eq!(v["event"]["status"], 202);
+    assert_eq!(v["dry"]["status"], 204);
+    assert_eq!(v["missing"], "ResourceNotFoundException");
+    let log = app.dir.path().join("greeted.log");
+    wait_for(
+        "the asynchronous invocation to run",
+        std::time::Duration::from_secs(10),
+        || lines(&log).iter().any(|l| l == "later"),
+    )
+    .await;
+    app.stop().await;
+}
