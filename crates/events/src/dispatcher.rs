@@ -98,7 +98,12 @@ impl Dispatcher {
         }
         let me = d.clone();
         tokio::spawn(async move {
-            let queues: Vec<String> = me.workers.keys().filter(|n| n.starts_with("gust.async.")).cloned().collect();
+            let queues: Vec<String> = me
+                .workers
+                .keys()
+                .filter(|n| n.starts_with("gust.async."))
+                .cloned()
+                .collect();
             for q in queues {
                 if me.log.backlog(&q).await.unwrap_or(0) > 0 {
                     me.ensure_worker(&q);
@@ -193,7 +198,9 @@ async fn run(d: Arc<Dispatcher>, w: Arc<Worker>) {
             // Sleep until the next record is due; with none waiting, until a publish (or a
             // redrive, or a release) wakes this worker: an idle subscription costs no queries.
             let sleep = match d.log.next_due(&sub).await {
-                Ok(Some(due)) => Some(Duration::from_millis((due - now_ms()).clamp(1, MAX_SLEEP.as_millis() as i64) as u64)),
+                Ok(Some(due)) => Some(Duration::from_millis(
+                    (due - now_ms()).clamp(1, MAX_SLEEP.as_millis() as i64) as u64,
+                )),
                 Ok(None) => None,
                 Err(_) => Some(MAX_SLEEP),
             };

@@ -84,7 +84,6 @@ fn lambda_error(status: u16, error_type: &str, message: &str) -> Response<Body> 
     r
 }
 
-
 impl Admin {
     pub fn new(
         invoker: Arc<Invoker>,
@@ -749,7 +748,10 @@ impl Admin {
         }
         let (parts, body) = req.into_parts();
         let headers = parts.headers;
-        let client_context = headers.get("x-amz-client-context").and_then(|v| v.to_str().ok()).map(str::to_string);
+        let client_context = headers
+            .get("x-amz-client-context")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let payload = match crate::gateway::read_limited(&headers, body, MAX_INVOKE_PAYLOAD).await {
             Ok(p) => p,
             Err(e) if e.status == 413 => {
@@ -977,17 +979,19 @@ impl Admin {
                     (false, None) => Precondition::None,
                 };
                 let (parts, body) = req.into_parts();
-                let value = crate::gateway::read_limited(&parts.headers, body, MAX_VALUE_BYTES).await.map_err(|e| {
-                    if e.status == 413 {
-                        ApiError::new(
-                            413,
-                            "ValueTooLarge",
-                            format!("values are limited to {MAX_VALUE_BYTES} bytes"),
-                        )
-                    } else {
-                        e
-                    }
-                })?;
+                let value = crate::gateway::read_limited(&parts.headers, body, MAX_VALUE_BYTES)
+                    .await
+                    .map_err(|e| {
+                        if e.status == 413 {
+                            ApiError::new(
+                                413,
+                                "ValueTooLarge",
+                                format!("values are limited to {MAX_VALUE_BYTES} bytes"),
+                            )
+                        } else {
+                            e
+                        }
+                    })?;
                 match self.kv.put(ns, &key, value.to_vec(), pre).await.map_err(kv_err)? {
                     PutOutcome::Written { version, created } => {
                         let status = if created { StatusCode::CREATED } else { StatusCode::OK };

@@ -46,6 +46,9 @@ pub struct PlatformConfig {
     pub clock: Arc<dyn gust_scheduler::Clock>,
     /// Export spans over OTLP (from the standard `OTEL_EXPORTER_OTLP_*` variables in `gust up`).
     pub otlp: Option<otlp::OtlpConfig>,
+    /// `--stage`: the manifest's `[stages.NAME]` overlay, `${opt:stage}`/`${sls:stage}` in
+    /// serverless.yml, and `GUST_STAGE` in functions. `None`: the manifest's own default.
+    pub stage: Option<String>,
 }
 
 impl PlatformConfig {
@@ -60,6 +63,7 @@ impl PlatformConfig {
             prewarm_per_runtime: 1,
             clock: Arc::new(gust_scheduler::SystemClock),
             otlp: None,
+            stage: None,
         }
     }
 }
@@ -104,7 +108,11 @@ impl Platform {
     }
 
     pub async fn start_with_sink(config: PlatformConfig, sink: Arc<dyn LogSink>) -> Result<Self> {
-        let loaded = gust_model::load(&config.app)?;
+        let options = gust_model::LoadOptions {
+            stage: config.stage.clone(),
+            ..gust_model::LoadOptions::from_process_env()
+        };
+        let loaded = gust_model::load_with(&config.app, &options)?;
         let app = loaded.app;
         let compiled = schedules::compile(&app, &loaded.file.display().to_string())?;
         let state_dir = config.state_dir.clone().unwrap_or_else(|| app.root.join(".gust"));

@@ -50,6 +50,10 @@ enum Command {
         /// process start (0 turns it off).
         #[arg(long, default_value_t = 1, env = "GUST_PREWARM")]
         prewarm: usize,
+        /// Stage: gust.toml's [stages.NAME] overlay, serverless.yml's ${opt:stage}/${sls:stage}
+        /// (default: serverless.yml's provider.stage, else dev).
+        #[arg(long, env = "GUST_STAGE")]
+        stage: Option<String>,
     },
     /// Invoke a function of a running Gust and print its answer.
     Invoke {
@@ -156,6 +160,9 @@ enum Command {
     Validate {
         #[arg(default_value = ".")]
         dir: PathBuf,
+        /// Stage to check the manifest for (as `gust up --stage`).
+        #[arg(long, env = "GUST_STAGE")]
+        stage: Option<String>,
     },
 }
 
@@ -330,8 +337,10 @@ async fn run(cli: Cli) -> Result<()> {
             host,
             state,
             prewarm,
+            stage,
         } => {
             let mut config = PlatformConfig::new(dir);
+            config.stage = stage;
             config.gateway_addr = SocketAddr::new(host, port);
             config.admin_addr = SocketAddr::new([127, 0, 0, 1].into(), admin_port);
             config.state_dir = state;
@@ -629,7 +638,7 @@ async fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Validate { dir } => validate(dir),
+        Command::Validate { dir, stage } => validate(dir, stage),
     }
 }
 
@@ -653,13 +662,17 @@ fn print_app(app: &gust_model::App) {
     }
 }
 
-fn validate(dir: PathBuf) -> Result<()> {
-    let loaded = gust_model::load(&dir)?;
+fn validate(dir: PathBuf, stage: Option<String>) -> Result<()> {
+    let options = gust_model::LoadOptions {
+        stage,
+        ..gust_model::LoadOptions::from_process_env()
+    };
+    let loaded = gust_model::load_with(&dir, &options)?;
     gust::schedules::compile(&loaded.app, &loaded.file.display().to_string())?;
     for w in &loaded.warnings {
         eprintln!("warning: {w}");
     }
-    eprintln!("app `{}` is valid:", loaded.app.name);
+    eprintln!("app `{}` (stage `{}`) is valid:", loaded.app.name, loaded.app.stage);
     print_app(&loaded.app);
     Ok(())
 }
@@ -669,7 +682,10 @@ async fn up(config: PlatformConfig) -> Result<()> {
     for w in &platform.warnings {
         tracing::warn!("{w}");
     }
-    eprintln!("Gust is running app `{}`", platform.app.name);
+    eprintln!(
+        "Gust is running app `{}`, stage `{}`",
+        platform.app.name, platform.app.stage
+    );
     print_app(&platform.app);
     eprintln!("  gateway  http://{}", platform.gateway_addr);
     eprintln!(

@@ -7,6 +7,9 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq)]
 pub struct App {
     pub name: AppName,
+    /// The stage the manifest was read for (`dev` unless chosen); every function gets it as
+    /// `GUST_STAGE`.
+    pub stage: String,
     /// AWS_REGION given to functions (they may build ARNs or SDK clients with it).
     pub region: String,
     /// The directory holding the manifest; relative paths resolve against it.

@@ -39,6 +39,11 @@ fn check(kind: &'static str, name: &str) -> Result<(), NameError> {
     Ok(())
 }
 
+/// A stage name (`dev`, `prod`, `pr-42`) follows the shared name rule.
+pub(crate) fn check_stage(name: &str) -> Result<(), NameError> {
+    check("stage", name)
+}
+
 /// Topic and subscription names may also contain dots (`order.created`) and be 128 long.
 fn check_topic(kind: &'static str, name: &str) -> Result<(), NameError> {
     let err = |reason| NameError {

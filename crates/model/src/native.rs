@@ -5,9 +5,10 @@ use crate::app::{
     defaults::{self, DEFAULT_REGION},
     CorsSpec, FunctionSpec, JwtAuthorizerSpec, PayloadFormat, RouteAuth, RouteSpec, RouteTarget, UpstreamSpec,
 };
+use crate::vars::{Resolver, DEFAULT_STAGE};
 use crate::{
-    event_defaults, App, AppName, CatchUp, EventFilter, EventShape, FunctionName, Loaded, ManifestError, Overlap,
-    RouteKey, RuntimeKind, Scaling, ScheduleSpec, SubscriptionSpec, TopicName,
+    event_defaults, App, AppName, CatchUp, EventFilter, EventShape, FunctionName, LoadOptions, Loaded, ManifestError,
+    Overlap, RouteKey, RuntimeKind, Scaling, ScheduleSpec, SubscriptionSpec, TopicName,
 };
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -33,6 +34,39 @@ struct Manifest {
     upstreams: BTreeMap<String, UpstreamSection>,
     #[serde(default)]
     authorizers: BTreeMap<String, AuthorizerSection>,
+    /// Per-stage overlays: `[stages.NAME.app]`, `[stages.NAME.functions.FN]`.
+    #[serde(default)]
+    stages: BTreeMap<String, StageSection>,
+}
+
+/// What one stage changes: the same keys as the base manifest, merged over it.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct StageSection {
+    #[serde(default)]
+    app: StageAppSection,
+    #[serde(default)]
+    functions: BTreeMap<String, StageFunctionSection>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct StageAppSection {
+    /// Merged over `app.environment` (this stage's value wins).
+    #[serde(default)]
+    environment: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct StageFunctionSection {
+    memory: Option<u32>,
+    timeout: Option<f64>,
+    /// Merged over the function's `environment`.
+    #[serde(default)]
+    environment: BTreeMap<String, String>,
+    /// Each key given replaces the function's.
+    scaling: Option<ScalingSection>,
 }
 
 #[derive(Deserialize)]
@@ -197,15 +231,95 @@ struct CorsSection {
     max_age: Option<u64>,
 }
 
-pub(crate) fn parse(file: &Path, text: &str, root: &Path) -> Result<Loaded, ManifestError> {
-    let de = toml::de::Deserializer::parse(text)
-        .map_err(|e| ManifestError::new(file, "", format!("invalid TOML: {}", e.message())))?;
-    let manifest: Manifest = serde_path_to_error::deserialize(de).map_err(|e| {
+pub(crate) fn parse(file: &Path, text: &str, root: &Path, options: &LoadOptions) -> Result<Loaded, ManifestError> {
+    let err = |key: String, msg: String| ManifestError::new(file, key, msg);
+    let mut table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| err(String::new(), format!("invalid TOML: {}", e.message())))?;
+
+    let stage = options.stage.clone().unwrap_or_else(|| DEFAULT_STAGE.to_string());
+    if let Some(toml::Value::Table(stages)) = table.get("stages") {
+        if stage != DEFAULT_STAGE && !stages.contains_key(&stage) {
+            let mut known: Vec<&str> = stages.keys().map(String::as_str).collect();
+            if !known.contains(&DEFAULT_STAGE) {
+                known.push(DEFAULT_STAGE);
+            }
+            known.sort_unstable();
+            return Err(err(
+                "stages".into(),
+                format!(
+                    "unknown stage `{stage}`: the known stages are {} (add a [stages.{stage}] table)",
+                    known.join(", ")
+                ),
+            ));
+        }
+    }
+
+    // `${env:...}` in string values; the other stages' overlays are left as written.
+    let file_name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let vars = Resolver::gust(&file_name, &*options.env);
+    for (k, v) in table.iter_mut() {
+        if k == "stages" {
+            if let toml::Value::Table(stages) = v {
+                if let Some(chosen) = stages.get_mut(&stage) {
+                    resolve_toml(&vars, chosen, &format!("stages.{stage}")).map_err(|(k, m)| err(k, m))?;
+                }
+            }
+            continue;
+        }
+        resolve_toml(&vars, v, k).map_err(|(k, m)| err(k, m))?;
+    }
+
+    let mut manifest: Manifest = serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
         let key = e.path().to_string();
         let key = if key == "." { String::new() } else { key };
         ManifestError::new(file, key, e.into_inner().message().to_string())
     })?;
-    let err = |key: String, msg: String| ManifestError::new(file, key, msg);
+
+    // Stage overlays: every stage is checked, the chosen one is merged in.
+    for (sname, s) in &manifest.stages {
+        crate::ids::check_stage(sname).map_err(|e| err(format!("stages.{sname}"), e.to_string()))?;
+        if let Some(f) = s.functions.keys().find(|f| !manifest.functions.contains_key(*f)) {
+            return Err(err(
+                format!("stages.{sname}.functions.{f}"),
+                format!("no function named `{f}` is declared"),
+            ));
+        }
+    }
+    let mut staged_scaling = std::collections::BTreeSet::new();
+    if let Some(overlay) = manifest.stages.remove(&stage) {
+        manifest.app.environment.extend(overlay.app.environment);
+        for (fname, o) in overlay.functions {
+            let key = |k: &str| format!("stages.{stage}.functions.{fname}.{k}");
+            let f = manifest.functions.get_mut(&fname).expect("checked above");
+            if let Some(m) = o.memory {
+                check_memory(Some(m)).map_err(|m| err(key("memory"), m))?;
+                f.memory = Some(m);
+            }
+            if let Some(t) = o.timeout {
+                check_timeout(Some(t)).map_err(|m| err(key("timeout"), m))?;
+                f.timeout = Some(t);
+            }
+            f.environment.extend(o.environment);
+            if let Some(s) = o.scaling {
+                if s.idle_timeout.is_some_and(|v| seconds(v).is_none()) {
+                    return Err(err(
+                        key("scaling.idle_timeout"),
+                        "must be a positive number of seconds".into(),
+                    ));
+                }
+                let base = &mut f.scaling;
+                base.min_instances = s.min_instances.or(base.min_instances);
+                base.max_instances = s.max_instances.or(base.max_instances);
+                base.idle_timeout = s.idle_timeout.or(base.idle_timeout);
+                base.max_queue = s.max_queue.or(base.max_queue);
+                staged_scaling.insert(fname.clone());
+            }
+        }
+    }
 
     let name = AppName::new(&manifest.app.name).map_err(|e| err("app.name".into(), e.to_string()))?;
     let mut functions = BTreeMap::new();
@@ -249,7 +363,16 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path) -> Result<Loaded, Mani
                 )
             })?;
         }
-        check_scaling(&scaling).map_err(|(k, m)| err(key(&format!("scaling.{k}")), m))?;
+        check_scaling(&scaling).map_err(|(k, m)| {
+            if staged_scaling.contains(&fname) {
+                err(
+                    format!("stages.{stage}.functions.{fname}.scaling.{k}"),
+                    format!("{m} (with stage `{stage}` applied)"),
+                )
+            } else {
+                err(key(&format!("scaling.{k}")), m)
+            }
+        })?;
         let mut environment = manifest.app.environment.clone();
         environment.extend(f.environment);
         functions.insert(
@@ -525,6 +648,7 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path) -> Result<Loaded, Mani
         topics,
         subscriptions,
         name,
+        stage,
         region: manifest.app.region.unwrap_or_else(|| DEFAULT_REGION.into()),
         root: root.to_path_buf(),
         functions,
@@ -537,6 +661,28 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path) -> Result<Loaded, Mani
         warnings: Vec::new(),
         file: file.to_path_buf(),
     })
+}
+
+/// Resolves `${env:...}` variables in every string of `v` (gust.toml values stay strings).
+/// `key` is the dotted path of `v`; errors are (key, message).
+fn resolve_toml(vars: &Resolver<'_>, v: &mut toml::Value, key: &str) -> Result<(), (String, String)> {
+    match v {
+        toml::Value::String(s) if s.contains("${") => {
+            *s = vars.text(s).map_err(|m| (key.to_string(), m))?;
+        }
+        toml::Value::Table(t) => {
+            for (k, v) in t.iter_mut() {
+                resolve_toml(vars, v, &format!("{key}.{k}"))?;
+            }
+        }
+        toml::Value::Array(items) => {
+            for (i, v) in items.iter_mut().enumerate() {
+                resolve_toml(vars, v, &format!("{key}[{i}]"))?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// A schedule as written, before defaults and checks.
@@ -744,7 +890,12 @@ mod tests {
     use super::*;
 
     fn load(text: &str) -> Result<Loaded, ManifestError> {
-        parse(Path::new("/app/gust.toml"), text, Path::new("/app"))
+        parse(
+            Path::new("/app/gust.toml"),
+            text,
+            Path::new("/app"),
+            &LoadOptions::from_env_map([("UNUSED", "")]),
+        )
     }
 
     #[test]

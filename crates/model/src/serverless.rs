@@ -8,11 +8,13 @@ use crate::app::{defaults, CorsSpec, FunctionSpec, PayloadFormat, RouteSpec, Rou
 use crate::native::{
     check_memory, check_scaling, check_timeout, schedule, subscription, ScheduleInput, SubscriptionInput,
 };
+use crate::vars::{scalar_text, Resolver};
 use crate::{
-    App, AppName, EventFilter, EventShape, FunctionName, Loaded, ManifestError, RouteKey, RuntimeKind, Scaling,
-    TopicName,
+    App, AppName, EventFilter, EventShape, FunctionName, LoadOptions, Loaded, ManifestError, RouteKey, RuntimeKind,
+    Scaling, TopicName,
 };
 use serde_yaml::{Mapping, Value};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -31,9 +33,13 @@ const IGNORED_TOP: [&str; 5] = [
 const IGNORED_PROVIDER: [&str; 5] = ["name", "stage", "architecture", "versionFunctions", "deploymentMethod"];
 const IGNORED_FUNCTION: [&str; 2] = ["name", "description"];
 
+/// Reads the YAML tree. Every value it reads goes through [`Walker::val`] first, which resolves
+/// `${...}` variables in it; keys Gust ignores are never resolved, so `${aws:accountId}` in
+/// `provider.iam` or `Fn::Sub` strings in `resources` do not stop an app from loading.
 struct Walker<'a> {
     file: &'a Path,
     unsupported: Vec<String>,
+    vars: Resolver<'a>,
 }
 
 impl Walker<'_> {
@@ -45,12 +51,22 @@ impl Walker<'_> {
         self.unsupported.push(key);
     }
 
+    /// `v` with its variables resolved (a string that is one variable takes its value and type).
+    fn val<'v>(&self, v: &'v Value, key: &str) -> Result<Cow<'v, Value>, ManifestError> {
+        self.vars.value(v).map_err(|m| self.err(key, m))
+    }
+
+    /// `v` with every variable inside it resolved too (for values passed on whole).
+    fn deep(&self, v: &Value, key: &str) -> Result<Value, ManifestError> {
+        self.vars.deep(v).map_err(|m| self.err(key, m))
+    }
+
     fn string(&self, v: &Value, key: &str) -> Result<String, ManifestError> {
-        scalar_string(v).ok_or_else(|| self.err(key, "must be a string"))
+        scalar_string(&*self.val(v, key)?).ok_or_else(|| self.err(key, "must be a string"))
     }
 
     fn number(&self, v: &Value, key: &str) -> Result<f64, ManifestError> {
-        match v {
+        match &*self.val(v, key)? {
             Value::Number(n) => n.as_f64().ok_or_else(|| self.err(key, "must be a number")),
             Value::String(s) => s
                 .trim()
@@ -60,16 +76,31 @@ impl Walker<'_> {
         }
     }
 
-    fn mapping<'v>(&self, v: &'v Value, key: &str) -> Result<&'v Mapping, ManifestError> {
-        v.as_mapping().ok_or_else(|| self.err(key, "must be a mapping"))
+    /// `true`/`false`, also as the strings an `${env:...}` variable gives.
+    fn boolean(&self, v: &Value, key: &str) -> Result<bool, ManifestError> {
+        match &*self.val(v, key)? {
+            Value::Bool(b) => Ok(*b),
+            Value::String(s) if s.trim().eq_ignore_ascii_case("true") => Ok(true),
+            Value::String(s) if s.trim().eq_ignore_ascii_case("false") => Ok(false),
+            _ => Err(self.err(key, "must be true or false")),
+        }
+    }
+
+    fn mapping<'v>(&self, v: &'v Value, key: &str) -> Result<Cow<'v, Mapping>, ManifestError> {
+        match self.val(v, key)? {
+            Cow::Borrowed(Value::Mapping(m)) => Ok(Cow::Borrowed(m)),
+            Cow::Owned(Value::Mapping(m)) => Ok(Cow::Owned(m)),
+            _ => Err(self.err(key, "must be a mapping")),
+        }
     }
 
     fn environment(&self, v: &Value, key: &str) -> Result<BTreeMap<String, String>, ManifestError> {
         let mut env = BTreeMap::new();
-        for (k, v) in self.mapping(v, key)? {
-            let name = self.string(k, key)?;
-            let value = scalar_string(v)
-                .ok_or_else(|| self.err(format!("{key}.{name}"), "must be a string, number or boolean"))?;
+        for (k, v) in self.mapping(v, key)?.iter() {
+            let name = scalar_string(k).ok_or_else(|| self.err(key, "names must be strings"))?;
+            let vkey = format!("{key}.{name}");
+            let value = scalar_string(&*self.val(v, &vkey)?)
+                .ok_or_else(|| self.err(&vkey, "must be a string, number or boolean"))?;
             env.insert(name, value);
         }
         Ok(env)
@@ -77,19 +108,14 @@ impl Walker<'_> {
 }
 
 fn scalar_string(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(b) => Some(b.to_string()),
-        _ => None,
-    }
+    scalar_text(v)
 }
 
 fn str_key(k: &Value) -> String {
     scalar_string(k).unwrap_or_else(|| "?".into())
 }
 
-pub(crate) fn parse(file: &Path, text: &str, root: &Path) -> Result<Loaded, ManifestError> {
+pub(crate) fn parse(file: &Path, text: &str, root: &Path, options: &LoadOptions) -> Result<Loaded, ManifestError> {
     let doc: Value = serde_yaml::from_str(text).map_err(|e| {
         let at = e
             .location()
@@ -97,11 +123,19 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path) -> Result<Loaded, Mani
             .unwrap_or_default();
         ManifestError::new(file, "", format!("invalid YAML{at}: {e}"))
     })?;
+    let file_name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let vars = Resolver::serverless(&file_name, &doc, &*options.env, options.stage.as_deref())
+        .map_err(|(k, m)| ManifestError::new(file, k, m))?;
+    let stage = vars.stage().to_string();
     let mut w = Walker {
         file,
         unsupported: Vec::new(),
+        vars,
     };
-    let top = w.mapping(&doc, "")?.clone();
+    let top = w.mapping(&doc, "")?.into_owned();
 
     let mut service = None;
     let mut provider = Mapping::new();
@@ -110,13 +144,13 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path) -> Result<Loaded, Mani
         let key = str_key(k);
         match key.as_str() {
             "service" => {
-                service = Some(match v {
+                service = Some(match &*w.val(v, "service")? {
                     Value::Mapping(m) => w.string(m.get("name").unwrap_or(&Value::Null), "service.name")?,
-                    _ => w.string(v, "service")?,
+                    v => w.string(v, "service")?,
                 })
             }
-            "provider" => provider = w.mapping(v, "provider")?.clone(),
-            "functions" => functions = w.mapping(v, "functions")?.clone(),
+            "provider" => provider = w.mapping(v, "provider")?.into_owned(),
+            "functions" => functions = w.mapping(v, "functions")?.into_owned(),
             k if IGNORED_TOP.contains(&k) => {}
             _ => w.unsupported(key),
         }
@@ -150,7 +184,7 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path) -> Result<Loaded, Mani
             "environment" => env_default = w.environment(v, &path)?,
             "region" => region = w.string(v, &path)?,
             "httpApi" => {
-                for (hk, hv) in w.mapping(v, &path)? {
+                for (hk, hv) in w.mapping(v, &path)?.iter() {
                     let hkey = str_key(hk);
                     match hkey.as_str() {
                         "cors" => cors = parse_cors(&w, hv, "provider.httpApi.cors")?,
@@ -172,7 +206,7 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path) -> Result<Loaded, Mani
         let fname = str_key(k);
         let base = format!("functions.{fname}");
         let name = FunctionName::new(&fname).map_err(|e| w.err(&base, e.to_string()))?;
-        let body = w.mapping(v, &base)?.clone();
+        let body = w.mapping(v, &base)?.into_owned();
         let mut handler = None;
         let mut runtime = runtime_default.clone();
         let mut memory = memory_default;
@@ -191,13 +225,14 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path) -> Result<Loaded, Mani
                 "reservedConcurrency" => scaling.max_instances = w.number(fv, &path)? as u32,
                 "provisionedConcurrency" => scaling.min_instances = w.number(fv, &path)? as u32,
                 "events" => {
+                    let fv = w.val(fv, &path)?;
                     let Some(events) = fv.as_sequence() else {
                         return Err(w.err(path, "must be a list"));
                     };
                     for (i, ev) in events.iter().enumerate() {
                         let epath = format!("{path}[{i}]");
                         let m = w.mapping(ev, &epath)?;
-                        for (ek, evv) in m {
+                        for (ek, evv) in m.iter() {
                             let etype = str_key(ek);
                             let tpath = format!("{epath}.{etype}");
                             match etype.as_str() {
@@ -296,6 +331,7 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path) -> Result<Loaded, Mani
     }
     let app = App {
         name,
+        stage,
         region,
         root: root.to_path_buf(),
         functions: fns,
@@ -316,12 +352,6 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path) -> Result<Loaded, Mani
             w.unsupported.join(", ")
         ));
     }
-    if text.contains("${") {
-        warnings.push(format!(
-            "{}: `${{...}}` variables are not resolved yet; they are used as written",
-            file.display()
-        ));
-    }
     Ok(Loaded {
         app,
         warnings,
@@ -331,14 +361,14 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path) -> Result<Loaded, Mani
 
 /// The topic a queue or topic reference names: the last part of an ARN, or the name itself.
 fn arn_name(w: &Walker<'_>, v: &Value, key: &str) -> Result<TopicName, ManifestError> {
-    let raw = match v {
+    let raw = match &*w.val(v, key)? {
         // `arn: { "Fn::GetAtt": [Queue, Arn] }` and other CloudFormation forms name a resource.
         Value::Mapping(m) => m
             .values()
             .next()
             .and_then(|v| v.as_sequence()?.first()?.as_str().map(str::to_string))
             .ok_or_else(|| w.err(key, "must be a queue/topic name or ARN"))?,
-        _ => w.string(v, key)?,
+        v => w.string(v, key)?,
     };
     let name = raw.rsplit(':').next().unwrap_or(&raw).to_string();
     TopicName::new(&name).map_err(|e| w.err(key, e.to_string()))
@@ -369,7 +399,7 @@ fn queue_event(
         retry_delay: None,
     };
     let mut topic = None;
-    match v {
+    match &*w.val(v, path)? {
         Value::Mapping(m) => {
             for (k, v) in m {
                 let key = str_key(k);
@@ -421,8 +451,8 @@ fn schedule_event(
         max_attempts: None,
         retry_delay: None,
     };
-    let m = match v {
-        Value::String(s) => return Ok(vec![base(s.clone(), 0)]),
+    let m = match w.val(v, path)?.into_owned() {
+        Value::String(s) => return Ok(vec![base(s, 0)]),
         Value::Mapping(m) => m,
         _ => return Err(w.err(path, "must be an expression or a mapping with `rate`")),
     };
@@ -431,11 +461,11 @@ fn schedule_event(
     let mut enabled = None;
     let mut input = None;
     let mut description = None;
-    for (k, v) in m {
+    for (k, v) in &m {
         let key = str_key(k);
         let kpath = format!("{path}.{key}");
         match key.as_str() {
-            "rate" => match v {
+            "rate" => match &*w.val(v, &kpath)? {
                 Value::Sequence(items) => {
                     for (i, item) in items.iter().enumerate() {
                         exprs.push(w.string(item, &format!("{kpath}[{i}]"))?);
@@ -443,14 +473,14 @@ fn schedule_event(
                 }
                 other => exprs.push(w.string(other, &kpath)?),
             },
-            "enabled" => enabled = Some(matches!(v, Value::Bool(true))),
+            "enabled" => enabled = Some(w.boolean(v, &kpath)?),
             "name" => name = Some(w.string(v, &kpath)?),
             "description" => description = Some(w.string(v, &kpath)?),
             "input" => {
-                input = Some(match v {
+                input = Some(match w.deep(v, &kpath)? {
                     // EventBridge takes input as a JSON string or as a structure.
                     Value::String(s) => {
-                        serde_json::from_str(s).map_err(|e| w.err(&kpath, format!("is not valid JSON: {e}")))?
+                        serde_json::from_str(&s).map_err(|e| w.err(&kpath, format!("is not valid JSON: {e}")))?
                     }
                     other => serde_json::to_value(other).map_err(|e| w.err(&kpath, e.to_string()))?,
                 })
@@ -495,7 +525,7 @@ fn route(key: RouteKey, function: &FunctionName, payload: PayloadFormat) -> Rout
 
 /// `http: GET users/{id}` or `http: { path, method, cors }` (REST API, payload 1.0).
 fn http_event(w: &mut Walker<'_>, v: &Value, path: &str) -> Result<(RouteKey, bool), ManifestError> {
-    match v {
+    match &*w.val(v, path)? {
         Value::String(s) => Ok((RouteKey::parse(s).map_err(|m| w.err(path, m))?, false)),
         Value::Mapping(m) => {
             let mut method = None;
@@ -507,7 +537,7 @@ fn http_event(w: &mut Walker<'_>, v: &Value, path: &str) -> Result<(RouteKey, bo
                 match key.as_str() {
                     "method" => method = Some(w.string(v, &kpath)?),
                     "path" => rpath = Some(w.string(v, &kpath)?),
-                    "cors" => cors = !matches!(v, Value::Bool(false) | Value::Null),
+                    "cors" => cors = !matches!(&*w.val(v, &kpath)?, Value::Bool(false) | Value::Null),
                     "integration" => {
                         let i = w.string(v, &kpath)?;
                         if !matches!(i.to_ascii_lowercase().as_str(), "lambda-proxy" | "aws_proxy") {
@@ -527,7 +557,7 @@ fn http_event(w: &mut Walker<'_>, v: &Value, path: &str) -> Result<(RouteKey, bo
 
 /// `httpApi: '*'`, `httpApi: 'GET /users/{id}'` or `httpApi: { method, path }` (payload 2.0).
 fn http_api_event(w: &mut Walker<'_>, v: &Value, path: &str) -> Result<RouteKey, ManifestError> {
-    match v {
+    match &*w.val(v, path)? {
         Value::String(s) => RouteKey::parse(s).map_err(|m| w.err(path, m)),
         Value::Mapping(m) => {
             let mut method = None;
@@ -555,13 +585,13 @@ fn http_api_event(w: &mut Walker<'_>, v: &Value, path: &str) -> Result<RouteKey,
 }
 
 fn parse_cors(w: &Walker<'_>, v: &Value, path: &str) -> Result<Option<CorsSpec>, ManifestError> {
-    match v {
+    match &*w.val(v, path)? {
         Value::Bool(true) => Ok(Some(CorsSpec::default())),
         Value::Bool(false) | Value::Null => Ok(None),
         Value::Mapping(m) => {
             let mut c = CorsSpec::default();
             let list = |v: &Value, key: &str| -> Result<Vec<String>, ManifestError> {
-                match v {
+                match &*w.val(v, key)? {
                     Value::Sequence(s) => s.iter().map(|x| w.string(x, key)).collect(),
                     other => Ok(vec![w.string(other, key)?]),
                 }
@@ -574,7 +604,7 @@ fn parse_cors(w: &Walker<'_>, v: &Value, path: &str) -> Result<Option<CorsSpec>,
                     "allowedHeaders" => c.allow_headers = list(v, &kpath)?,
                     "allowedMethods" => c.allow_methods = list(v, &kpath)?,
                     "exposedResponseHeaders" => c.expose_headers = list(v, &kpath)?,
-                    "allowCredentials" => c.allow_credentials = matches!(v, Value::Bool(true)),
+                    "allowCredentials" => c.allow_credentials = w.boolean(v, &kpath)?,
                     "maxAge" => c.max_age_secs = Some(w.number(v, &kpath)? as u64),
                     _ => return Err(w.err(kpath, "unknown CORS key")),
                 }
@@ -591,7 +621,12 @@ mod tests {
     use std::time::Duration;
 
     fn load(text: &str) -> Result<Loaded, ManifestError> {
-        parse(Path::new("/svc/serverless.yml"), text, Path::new("/svc"))
+        parse(
+            Path::new("/svc/serverless.yml"),
+            text,
+            Path::new("/svc"),
+            &LoadOptions::from_env_map([("UNUSED", "")]),
+        )
     }
 
     const SAMPLE: &str = r#"

@@ -160,7 +160,10 @@ struct InFlight {
 impl InFlight {
     fn new(count: &Arc<AtomicUsize>, drained: &Arc<Notify>) -> Self {
         count.fetch_add(1, Ordering::AcqRel);
-        Self { count: count.clone(), drained: drained.clone() }
+        Self {
+            count: count.clone(),
+            drained: drained.clone(),
+        }
     }
 }
 
@@ -295,12 +298,16 @@ impl Invoker {
         // that disconnects drops its request future) must not abandon an instance in the middle
         // of an invocation, or a start slot, or a place in the wait queue. As with Lambda, the
         // invocation completes and its instance goes back to the pool.
-        let ctx = RunContext { pool, metrics: self.metrics.clone(), telemetry: self.telemetry.clone(), _guard: guard };
+        let ctx = RunContext {
+            pool,
+            metrics: self.metrics.clone(),
+            telemetry: self.telemetry.clone(),
+            _guard: guard,
+        };
         tokio::spawn(run_invocation(ctx, inv))
             .await
             .map_err(|e| InvokeError::Platform(format!("the invocation task failed: {e}")))?
     }
-
 
     /// Graceful shutdown: refuse new invocations, let in-flight ones finish (each is bounded by
     /// its function timeout) up to `grace`, then stop every instance.
@@ -345,7 +352,12 @@ impl Invoker {
 }
 
 async fn run_invocation(ctx: RunContext, inv: Invocation) -> Result<InvokeOutput, InvokeError> {
-let RunContext { pool, metrics, telemetry, _guard } = ctx;
+    let RunContext {
+        pool,
+        metrics,
+        telemetry,
+        _guard,
+    } = ctx;
     let spec = pool.prepared().spec().clone();
     let timeout = spec.timeout;
     let request_id: Arc<str> = inv
@@ -402,21 +414,25 @@ let RunContext { pool, metrics, telemetry, _guard } = ctx;
             Some(e.lambda_error_type().to_string()),
         ),
     };
-    report(&metrics, telemetry.as_ref(), Report {
-        spec: &spec,
-        request_id: &request_id,
-        trigger,
-        trace: &trace,
-        parent_span: inv.parent_span,
-        accepted_us,
-        started_us,
-        duration,
-        billed_duration,
-        init_duration,
-        prewarmed,
-        outcome,
-        error_type: error_type.clone(),
-    });
+    report(
+        &metrics,
+        telemetry.as_ref(),
+        Report {
+            spec: &spec,
+            request_id: &request_id,
+            trigger,
+            trace: &trace,
+            parent_span: inv.parent_span,
+            accepted_us,
+            started_us,
+            duration,
+            billed_duration,
+            init_duration,
+            prewarmed,
+            outcome,
+            error_type: error_type.clone(),
+        },
+    );
 
     let answer = result?;
     let (payload, function_error) = match answer {

@@ -110,17 +110,35 @@ async fn a_client_that_disconnects_does_not_leak_the_instance() {
     use tokio::io::AsyncWriteExt;
     let app = app().await;
     // Send a request to the single-instance function and drop the connection mid-invocation.
-    let mut s = tokio::net::TcpStream::connect(app.platform().gateway_addr).await.unwrap();
-    let body = r#"{"ms":600}"#;
-    s.write_all(format!("POST /slow HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n{body}", body.len()).as_bytes())
+    let mut s = tokio::net::TcpStream::connect(app.platform().gateway_addr)
         .await
         .unwrap();
+    let body = r#"{"ms":600}"#;
+    s.write_all(
+        format!(
+            "POST /slow HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
     let stats = || app.platform().invoker.pool_stats("slow").unwrap();
-    wait_for("the invocation to start", Duration::from_secs(10), || stats().total == 1 && stats().idle == 0).await;
+    wait_for("the invocation to start", Duration::from_secs(10), || {
+        stats().total == 1 && stats().idle == 0
+    })
+    .await;
     drop(s);
     // The invocation completes on its own and the instance goes back to the pool.
-    wait_for("the instance to be idle again", Duration::from_secs(10), || stats().idle == 1).await;
+    wait_for("the instance to be idle again", Duration::from_secs(10), || {
+        stats().idle == 1
+    })
+    .await;
     assert_eq!(stats().total, 1);
-    assert_eq!(app.post("/slow", "{}").await.status(), 200, "the function still answers");
+    assert_eq!(
+        app.post("/slow", "{}").await.status(),
+        200,
+        "the function still answers"
+    );
     app.stop().await;
 }
