@@ -117,3 +117,55 @@ async fn manifest_errors_name_file_key_and_problem() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("functions.f.runtime"));
 }
+
+#[tokio::test]
+async fn stages_overlay_the_manifest() {
+    let dir = write_app(&[
+        (
+            "gust.toml",
+            r#"
+[app]
+name = "staged"
+environment = { LEVEL = "debug", SHARED = "all" }
+
+[functions.show]
+runtime = "nodejs20.x"
+handler = "s.handler"
+timeout = 3
+
+[stages.prod.app]
+environment = { LEVEL = "warn" }
+
+[stages.prod.functions.show]
+timeout = 7
+"#,
+        ),
+        ("s.js", "exports.handler = async () => ({ level: process.env.LEVEL, shared: process.env.SHARED, stage: process.env.GUST_STAGE });"),
+    ]);
+    let app = TestApp::start_configured(dir, |c| c.stage = Some("prod".into())).await;
+    assert_eq!(app.platform().app.stage, "prod");
+    let spec = app.platform().invoker.spec("show").unwrap();
+    assert_eq!(spec.timeout, std::time::Duration::from_secs(7));
+    let (_, _, body) = app.invoke("show", "{}").await;
+    let v = json(&body);
+    assert_eq!(
+        (v["level"].as_str(), v["shared"].as_str(), v["stage"].as_str()),
+        (Some("warn"), Some("all"), Some("prod"))
+    );
+    app.stop().await;
+
+    // An unknown stage is refused with the file and the known stages.
+    let dir = write_app(&[(
+        "gust.toml",
+        "[app]\nname = \"s\"\n[stages.prod.app]\nenvironment = { A = \"1\" }\n",
+    )]);
+    let mut config = gust::PlatformConfig::new(dir.path());
+    config.gateway_addr = "127.0.0.1:0".parse().unwrap();
+    config.admin_addr = "127.0.0.1:0".parse().unwrap();
+    config.stage = Some("prdo".into());
+    let err = gust::Platform::start(config).await.unwrap_err().to_string();
+    assert!(
+        err.contains("gust.toml") && err.contains("prdo") && err.contains("prod"),
+        "{err}"
+    );
+}
