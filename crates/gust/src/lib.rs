@@ -122,7 +122,9 @@ impl Platform {
             RuntimeFiles::install(&state_dir.join("runtime")).context("cannot write the runtime bootstraps")?;
         let kv: Arc<dyn KvStore> =
             Arc::new(SqliteStore::open(&state_dir.join("state.db")).context("cannot open the state database")?);
-        let telemetry_db = TelemetryDb::open(&state_dir.join("state.db"), Retention::default())
+        // Telemetry has a file of its own: its busy, disposable writes must not share a WAL (and
+        // its checkpoints) with the durable state.
+        let telemetry_db = TelemetryDb::open(&state_dir.join("telemetry.db"), Retention::default())
             .map_err(|e| anyhow::anyhow!("cannot open the telemetry tables: {e}"))?;
         let exporter = config.otlp.clone().map(otlp::OtlpExporter::start);
         let telemetry =
