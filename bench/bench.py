@@ -6,7 +6,8 @@ standard library only. Every process it starts lives in its own session and is s
 exit, on error and on Ctrl-C/SIGTERM; every load loop is bounded by a duration and a timeout.
 
 Output: one markdown table (medians over the runs), then the targets as PASS/MISS lines with
-ratios against baselines measured in this same run. Also written to bench/.work/results/.
+ratios against baselines measured in this same run, then an "Events" table (publish -> handler
+-> ack on the embedded log, batch 1 and 10). Also written to bench/.work/results/.
 """
 
 import argparse
@@ -54,6 +55,9 @@ class Mode:
         self.warmup = 1 if quick else 2  # seconds of unrecorded warm-up load before measuring
         self.conns = 16
         self.settle = 1.0  # seconds after ready before sampling idle RSS
+        self.events = 1000 if quick else 10000  # events per end-to-end run (events systems)
+        self.event_runs = 1 if quick else 3  # end-to-end runs per events system (median reported)
+        self.event_singles = 200 if quick else 500  # sequential 1-event publishes (latency)
 
 
 # --------------------------------------------------------------------------------------------
@@ -275,8 +279,9 @@ def toml_str(s):
     return json.dumps(s)
 
 
-def gust_manifest(name, functions, routes):
-    """functions: {name: dict(runtime, handler, dir?, scaling?)}; routes: [(route, function)]."""
+def gust_manifest(name, functions, routes, extra=""):
+    """functions: {name: dict(runtime, handler, dir?, scaling?)}; routes: [(route, function)];
+    extra: more manifest text (topics, subscriptions)."""
     out = [f"[app]\nname = {toml_str(name)}\n"]
     for fname, f in functions.items():
         out.append(f"[functions.{toml_str(fname)}]")
@@ -295,6 +300,8 @@ def gust_manifest(name, functions, routes):
         out.append("")
     for route, fn in routes:
         out.append(f"[[routes]]\nroute = {toml_str(route)}\nfunction = {toml_str(fn)}\n")
+    if extra:
+        out.append(extra)
     return "\n".join(out)
 
 
@@ -385,6 +392,16 @@ def make_apps(echo_bin, py_version):
         fns = {f"fn{i}": {"runtime": "nodejs20.x", "handler": "handler.hello"} for i in range(n)}
         rts = [(f"GET /fn{i}/hello", f"fn{i}") for i in range(n)]
         apps[f"gust-fns-{n}"] = write_app(f"gust-fns-{n}", gust_manifest(f"bench-fns-{n}", fns, rts), files=["handler.js"])
+    # Events: one topic, one subscription feeding the Rust echo (it returns its event, so every
+    # delivery succeeds and costs the handler next to nothing), batch 1 or 10.
+    for batch in EVENT_BATCHES:
+        apps[f"gust-events-{batch}"] = write_app(
+            f"gust-events-{batch}",
+            gust_manifest(f"bench-events-{batch}", {EVENT_FUNCTION: {"runtime": "provided.al2023", "dir": "echo",
+                                                                     "scaling": WARM}}, [],
+                          extra=events_manifest(batch)),
+            echo=echo_bin,
+        )
     sls = APPS / "sls"
     if sls.exists():
         shutil.rmtree(sls)
@@ -397,6 +414,17 @@ def make_apps(echo_bin, py_version):
 
 ROUTE_TARGET = "GET /svc137/items/{id}"
 ROUTE_URL = "/svc137/items/42"
+
+EVENT_BATCHES = (1, 10)
+EVENT_TOPIC = "bench"
+EVENT_FUNCTION = "sink"
+EVENT_SUBSCRIPTION = "bench-sink"
+
+
+def events_manifest(batch):
+    return (f"[topics.{EVENT_TOPIC}]\n\n"
+            f"[[subscriptions]]\nname = {toml_str(EVENT_SUBSCRIPTION)}\ntopic = {toml_str(EVENT_TOPIC)}\n"
+            f"function = {toml_str(EVENT_FUNCTION)}\nbatch_size = {batch}\nreport_batch_item_failures = false\n")
 
 
 # --------------------------------------------------------------------------------------------
@@ -654,6 +682,230 @@ def summarize_load(r):
 
 def bad_note(r):
     return f"  [{r['bad']} non-2xx/socket errors of {r['total']}]" if r.get("bad") else ""
+
+
+# --------------------------------------------------------------------------------------------
+# Events: publish -> subscription -> handler -> ack, on the embedded log.
+
+EVENTS_PER_REQUEST = 100  # CloudEvents batch mode: one request (and one transaction) per 100 events
+EVENT_PUBLISHERS = 4  # concurrent publishing threads, each on its own keep-alive connection
+EVENT_POLL = 0.02  # seconds between backlog polls
+EVENT_DRAIN_TIMEOUT = 120.0  # seconds a run may take from the first publish to an empty backlog
+
+
+def admin_json(admin_port, path):
+    c = http.client.HTTPConnection("127.0.0.1", admin_port, timeout=5)
+    try:
+        c.request("GET", path)
+        r = c.getresponse()
+        data = r.read()
+        if r.status != 200:
+            raise BenchError(f"admin API GET {path} answered {r.status}: {data[:200]!r}")
+        return json.loads(data)
+    finally:
+        c.close()
+
+
+def subscription_state(admin_port, name=EVENT_SUBSCRIPTION):
+    """{backlog, dead_letters, ...} of one subscription, from the admin API."""
+    for s in admin_json(admin_port, "/gust/v1/subscriptions").get("subscriptions", []):
+        if s.get("name") == name:
+            return s
+    raise BenchError(f"subscription {name} not listed by the admin API")
+
+
+METRIC_LINE = re.compile(r"^(\w+)\{([^}]*)\}\s+(\S+)\s*$")
+
+
+def deliveries(admin_port, name=EVENT_SUBSCRIPTION):
+    """{result: count} of gust_event_deliveries_total for one subscription, from /metrics."""
+    c = http.client.HTTPConnection("127.0.0.1", admin_port, timeout=5)
+    try:
+        c.request("GET", "/metrics")
+        text = c.getresponse().read().decode("utf-8", "replace")
+    finally:
+        c.close()
+    out = {}
+    for line in text.splitlines():
+        m = METRIC_LINE.match(line)
+        if not m or m.group(1) != "gust_event_deliveries_total":
+            continue
+        labels = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(2)))
+        if labels.get("subscription") == name:
+            out[labels.get("result", "?")] = out.get(labels.get("result", "?"), 0) + int(float(m.group(3)))
+    return out
+
+
+def wait_drained(admin_port, deadline, publishing_done=lambda: True):
+    """Polls the backlog every EVENT_POLL s until the publishers are done and it is 0; returns
+    the perf_counter time at which the empty backlog was seen."""
+    while True:
+        done = publishing_done()
+        st = subscription_state(admin_port)
+        if done and st["backlog"] == 0:
+            return time.perf_counter(), st
+        if time.perf_counter() > deadline:
+            raise BenchError(f"subscription backlog still {st['backlog']} (dead letters {st.get('dead_letters')}) "
+                             f"at the deadline; publishing {'done' if done else 'not done'}")
+        time.sleep(EVENT_POLL)
+
+
+def ce_batch(run, start, n):
+    return json.dumps([
+        {"specversion": "1.0", "id": f"{run}-{i}", "source": "/bench", "type": "bench.event",
+         "datacontenttype": "application/json", "data": {"i": i}}
+        for i in range(start, start + n)
+    ])
+
+
+def publish_bulk(port, admin_port, run, n):
+    """Publishes `n` events (EVENTS_PER_REQUEST per request, EVENT_PUBLISHERS threads) and waits
+    for the subscription to drain. Returns a dict of figures."""
+    bodies = [ce_batch(run, i, min(EVENTS_PER_REQUEST, n - i)) for i in range(0, n, EVENTS_PER_REQUEST)]
+    lock = threading.Lock()
+    todo = list(range(len(bodies)))
+    errors, acked, finished = [], [0], []
+    go = threading.Event()
+    deadline_holder = [None]
+
+    def publisher():
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        try:
+            go.wait(10)
+            while True:
+                with lock:
+                    if not todo or errors:
+                        break
+                    k = todo.pop(0)
+                if time.perf_counter() > deadline_holder[0]:
+                    errors.append("publish deadline passed")
+                    break
+                c.request("POST", f"/events/{EVENT_TOPIC}", body=bodies[k],
+                          headers={"content-type": "application/cloudevents-batch+json"})
+                r = c.getresponse()
+                data = r.read()
+                if r.status != 202:
+                    errors.append(f"{r.status} {data[:200]!r}")
+                    break
+                got = json.loads(data).get("events", [])
+                dup = sum(1 for e in got if e.get("duplicate"))
+                if dup:
+                    errors.append(f"{dup} events reported duplicate")
+                with lock:
+                    acked[0] += len(got)
+        except Exception as e:  # reported below
+            errors.append(repr(e))
+        finally:
+            c.close()
+            with lock:
+                finished.append(time.perf_counter())
+
+    threads = [threading.Thread(target=publisher, daemon=True) for _ in range(EVENT_PUBLISHERS)]
+    for t in threads:
+        t.start()
+    time.sleep(0.05)  # every thread is waiting on `go`
+    t0 = time.perf_counter()
+    deadline = t0 + EVENT_DRAIN_TIMEOUT
+    deadline_holder[0] = deadline
+    go.set()
+    t_end, st = wait_drained(admin_port, deadline, lambda: len(finished) == len(threads) or bool(errors))
+    for t in threads:
+        t.join(5)
+    if errors:
+        raise BenchError(f"publishing failed: {errors[:3]}")
+    if acked[0] != n:
+        raise BenchError(f"{acked[0]} of {n} events acknowledged by the gateway")
+    published = max(finished)
+    return {"events": n, "publish_s": published - t0, "e2e_s": t_end - t0,
+            "publish_eps": n / (published - t0), "e2e_eps": n / (t_end - t0), "dead_letters": st.get("dead_letters")}
+
+
+def publish_singles(port, n):
+    """`n` sequential 1-event publishes (plain JSON) on one keep-alive connection: milliseconds each."""
+    xs = []
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        for i in range(n):
+            body = json.dumps({"single": i})
+            t = time.perf_counter()
+            c.request("POST", f"/events/{EVENT_TOPIC}", body=body, headers={"content-type": "application/json"})
+            r = c.getresponse()
+            data = r.read()
+            xs.append((time.perf_counter() - t) * 1000.0)
+            if r.status != 202:
+                raise BenchError(f"single publish answered {r.status}: {data[:200]!r}")
+    finally:
+        c.close()
+    return xs
+
+
+def measure_events(sysm, mode, out, batch):
+    """End-to-end events/s (first publish -> empty backlog) over `mode.event_runs` runs of
+    `mode.events` events, every delivery checked on /metrics; then single-publish latency."""
+    r = out.setdefault(sysm.key, {"label": sysm.label})
+    r.update(batch=batch, runs=[], problems=r.get("problems", []))
+    p, port, ready = start_system(sysm)
+    r["startup"] = [ready]
+    admin = sysm.admin
+    # Warm-up (unrecorded): spawns the function's instances and checks delivery works at all.
+    warm = publish_bulk(port, admin, "warm", 200)
+    base = deliveries(admin)
+    if base.get("success", 0) != 200 or base.get("failure", 0):
+        raise BenchError(f"warm-up: 200 events published, deliveries {base}")
+    for i in range(mode.event_runs):
+        res = publish_bulk(port, admin, f"run{i}", mode.events)
+        now = deliveries(admin)
+        res["success"] = now.get("success", 0) - base.get("success", 0)
+        res["failure"] = now.get("failure", 0) - base.get("failure", 0)
+        res["backpressure"] = now.get("backpressure", 0) - base.get("backpressure", 0)
+        base = now
+        r["runs"].append(res)
+        if res["success"] != mode.events or res["failure"] or res["dead_letters"]:
+            r["problems"].append(f"run {i + 1}: {mode.events} events published, {res['success']} delivered with "
+                                 f"success, {res['failure']} failed, {res['dead_letters']} dead letters")
+        print(f"  run {i + 1}: {fmt(res['e2e_eps'], 0)} events/s end to end ({fmt(res['e2e_s'], 2)} s), "
+              f"publish {fmt(res['publish_eps'], 0)} events/s; deliveries: {res['success']} ok, {res['failure']} failed, "
+              f"{res['backpressure']} back-pressure", flush=True)
+        time.sleep(0.5)
+    xs = publish_singles(port, mode.event_singles)
+    r["single"] = xs
+    wait_drained(admin, time.perf_counter() + 30)
+    now = deliveries(admin)
+    if now.get("success", 0) - base.get("success", 0) != mode.event_singles:
+        r["problems"].append(f"{mode.event_singles} single publishes, {now.get('success', 0) - base.get('success', 0)} delivered")
+    r["e2e_eps"] = median(x["e2e_eps"] for x in r["runs"])
+    r["publish_eps"] = median(x["publish_eps"] for x in r["runs"])
+    r["e2e_s"] = median(x["e2e_s"] for x in r["runs"])
+    r["single_p50"], r["single_p99"] = percentile(xs, 50), percentile(xs, 99)
+    r["delivered"] = sum(x["success"] for x in r["runs"])
+    r["failed"] = sum(x["failure"] for x in r["runs"])
+    r["backpressure"] = sum(x["backpressure"] for x in r["runs"])
+    print(f"  {sysm.label}: {fmt(r['e2e_eps'], 0)} events/s end to end, publish p50 {fmt(r['single_p50'], 2)} ms, "
+          f"p99 {fmt(r['single_p99'], 2)} ms", flush=True)
+    PROCS.stop(p)
+
+
+def events_table(R, mode):
+    rows = [
+        f"| system | batch size | events per run | end-to-end events/s | first publish -> backlog 0 (s) "
+        f"| publish events/s ({EVENTS_PER_REQUEST} per request, {EVENT_PUBLISHERS} connections) "
+        f"| publish p50 / p99, 1 event per request (ms) | delivered ok / failed (all runs) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for key in EVENT_ORDER:
+        r = R.get(key)
+        if not r or not r.get("runs"):
+            continue
+        warn = " ⚠" if r.get("problems") else ""
+        rows.append(
+            f"| {r['label']} | {r['batch']} | {mode.events:,} | {fmt(r.get('e2e_eps'), 0)}{warn} | {fmt(r.get('e2e_s'), 2)} "
+            f"| {fmt(r.get('publish_eps'), 0)} | {fmt(r.get('single_p50'), 2)} / {fmt(r.get('single_p99'), 2)} "
+            f"| {r.get('delivered', 0):,} / {r.get('failed', 0):,} |"
+        )
+    return "\n".join(rows)
+
+
+EVENT_ORDER = [f"gust-events-{b}" for b in EVENT_BATCHES]
 
 
 def proc_start(argv, n):
@@ -928,6 +1180,15 @@ def main():
                               args.gust, apps[key])
             guarded([key], sysm.label, lambda: idle_fns(sysm))
 
+    # Events: publish -> subscription -> Rust echo -> ack, batch 1 and batch 10.
+    for batch in EVENT_BATCHES:
+        key = f"gust-events-{batch}"
+        if want(key):
+            sysm = GustSystem(key, f"Gust — events, batch {batch} (Rust lambda-echo)", args.gust, apps[key],
+                              load_function=EVENT_FUNCTION)
+            print(f"- {sysm.label}", flush=True)
+            guarded([key], sysm.label, lambda: measure_events(sysm, mode, R, batch))
+
     finish(R)
     elapsed = time.perf_counter() - started
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -942,13 +1203,28 @@ def main():
         "Cold start: `GET /hello` on a new connection; serverless-offline's cold start is its first request after start. "
         "Warm-up: unrecorded requests from 16 threads that all complete; after each wrk run the system must be idle "
         "and answering, else it is restarted (listed under Problems). ⚠: non-2xx answers, socket errors or problems.",
+    ] if any(k in R for k in ORDER) else []
+    notes += [
         f"Harness time: {elapsed:.0f} s. Load average (1/5/15 min) before: {load_before}; after: {loadavg()} "
         "(anything else running on the machine shares its cores with the systems measured).",
     ]
     report = [f"Date: {date}  ",
               f"Machine: {info['nproc']} CPUs, {info['cpu']}, {info['memory']} RAM, Linux {info['kernel']}  ",
-              f"Command: `{args.command}`", "", tab, "", "Targets:", ""]
-    report += [f"- **{v}** {t}" for v, t in tg]
+              f"Command: `{args.command}`", ""]
+    if any(k in R for k in ORDER):
+        report += [tab, "", "Targets:", ""]
+        report += [f"- **{v}** {t}" for v, t in tg]
+    if any(R.get(k, {}).get("runs") for k in EVENT_ORDER):
+        report += ["", "Events:", "", events_table(R, mode)]
+        notes.append(
+            f"Events: topic `{EVENT_TOPIC}`, one subscription (sqs shape, report_batch_item_failures = false) feeding the "
+            f"Rust lambda-echo as `provided.al2023` (max_instances = 4). After an unrecorded warm-up of 200 events, "
+            f"{mode.event_runs} run(s) of {mode.events:,} events published through `POST /events/{EVENT_TOPIC}` on the "
+            f"gateway in CloudEvents batch mode ({EVENTS_PER_REQUEST} per request, {EVENT_PUBLISHERS} threads on keep-alive "
+            f"connections); end-to-end events/s = events / (first publish -> the admin API reports backlog 0, polled every "
+            f"{int(EVENT_POLL * 1000)} ms), median of the runs; `gust_event_deliveries_total` (success) on /metrics must "
+            f"grow by exactly the events published (else ⚠). Publish latency: {mode.event_singles} sequential plain-JSON "
+            f"1-event publishes on one keep-alive connection after the runs drained (202 is sent after the commit).")
     problems = [(r["label"], why) for k, r in R.items() if isinstance(r, dict) for why in r.get("problems", [])]
     if problems:
         report += ["", "Problems seen (⚠; after a problem in a load run the system was restarted and warmed up before its next run):", ""]

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Gust benchmark: builds Gust (release), installs the load generator and the peer, then runs
-# bench/bench.py, which measures every system and prints one markdown table.
+# bench/bench.py, which measures every system and prints the markdown tables.
 #
 #   bench/run.sh            full run (what BENCHMARKS.md reports), well under 10 minutes
 #   bench/run.sh --quick    short runs for development
 #   bench/run.sh --only gust-node,node-http   (development: a subset of the systems)
+#   bench/run.sh --only gust-events-1,gust-events-10   (the events table only)
 #   bench/run.sh --skip-build   use the binaries already built (e.g. while the tree does not build)
 #
 # Everything it downloads or builds lives in bench/.work/ (gitignored), except Gust's own
