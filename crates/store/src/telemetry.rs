@@ -12,6 +12,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
+/// How long the writer gathers rows before one transaction writes them.
+const WRITE_WINDOW: Duration = Duration::from_millis(50);
+
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS invocations (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -174,10 +177,12 @@ impl TelemetryDb {
         });
     }
 
+    /// Reads see everything recorded before the call: pending rows are written first.
     async fn read<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, String> {
+        self.flush().await;
         let conn = self.conn.clone();
         tokio::task::spawn_blocking(move || {
             let c = conn.lock().map_err(|_| "telemetry lock poisoned".to_string())?;
@@ -320,11 +325,15 @@ fn encode_pairs(pairs: &[(String, String)]) -> String {
 
 async fn write_loop(conn: Arc<Mutex<Connection>>, mut rx: mpsc::UnboundedReceiver<Row>) {
     while let Some(first) = rx.recv().await {
+        // Gather rows for a short while: one transaction per window instead of one per
+        // invocation keeps commits, syscalls and thread wake-ups off the request rate.
+        // A flush request ends the window at once.
         let mut batch = vec![first];
-        while batch.len() < 1000 {
-            match rx.try_recv() {
-                Ok(r) => batch.push(r),
-                Err(_) => break,
+        let window = tokio::time::Instant::now() + WRITE_WINDOW;
+        while batch.len() < 2000 && !matches!(batch.last(), Some(Row::Flush(_))) {
+            match tokio::time::timeout_at(window, rx.recv()).await {
+                Ok(Some(r)) => batch.push(r),
+                _ => break,
             }
         }
         let conn = conn.clone();
