@@ -40,6 +40,32 @@ pub enum PublishError {
     Log(#[from] LogError),
 }
 
+/// A hidden queue that hands its payloads to `f` one at a time, unwrapped (asynchronous
+/// invocations and schedule runs), with Lambda's asynchronous maximum age.
+fn raw_queue(
+    name: TopicName,
+    f: &gust_model::FunctionSpec,
+    max_concurrency: u32,
+    max_attempts: u32,
+    retry_delay: Duration,
+) -> SubscriptionSpec {
+    SubscriptionSpec {
+        name: name.clone(),
+        topic: name,
+        function: f.name.clone(),
+        filter: EventFilter::default(),
+        shape: EventShape::Raw,
+        batch_size: 1,
+        batch_window: Duration::ZERO,
+        max_concurrency,
+        max_attempts,
+        max_event_age: ASYNC_MAX_AGE,
+        visibility_timeout: (f.timeout * 6).max(event_defaults::MIN_VISIBILITY),
+        report_batch_item_failures: false,
+        retry_delay,
+    }
+}
+
 /// The subscription (and topic) carrying the runs of a schedule.
 pub fn schedule_queue(schedule: &str) -> String {
     format!("gust.schedule.{schedule}")
@@ -71,45 +97,24 @@ impl Events {
         let mut subs: Vec<SubscriptionSpec> = app.subscriptions.clone();
         for f in app.functions.values() {
             let name = TopicName::new(async_queue(f.name.as_str())).expect("function names make valid topic names");
-            subs.push(SubscriptionSpec {
-                name: name.clone(),
-                topic: name,
-                function: f.name.clone(),
-                filter: EventFilter::default(),
-                shape: EventShape::Raw,
-                batch_size: 1,
-                batch_window: Duration::ZERO,
-                max_concurrency: f.scaling.max_instances,
-                max_attempts: ASYNC_MAX_ATTEMPTS,
-                max_event_age: ASYNC_MAX_AGE,
-                visibility_timeout: (f.timeout * 6).max(event_defaults::MIN_VISIBILITY),
-                report_batch_item_failures: false,
-                retry_delay: event_defaults::RETRY_DELAY,
-            });
+            subs.push(raw_queue(
+                name,
+                f,
+                f.scaling.max_instances,
+                ASYNC_MAX_ATTEMPTS,
+                event_defaults::RETRY_DELAY,
+            ));
         }
         for sc in &app.schedules {
             let Some(f) = app.functions.get(&sc.function) else {
                 continue;
             };
             let name = TopicName::new(schedule_queue(sc.name.as_str())).expect("schedule names make valid topic names");
-            subs.push(SubscriptionSpec {
-                name: name.clone(),
-                topic: name,
-                function: f.name.clone(),
-                filter: EventFilter::default(),
-                shape: EventShape::Raw,
-                batch_size: 1,
-                batch_window: Duration::ZERO,
-                max_concurrency: match sc.overlap {
-                    Overlap::Allow => f.scaling.max_instances,
-                    Overlap::Skip | Overlap::Queue => 1,
-                },
-                max_attempts: sc.max_attempts,
-                max_event_age: ASYNC_MAX_AGE,
-                visibility_timeout: (f.timeout * 6).max(event_defaults::MIN_VISIBILITY),
-                report_batch_item_failures: false,
-                retry_delay: sc.retry_delay,
-            });
+            let concurrency = match sc.overlap {
+                Overlap::Allow => f.scaling.max_instances,
+                Overlap::Skip | Overlap::Queue => 1,
+            };
+            subs.push(raw_queue(name, f, concurrency, sc.max_attempts, sc.retry_delay));
         }
         let mut fanout: HashMap<String, Vec<(String, EventFilter)>> =
             app.topics.iter().map(|t| (t.to_string(), Vec::new())).collect();

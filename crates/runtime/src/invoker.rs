@@ -328,13 +328,7 @@ impl Invoker {
                 "shutdown grace period over; stopping instances with invocations in flight"
             );
         }
-        let pools: Vec<Arc<Pool>> = self
-            .functions
-            .read()
-            .expect("functions lock")
-            .values()
-            .map(|d| d.pool.clone())
-            .collect();
+        let pools = self.pools();
         for pool in pools {
             pool.stop().await;
         }
@@ -344,6 +338,15 @@ impl Invoker {
     /// Prewarmed runtimes ready to be specialised, across all runtimes.
     pub fn prewarmed_ready(&self) -> usize {
         self.executor.spares_ready()
+    }
+
+    fn pools(&self) -> Vec<Arc<Pool>> {
+        self.functions
+            .read()
+            .expect("functions lock")
+            .values()
+            .map(|d| d.pool.clone())
+            .collect()
     }
 
     pub fn in_flight(&self) -> usize {
@@ -532,13 +535,7 @@ async fn reconcile_loop(invoker: Weak<Invoker>) {
         if inv.shutting_down.load(Ordering::Acquire) {
             return;
         }
-        let pools: Vec<Arc<Pool>> = inv
-            .functions
-            .read()
-            .expect("functions lock")
-            .values()
-            .map(|d| d.pool.clone())
-            .collect();
+        let pools = inv.pools();
         drop(inv);
         for pool in pools {
             pool.reconcile().await;
