@@ -215,6 +215,8 @@ async fn run(d: Arc<Dispatcher>, w: Arc<Worker>) {
         let w2 = w.clone();
         in_flight.spawn(async move {
             deliver(&d2, &w2.spec, batch).await;
+            // Retries and releases change when the next record is due: look again now.
+            w2.wake.notify_one();
             drop(permit);
         });
         while in_flight.try_join_next().is_some() {}
@@ -317,6 +319,7 @@ async fn deliver(d: &Dispatcher, spec: &SubscriptionSpec, batch: Vec<Claimed>) {
         ],
     });
     let metrics = d.invoker.metrics();
+    let attempt_id = result.as_ref().map(|o| o.request_id.to_string()).unwrap_or_default();
     let failed: Result<Vec<i64>, String> = match result {
         Ok(out) if out.function_error.is_none() => {
             if spec.report_batch_item_failures && spec.shape != EventShape::Raw {
@@ -369,7 +372,11 @@ async fn deliver(d: &Dispatcher, spec: &SubscriptionSpec, batch: Vec<Claimed>) {
             if let Err(e) = d.log.ack(sub, &ok).await {
                 tracing::error!(subscription = %sub, error = %e, "acknowledging deliveries failed");
             }
-            (f, "reported in batchItemFailures".to_string())
+            let error = format!(
+                "the handler reported it in batchItemFailures (invocation {attempt_id}: `gust logs {} --request {attempt_id}` shows why)",
+                spec.function
+            );
+            (f, error)
         }
         Err(error) => (seqs, error),
     };
