@@ -271,7 +271,11 @@ async fn deliver(d: &Dispatcher, spec: &SubscriptionSpec, batch: Vec<Claimed>) {
             .saturating_sub(Duration::from_millis(250)),
     );
     if spec.shape == EventShape::Raw {
-        inv.trigger = Trigger::Async;
+        inv.trigger = if sub.starts_with("gust.schedule.") {
+            Trigger::Schedule
+        } else {
+            Trigger::Async
+        };
         inv.request_id = Some(batch[0].event.id.clone());
     }
     // Trace: the publisher's span (from the event) -> queue wait -> delivery -> invocation.

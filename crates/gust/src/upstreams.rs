@@ -39,7 +39,9 @@ pub struct GustAddresses {
 fn start_command(spec: &UpstreamSpec, gust: &GustAddresses) -> Result<Child> {
     let command = spec.command.as_deref().unwrap_or_default();
     let mut cmd = Command::new("sh");
-    cmd.args(["-c", command])
+    // `exec`: the command replaces the shell, so it is the process Gust supervises and it
+    // keeps the "die with Gust" signal (a shell's children would not).
+    cmd.args(["-c", &format!("exec {command}")])
         .current_dir(&spec.dir)
         .envs(&spec.environment)
         .env("PORT", spec.port.map(|p| p.to_string()).unwrap_or_default())

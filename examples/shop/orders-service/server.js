@@ -104,4 +104,8 @@ const server = http.createServer((req, res) => {
 });
 
 server.listen(port, '127.0.0.1', () => console.log(`orders-service listening on 127.0.0.1:${port}`));
-process.on('SIGTERM', () => server.close(() => process.exit(0)));
+// Stop at once on SIGTERM: finish nothing new, drop idle keep-alive connections.
+process.on('SIGTERM', () => {
+  server.close(() => process.exit(0));
+  server.closeAllConnections();
+});
