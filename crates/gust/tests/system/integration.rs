@@ -385,15 +385,7 @@ async fn secrets_are_encrypted_scoped_rotated_and_redacted() {
         (serde_json::Value::Null, serde_json::json!(403))
     );
     // Listing never shows values.
-    let list = app
-        .client
-        .get(app.admin("/gust/v1/secrets"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let list = app.admin_text("/gust/v1/secrets").await;
     assert!(list.contains("API_SECRET") && !list.contains("first-Value"), "{list}");
 
     // Rotation: the warm instance is retired; a new one sees the new value.

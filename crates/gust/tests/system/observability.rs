@@ -256,15 +256,7 @@ async fn metrics_count_what_happened() {
         let (_, fe, _) = app.invoke("chatty", r#"{"fail":true}"#).await;
         assert_eq!(fe.as_deref(), Some("Unhandled"));
     }
-    let text = app
-        .client
-        .get(app.admin("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.admin_text("/metrics").await;
     assert_eq!(
         metric(
             &text,
@@ -294,16 +286,7 @@ async fn metrics_count_what_happened() {
     );
 
     // The invocation records say the same.
-    let inv = json(
-        &app.client
-            .get(app.admin("/gust/v1/invocations?function=chatty&limit=100"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-    );
+    let inv = json(&app.admin_text("/gust/v1/invocations?function=chatty&limit=100").await);
     let list = inv["invocations"].as_array().unwrap();
     assert_eq!(list.len(), 7);
     assert_eq!(list.iter().filter(|r| r["outcome"] == "error").count(), 2);

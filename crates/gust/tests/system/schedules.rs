@@ -264,16 +264,7 @@ async fn the_daily_report_runs_at_local_midnight_with_a_moved_clock() {
     assert_eq!(app.get(&format!("/invoices/{id}")).await.status(), 200);
 
     // The order's local date in Berlin is the day the next midnight run reports.
-    let schedules = json(
-        &app.client
-            .get(app.admin("/gust/v1/schedules"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-    );
+    let schedules = json(&app.admin_text("/gust/v1/schedules").await);
     let next: DateTime<Utc> = schedules["schedules"][0]["next"][0].as_str().unwrap().parse().unwrap();
     let berlin_day = (next - TimeDelta::minutes(1)).with_timezone(&chrono::FixedOffset::east_opt(3600).unwrap());
     let date = berlin_day.format("%Y-%m-%d").to_string();

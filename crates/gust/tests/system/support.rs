@@ -121,6 +121,18 @@ impl TestApp {
             .unwrap()
     }
 
+    /// The body of a GET on the admin API.
+    pub async fn admin_text(&self, path: &str) -> String {
+        self.client
+            .get(self.admin(path))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// Lambda Invoke API call; returns (status, X-Amz-Function-Error, body).
     pub async fn invoke(&self, function: &str, payload: &str) -> (u16, Option<String>, String) {
         let r = self
