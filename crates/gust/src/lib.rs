@@ -77,6 +77,8 @@ pub struct Platform {
     pub warnings: Vec<String>,
     pub invoker: Arc<Invoker>,
     pub events: Arc<Events>,
+    /// Held for the platform's lifetime: the state directory is this Gust's alone.
+    _lock: std::fs::File,
     pub telemetry: TelemetryDb,
     pub upstreams: upstreams::RunningUpstreams,
     schedule_tasks: Vec<JoinHandle<()>>,
@@ -118,6 +120,15 @@ impl Platform {
         let state_dir = config.state_dir.clone().unwrap_or_else(|| app.root.join(".gust"));
         std::fs::create_dir_all(&state_dir)
             .with_context(|| format!("cannot create state directory {}", state_dir.display()))?;
+        // One Gust per state directory: two would both deliver every event and fire every tick.
+        let lock = std::fs::File::create(state_dir.join("lock"))
+            .with_context(|| format!("cannot create {}", state_dir.join("lock").display()))?;
+        if lock.try_lock().is_err() {
+            anyhow::bail!(
+                "another Gust is running with the state directory {} (stop it, or use --state for a separate one)",
+                state_dir.display()
+            );
+        }
         let runtime_files =
             RuntimeFiles::install(&state_dir.join("runtime")).context("cannot write the runtime bootstraps")?;
         let kv: Arc<dyn KvStore> =
@@ -229,6 +240,7 @@ impl Platform {
             warnings: loaded.warnings,
             invoker,
             events,
+            _lock: lock,
             telemetry: telemetry_db,
             upstreams,
             schedule_tasks,

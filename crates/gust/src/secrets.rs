@@ -14,9 +14,29 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock, RwLock};
 
 /// The process-wide redactor: Gust's log writer and stored function output pass through it.
+/// It knows the secrets of every platform in the process (tests run several at once).
 pub fn redactor() -> &'static RwLock<Redactor> {
     static R: OnceLock<RwLock<Redactor>> = OnceLock::new();
     R.get_or_init(|| RwLock::new(Redactor::new(Vec::<(String, Vec<u8>)>::new())))
+}
+
+type Known = HashMap<u64, Vec<(String, Vec<u8>)>>;
+
+fn known() -> &'static std::sync::Mutex<Known> {
+    static K: OnceLock<std::sync::Mutex<Known>> = OnceLock::new();
+    K.get_or_init(Default::default)
+}
+
+/// Records one platform's current secrets (`None`: the platform is gone) and rebuilds the
+/// redactor from every platform's.
+fn publish(platform: u64, secrets: Option<Vec<(String, Vec<u8>)>>) {
+    let mut k = known().lock().expect("secrets registry lock");
+    match secrets {
+        Some(s) => k.insert(platform, s),
+        None => k.remove(&platform),
+    };
+    let all: Vec<(String, Vec<u8>)> = k.values().flatten().cloned().collect();
+    *redactor().write().expect("redactor lock") = Redactor::new(all);
 }
 
 /// Replaces every known secret value in `text`.
@@ -30,6 +50,7 @@ pub fn redact(text: &str) -> String {
 }
 
 pub struct PlatformSecrets {
+    id: u64,
     store: SecretStore,
     app: App,
     invoker: Arc<Invoker>,
@@ -44,7 +65,10 @@ impl std::fmt::Debug for PlatformSecrets {
 
 impl PlatformSecrets {
     pub fn new(store: SecretStore, app: App, invoker: Arc<Invoker>, key_path: PathBuf) -> Arc<Self> {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Arc::new(Self {
+            id,
             store,
             app,
             invoker,
@@ -74,7 +98,7 @@ impl PlatformSecrets {
     }
 
     fn refresh_redactor(&self, all: &HashMap<String, Vec<u8>>) {
-        *redactor().write().expect("redactor lock") = Redactor::new(all.iter().map(|(k, v)| (k.clone(), v.clone())));
+        publish(self.id, Some(all.iter().map(|(k, v)| (k.clone(), v.clone())).collect()));
     }
 
     /// Re-prepares the functions granted `name`, so new instances see its current value and
@@ -94,6 +118,12 @@ impl PlatformSecrets {
                 .map_err(|e| e.to_string())?;
         }
         Ok(affected.len())
+    }
+}
+
+impl Drop for PlatformSecrets {
+    fn drop(&mut self) {
+        publish(self.id, None);
     }
 }
 

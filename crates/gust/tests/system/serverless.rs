@@ -169,3 +169,21 @@ timeout = 7
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn one_gust_per_state_directory() {
+    let app = TestApp::start(&[(
+        "gust.toml",
+        "[app]\nname = \"solo\"\n[functions.f]\nruntime = \"nodejs20.x\"\nhandler = \"f.handler\"\n",
+    )])
+    .await;
+    let mut config = gust::PlatformConfig::new(app.dir.path());
+    config.gateway_addr = "127.0.0.1:0".parse().unwrap();
+    config.admin_addr = "127.0.0.1:0".parse().unwrap();
+    let err = gust::Platform::start(config).await.unwrap_err().to_string();
+    assert!(err.contains("another Gust is running"), "{err}");
+    // After a stop the directory is free again.
+    let clock = gust_scheduler::ManualClock::new(chrono::Utc::now());
+    let app = app.restart_with_clock(clock).await;
+    app.stop().await;
+}
