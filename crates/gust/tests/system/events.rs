@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -1228,89 +1228,6 @@ retry_delay = 300
 // ---------------------------------------------------------------------------------------------
 // 13. crash safety through `gust up`
 // ---------------------------------------------------------------------------------------------
-
-/// A `gust up` child process on a given state directory.
-struct GustUp {
-    child: Child,
-    gateway: String,
-    admin: String,
-}
-
-impl GustUp {
-    async fn start(app: &Path, state: &Path) -> Self {
-        let info = state.join("gust.json");
-        // A killed Gust leaves its file behind; wait for the new one's.
-        let _ = std::fs::remove_file(&info);
-        let mut child = Command::new(env!("CARGO_BIN_EXE_gust"))
-            .args([
-                "up",
-                app.to_str().unwrap(),
-                "--port",
-                "0",
-                "--admin-port",
-                "0",
-                "--state",
-            ])
-            .arg(state)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut v = Value::Null;
-        wait_for("gust up to write gust.json", Duration::from_secs(30), || {
-            if let Some(status) = child.try_wait().unwrap() {
-                panic!("gust up exited early: {status}");
-            }
-            v = std::fs::read_to_string(&info)
-                .ok()
-                .and_then(|t| serde_json::from_str(&t).ok())
-                .unwrap_or(Value::Null);
-            v["admin"].is_string()
-        })
-        .await;
-        Self {
-            child,
-            gateway: v["gateway"].as_str().unwrap().to_string(),
-            admin: v["admin"].as_str().unwrap().to_string(),
-        }
-    }
-
-    fn pid(&self) -> nix::unistd::Pid {
-        nix::unistd::Pid::from_raw(self.child.id() as i32)
-    }
-
-    /// `kill -9`, then waits until Gust and every function process it had are gone.
-    async fn kill_9(&mut self) {
-        use nix::sys::signal::{kill, Signal};
-        // Freeze it first so that no function process starts between the snapshot and the kill.
-        kill(self.pid(), Signal::SIGSTOP).unwrap();
-        let stat = format!("/proc/{}/stat", self.child.id());
-        wait_for("gust to stop", Duration::from_secs(5), || {
-            std::fs::read_to_string(&stat)
-                .map(|s| s.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('T')))
-                .unwrap_or(true)
-        })
-        .await;
-        let functions = children_of(self.child.id());
-        kill(self.pid(), Signal::SIGKILL).unwrap();
-        self.child.wait().unwrap();
-        for pid in functions {
-            wait_for(
-                "the killed Gust's function processes to die",
-                Duration::from_secs(10),
-                || !pid_alive(pid),
-            )
-            .await;
-        }
-    }
-}
-
-impl Drop for GustUp {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 const ID_WRITER: &str = r#"
 const fs = require('fs');

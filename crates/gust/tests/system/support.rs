@@ -6,6 +6,7 @@
 use gust::{Platform, PlatformConfig};
 use gust_runtime::{LogLine, LogSink};
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -251,5 +252,105 @@ pub fn copy_dir(from: &Path, to: &Path) {
         } else {
             std::fs::copy(&src, &dst).unwrap();
         }
+    }
+}
+
+/// A `gust up` child process on a given state directory.
+pub struct GustUp {
+    pub child: std::process::Child,
+    pub gateway: String,
+    pub admin: String,
+}
+
+impl GustUp {
+    pub async fn start(app: &Path, state: &Path) -> Self {
+        let info = state.join("gust.json");
+        // A killed Gust leaves its file behind; wait for the new one's.
+        let _ = std::fs::remove_file(&info);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_gust"))
+            .args([
+                "up",
+                app.to_str().unwrap(),
+                "--port",
+                "0",
+                "--admin-port",
+                "0",
+                "--state",
+            ])
+            .arg(state)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut v = serde_json::Value::Null;
+        wait_for("gust up to write gust.json", Duration::from_secs(30), || {
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("gust up exited early: {status}");
+            }
+            v = std::fs::read_to_string(&info)
+                .ok()
+                .and_then(|t| serde_json::from_str(&t).ok())
+                .unwrap_or(serde_json::Value::Null);
+            v["admin"].is_string()
+        })
+        .await;
+        Self {
+            child,
+            gateway: v["gateway"].as_str().unwrap().to_string(),
+            admin: v["admin"].as_str().unwrap().to_string(),
+        }
+    }
+
+    pub fn pid(&self) -> nix::unistd::Pid {
+        nix::unistd::Pid::from_raw(self.child.id() as i32)
+    }
+
+    /// `kill -9`, then waits until Gust and every function process it had are gone.
+    pub async fn kill_9(&mut self) {
+        use nix::sys::signal::{kill, Signal};
+        // Freeze it first so that no function process starts between the snapshot and the kill.
+        kill(self.pid(), Signal::SIGSTOP).unwrap();
+        let stat = format!("/proc/{}/stat", self.child.id());
+        wait_for("gust to stop", Duration::from_secs(5), || {
+            std::fs::read_to_string(&stat)
+                .map(|s| s.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('T')))
+                .unwrap_or(true)
+        })
+        .await;
+        let functions = children_of(self.child.id());
+        kill(self.pid(), Signal::SIGKILL).unwrap();
+        self.child.wait().unwrap();
+        for pid in functions {
+            wait_for(
+                "the killed Gust's function processes to die",
+                Duration::from_secs(10),
+                || !pid_alive(pid),
+            )
+            .await;
+        }
+    }
+}
+
+impl GustUp {
+    pub fn terminate(&self) {
+        nix::sys::signal::kill(self.pid(), nix::sys::signal::Signal::SIGTERM).unwrap();
+    }
+
+    pub async fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            assert!(start.elapsed() < within, "gust did not exit within {within:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for GustUp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

@@ -3,71 +3,8 @@
 
 use crate::support::*;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
-
-struct GustProcess {
-    child: Child,
-    state: tempfile::TempDir,
-    gateway: String,
-    admin: String,
-}
-
-impl GustProcess {
-    async fn up(app: &Path) -> Self {
-        let state = tempfile::tempdir().unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_gust"))
-            .args([
-                "up",
-                app.to_str().unwrap(),
-                "--port",
-                "0",
-                "--admin-port",
-                "0",
-                "--state",
-            ])
-            .arg(state.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let info = state.path().join("gust.json");
-        wait_for("gust up to write gust.json", Duration::from_secs(30), || info.is_file()).await;
-        let v = json(&std::fs::read_to_string(&info).unwrap());
-        Self {
-            child,
-            gateway: v["gateway"].as_str().unwrap().to_string(),
-            admin: v["admin"].as_str().unwrap().to_string(),
-            state,
-        }
-    }
-
-    fn terminate(&self) {
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        )
-        .unwrap();
-    }
-
-    async fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
-        let start = std::time::Instant::now();
-        loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                return s;
-            }
-            assert!(start.elapsed() < within, "gust did not exit within {within:?}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-impl Drop for GustProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn shop_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/shop")
@@ -75,7 +12,8 @@ fn shop_dir() -> PathBuf {
 
 #[tokio::test]
 async fn users_service_end_to_end_through_gust_up() {
-    let gust = GustProcess::up(&shop_dir()).await;
+    let state = tempfile::tempdir().unwrap();
+    let gust = GustUp::start(&shop_dir(), state.path()).await;
     let c = reqwest::Client::new();
     let url = |p: &str| format!("{}{p}", gust.gateway);
 
@@ -165,7 +103,8 @@ async fn graceful_shutdown_finishes_in_flight_work_and_leaves_no_process() {
         ),
         ("slow.js", "exports.handler = async () => { await new Promise(r => setTimeout(r, 1500)); return { statusCode: 200, body: 'done' }; };"),
     ]);
-    let mut gust = GustProcess::up(app.path()).await;
+    let state = tempfile::tempdir().unwrap();
+    let mut gust = GustUp::start(app.path(), state.path()).await;
     let url = format!("{}/slow", gust.gateway);
     let in_flight = tokio::spawn(async move { reqwest::get(url).await.map(|r| r.status().as_u16()) });
     let gust_pid = gust.child.id();
@@ -187,7 +126,7 @@ async fn graceful_shutdown_finishes_in_flight_work_and_leaves_no_process() {
         .await;
     }
     assert!(
-        !gust.state.path().join("gust.json").exists(),
+        !state.path().join("gust.json").exists(),
         "the runtime info file is removed"
     );
 }
