@@ -100,6 +100,12 @@ impl LogSink for PlatformTelemetry {
 
 impl Telemetry for PlatformTelemetry {
     fn invocation(&self, record: InvocationRecord) {
+        // The invoke span is stored inside the record; exporters get it as a span.
+        if let Some(o) = &self.otlp {
+            if let Some(span) = record.invoke_span() {
+                o.export(span);
+            }
+        }
         self.db.record_invocation(record);
     }
 

@@ -29,7 +29,7 @@ pub use app::{
 pub use error::ManifestError;
 pub use ids::{AppName, FunctionName, NameError, TopicName};
 pub use route_key::{MethodMatch, RouteKey};
-pub use telemetry::{InvocationRecord, SpanRecord, TraceParent};
+pub use telemetry::{InvocationRecord, InvokeSpan, SpanRecord, TraceParent};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

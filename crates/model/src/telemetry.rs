@@ -24,6 +24,46 @@ pub struct InvocationRecord {
     pub outcome: String,
     pub error_type: Option<String>,
     pub trace_id: Option<String>,
+    /// The invocation's own span (`invoke <function>`). It is kept with the record, not as a
+    /// row of its own: one write per invocation instead of two. [`Self::invoke_span`] rebuilds it.
+    pub span: Option<InvokeSpan>,
+}
+
+/// What the `invoke <function>` span has beyond its invocation record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InvokeSpan {
+    pub span_id: String,
+    /// The span that caused the invocation (the gateway request, the event delivery).
+    pub parent_id: Option<String>,
+    /// Epoch microseconds when the invocation was accepted (the span starts there).
+    pub accepted_us: i64,
+    /// Time spent waiting for an instance before the function ran.
+    pub wait_us: u64,
+}
+
+impl InvocationRecord {
+    /// The `invoke <function>` span of this invocation: from acceptance (including any wait for
+    /// an instance) to the function's answer. `None` for records without trace context.
+    pub fn invoke_span(&self) -> Option<SpanRecord> {
+        let s = self.span.as_ref()?;
+        Some(SpanRecord {
+            trace_id: self.trace_id.clone()?,
+            span_id: s.span_id.clone(),
+            parent_id: s.parent_id.clone(),
+            name: format!("invoke {}", self.function),
+            kind: "internal".into(),
+            start_us: s.accepted_us,
+            duration_us: s.wait_us + self.duration_us,
+            error: self.outcome != "success",
+            attributes: vec![
+                ("faas.invocation_id".into(), self.request_id.clone()),
+                ("faas.trigger".into(), self.trigger.clone()),
+                ("faas.coldstart".into(), self.cold_start.to_string()),
+                ("gust.outcome".into(), self.outcome.clone()),
+                ("gust.wait_us".into(), s.wait_us.to_string()),
+            ],
+        })
+    }
 }
 
 /// One span of a trace.
@@ -85,9 +125,18 @@ fn is_hex(s: &str, len: usize) -> bool {
 
 impl TraceParent {
     /// A new trace (the edge starts one when the request carries none).
+    ///
+    /// As in AWS X-Ray, the trace id starts with the epoch seconds (8 hex digits) and the other
+    /// 24 hex digits are random: `to_xray` then gives a well-formed X-Ray root, and trace ids
+    /// started here sort by time, so storing and indexing them appends instead of touching
+    /// random pages of the telemetry database.
     pub fn new_root() -> Self {
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0) as u32;
         Self {
-            trace_id: random_hex(16),
+            trace_id: format!("{secs:08x}{}", random_hex(12)),
             span_id: random_hex(8),
             sampled: true,
         }
@@ -194,5 +243,20 @@ mod tests {
         let r = TraceParent::new_root();
         assert!(TraceParent::parse(&r.to_string()).is_some());
         assert_ne!(TraceParent::new_root().trace_id, r.trace_id);
+    }
+
+    #[test]
+    fn new_trace_ids_start_with_the_epoch_seconds_like_xray() {
+        let before = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let r = TraceParent::new_root();
+        let secs = u64::from_str_radix(&r.trace_id[..8], 16).unwrap();
+        assert!(secs >= before && secs <= before + 5, "{} vs {before}", r.trace_id);
+        let xray = r.to_xray();
+        assert!(xray.starts_with(&format!("Root=1-{secs:08x}-")), "{xray}");
+        // The random part differs between traces started in the same second.
+        assert_ne!(TraceParent::new_root().trace_id[8..], r.trace_id[8..]);
     }
 }

@@ -10,7 +10,7 @@ use crate::logs::LogSink;
 use crate::pool::{Pool, PoolStats};
 use crate::telemetry::{names, Metrics, Telemetry};
 use bytes::Bytes;
-use gust_model::{App, FunctionName, FunctionSpec, InvocationRecord, SpanRecord, TraceParent};
+use gust_model::{App, FunctionName, FunctionSpec, InvocationRecord, InvokeSpan, SpanRecord, TraceParent};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock, Weak};
@@ -492,24 +492,7 @@ fn report(metrics: &Metrics, telemetry: &dyn Telemetry, r: Report<'_>) {
             attributes: vec![("prewarmed".into(), prewarmed.into())],
         });
     }
-    let wait_us = (r.started_us - r.accepted_us).max(0);
-    telemetry.span(SpanRecord {
-        trace_id: r.trace.trace_id.clone(),
-        span_id: r.trace.span_id.clone(),
-        parent_id: r.parent_span,
-        name: format!("invoke {function}"),
-        kind: "internal".into(),
-        start_us: r.accepted_us,
-        duration_us: wait_us as u64 + r.duration.as_micros() as u64,
-        error: r.outcome != "success",
-        attributes: vec![
-            ("faas.invocation_id".into(), r.request_id.to_string()),
-            ("faas.trigger".into(), r.trigger.into()),
-            ("faas.coldstart".into(), r.init_duration.is_some().to_string()),
-            ("gust.outcome".into(), r.outcome.into()),
-            ("gust.wait_us".into(), wait_us.to_string()),
-        ],
-    });
+    let wait_us = (r.started_us - r.accepted_us).max(0) as u64;
     telemetry.invocation(InvocationRecord {
         request_id: r.request_id.to_string(),
         function: function.into(),
@@ -523,6 +506,12 @@ fn report(metrics: &Metrics, telemetry: &dyn Telemetry, r: Report<'_>) {
         outcome: r.outcome.into(),
         error_type: r.error_type,
         trace_id: Some(r.trace.trace_id.clone()),
+        span: Some(InvokeSpan {
+            span_id: r.trace.span_id.clone(),
+            parent_id: r.parent_span,
+            accepted_us: r.accepted_us,
+            wait_us,
+        }),
     });
 }
 

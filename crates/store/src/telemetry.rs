@@ -5,15 +5,17 @@
 //! `synchronous=NORMAL`: telemetry is useful, not precious, and must never slow an invocation.
 //! Retention is bounded by age and by row count, pruned periodically.
 
-use gust_model::{InvocationRecord, SpanRecord};
+use gust_model::{InvocationRecord, InvokeSpan, SpanRecord};
 use rusqlite::{params, Connection};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 
 /// How long the writer gathers rows before one transaction writes them.
 const WRITE_WINDOW: Duration = Duration::from_millis(50);
+/// Most rows one transaction takes (the rest wait for the next one).
+const MAX_BATCH: usize = 10_000;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS invocations (
@@ -29,7 +31,11 @@ CREATE TABLE IF NOT EXISTS invocations (
     init_us INTEGER,
     outcome TEXT NOT NULL,
     error_type TEXT,
-    trace_id TEXT
+    trace_id TEXT,
+    span_id TEXT,
+    parent_span_id TEXT,
+    accepted_us INTEGER,
+    wait_us INTEGER
 );
 CREATE INDEX IF NOT EXISTS invocations_fn ON invocations (function, start_ms);
 CREATE INDEX IF NOT EXISTS invocations_trace ON invocations (trace_id);
@@ -130,6 +136,8 @@ enum Row {
 pub struct TelemetryDb {
     conn: Arc<Mutex<Connection>>,
     tx: mpsc::UnboundedSender<Row>,
+    /// Ends the writer's gathering window early: a reader is waiting for a flush.
+    flush_wake: Arc<Notify>,
 }
 
 impl std::fmt::Debug for TelemetryDb {
@@ -148,15 +156,17 @@ impl TelemetryDb {
         let conn = Connection::open(path).map_err(err)?;
         // Checkpoints are the costly part of a busy WAL: let the log grow further between them.
         conn.execute_batch(
-            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=5000; PRAGMA wal_autocheckpoint=8000;",
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=5000; PRAGMA wal_autocheckpoint=8000; PRAGMA cache_size=-8192;",
         )
             .map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
+        add_span_columns(&conn).map_err(err)?;
         let conn = Arc::new(Mutex::new(conn));
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(write_loop(conn.clone(), rx));
+        let flush_wake = Arc::new(Notify::new());
+        tokio::spawn(write_loop(conn.clone(), rx, flush_wake.clone()));
         tokio::spawn(prune_loop(conn.clone(), retention));
-        Ok(Self { conn, tx })
+        Ok(Self { conn, tx, flush_wake })
     }
 
     pub fn record_invocation(&self, r: InvocationRecord) {
@@ -196,26 +206,9 @@ impl TelemetryDb {
     pub async fn invocations(&self, function: Option<String>, limit: usize) -> Result<Vec<InvocationRecord>, String> {
         self.read(move |c| {
             let mut stmt = c.prepare(
-                "SELECT request_id, function, trigger_type, start_ms, duration_us, billed_ms, memory_mb, cold_start,
-                        init_us, outcome, error_type, trace_id
-                 FROM invocations WHERE ?1 IS NULL OR function = ?1 ORDER BY id DESC LIMIT ?2",
+                &format!("SELECT {INVOCATION_COLUMNS} FROM invocations WHERE ?1 IS NULL OR function = ?1 ORDER BY id DESC LIMIT ?2"),
             )?;
-            let rows = stmt.query_map(params![function, limit as i64], |r| {
-                Ok(InvocationRecord {
-                    request_id: r.get(0)?,
-                    function: r.get(1)?,
-                    trigger: r.get(2)?,
-                    start_ms: r.get(3)?,
-                    duration_us: r.get::<_, i64>(4)? as u64,
-                    billed_ms: r.get::<_, i64>(5)? as u64,
-                    memory_mb: r.get::<_, i64>(6)? as u32,
-                    cold_start: r.get::<_, i64>(7)? != 0,
-                    init_us: r.get::<_, Option<i64>>(8)?.map(|v| v as u64),
-                    outcome: r.get(9)?,
-                    error_type: r.get(10)?,
-                    trace_id: r.get(11)?,
-                })
-            })?;
+            let rows = stmt.query_map(params![function, limit as i64], invocation_row)?;
             rows.collect()
         })
         .await
@@ -265,21 +258,31 @@ impl TelemetryDb {
                 "SELECT trace_id, span_id, parent_id, name, kind, start_us, duration_us, error, attributes
                  FROM spans WHERE trace_id = ?1 ORDER BY start_us, span_id",
             )?;
-            let rows = stmt.query_map(params![trace_id], |r| {
-                let attrs: String = r.get(8)?;
-                Ok(SpanRecord {
-                    trace_id: r.get(0)?,
-                    span_id: r.get(1)?,
-                    parent_id: r.get(2)?,
-                    name: r.get(3)?,
-                    kind: r.get(4)?,
-                    start_us: r.get(5)?,
-                    duration_us: r.get::<_, i64>(6)? as u64,
-                    error: r.get::<_, i64>(7)? != 0,
-                    attributes: decode_pairs(&attrs),
-                })
-            })?;
-            rows.collect()
+            let mut spans = stmt
+                .query_map(params![&trace_id], |r| {
+                    let attrs: String = r.get(8)?;
+                    Ok(SpanRecord {
+                        trace_id: r.get(0)?,
+                        span_id: r.get(1)?,
+                        parent_id: r.get(2)?,
+                        name: r.get(3)?,
+                        kind: r.get(4)?,
+                        start_us: r.get(5)?,
+                        duration_us: r.get::<_, i64>(6)? as u64,
+                        error: r.get::<_, i64>(7)? != 0,
+                        attributes: decode_pairs(&attrs),
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            // Invoke spans live in their invocation records.
+            let mut stmt = c.prepare(&format!(
+                "SELECT {INVOCATION_COLUMNS} FROM invocations WHERE trace_id = ?1 AND span_id IS NOT NULL"
+            ))?;
+            for record in stmt.query_map(params![&trace_id], invocation_row)? {
+                spans.extend(record?.invoke_span());
+            }
+            spans.sort_by(|a, b| (a.start_us, &a.span_id).cmp(&(b.start_us, &b.span_id)));
+            Ok(spans)
         })
         .await
     }
@@ -310,9 +313,58 @@ impl TelemetryDb {
     pub async fn flush(&self) {
         let (done, wait) = tokio::sync::oneshot::channel();
         if self.tx.send(Row::Flush(done)).is_ok() {
+            self.flush_wake.notify_one();
             let _ = wait.await;
         }
     }
+}
+
+const INVOCATION_COLUMNS: &str = "request_id, function, trigger_type, start_ms, duration_us, billed_ms, memory_mb,
+    cold_start, init_us, outcome, error_type, trace_id, span_id, parent_span_id, accepted_us, wait_us";
+
+/// An [`InvocationRecord`] from a row of [`INVOCATION_COLUMNS`].
+fn invocation_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<InvocationRecord> {
+    let span_id: Option<String> = r.get(12)?;
+    Ok(InvocationRecord {
+        request_id: r.get(0)?,
+        function: r.get(1)?,
+        trigger: r.get(2)?,
+        start_ms: r.get(3)?,
+        duration_us: r.get::<_, i64>(4)? as u64,
+        billed_ms: r.get::<_, i64>(5)? as u64,
+        memory_mb: r.get::<_, i64>(6)? as u32,
+        cold_start: r.get::<_, i64>(7)? != 0,
+        init_us: r.get::<_, Option<i64>>(8)?.map(|v| v as u64),
+        outcome: r.get(9)?,
+        error_type: r.get(10)?,
+        trace_id: r.get(11)?,
+        span: match span_id {
+            Some(span_id) => Some(InvokeSpan {
+                span_id,
+                parent_id: r.get(13)?,
+                accepted_us: r.get::<_, Option<i64>>(14)?.unwrap_or_default(),
+                wait_us: r.get::<_, Option<i64>>(15)?.unwrap_or_default() as u64,
+            }),
+            None => None,
+        },
+    })
+}
+
+/// Databases written before invocation records carried their span get the columns (NULL for
+/// old rows, whose spans are rows of `spans`).
+fn add_span_columns(conn: &Connection) -> rusqlite::Result<()> {
+    let has = conn
+        .prepare("SELECT 1 FROM pragma_table_info('invocations') WHERE name = 'span_id'")?
+        .exists([])?;
+    if !has {
+        conn.execute_batch(
+            "ALTER TABLE invocations ADD COLUMN span_id TEXT;
+             ALTER TABLE invocations ADD COLUMN parent_span_id TEXT;
+             ALTER TABLE invocations ADD COLUMN accepted_us INTEGER;
+             ALTER TABLE invocations ADD COLUMN wait_us INTEGER;",
+        )?;
+    }
+    Ok(())
 }
 
 fn decode_pairs(s: &str) -> Vec<(String, String)> {
@@ -323,17 +375,23 @@ fn encode_pairs(pairs: &[(String, String)]) -> String {
     serde_json::to_string(pairs).expect("string pairs serialise")
 }
 
-async fn write_loop(conn: Arc<Mutex<Connection>>, mut rx: mpsc::UnboundedReceiver<Row>) {
+async fn write_loop(conn: Arc<Mutex<Connection>>, mut rx: mpsc::UnboundedReceiver<Row>, flushed: Arc<Notify>) {
     while let Some(first) = rx.recv().await {
         // Gather rows for a short while: one transaction per window instead of one per
-        // invocation keeps commits, syscalls and thread wake-ups off the request rate.
-        // A flush request ends the window at once.
+        // invocation keeps commits, syscalls and thread wake-ups off the request rate. The
+        // writer sleeps through the window rather than waking for every row sent; a flush
+        // request (a reader waiting) ends the window at once.
+        if !matches!(first, Row::Flush(_)) {
+            tokio::select! {
+                _ = tokio::time::sleep(WRITE_WINDOW) => {}
+                _ = flushed.notified() => {}
+            }
+        }
         let mut batch = vec![first];
-        let window = tokio::time::Instant::now() + WRITE_WINDOW;
-        while batch.len() < 2000 && !matches!(batch.last(), Some(Row::Flush(_))) {
-            match tokio::time::timeout_at(window, rx.recv()).await {
-                Ok(Some(r)) => batch.push(r),
-                _ => break,
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
             }
         }
         let conn = conn.clone();
@@ -347,8 +405,9 @@ async fn write_loop(conn: Arc<Mutex<Connection>>, mut rx: mpsc::UnboundedReceive
                     Row::Invocation(r) => {
                         tx.prepare_cached(
                             "INSERT INTO invocations (request_id, function, trigger_type, start_ms, duration_us, billed_ms,
-                             memory_mb, cold_start, init_us, outcome, error_type, trace_id)
-                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                             memory_mb, cold_start, init_us, outcome, error_type, trace_id, span_id,
+                             parent_span_id, accepted_us, wait_us)
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
                         )?
                         .execute(params![
                                 r.request_id,
@@ -362,7 +421,11 @@ async fn write_loop(conn: Arc<Mutex<Connection>>, mut rx: mpsc::UnboundedReceive
                                 r.init_us.map(|v| v as i64),
                                 r.outcome,
                                 r.error_type,
-                                r.trace_id
+                                r.trace_id,
+                                r.span.as_ref().map(|s| s.span_id.as_str()),
+                                r.span.as_ref().and_then(|s| s.parent_id.as_deref()),
+                                r.span.as_ref().map(|s| s.accepted_us),
+                                r.span.as_ref().map(|s| s.wait_us as i64)
                             ])?;
                     }
                     Row::Span(s) => {
@@ -465,6 +528,12 @@ mod tests {
             outcome: outcome.into(),
             error_type: None,
             trace_id: Some("t1".into()),
+            span: (id == "r1").then(|| InvokeSpan {
+                span_id: "s2".into(),
+                parent_id: Some("s1".into()),
+                accepted_us: now * 1000 + 1,
+                wait_us: 7,
+            }),
         };
         db.record_invocation(rec("r1", "a", 10, "success"));
         db.record_invocation(rec("r2", "a", 20, "error"));
@@ -518,6 +587,25 @@ mod tests {
         assert_eq!(after.len(), 1);
         let spans = db.trace("t1".into()).await.unwrap();
         assert_eq!(spans[0].attributes, vec![("k".to_string(), "v \"q\"".to_string())]);
+        // The invoke span comes back from its invocation record, nested and in start order.
+        assert_eq!(spans.len(), 2, "{spans:#?}");
+        let invoke = &spans[1];
+        assert_eq!(
+            (
+                invoke.name.as_str(),
+                invoke.span_id.as_str(),
+                invoke.parent_id.as_deref()
+            ),
+            ("invoke a", "s2", Some("s1"))
+        );
+        assert_eq!((invoke.start_us, invoke.duration_us), (now * 1000 + 1, 7 + 9_700));
+        assert!(invoke
+            .attributes
+            .contains(&("faas.invocation_id".to_string(), "r1".to_string())));
+        assert!(invoke
+            .attributes
+            .contains(&("gust.wait_us".to_string(), "7".to_string())));
+        assert_eq!(inv[1].span.as_ref().map(|s| s.wait_us), Some(7));
         let usage = db.usage(0).await.unwrap();
         assert_eq!(
             usage[0],
@@ -529,5 +617,30 @@ mod tests {
                 errors: 1
             }
         );
+    }
+
+    #[tokio::test]
+    async fn a_database_from_before_invoke_spans_gets_the_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("telemetry.db");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(
+                "CREATE TABLE invocations (id INTEGER PRIMARY KEY AUTOINCREMENT, request_id TEXT NOT NULL,
+                 function TEXT NOT NULL, trigger_type TEXT NOT NULL, start_ms INTEGER NOT NULL,
+                 duration_us INTEGER NOT NULL, billed_ms INTEGER NOT NULL, memory_mb INTEGER NOT NULL,
+                 cold_start INTEGER NOT NULL, init_us INTEGER, outcome TEXT NOT NULL, error_type TEXT, trace_id TEXT);
+                 INSERT INTO invocations (request_id, function, trigger_type, start_ms, duration_us, billed_ms,
+                 memory_mb, cold_start, outcome, trace_id) VALUES ('old', 'f', 'http', 1, 1, 1, 128, 0, 'success', 't');",
+            )
+            .unwrap();
+        }
+        let db = TelemetryDb::open(&path, Retention::default()).unwrap();
+        let old = db.invocations(None, 10).await.unwrap();
+        assert_eq!(
+            (old.len(), old[0].request_id.as_str(), old[0].span.is_none()),
+            (1, "old", true)
+        );
+        assert!(db.trace("t".into()).await.unwrap().is_empty());
     }
 }
