@@ -7,6 +7,11 @@ use std::io::IsTerminal;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
+/// mimalloc instead of glibc's malloc: under load the allocator was over a tenth of Gust's CPU
+/// (per-request buffers freed on other threads, `malloc_consolidate`); see BENCHMARKS.md.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "gust",
