@@ -93,8 +93,8 @@ pub struct TraceParent {
 fn random_hex(bytes: usize) -> String {
     let mut out = String::with_capacity(bytes * 2);
     while out.len() < bytes * 2 {
-        let r = uuid_random();
-        out.push_str(&format!("{r:032x}"));
+        use std::fmt::Write as _;
+        let _ = write!(out, "{:032x}", uuid_random());
     }
     out.truncate(bytes * 2);
     if out.bytes().all(|b| b == b'0') {
