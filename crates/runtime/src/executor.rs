@@ -44,6 +44,8 @@ pub struct Prepared {
     pub(crate) spares: Option<Arc<Spares>>,
     /// The `/specialize` answer that turns a spare into this function.
     pub(crate) specialization: Bytes,
+    /// Where this function's instances get their Runtime API Unix socket (Node only).
+    pub(crate) socket_dir: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Executor {
@@ -215,6 +217,11 @@ impl Executor {
             env.retain(|(ek, _)| ek != k);
             env.push((k.clone(), v.clone()));
         }
+        // Only Gust's own Node bootstrap talks to the Runtime API over the Unix socket.
+        let socket_dir = match spec.kind {
+            RuntimeKind::Node => c.runtime_files.sockets.clone(),
+            _ => None,
+        };
         let spares = match spec.kind {
             RuntimeKind::Provided => None,
             _ if !self.spares.enabled() => None,
@@ -239,6 +246,7 @@ impl Executor {
                         args: vec![bootstrap],
                         env: base,
                         cwd,
+                        socket_dir: socket_dir.clone(),
                     },
                 );
                 Some(self.spares.clone())
@@ -259,6 +267,7 @@ impl Executor {
             function_arn,
             spares,
             specialization,
+            socket_dir,
         })
     }
 }

@@ -78,13 +78,15 @@ impl Spawned {
         cwd: &std::path::Path,
         identity: Arc<Identity>,
         sink: Arc<dyn LogSink>,
+        socket_dir: Option<&std::path::Path>,
     ) -> std::io::Result<Self> {
-        let api = ApiServer::bind().await?;
+        let api = ApiServer::bind(socket_dir).await?;
         let mut cmd = Command::new(program);
         cmd.args(args)
             .env_clear()
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("AWS_LAMBDA_RUNTIME_API", api.addr.to_string())
+            .envs(api.socket_path.as_deref().map(|p| ("GUST_RUNTIME_API_SOCKET", p)))
             .current_dir(cwd)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -294,9 +296,17 @@ impl Prepared {
             None => {
                 let identity = Arc::new(Identity::default());
                 identity.assign(function.clone(), spec.memory_mb);
-                Spawned::spawn(&self.program, &self.args, &self.env, &spec.code_dir, identity, sink)
-                    .await
-                    .map_err(|e| InvokeError::Platform(format!("starting `{function}`: {e}")))?
+                Spawned::spawn(
+                    &self.program,
+                    &self.args,
+                    &self.env,
+                    &spec.code_dir,
+                    identity,
+                    sink,
+                    self.socket_dir.as_deref(),
+                )
+                .await
+                .map_err(|e| InvokeError::Platform(format!("starting `{function}`: {e}")))?
             }
         };
         let mut instance = Instance {

@@ -267,7 +267,9 @@ impl Invoker {
         f.get(function).map(|d| d.pool.stats())
     }
 
-    fn pool(&self, function: &str) -> Option<Arc<Pool>> {
+    /// A deployed function's instance pool (benchmarks and diagnostics; invocations go through
+    /// [`Invoker::invoke`]).
+    pub fn pool(&self, function: &str) -> Option<Arc<Pool>> {
         self.functions
             .read()
             .expect("functions lock")

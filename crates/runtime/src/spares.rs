@@ -22,6 +22,7 @@ pub(crate) struct Template {
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
     pub cwd: PathBuf,
+    pub socket_dir: Option<PathBuf>,
 }
 
 pub(crate) struct Spares {
@@ -107,6 +108,7 @@ impl Spares {
                         &t.cwd,
                         Arc::new(Identity::default()),
                         this.sink.clone(),
+                        t.socket_dir.as_deref(),
                     )
                     .await
                     {

@@ -55,6 +55,10 @@ let apiPort = 80;
     if (m[2]) apiPort = parseInt(m[2], 10);
   }
 }
+// Gust also serves the Runtime API on a Unix socket: less CPU per message, on both sides,
+// than TCP over loopback. Not part of the function's environment.
+const apiSocket = process.env.GUST_RUNTIME_API_SOCKET;
+delete process.env.GUST_RUNTIME_API_SOCKET;
 const HOST_HEADER = 'Host: ' + (apiHost.includes(':') ? '[' + apiHost + ']' : apiHost) + ':' + apiPort + '\r\n';
 const CRLF2 = Buffer.from('\r\n\r\n');
 
@@ -65,7 +69,9 @@ let recvLen = 0;
 let head = null; // queue[0]'s parsed status line and headers, once complete
 
 function connect() {
-  const s = net.connect({ host: apiHost, port: apiPort, noDelay: true });
+  const s = apiSocket
+    ? net.connect({ path: apiSocket })
+    : net.connect({ host: apiHost, port: apiPort, noDelay: true });
   s.on('data', (chunk) => {
     if (s !== sock) return;
     recv.push(chunk);
