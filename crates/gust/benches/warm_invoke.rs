@@ -1,7 +1,8 @@
-//! Micro-benchmark of the warm invoke hot path: pool acquire of an idle instance, the Runtime
+//! Micro-benchmarks of the warm invoke hot path: pool acquire of an idle instance, the Runtime
 //! API round trip (`/next` answered with the event, `/response` received) and the release,
 //! through a real [`gust::Platform`] with one `provided.al2023` function (the `lambda-echo`
-//! fixture, official `lambda_runtime`).
+//! fixture, official `lambda_runtime`); and the pool's acquire + release of that warm instance
+//! alone.
 //!
 //! Run: `cargo bench -p gust --bench warm_invoke`
 //!
@@ -79,6 +80,29 @@ fn warm_invoke(c: &mut Criterion, rt: &tokio::runtime::Runtime, platform: &Platf
     group.finish();
 }
 
+/// Pool acquire + release alone: lending the warm instance and taking it back, no invocation.
+fn pool_acquire_release(c: &mut Criterion, rt: &tokio::runtime::Runtime, platform: &Platform) {
+    let pool = platform.invoker.pool("echo").expect("the echo function is deployed");
+    let mut group = c.benchmark_group("pool");
+    group.bench_function("acquire + release, one warm instance", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let lease = pool
+                        .acquire(Instant::now() + Duration::from_secs(1))
+                        .await
+                        .expect("acquire");
+                    debug_assert!(!lease.cold, "the instance is warm");
+                    pool.release(black_box(lease.instance));
+                }
+                start.elapsed()
+            })
+        })
+    });
+    group.finish();
+}
+
 fn main() {
     let echo = echo_binary();
     let dir = tempfile::tempdir().expect("temp dir");
@@ -114,6 +138,7 @@ fn main() {
 
     let mut c = Criterion::default().configure_from_args();
     warm_invoke(&mut c, &rt, &platform);
+    pool_acquire_release(&mut c, &rt, &platform);
     c.final_summary();
 
     rt.block_on(platform.shutdown());

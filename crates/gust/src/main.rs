@@ -326,10 +326,22 @@ fn main() -> Result<()> {
     if !matches!(cli.command, Command::Up { .. }) {
         default_sigpipe();
     }
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?
-        .block_on(run(cli))
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = worker_threads()? {
+        runtime.worker_threads(n);
+    }
+    runtime.enable_all().build()?.block_on(run(cli))
+}
+
+/// `GUST_WORKER_THREADS`: how many threads run Gust's own work (default: one per core).
+fn worker_threads() -> Result<Option<usize>> {
+    match std::env::var("GUST_WORKER_THREADS") {
+        Err(_) => Ok(None),
+        Ok(v) => match v.trim().parse::<usize>() {
+            Ok(n) if n > 0 => Ok(Some(n)),
+            _ => bail!("GUST_WORKER_THREADS must be a whole number of threads, 1 or more (got `{v}`)"),
+        },
+    }
 }
 
 async fn run(cli: Cli) -> Result<()> {
