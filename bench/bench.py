@@ -657,17 +657,22 @@ class Server:
         return res
 
 
-def measure_load(sysm, p, port, mode, out):
-    r = out[sysm.key]
+def measure_loads(servers, mode):
+    """Warm-up, then `mode.runs` rounds at `mode.conns` connections and `mode.runs` at 1, each
+    round one run of every server in turn."""
     lua = BENCH / "post_users.lua"
-    srv = Server(sysm, p, port, "POST", "/users", VALID_USER, r)
-    srv.warm(mode.conns, mode.warmup)
-    r["load"] = [srv.run(mode, mode.conns, mode.duration, lua) for _ in range(mode.runs)]
-    r["load_c1"] = [srv.run(mode, 1, mode.duration_c1, lua) for _ in range(mode.runs)]
-    summarize_load(r)
-    print(f"  {sysm.label}: {fmt(r['rps'], 0)} req/s, p50 {fmt(r['p50'])} ms, p99 {fmt(r['p99'])} ms "
-          f"@{mode.conns}; p50 {fmt(r['p50_c1'])} ms @1" + bad_note(r), flush=True)
-    return srv.p
+    for srv in servers:
+        srv.warm(mode.conns, mode.warmup)
+        srv.record["load"], srv.record["load_c1"] = [], []
+    for conns, seconds, key in ((mode.conns, mode.duration, "load"), (1, mode.duration_c1, "load_c1")):
+        for _ in range(mode.runs):
+            for srv in servers:
+                srv.record[key].append(srv.run(mode, conns, seconds, lua))
+    for srv in servers:
+        r = srv.record
+        summarize_load(r)
+        print(f"  {srv.sysm.label}: {fmt(r['rps'], 0)} req/s, p50 {fmt(r['p50'])} ms, p99 {fmt(r['p99'])} ms "
+              f"@{mode.conns}; p50 {fmt(r['p50_c1'])} ms @1" + bad_note(r), flush=True)
 
 
 def summarize_load(r):
@@ -1128,17 +1133,26 @@ def main():
                 R.setdefault(k, {"label": label}).setdefault("problems", []).append("failed: " + msg.splitlines()[0][:200])
             PROCS.stop_all()  # only this section's processes are running
 
-    def one_system(sysm):
+    # Start-up, memory and cold starts one system at a time; the systems stay up (idle) for the
+    # load runs, which then go round-robin: run 1 of every system, then run 2 of every system,
+    # ... so that a machine whose speed drifts over the minutes of a run (a shared host) slows
+    # Gust and its baselines alike, and the ratios hold.
+    loaded = []
+
+    def start_one(sysm):
         p, port = measure_starts(sysm, mode, R, cold=sysm.key != "floor")
         check_answers(sysm, port)
-        p = measure_load(sysm, p, port, mode, R)
-        PROCS.stop(p)
-        time.sleep(0.5)
+        loaded.append(Server(sysm, p, port, "POST", "/users", VALID_USER, R[sysm.key]))
 
     for sysm in systems:
         if want(sysm.key):
             print(f"- {sysm.label}", flush=True)
-            guarded([sysm.key], sysm.label, lambda: one_system(sysm))
+            guarded([sysm.key], sysm.label, lambda: start_one(sysm))
+    if loaded:
+        print("- load runs, round-robin over: " + ", ".join(srv.sysm.key for srv in loaded), flush=True)
+        guarded([srv.sysm.key for srv in loaded], "load runs", lambda: measure_loads(loaded, mode))
+    for srv in loaded:
+        PROCS.stop(srv.p)
 
     # Routing: both apps up at once, measured alternately so drift hits both alike.
     def routes():
@@ -1200,6 +1214,8 @@ def main():
         f"reports 0 instances, then {COLD_GAP} s more), {mode.proc_starts} interpreter starts, {mode.runs} wrk runs of {mode.duration} s at "
         f"{mode.conns} connections and {mode.runs} of {mode.duration_c1} s at 1 connection (1 thread, after {mode.warmup} s warm-up).",
         "Load: `POST /users` with a valid body (201; the Rust echo answers 200); routing rows: `GET /svc137/items/42`. "
+        "Load runs go round-robin (run 1 of every system, then run 2, ...), all systems up and idle between their runs, "
+        "so drift in the machine's speed during the run hits every system alike. "
         "Cold start: `GET /hello` on a new connection; serverless-offline's cold start is its first request after start. "
         "Warm-up: unrecorded requests from 16 threads that all complete; after each wrk run the system must be idle "
         "and answering, else it is restarted (listed under Problems). ⚠: non-2xx answers, socket errors or problems.",
