@@ -154,6 +154,35 @@ async fn node_commonjs_esm_and_callback_handlers() {
     app.stop().await;
 }
 
+/// The Node bootstrap speaks HTTP/1.1 itself over its Unix socket, with the next long poll
+/// pipelined behind each answer: events and answers of megabytes arrive in many pieces, carry
+/// multi-byte UTF-8 (so byte and character lengths differ), and many invocations in a row each
+/// get their own answer.
+#[tokio::test]
+async fn node_bootstrap_client_handles_large_payloads_and_back_to_back_invocations() {
+    let app = app().await;
+    let text = "héllo wörld 😀 ".repeat(100_000); // ~1.9 MB of UTF-8, fewer characters
+    let payload = serde_json::json!({ "text": text }).to_string();
+    let (status, fe, body) = app.invoke("cjs", &payload).await;
+    assert_eq!((status, fe), (200, None), "{}", &body[..body.len().min(300)]);
+    let v = json(&body);
+    assert_eq!(v["event"]["text"].as_str().map(str::len), Some(text.len()));
+    assert_eq!(v["event"]["text"], text.as_str());
+
+    let mut ids = std::collections::HashSet::new();
+    for i in 0..200 {
+        let (status, fe, body) = app.invoke("cjs", &format!(r#"{{"i":{i}}}"#)).await;
+        assert_eq!((status, fe), (200, None), "{body}");
+        let v = json(&body);
+        assert_eq!(v["event"]["i"], i, "invocation {i} got another's answer: {body}");
+        assert!(
+            ids.insert(v["requestId"].as_str().unwrap().to_string()),
+            "request ids repeat"
+        );
+    }
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn python_handler_direct_and_over_http() {
     let app = app().await;
