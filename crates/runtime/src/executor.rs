@@ -44,7 +44,7 @@ pub struct Prepared {
     pub(crate) spares: Option<Arc<Spares>>,
     /// The `/specialize` answer that turns a spare into this function.
     pub(crate) specialization: Bytes,
-    /// Where this function's instances get their Runtime API Unix socket (Node only).
+    /// Where this function's instances get their Runtime API Unix socket (Node and Python).
     pub(crate) socket_dir: Option<PathBuf>,
 }
 
@@ -217,10 +217,11 @@ impl Executor {
             env.retain(|(ek, _)| ek != k);
             env.push((k.clone(), v.clone()));
         }
-        // Only Gust's own Node bootstrap talks to the Runtime API over the Unix socket.
+        // Gust's own bootstraps talk to the Runtime API over the Unix socket; `provided`
+        // runtimes bring their own client, which speaks TCP.
         let socket_dir = match spec.kind {
-            RuntimeKind::Node => c.runtime_files.sockets.clone(),
-            _ => None,
+            RuntimeKind::Node | RuntimeKind::Python => c.runtime_files.sockets.clone(),
+            RuntimeKind::Provided => None,
         };
         let spares = match spec.kind {
             RuntimeKind::Provided => None,

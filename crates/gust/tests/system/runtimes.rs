@@ -154,32 +154,51 @@ async fn node_commonjs_esm_and_callback_handlers() {
     app.stop().await;
 }
 
-/// The Node bootstrap speaks HTTP/1.1 itself over its Unix socket, with the next long poll
-/// pipelined behind each answer: events and answers of megabytes arrive in many pieces, carry
-/// multi-byte UTF-8 (so byte and character lengths differ), and many invocations in a row each
-/// get their own answer.
+/// The Node and Python bootstraps speak HTTP/1.1 themselves over their Unix socket, with the
+/// next long poll pipelined behind each answer: events and answers of megabytes arrive in many
+/// pieces, carry multi-byte UTF-8 (so byte and character lengths differ), and many invocations
+/// in a row each get their own answer (also after a handler error).
 #[tokio::test]
-async fn node_bootstrap_client_handles_large_payloads_and_back_to_back_invocations() {
+async fn bootstrap_clients_handle_large_payloads_and_back_to_back_invocations() {
     let app = app().await;
     let text = "héllo wörld 😀 ".repeat(100_000); // ~1.9 MB of UTF-8, fewer characters
     let payload = serde_json::json!({ "text": text }).to_string();
-    let (status, fe, body) = app.invoke("cjs", &payload).await;
-    assert_eq!((status, fe), (200, None), "{}", &body[..body.len().min(300)]);
-    let v = json(&body);
-    assert_eq!(v["event"]["text"].as_str().map(str::len), Some(text.len()));
-    assert_eq!(v["event"]["text"], text.as_str());
-
-    let mut ids = std::collections::HashSet::new();
-    for i in 0..200 {
-        let (status, fe, body) = app.invoke("cjs", &format!(r#"{{"i":{i}}}"#)).await;
-        assert_eq!((status, fe), (200, None), "{body}");
-        let v = json(&body);
-        assert_eq!(v["event"]["i"], i, "invocation {i} got another's answer: {body}");
-        assert!(
-            ids.insert(v["requestId"].as_str().unwrap().to_string()),
-            "request ids repeat"
+    for (function, request_id_key) in [("cjs", "requestId"), ("py", "request_id")] {
+        let (status, fe, body) = app.invoke(function, &payload).await;
+        assert_eq!(
+            (status, fe),
+            (200, None),
+            "{function}: {}",
+            &body[..body.len().min(300)]
         );
+        let v = json(&body);
+        assert_eq!(
+            v["event"]["text"].as_str().map(str::len),
+            Some(text.len()),
+            "{function}"
+        );
+        assert_eq!(v["event"]["text"], text.as_str(), "{function}");
+
+        let mut ids = std::collections::HashSet::new();
+        for i in 0..200 {
+            let (status, fe, body) = app.invoke(function, &format!(r#"{{"i":{i}}}"#)).await;
+            assert_eq!((status, fe), (200, None), "{function}: {body}");
+            let v = json(&body);
+            assert_eq!(
+                v["event"]["i"], i,
+                "{function}: invocation {i} got another's answer: {body}"
+            );
+            assert!(
+                ids.insert(v[request_id_key].as_str().unwrap().to_string()),
+                "{function}: request ids repeat"
+            );
+        }
     }
+    // After a handler error the Python instance goes on with the next invocation.
+    let (_, fe, _) = app.invoke("py", r#"{"raise":"boom"}"#).await;
+    assert_eq!(fe.as_deref(), Some("Unhandled"));
+    let (_, fe, body) = app.invoke("py", r#"{"i":1}"#).await;
+    assert_eq!((fe, json(&body)["event"]["i"].as_i64()), (None, Some(1)), "{body}");
     app.stop().await;
 }
 
