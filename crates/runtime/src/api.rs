@@ -115,22 +115,15 @@ impl ApiServer {
         let task = tokio::spawn(async move {
             let mut conns = tokio::task::JoinSet::new();
             loop {
-                let state = served.clone();
-                let svc = service_fn(move |req| handle(state.clone(), req));
-                let http = hyper::server::conn::http1::Builder::new();
                 tokio::select! {
                     accepted = listener.accept() => {
                         let Ok((stream, _)) = accepted else { continue };
                         let _ = stream.set_nodelay(true);
-                        conns.spawn(async move {
-                            let _ = http.serve_connection(TokioIo::new(stream), svc).await;
-                        });
+                        conns.spawn(serve(served.clone(), stream));
                     }
                     accepted = accept_unix(unix.as_ref()) => {
                         let Ok((stream, _)) = accepted else { continue };
-                        conns.spawn(async move {
-                            let _ = http.serve_connection(TokioIo::new(stream), svc).await;
-                        });
+                        conns.spawn(serve(served.clone(), stream));
                     }
                 }
                 while conns.try_join_next().is_some() {}
@@ -161,6 +154,17 @@ fn bind_unix(dir: Option<&Path>) -> Option<(PathBuf, tokio::net::UnixListener)> 
             None
         }
     }
+}
+
+/// Serves the Runtime API on one accepted connection (TCP or Unix) until it closes.
+async fn serve<S>(state: Arc<ApiState>, stream: S)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = service_fn(move |req| handle(state.clone(), req));
+    let _ = hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(stream), svc)
+        .await;
 }
 
 async fn accept_unix(

@@ -188,13 +188,10 @@ class _RuntimeAPI(object):
         results = []
         retried = False
         while len(results) < len(wires):
-            fresh = self.sock is None
             try:
-                if fresh:
+                if self.sock is None:
                     self._connect()
-                    self.sock.sendall(b"".join(wires[len(results):]))
-                elif not results:
-                    self.sock.sendall(b"".join(wires))
+                self.sock.sendall(b"".join(wires[len(results):]))
                 while len(results) < len(wires):
                     results.append(self._read_response())
             except (_Lost, ConnectionResetError, ConnectionAbortedError, BrokenPipeError) as e:
