@@ -113,6 +113,11 @@ impl Executor {
         self.spares.ready_total()
     }
 
+    /// Process ids of the prewarmed runtimes ready to be specialised.
+    pub fn spare_pids(&self) -> Vec<i32> {
+        self.spares.ready_pids()
+    }
+
     /// Stops the prewarmed spares (at shutdown).
     pub fn stop_spares(&self) {
         self.spares.stop();
@@ -238,6 +243,10 @@ impl Executor {
                     .cloned()
                     .collect();
                 base.push(("GUST_PREWARM".into(), "1".into()));
+                // A spare gives back its read-only file pages once it is ready (bootstrap.rs).
+                if let Some(lib) = &c.runtime_files.trim_library {
+                    base.push(("GUST_PREWARM_TRIM".into(), path_arg(lib)));
+                }
                 // The V8 heap flag is per function and cannot be set after start; a spare's
                 // memory is bounded by the RSS watchdog instead.
                 self.spares.want(

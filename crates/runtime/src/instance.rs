@@ -167,6 +167,10 @@ impl Spawned {
         self.exit.borrow().is_some()
     }
 
+    pub(crate) fn pid(&self) -> i32 {
+        self.pid
+    }
+
     fn kill(&self) {
         if !self.dead.swap(true, Ordering::Relaxed) {
             kill_group(self.pid);

@@ -342,6 +342,11 @@ impl Invoker {
         self.executor.spares_ready()
     }
 
+    /// Process ids of the prewarmed runtimes ready now (for diagnostics and tests).
+    pub fn prewarmed_pids(&self) -> Vec<i32> {
+        self.executor.spare_pids()
+    }
+
     fn pools(&self) -> Vec<Arc<Pool>> {
         self.functions
             .read()

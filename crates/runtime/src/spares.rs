@@ -88,6 +88,12 @@ impl Spares {
         self.ready.lock().expect("spares lock").values().map(Vec::len).sum()
     }
 
+    /// Process ids of the spares ready now.
+    pub fn ready_pids(&self) -> Vec<i32> {
+        let ready = self.ready.lock().expect("spares lock");
+        ready.values().flatten().map(Spawned::pid).collect()
+    }
+
     fn count(&self, kind: &RuntimeKind) -> usize {
         self.ready.lock().expect("spares lock").get(kind).map_or(0, Vec::len)
     }

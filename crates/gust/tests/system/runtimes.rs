@@ -302,6 +302,37 @@ dir = "py-code"
     )
     .await;
 
+    // A ready spare has given back the resident pages of its read-only file mappings (most of
+    // an idle interpreter's memory): it holds far fewer file pages than the same interpreter
+    // idling on its own.
+    for (program, args) in [
+        ("node", &["-e", "setInterval(() => {}, 1e6)"][..]),
+        ("python3", &["-c", "import time; time.sleep(100)"][..]),
+    ] {
+        let mut control = std::process::Command::new(program).args(args).spawn().unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        let idle = file_resident_kb(control.id() as i32).unwrap();
+        let _ = control.kill();
+        let _ = control.wait();
+        let spare = invoker
+            .prewarmed_pids()
+            .into_iter()
+            .find(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.starts_with(program)))
+            .unwrap_or_else(|| panic!("a {program} spare"));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let kb = file_resident_kb(spare).unwrap();
+            if kb * 2 < idle {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the {program} spare keeps {kb} kB of file pages resident; an idle {program} keeps {idle} kB"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
     let out = invoker
         .invoke(gust_runtime::Invocation::new(
             "node-fn",
@@ -352,4 +383,14 @@ dir = "py-code"
     })
     .await;
     app.stop().await;
+}
+
+/// Resident kilobytes of a process that are not anonymous memory: pages of mapped files.
+fn file_resident_kb(pid: i32) -> Option<u64> {
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    let field = |name: &str| -> Option<u64> {
+        let line = rollup.lines().find(|l| l.starts_with(name))?;
+        line[name.len()..].split_whitespace().next()?.parse().ok()
+    };
+    Some(field("Rss:")?.saturating_sub(field("Anonymous:")?))
 }

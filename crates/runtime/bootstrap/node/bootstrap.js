@@ -702,6 +702,7 @@ function specialize() {
       }
       if (!spec || typeof spec !== 'object') fatal('invalid specialize response: ' + body);
       delete process.env.GUST_PREWARM;
+      if (trimTimer) clearTimeout(trimTimer);
       const env = spec.env && typeof spec.env === 'object' ? spec.env : {};
       for (const k of Object.keys(env)) {
         const v = env[k];
@@ -728,6 +729,30 @@ function specialize() {
   });
 }
 
+// A spare that is ready gives back the resident pages of its read-only file mappings (the
+// node executable is most of its memory); they stay in the page cache and come back as minor
+// faults once the spare is given a function. See gust_trim.c. Once now, and once more when the
+// spare has been idle a while (its first moments, the specialize request included, touch some
+// pages again). Best effort: a spare that cannot load the library keeps its pages.
+const TRIM_AGAIN_AFTER_MS = 250;
+let trimTimer = null;
+
+function trimResidentFiles() {
+  const lib = process.env.GUST_PREWARM_TRIM;
+  delete process.env.GUST_PREWARM_TRIM;
+  if (!lib) return;
+  const m = { exports: {} };
+  try {
+    process.dlopen(m, lib);
+  } catch (_e) {
+    return;
+  }
+  if (typeof m.exports.trim !== 'function') return;
+  m.exports.trim();
+  trimTimer = setTimeout(() => m.exports.trim(), TRIM_AGAIN_AFTER_MS);
+  trimTimer.unref();
+}
+
 async function main() {
   if (process.env.GUST_PREWARM === '1') {
     // Warm up the ESM loader so an ESM handler does not pay for it later.
@@ -736,6 +761,7 @@ async function main() {
     } catch (_e) {
       // ignore
     }
+    trimResidentFiles();
     await specialize();
   }
 

@@ -527,6 +527,23 @@ def _set_sys_path(task_root):
     sys.path.insert(0, task_root)
 
 
+def _trim_resident_files():
+    """A spare that is ready gives back the resident pages of its read-only file mappings.
+
+    They stay in the page cache and come back as minor faults once the spare is given a
+    function (see gust_trim.c). Best effort: a spare that cannot load the library keeps them.
+    """
+    lib = os.environ.pop("GUST_PREWARM_TRIM", None)
+    if not lib:
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL(lib).gust_trim_resident_files()
+    except Exception:
+        pass
+
+
 def _specialize(api):
     try:
         status, _headers, body = api.request("GET", _SPECIALIZE_PATH)
@@ -608,6 +625,7 @@ def main():
     _setup_logging()
 
     if os.environ.get("GUST_PREWARM") == "1":
+        _trim_resident_files()
         _specialize(api)
 
     task_root = os.environ.get("LAMBDA_TASK_ROOT") or os.getcwd()
