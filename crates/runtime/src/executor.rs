@@ -243,10 +243,7 @@ impl Executor {
                     .cloned()
                     .collect();
                 base.push(("GUST_PREWARM".into(), "1".into()));
-                // A spare gives back its read-only file pages once it is ready (bootstrap.rs).
-                if let Some(lib) = &c.runtime_files.trim_library {
-                    base.push(("GUST_PREWARM_TRIM".into(), path_arg(lib)));
-                }
+                base.extend(native_library_env(&spec.kind, c));
                 // The V8 heap flag is per function and cannot be set after start; a spare's
                 // memory is bounded by the RSS watchdog instead.
                 self.spares.want(
@@ -269,6 +266,9 @@ impl Executor {
         }))
         .expect("a JSON value always serialises")
         .into();
+        // After the specialization: the bootstrap removes it from its own environment, and a
+        // spare must not get it back with the function's.
+        env.extend(native_library_env(&spec.kind, c));
         Ok(Prepared {
             spec,
             program,
@@ -279,6 +279,18 @@ impl Executor {
             specialization,
             socket_dir,
         })
+    }
+}
+
+/// `GUST_NATIVE_LIB` for Gust's own bootstraps (`bootstrap.rs`); nothing for `provided`.
+fn native_library_env(kind: &RuntimeKind, c: &ExecutorConfig) -> Option<(String, String)> {
+    match kind {
+        RuntimeKind::Node | RuntimeKind::Python => c
+            .runtime_files
+            .native_library
+            .as_deref()
+            .map(|lib| ("GUST_NATIVE_LIB".to_string(), path_arg(lib))),
+        RuntimeKind::Provided => None,
     }
 }
 

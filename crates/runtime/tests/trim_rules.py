@@ -1,4 +1,4 @@
-"""What gust_trim.so gives back, and what it must keep (run by tests/trim.rs).
+"""What gust_native.so's trim gives back, and what it must keep (run by tests/trim.rs).
 
 Usage: trim_rules.py LIBRARY SCRATCH_DIR. Maps one scratch file twice, privately: once
 read-only and only read (its pages must be given back, and read back the same), once written

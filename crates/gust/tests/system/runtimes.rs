@@ -286,7 +286,7 @@ dir = "py-code"
         ),
         (
             "node-code/index.js",
-            "const cwdAtLoad = process.cwd();\nexports.handler = async (e, ctx) => ({ cwd: cwdAtLoad, name: process.env.AWS_LAMBDA_FUNCTION_NAME, shared: process.env.SHARED, only: process.env.ONLY_NODE, prewarm: process.env.GUST_PREWARM || null, root: process.env.LAMBDA_TASK_ROOT, req: ctx.awsRequestId });\n",
+            "const cwdAtLoad = process.cwd();\nexports.handler = async (e, ctx) => ({ cwd: cwdAtLoad, name: process.env.AWS_LAMBDA_FUNCTION_NAME, shared: process.env.SHARED, only: process.env.ONLY_NODE, prewarm: process.env.GUST_PREWARM || null, native: process.env.GUST_NATIVE_LIB || null, root: process.env.LAMBDA_TASK_ROOT, req: ctx.awsRequestId });\n",
         ),
         (
             "py-code/app.py",
@@ -357,6 +357,7 @@ dir = "py-code"
         serde_json::Value::Null,
         "GUST_PREWARM is not visible to the function"
     );
+    assert_eq!(v["native"], serde_json::Value::Null, "nor is GUST_NATIVE_LIB");
     assert_eq!(v["req"], &*out.request_id);
 
     let out = invoker
@@ -383,6 +384,74 @@ dir = "py-code"
     })
     .await;
     app.stop().await;
+}
+
+#[tokio::test]
+async fn every_invocation_gets_its_trace_id_in_the_environment_of_the_handler_and_its_children() {
+    let files = [
+        (
+            "gust.toml",
+            r#"
+[app]
+name = "trace-env"
+
+[functions.node-fn]
+runtime = "nodejs20.x"
+handler = "index.handler"
+
+[functions.py-fn]
+runtime = "python3.12"
+handler = "app.main"
+"#,
+        ),
+        (
+            "index.js",
+            "const { execFileSync } = require('child_process');\nexports.handler = async () => ({ own: process.env._X_AMZN_TRACE_ID, child: execFileSync('sh', ['-c', 'printf %s \"$_X_AMZN_TRACE_ID\"']).toString(), native: process.env.GUST_NATIVE_LIB || null });\n",
+        ),
+        (
+            "app.py",
+            "import os, subprocess\n\ndef main(event, context):\n    child = subprocess.run(['sh', '-c', 'printf %s \"$_X_AMZN_TRACE_ID\"'], capture_output=True, text=True).stdout\n    return {'own': os.environ.get('_X_AMZN_TRACE_ID'), 'child': child, 'native': os.environ.get('GUST_NATIVE_LIB')}\n",
+        ),
+    ];
+    // Spawned instances and specialised spares alike.
+    for prewarm in [0, 1] {
+        let app = TestApp::start_dir_with(write_app(&files), prewarm).await;
+        let invoker = app.platform().invoker.clone();
+        for function in ["node-fn", "py-fn"] {
+            let mut seen = std::collections::HashSet::new();
+            for _ in 0..3 {
+                let out = invoker
+                    .invoke(gust_runtime::Invocation::new(
+                        function,
+                        "{}",
+                        gust_runtime::Trigger::Direct,
+                    ))
+                    .await
+                    .unwrap();
+                assert_eq!(out.function_error, None, "{function}: {:?}", out.payload);
+                let v = json(std::str::from_utf8(&out.payload).unwrap());
+                let own = v["own"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{function} (prewarm {prewarm}): {v}"));
+                let root = format!("Root=1-{}-{};", &out.trace.trace_id[..8], &out.trace.trace_id[8..]);
+                assert!(
+                    own.starts_with(&root),
+                    "{function}: {own} is this invocation's trace ({root})"
+                );
+                assert_eq!(v["child"], own, "{function}: a child process inherits it");
+                assert_eq!(
+                    v["native"],
+                    serde_json::Value::Null,
+                    "{function}: GUST_NATIVE_LIB is not visible"
+                );
+                assert!(
+                    seen.insert(own.to_string()),
+                    "{function}: a new trace id each invocation"
+                );
+            }
+        }
+        app.stop().await;
+    }
 }
 
 /// Resident kilobytes of a process that are not anonymous memory: pages of mapped files.

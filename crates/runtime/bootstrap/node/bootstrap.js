@@ -59,6 +59,23 @@ let apiPort = 80;
 // than TCP over loopback. Not part of the function's environment.
 const apiSocket = process.env.GUST_RUNTIME_API_SOCKET;
 delete process.env.GUST_RUNTIME_API_SOCKET;
+// Gust's native helper (gust_native.c): resident-page trimming for spares and a setenv that
+// does not leak. Optional: without it the bootstrap does both the plain way.
+const native = loadNative(process.env.GUST_NATIVE_LIB);
+delete process.env.GUST_NATIVE_LIB;
+
+function loadNative(lib) {
+  if (!lib) return null;
+  const m = { exports: {} };
+  try {
+    process.dlopen(m, lib);
+  } catch (_e) {
+    return null;
+  }
+  const ok = typeof m.exports.trim === 'function' && typeof m.exports.setTraceEnv === 'function';
+  return ok ? m.exports : null;
+}
+
 const HOST_HEADER = 'Host: ' + (apiHost.includes(':') ? '[' + apiHost + ']' : apiHost) + ':' + apiPort + '\r\n';
 const CRLF2 = Buffer.from('\r\n\r\n');
 
@@ -496,6 +513,17 @@ function postInitError(err) {
 // Invocation loop.
 // ---------------------------------------------------------------------------
 
+/**
+ * _X_AMZN_TRACE_ID for this invocation, in the real environment (child processes inherit it).
+ * Through the native helper when there is one: process.env calls glibc's setenv, which keeps
+ * every distinct value for the life of the process, and a trace id is new every invocation.
+ */
+function setTraceEnv(trace) {
+  if (native !== null && native.setTraceEnv(trace || undefined) === 0) return;
+  if (trace) process.env._X_AMZN_TRACE_ID = trace;
+  else if (process.env._X_AMZN_TRACE_ID !== undefined) delete process.env._X_AMZN_TRACE_ID;
+}
+
 function nextInvocation() {
   current = null;
   apiRequest('GET', NEXT_PATH, undefined, undefined, onNext);
@@ -517,9 +545,7 @@ function onNext(err, status, headers, body) {
   const requestId = headers['lambda-runtime-aws-request-id'];
   if (!requestId) fatal('invocation without Lambda-Runtime-Aws-Request-Id header');
 
-  const trace = headers['lambda-runtime-trace-id'];
-  if (trace) process.env._X_AMZN_TRACE_ID = trace;
-  else if (process.env._X_AMZN_TRACE_ID !== undefined) delete process.env._X_AMZN_TRACE_ID;
+  setTraceEnv(headers['lambda-runtime-trace-id']);
 
   const inv = {
     id: requestId,
@@ -731,25 +757,16 @@ function specialize() {
 
 // A spare that is ready gives back the resident pages of its read-only file mappings (the
 // node executable is most of its memory); they stay in the page cache and come back as minor
-// faults once the spare is given a function. See gust_trim.c. Once now, and once more when the
-// spare has been idle a while (its first moments, the specialize request included, touch some
-// pages again). Best effort: a spare that cannot load the library keeps its pages.
+// faults once the spare is given a function (gust_native.c). Once now, and once more when the
+// spare has been idle a moment (its first moments, the specialize request included, touch some
+// pages again). Without the native helper the spare keeps its pages.
 const TRIM_AGAIN_AFTER_MS = 250;
 let trimTimer = null;
 
 function trimResidentFiles() {
-  const lib = process.env.GUST_PREWARM_TRIM;
-  delete process.env.GUST_PREWARM_TRIM;
-  if (!lib) return;
-  const m = { exports: {} };
-  try {
-    process.dlopen(m, lib);
-  } catch (_e) {
-    return;
-  }
-  if (typeof m.exports.trim !== 'function') return;
-  m.exports.trim();
-  trimTimer = setTimeout(() => m.exports.trim(), TRIM_AGAIN_AFTER_MS);
+  if (native === null) return;
+  native.trim();
+  trimTimer = setTimeout(() => native.trim(), TRIM_AGAIN_AFTER_MS);
   trimTimer.unref();
 }
 

@@ -527,21 +527,71 @@ def _set_sys_path(task_root):
     sys.path.insert(0, task_root)
 
 
-def _trim_resident_files():
-    """A spare that is ready gives back the resident pages of its read-only file mappings.
-
-    They stay in the page cache and come back as minor faults once the spare is given a
-    function (see gust_trim.c). Best effort: a spare that cannot load the library keeps them.
-    """
-    lib = os.environ.pop("GUST_PREWARM_TRIM", None)
+def _load_native():
+    """Gust's native helper (gust_native.c), or None: trimming for spares, a setenv that does
+    not leak. Optional: without it the bootstrap does both the plain way."""
+    lib = os.environ.pop("GUST_NATIVE_LIB", None)
     if not lib:
-        return
+        return None
     try:
         import ctypes
 
-        ctypes.CDLL(lib).gust_trim_resident_files()
+        native = ctypes.CDLL(lib)
+        native.gust_set_trace_env.argtypes = [ctypes.c_char_p]
+        native.gust_set_trace_env.restype = ctypes.c_int
+        native.gust_trim_resident_files.restype = ctypes.c_long
+        return native
     except Exception:
-        pass
+        return None
+
+
+def _trim_resident_files(native):
+    """A spare that is ready gives back the resident pages of its read-only file mappings.
+
+    They stay in the page cache and come back as minor faults once the spare is given a
+    function (gust_native.c). Without the native helper the spare keeps them.
+    """
+    if native is not None:
+        native.gust_trim_resident_files()
+
+
+def _trace_env_setter(native):
+    """A function that puts this invocation's _X_AMZN_TRACE_ID (or None) in the environment.
+
+    os.environ's setter calls setenv(), and glibc keeps every distinct value given to setenv
+    for the life of the process; a trace id is new every invocation. With the native helper
+    the real environment (what child processes inherit) is set without that, and os.environ's
+    mapping is updated directly so Python code sees the same value.
+    """
+    environ = os.environ
+    data = getattr(environ, "_data", None)
+    encodekey = getattr(environ, "encodekey", None)
+    encodevalue = getattr(environ, "encodevalue", None)
+    if native is None or not isinstance(data, dict) or encodekey is None or encodevalue is None:
+
+        def plain(trace_id):
+            if trace_id:
+                environ["_X_AMZN_TRACE_ID"] = trace_id
+            elif "_X_AMZN_TRACE_ID" in environ:
+                del environ["_X_AMZN_TRACE_ID"]
+
+        return plain
+
+    key = encodekey("_X_AMZN_TRACE_ID")
+    set_native = native.gust_set_trace_env
+
+    def owned(trace_id):
+        if trace_id:
+            value = encodevalue(trace_id)
+            if set_native(value) != 0:
+                environ["_X_AMZN_TRACE_ID"] = trace_id
+                return
+            data[key] = value
+        else:
+            set_native(None)
+            data.pop(key, None)
+
+    return owned
 
 
 def _specialize(api):
@@ -624,8 +674,9 @@ def main():
 
     _setup_logging()
 
+    native = _load_native()
     if os.environ.get("GUST_PREWARM") == "1":
-        _trim_resident_files()
+        _trim_resident_files(native)
         _specialize(api)
 
     task_root = os.environ.get("LAMBDA_TASK_ROOT") or os.getcwd()
@@ -639,7 +690,7 @@ def main():
     except Exception:
         _post_init_error(api, _fault_from_exc_info(sys.exc_info()))
 
-    environ = os.environ
+    set_trace_env = _trace_env_setter(native)
     request = api.request
     json_loads = json.loads
     to_json = _to_json
@@ -661,11 +712,7 @@ def main():
             _fatal("invocation without Lambda-Runtime-Aws-Request-Id header")
         _GLOBAL_AWS_REQUEST_ID = request_id
 
-        trace_id = headers.get("Lambda-Runtime-Trace-Id")
-        if trace_id:
-            environ["_X_AMZN_TRACE_ID"] = trace_id
-        elif "_X_AMZN_TRACE_ID" in environ:
-            del environ["_X_AMZN_TRACE_ID"]
+        set_trace_env(headers.get("Lambda-Runtime-Trace-Id"))
 
         error = None
         try:
