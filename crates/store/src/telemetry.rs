@@ -631,10 +631,12 @@ mod tests {
                  duration_us INTEGER NOT NULL, billed_ms INTEGER NOT NULL, memory_mb INTEGER NOT NULL,
                  cold_start INTEGER NOT NULL, init_us INTEGER, outcome TEXT NOT NULL, error_type TEXT, trace_id TEXT);
                  INSERT INTO invocations (request_id, function, trigger_type, start_ms, duration_us, billed_ms,
-                 memory_mb, cold_start, outcome, trace_id) VALUES ('old', 'f', 'http', 1, 1, 1, 128, 0, 'success', 't');",
+                 memory_mb, cold_start, outcome, trace_id)
+                 VALUES ('old', 'f', 'http', CAST(strftime('%s', 'now') AS INTEGER) * 1000, 1, 1, 128, 0, 'success', 't');",
             )
             .unwrap();
         }
+        // A recent row: the pruner's first pass (at open) must not race the read below.
         let db = TelemetryDb::open(&path, Retention::default()).unwrap();
         let old = db.invocations(None, 10).await.unwrap();
         assert_eq!(

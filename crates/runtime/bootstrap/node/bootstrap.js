@@ -247,6 +247,18 @@ function connectionLost(err) {
   for (const r of queue) send(r);
 }
 
+/** Runs fn with the connection corked: the requests it makes leave in one write. */
+function corked(fn) {
+  if (sock === null) sock = connect();
+  const s = sock;
+  s.cork();
+  try {
+    fn();
+  } finally {
+    s.uncork();
+  }
+}
+
 function send(req) {
   if (sock === null) sock = connect();
   sock.write(req.wire);
@@ -634,15 +646,17 @@ function settleSuccess(inv, result) {
   }
   inv.settled = true;
   inv.posting = true;
-  apiRequest('POST', INVOCATION_PATH + encodeURIComponent(inv.id) + '/response', body, undefined, (err, status, _h, resBody) => {
-    inv.posting = false;
-    if (err) fatal('failed to post invocation response', err);
-    if (status !== 202) {
-      process.stderr.write(`ERROR\tGust bootstrap: runtime API rejected response (${status}): ${resBody}\n`);
-    }
-    if (exiting) exitNow();
+  corked(() => {
+    apiRequest('POST', INVOCATION_PATH + encodeURIComponent(inv.id) + '/response', body, undefined, (err, status, _h, resBody) => {
+      inv.posting = false;
+      if (err) fatal('failed to post invocation response', err);
+      if (status !== 202) {
+        process.stderr.write(`ERROR\tGust bootstrap: runtime API rejected response (${status}): ${resBody}\n`);
+      }
+      if (exiting) exitNow();
+    });
+    afterPost();
   });
-  afterPost();
 }
 
 function settleError(inv, err, exitAfter) {
@@ -652,16 +666,18 @@ function settleError(inv, err, exitAfter) {
   const payload = toErrorResponse(err);
   const body = serializeError(payload);
   logError('Invoke Error', body);
-  apiRequest('POST', INVOCATION_PATH + encodeURIComponent(inv.id) + '/error', body,
-    { [ERROR_TYPE_HEADER]: headerSafe(payload.errorType) }, (e, status, _h, resBody) => {
-      inv.posting = false;
-      if (exitAfter || exiting) exitNow();
-      if (e) fatal('failed to post invocation error', e);
-      if (status !== 202) {
-        process.stderr.write(`ERROR\tGust bootstrap: runtime API rejected error (${status}): ${resBody}\n`);
-      }
-    });
-  if (!exitAfter) afterPost();
+  corked(() => {
+    apiRequest('POST', INVOCATION_PATH + encodeURIComponent(inv.id) + '/error', body,
+      { [ERROR_TYPE_HEADER]: headerSafe(payload.errorType) }, (e, status, _h, resBody) => {
+        inv.posting = false;
+        if (exitAfter || exiting) exitNow();
+        if (e) fatal('failed to post invocation error', e);
+        if (status !== 202) {
+          process.stderr.write(`ERROR\tGust bootstrap: runtime API rejected error (${status}): ${resBody}\n`);
+        }
+      });
+    if (!exitAfter) afterPost();
+  });
 }
 
 // The next long poll leaves right behind the response, on the same connection (pipelined):
