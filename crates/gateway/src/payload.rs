@@ -6,7 +6,9 @@ use base64::Engine;
 use bytes::Bytes;
 use gust_model::PayloadFormat;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use serde::Serialize;
 use serde_json::{json, Map, Value};
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -50,19 +52,25 @@ fn is_text(headers: &HeaderMap) -> bool {
         )
 }
 
-fn body_field(body: &Bytes, headers: &HeaderMap) -> (Value, bool) {
+/// The `body` field and `isBase64Encoded`: text as it is, anything else in base64.
+fn body_text<'a>(body: &'a Bytes, headers: &HeaderMap) -> (Option<Cow<'a, str>>, bool) {
     if body.is_empty() {
-        return (Value::Null, false);
+        return (None, false);
     }
     if is_text(headers) {
         if let Ok(s) = std::str::from_utf8(body) {
-            return (Value::String(s.to_string()), false);
+            return (Some(Cow::Borrowed(s)), false);
         }
     }
     (
-        Value::String(base64::engine::general_purpose::STANDARD.encode(body)),
+        Some(Cow::Owned(base64::engine::general_purpose::STANDARD.encode(body))),
         true,
     )
+}
+
+fn body_field(body: &Bytes, headers: &HeaderMap) -> (Value, bool) {
+    let (text, b64) = body_text(body, headers);
+    (text.map_or(Value::Null, |t| Value::String(t.into_owned())), b64)
 }
 
 fn query_pairs(raw: &str) -> Vec<(String, String)> {
@@ -104,89 +112,153 @@ fn params_object(params: &[(Arc<str>, String)]) -> Value {
 
 /// Builds the event for `format`.
 pub fn build_event(format: PayloadFormat, r: &RequestParts<'_>) -> Vec<u8> {
-    let event = match format {
+    match format {
         PayloadFormat::V2 => v2_event(r),
-        PayloadFormat::V1 => v1_event(r),
-    };
-    serde_json::to_vec(&event).expect("a JSON value always serialises")
+        PayloadFormat::V1 => serde_json::to_vec(&v1_event(r)).expect("a JSON value always serialises"),
+    }
 }
 
-fn v2_event(r: &RequestParts<'_>) -> Value {
-    // Headers: lower-case names, repeated values joined with commas; cookies split out.
-    let mut headers = Map::new();
+/// The HTTP API 2.0 event, serialised straight from the request: this runs on every request,
+/// and building a `serde_json::Value` tree first cost most of its time (maps, owned keys).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct V2Event<'a> {
+    version: &'static str,
+    route_key: &'a str,
+    raw_path: &'a str,
+    raw_query_string: &'a str,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    cookies: Vec<String>,
+    headers: V2Headers<'a>,
+    #[serde(skip_serializing_if = "Vec::is_empty", serialize_with = "pairs_as_map")]
+    query_string_parameters: Vec<(String, String)>,
+    request_context: V2Context<'a>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty", serialize_with = "pairs_as_map")]
+    path_parameters: &'a [(Arc<str>, String)],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    body: Option<Cow<'a, str>>,
+    is_base64_encoded: bool,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct V2Context<'a> {
+    account_id: &'static str,
+    api_id: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    authorizer: Option<&'a Value>,
+    domain_name: &'a str,
+    domain_prefix: &'a str,
+    http: V2Http<'a>,
+    request_id: &'a str,
+    route_key: &'a str,
+    stage: &'static str,
+    time: String,
+    time_epoch: i64,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct V2Http<'a> {
+    method: &'a str,
+    path: &'a str,
+    protocol: &'static str,
+    source_ip: std::net::IpAddr,
+    user_agent: &'a str,
+}
+
+/// Headers as HTTP API 2.0 gives them: lower-case names, repeated values joined with commas,
+/// `cookie` left out (it becomes `cookies`).
+struct V2Headers<'a>(&'a HeaderMap);
+
+impl Serialize for V2Headers<'_> {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = ser.serialize_map(None)?;
+        for name in self.0.keys() {
+            if name == http::header::COOKIE {
+                continue;
+            }
+            let mut values = self.0.get_all(name).iter();
+            let first = values
+                .next()
+                .map(|v| String::from_utf8_lossy(v.as_bytes()))
+                .unwrap_or_default();
+            match values.next() {
+                None => map.serialize_entry(name.as_str(), &first)?,
+                Some(second) => {
+                    let mut joined = first.into_owned();
+                    for v in std::iter::once(second).chain(values) {
+                        joined.push(',');
+                        joined.push_str(&String::from_utf8_lossy(v.as_bytes()));
+                    }
+                    map.serialize_entry(name.as_str(), &joined)?;
+                }
+            }
+        }
+        map.end()
+    }
+}
+
+fn pairs_as_map<K: AsRef<str>, S: serde::Serializer>(pairs: &[(K, String)], ser: S) -> Result<S::Ok, S::Error> {
+    ser.collect_map(pairs.iter().map(|(k, v)| (k.as_ref(), v)))
+}
+
+fn v2_event(r: &RequestParts<'_>) -> Vec<u8> {
     let mut cookies = Vec::new();
-    for (name, value) in r.headers {
-        let v = String::from_utf8_lossy(value.as_bytes()).into_owned();
-        if name == http::header::COOKIE {
-            cookies.extend(v.split(';').map(|c| c.trim().to_string()).filter(|c| !c.is_empty()));
-            continue;
-        }
-        match headers.get_mut(name.as_str()) {
-            Some(Value::String(existing)) => {
-                existing.push(',');
-                existing.push_str(&v);
-            }
-            _ => {
-                headers.insert(name.as_str().to_string(), Value::String(v));
-            }
-        }
+    for v in r.headers.get_all(http::header::COOKIE) {
+        let v = String::from_utf8_lossy(v.as_bytes());
+        cookies.extend(
+            v.split(';')
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .map(str::to_string),
+        );
     }
-    let mut query = Map::new();
+    // Repeated query keys: values joined with commas, in the order they came.
+    let mut query: Vec<(String, String)> = Vec::new();
     for (k, v) in query_pairs(r.raw_query) {
-        match query.get_mut(&k) {
-            Some(Value::String(existing)) => {
+        match query.iter_mut().find(|(ek, _)| *ek == k) {
+            Some((_, existing)) => {
                 existing.push(',');
                 existing.push_str(&v);
             }
-            _ => {
-                query.insert(k, Value::String(v));
-            }
+            None => query.push((k, v)),
         }
     }
-    let (body, b64) = body_field(r.body, r.headers);
-    let mut e = json!({
-        "version": "2.0",
-        "routeKey": r.route_key,
-        "rawPath": r.raw_path,
-        "rawQueryString": r.raw_query,
-        "headers": headers,
-        "requestContext": {
-            "accountId": crate::ACCOUNT_ID,
-            "apiId": "gust",
-            "domainName": r.host,
-            "domainPrefix": r.host.split('.').next().unwrap_or(""),
-            "http": {
-                "method": r.method,
-                "path": r.raw_path,
-                "protocol": "HTTP/1.1",
-                "sourceIp": r.remote.ip().to_string(),
-                "userAgent": header_str(r.headers, "user-agent"),
+    let (body, b64) = body_text(r.body, r.headers);
+    let event = V2Event {
+        version: "2.0",
+        route_key: r.route_key,
+        raw_path: r.raw_path,
+        raw_query_string: r.raw_query,
+        cookies,
+        headers: V2Headers(r.headers),
+        query_string_parameters: query,
+        request_context: V2Context {
+            account_id: crate::ACCOUNT_ID,
+            api_id: "gust",
+            authorizer: r.authorizer,
+            domain_name: r.host,
+            domain_prefix: r.host.split('.').next().unwrap_or(""),
+            http: V2Http {
+                method: r.method,
+                path: r.raw_path,
+                protocol: "HTTP/1.1",
+                source_ip: r.remote.ip(),
+                user_agent: r.headers.get("user-agent").and_then(|v| v.to_str().ok()).unwrap_or(""),
             },
-            "requestId": r.request_id,
-            "routeKey": r.route_key,
-            "stage": "$default",
-            "time": clf_time(r.time_epoch_ms),
-            "timeEpoch": r.time_epoch_ms,
+            request_id: r.request_id,
+            route_key: r.route_key,
+            stage: "$default",
+            time: clf_time(r.time_epoch_ms),
+            time_epoch: r.time_epoch_ms,
         },
-        "isBase64Encoded": b64,
-    });
-    let o = e.as_object_mut().expect("object literal");
-    if !cookies.is_empty() {
-        o.insert("cookies".into(), json!(cookies));
-    }
-    if !query.is_empty() {
-        o.insert("queryStringParameters".into(), Value::Object(query));
-    }
-    if !r.path_params.is_empty() {
-        o.insert("pathParameters".into(), params_object(r.path_params));
-    }
-    if !body.is_null() {
-        o.insert("body".into(), body);
-    }
-    if let (Some(a), Some(ctx)) = (r.authorizer, o.get_mut("requestContext").and_then(Value::as_object_mut)) {
-        ctx.insert("authorizer".into(), a.clone());
-    }
-    e
+        path_parameters: r.path_params,
+        body,
+        is_base64_encoded: b64,
+    };
+    serde_json::to_vec(&event).expect("the event serialises")
 }
 
 fn v1_event(r: &RequestParts<'_>) -> Value {

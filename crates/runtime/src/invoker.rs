@@ -12,6 +12,8 @@ use crate::telemetry::{names, Metrics, Telemetry};
 use bytes::Bytes;
 use gust_model::{App, FunctionName, FunctionSpec, InvocationRecord, InvokeSpan, SpanRecord, TraceParent};
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 use std::time::{Duration, Instant};
@@ -296,19 +298,19 @@ impl Invoker {
         let pool = self
             .pool(&inv.function)
             .ok_or_else(|| InvokeError::FunctionNotFound(inv.function.clone()))?;
-        // The invocation runs in a task of its own: a caller that goes away (an HTTP client
-        // that disconnects drops its request future) must not abandon an instance in the middle
-        // of an invocation, or a start slot, or a place in the wait queue. As with Lambda, the
-        // invocation completes and its instance goes back to the pool.
+        // A caller that goes away (an HTTP client that disconnects drops its request future)
+        // must not abandon an instance in the middle of an invocation, or a start slot, or a
+        // place in the wait queue: as with Lambda, the invocation completes and its instance
+        // goes back to the pool. It runs in the caller's task, and only what is left of it
+        // when the caller goes away moves to a task of its own (a spawn per invocation cost a
+        // scheduler hop and a cross-thread wake-up on every request).
         let ctx = RunContext {
             pool,
             metrics: self.metrics.clone(),
             telemetry: self.telemetry.clone(),
             _guard: guard,
         };
-        tokio::spawn(run_invocation(ctx, inv))
-            .await
-            .map_err(|e| InvokeError::Platform(format!("the invocation task failed: {e}")))?
+        FinishOnDrop::new(run_invocation(ctx, inv)).await
     }
 
     /// Graceful shutdown: refuse new invocations, let in-flight ones finish (each is bounded by
@@ -358,6 +360,56 @@ impl Invoker {
 
     pub fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Acquire)
+    }
+}
+
+type Running = Pin<Box<dyn Future<Output = Result<InvokeOutput, InvokeError>> + Send>>;
+
+/// An invocation polled in its caller's task that, when the caller drops it unfinished,
+/// finishes in a task of its own instead of being cancelled. A panic inside it answers a
+/// platform error instead of unwinding through the caller.
+struct FinishOnDrop {
+    inner: Option<Running>,
+}
+
+impl FinishOnDrop {
+    fn new(fut: impl Future<Output = Result<InvokeOutput, InvokeError>> + Send + 'static) -> Self {
+        Self {
+            inner: Some(Box::pin(fut)),
+        }
+    }
+}
+
+impl Future for FinishOnDrop {
+    type Output = Result<InvokeOutput, InvokeError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        let Some(inner) = self.inner.as_mut() else {
+            return std::task::Poll::Ready(Err(InvokeError::Platform(
+                "the invocation was polled after it ended".into(),
+            )));
+        };
+        let out = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.as_mut().poll(cx))) {
+            Ok(out) => out,
+            Err(_) => std::task::Poll::Ready(Err(InvokeError::Platform(
+                "the invocation task failed: it panicked".into(),
+            ))),
+        };
+        if out.is_ready() {
+            self.inner = None;
+        }
+        out
+    }
+}
+
+impl Drop for FinishOnDrop {
+    fn drop(&mut self) {
+        if let Some(rest) = self.inner.take() {
+            // Outside a runtime (it is shutting down) there is nothing left to finish on.
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(rest);
+            }
+        }
     }
 }
 
