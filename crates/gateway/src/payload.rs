@@ -133,7 +133,7 @@ struct V2Event<'a> {
     #[serde(skip_serializing_if = "Vec::is_empty", serialize_with = "pairs_as_map")]
     query_string_parameters: Vec<(String, String)>,
     request_context: V2Context<'a>,
-    #[serde(skip_serializing_if = "<[_]>::is_empty", serialize_with = "pairs_as_map")]
+    #[serde(skip_serializing_if = "<[_]>::is_empty", serialize_with = "path_params_as_map")]
     path_parameters: &'a [(Arc<str>, String)],
     #[serde(skip_serializing_if = "Option::is_none")]
     body: Option<Cow<'a, str>>,
@@ -200,8 +200,22 @@ impl Serialize for V2Headers<'_> {
     }
 }
 
-fn pairs_as_map<K: AsRef<str>, S: serde::Serializer>(pairs: &[(K, String)], ser: S) -> Result<S::Ok, S::Error> {
-    ser.collect_map(pairs.iter().map(|(k, v)| (k.as_ref(), v)))
+/// Pairs with distinct keys as a JSON object.
+fn pairs_as_map<S: serde::Serializer>(pairs: &[(String, String)], ser: S) -> Result<S::Ok, S::Error> {
+    ser.collect_map(pairs.iter().map(|(k, v)| (k.as_str(), v)))
+}
+
+/// Path parameters as a JSON object; a name used twice in a route keeps its last value, as a
+/// map would.
+fn path_params_as_map<S: serde::Serializer>(params: &[(Arc<str>, String)], ser: S) -> Result<S::Ok, S::Error> {
+    let last = |i: usize| !params[i + 1..].iter().any(|(k, _)| *k == params[i].0);
+    ser.collect_map(
+        params
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| last(*i))
+            .map(|(_, (k, v))| (&**k, v)),
+    )
 }
 
 fn v2_event(r: &RequestParts<'_>) -> Vec<u8> {
@@ -215,15 +229,21 @@ fn v2_event(r: &RequestParts<'_>) -> Vec<u8> {
                 .map(str::to_string),
         );
     }
-    // Repeated query keys: values joined with commas, in the order they came.
+    // Repeated query keys: values joined with commas, keys in the order they first came (an
+    // index by key: a query string can hold thousands of keys).
     let mut query: Vec<(String, String)> = Vec::new();
+    let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     for (k, v) in query_pairs(r.raw_query) {
-        match query.iter_mut().find(|(ek, _)| *ek == k) {
-            Some((_, existing)) => {
+        match index.get(&k) {
+            Some(&at) => {
+                let existing = &mut query[at].1;
                 existing.push(',');
                 existing.push_str(&v);
             }
-            None => query.push((k, v)),
+            None => {
+                index.insert(k.clone(), query.len());
+                query.push((k, v));
+            }
         }
     }
     let (body, b64) = body_text(r.body, r.headers);
@@ -490,6 +510,35 @@ mod tests {
         assert_eq!(e["requestContext"]["http"]["method"], "POST");
         assert_eq!(e["requestContext"]["time"], "04/Mar/2020:19:03:58 +0000");
         assert_eq!(e["requestContext"]["timeEpoch"], 1_583_348_638_390i64);
+    }
+
+    #[test]
+    fn v2_event_joins_repeated_keys_among_many_and_keeps_the_last_of_a_repeated_path_name() {
+        let h = HeaderMap::new();
+        let body = Bytes::new();
+        // Thousands of keys (a head may be 64 KiB): each distinct key once, `k7` three times.
+        let mut raw: Vec<String> = (0..5000).map(|i| format!("k{i}={i}")).collect();
+        raw.push("k7=x".into());
+        raw.push("k7=y".into());
+        let raw = raw.join("&");
+        let params = [(Arc::from("id"), "1".to_string()), (Arc::from("id"), "2".to_string())];
+        let mut p = parts(&h, &body, &params);
+        p.raw_query = &raw;
+        let bytes = build_event(PayloadFormat::V2, &p);
+        let text = std::str::from_utf8(&bytes).unwrap();
+        assert!(
+            text.contains(r#""pathParameters":{"id":"2"}"#),
+            "one key per name: {}",
+            &text[text.len() - 300..]
+        );
+        let e: Value = serde_json::from_slice(&bytes).unwrap();
+        let q = e["queryStringParameters"].as_object().unwrap();
+        assert_eq!(q.len(), 5000);
+        assert_eq!(q["k7"], "7,x,y");
+        assert_eq!(q["k4999"], "4999");
+        assert_eq!(e["pathParameters"], json!({"id": "2"}));
+        assert!(e.get("body").is_none(), "no body field for an empty body");
+        assert_eq!(e["isBase64Encoded"], false);
     }
 
     #[test]

@@ -12,7 +12,11 @@
  *    holds any anonymous (copy-on-write) page is left alone: those pages are the only copy of
  *    what was written there (relocations, RELRO), and MADV_DONTNEED would lose them. Writable
  *    and shared mappings are left alone too. Returns the kilobytes that were resident in the
- *    mappings given back, or -1 when /proc/self/smaps cannot be read.
+ *    mappings given back, or -1 when /proc/self/smaps cannot be read. The ranges are read
+ *    from smaps and then advised: a thread that replaced one of those file mappings in between
+ *    (dlclose, then a new mapping at the same address) would lose pages. It is called from an
+ *    idle spare, whose other threads (V8's and libuv's workers; Python has none) map no
+ *    files then; callers must keep it that way.
  *
  * 2. gust_set_trace_env(value): sets (or, for NULL, removes) _X_AMZN_TRACE_ID in the process
  *    environment once per invocation, as Lambda runtimes do, without glibc's setenv(). glibc
@@ -21,7 +25,11 @@
  *    invocation, so a warm instance grew by about 150 bytes an invocation, without bound
  *    (Node's process.env and Python's os.environ both call setenv). Here two buffers that
  *    this file owns take turns: putenv() puts the new one in the environment, and the one it
- *    replaced is reused next time. Returns 0, or -1 with errno set.
+ *    replaced is reused next time. So, unlike setenv's, a getenv() pointer to the value is
+ *    good until the next invocation but one (a Lambda runtime's value is per invocation).
+ *    Like process.env's own setter it is for the main thread: Node workers started with
+ *    SHARE_ENV that write the environment concurrently are not synchronised with it.
+ *    Returns 0, or -1 with errno set.
  *
  * Node loads this file with process.dlopen(): napi_register_module_v1 exports `trim()` and
  * `setTraceEnv(value)`. The N-API symbols are weak, so the same file loads in Python, which
@@ -47,6 +55,7 @@ struct mapping {
   int eligible; /* private, not writable, backed by a file */
   long rss_kb;
   long anon_kb;
+  long swap_kb;
 };
 
 static int header_line(const char *line, struct mapping *m) {
@@ -58,7 +67,8 @@ static int header_line(const char *line, struct mapping *m) {
   m->start = start;
   m->end = end;
   m->rss_kb = 0;
-  m->anon_kb = -1; /* unknown until the Anonymous: line */
+  m->anon_kb = -1; /* unknown until the Anonymous: and Swap: lines */
+  m->swap_kb = -1;
   m->eligible = strlen(perms) == 4 && perms[1] == '-' && perms[3] == 'p' && inode != 0 && path_at > 0 &&
                 line[path_at] == '/';
   return 1;
@@ -71,7 +81,9 @@ static long field_kb(const char *line, const char *name) {
 }
 
 static void close_mapping(const struct mapping *m, struct range *out, int *count) {
-  if (!m->eligible || m->anon_kb != 0 || m->rss_kb <= 0 || *count >= MAX_RANGES) return;
+  /* A copy-on-write page in swap counts under Swap:, not Anonymous:; either means the
+     mapping holds data the file does not. */
+  if (!m->eligible || m->anon_kb != 0 || m->swap_kb != 0 || m->rss_kb <= 0 || *count >= MAX_RANGES) return;
   out[*count].start = m->start;
   out[*count].end = m->end;
   out[*count].rss_kb = m->rss_kb;
@@ -105,6 +117,7 @@ long gust_trim_resident_files(void) {
     long kb;
     if ((kb = field_kb(line, "Rss:")) >= 0) m.rss_kb = kb;
     else if ((kb = field_kb(line, "Anonymous:")) >= 0) m.anon_kb = kb;
+    else if ((kb = field_kb(line, "Swap:")) >= 0) m.swap_kb = kb;
   }
   close_mapping(&m, ranges, &count);
   fclose(f);
@@ -127,8 +140,10 @@ int gust_set_trace_env(const char *value) {
   size_t need = sizeof TRACE_NAME "=" + strlen(value); /* with the NUL */
   int i = spare;
   if (capacity[i] < need) {
-    size_t cap = need < 128 ? 128 : need;
-    char *grown = realloc(buffers[i], cap);
+    /* A longer value than this buffer has held: a new buffer. The old one is not freed (a
+       getenv() pointer into it may still be in use somewhere); growth is rare and doubles. */
+    size_t cap = need < 256 ? 256 : need * 2;
+    char *grown = malloc(cap);
     if (grown == NULL) {
       errno = ENOMEM;
       return -1;
