@@ -1,5 +1,6 @@
 //! Micro-benchmarks of the gateway's per-request work: route lookup (1 and 1,000 routes),
-//! API Gateway event building (2.0 and 1.0) and proxy response parsing.
+//! API Gateway event building (2.0 and 1.0, and 2.0 with the largest query string a request
+//! head allows) and proxy response parsing.
 //!
 //! Run: `cargo bench -p gust-gateway --bench hot_path`
 
@@ -64,6 +65,13 @@ fn payloads(c: &mut Criterion) {
     });
     c.bench_function("build event, payload 1.0", |b| {
         b.iter(|| black_box(build_event(PayloadFormat::V1, black_box(&parts))))
+    });
+    // The largest query string a 64 KiB request head allows, about 11,000 distinct keys: what
+    // one anonymous request can make the gateway do.
+    let big_query: String = (0..11_000).map(|i| format!("k{i}=1")).collect::<Vec<_>>().join("&");
+    let big = RequestParts { raw_query: &big_query, ..parts };
+    c.bench_function("build event, payload 2.0, 11,000 query keys", |b| {
+        b.iter(|| black_box(build_event(PayloadFormat::V2, black_box(&big))))
     });
     let response = br#"{"statusCode":201,"headers":{"content-type":"application/json","location":"/users/42"},"body":"{\"id\":\"42\"}"}"#;
     c.bench_function("parse proxy response", |b| {
