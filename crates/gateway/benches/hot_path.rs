@@ -69,7 +69,10 @@ fn payloads(c: &mut Criterion) {
     // The largest query string a 64 KiB request head allows, about 11,000 distinct keys: what
     // one anonymous request can make the gateway do.
     let big_query: String = (0..11_000).map(|i| format!("k{i}=1")).collect::<Vec<_>>().join("&");
-    let big = RequestParts { raw_query: &big_query, ..parts };
+    let big = RequestParts {
+        raw_query: &big_query,
+        ..parts
+    };
     c.bench_function("build event, payload 2.0, 11,000 query keys", |b| {
         b.iter(|| black_box(build_event(PayloadFormat::V2, black_box(&big))))
     });

@@ -590,3 +590,45 @@ async fn reconcile_loop(invoker: Weak<Invoker>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+
+    #[tokio::test]
+    async fn an_invocation_dropped_by_its_caller_still_runs_to_the_end() {
+        let finished = Arc::new(AtomicBool::new(false));
+        let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+        let done = finished.clone();
+        let fut = FinishOnDrop::new(async move {
+            let _ = started_tx.send(());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            done.store(true, Ordering::SeqCst);
+            Err(InvokeError::Platform("finished".into()))
+        });
+        // The caller polls it until it is under way, then goes away.
+        let caller = tokio::spawn(fut);
+        started_rx.await.unwrap();
+        caller.abort();
+        let _ = caller.await;
+        assert!(!finished.load(Ordering::SeqCst), "dropped before its end");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !finished.load(Ordering::SeqCst) {
+            assert!(Instant::now() < deadline, "the rest never ran in a task of its own");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panicking_invocation_answers_a_platform_error() {
+        let out = FinishOnDrop::new(async {
+            if std::hint::black_box(true) {
+                panic!("a bug");
+            }
+            Err(InvokeError::Platform("unreachable".into()))
+        })
+        .await;
+        assert!(matches!(out, Err(InvokeError::Platform(m)) if m.contains("panicked")));
+    }
+}
