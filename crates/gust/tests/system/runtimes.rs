@@ -305,12 +305,16 @@ dir = "py-code"
     // A ready spare has given back the resident pages of its read-only file mappings (most of
     // an idle interpreter's memory): it holds far fewer file pages than the same interpreter
     // idling on its own.
-    for (program, args) in [
+    let mut controls: Vec<(&str, std::process::Child)> = [
         ("node", &["-e", "setInterval(() => {}, 1e6)"][..]),
         ("python3", &["-c", "import time; time.sleep(100)"][..]),
-    ] {
-        let mut control = std::process::Command::new(program).args(args).spawn().unwrap();
-        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    ]
+    .into_iter()
+    .map(|(program, args)| (program, std::process::Command::new(program).args(args).spawn().unwrap()))
+    .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await; // both idle by then
+    for (program, control) in &mut controls {
+        let program: &str = program;
         let idle = file_resident_kb(control.id() as i32).unwrap();
         let _ = control.kill();
         let _ = control.wait();
