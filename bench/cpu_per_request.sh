@@ -43,13 +43,23 @@ for _ in $(seq 100); do curl -fs -o /dev/null -XPOST "127.0.0.1:$PORT/users" -d 
 url="http://127.0.0.1:$PORT/users"
 wrk -t1 -c16 -d4s -s "$BENCH/post_users.lua" "$url" >/dev/null   # warm-up (JIT, all instances started)
 
-ticks() { local t=0 p; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$t"; }
+# user and system ticks (fields 14, 15 of /proc/<pid>/stat) and context switches, summed.
+sample() {
+  local u=0 s=0 c=0 p
+  for p in "$@"; do
+    read -r pu ps < <(awk '{print $14, $15}' "/proc/$p/stat")
+    u=$((u + pu)); s=$((s + ps))
+    c=$((c + $(awk '/ctxt_switches/ {n += $2} END {print n}' /proc/"$p"/task/*/status)))
+  done
+  echo "$u $s $c"
+}
 instances=$(pgrep -P "$gust_pid" | tr '\n' ' ')
 hz=$(getconf CLK_TCK)
-g0=$(ticks "$gust_pid"); n0=$(ticks $instances)
+read -r gu0 gs0 gc0 < <(sample "$gust_pid"); read -r nu0 ns0 nc0 < <(sample $instances)
 out=$(wrk -t1 -c16 -d"${SECONDS_}s" -s "$BENCH/post_users.lua" "$url")
-g1=$(ticks "$gust_pid"); n1=$(ticks $instances)
+read -r gu1 gs1 gc1 < <(sample "$gust_pid"); read -r nu1 ns1 nc1 < <(sample $instances)
 requests=$(awk '/requests in/ {print $1}' <<<"$out")
 rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
 us() { echo $(( ($1) * 1000000 / hz / requests )); }
-echo "req/s $rps; CPU per request: gust $(us "$g1 - $g0") us, function instances $(us "$n1 - $n0") us ($requests requests, max_instances $INSTANCES)"
+per() { awk -v a="$1" -v n="$requests" 'BEGIN {printf "%.2f", a / n}'; }
+echo "req/s $rps; CPU per request: gust $(us "$gu1 + $gs1 - $gu0 - $gs0") us (user $(us "$gu1 - $gu0"), sys $(us "$gs1 - $gs0")), function instances $(us "$nu1 + $ns1 - $nu0 - $ns0") us (user $(us "$nu1 - $nu0"), sys $(us "$ns1 - $ns0")); context switches per request: gust $(per $((gc1 - gc0))), instances $(per $((nc1 - nc0))) ($requests requests, max_instances $INSTANCES)"

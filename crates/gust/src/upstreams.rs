@@ -17,7 +17,9 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct RunningUpstreams {
     pub upstreams: Vec<Arc<Upstream>>,
     health_tasks: Vec<tokio::task::JoinHandle<()>>,
-    children: Vec<(String, Child)>,
+    /// Each started command, with the guard that has it killed if Gust dies (kept until it
+    /// has been reaped).
+    children: Vec<(String, Child, Option<gust_runtime::OrphanGuard>)>,
 }
 
 impl std::fmt::Debug for RunningUpstreams {
@@ -39,8 +41,8 @@ pub struct GustAddresses {
 fn start_command(spec: &UpstreamSpec, gust: &GustAddresses) -> Result<Child> {
     let command = spec.command.as_deref().unwrap_or_default();
     let mut cmd = Command::new("sh");
-    // `exec`: the command replaces the shell, so it is the process Gust supervises and it
-    // keeps the "die with Gust" signal (a shell's children would not).
+    // `exec`: the command replaces the shell, so it is the process Gust supervises (and leads
+    // the process group that is killed if Gust dies).
     cmd.args(["-c", &format!("exec {command}")])
         .current_dir(&spec.dir)
         .envs(&spec.environment)
@@ -114,7 +116,8 @@ pub async fn start(app: &App, gust: &GustAddresses) -> Result<RunningUpstreams> 
         let upstream = Upstream::new(spec.clone());
         if spec.command.is_some() {
             let child = start_command(spec, gust)?;
-            running.children.push((spec.name.to_string(), child));
+            let guard = child.id().map(|pid| gust_runtime::OrphanGuard::new(pid as i32));
+            running.children.push((spec.name.to_string(), child, guard));
             let started = tokio::time::Instant::now();
             loop {
                 if upstream.all_healthy_now().await {
@@ -140,7 +143,7 @@ impl RunningUpstreams {
         for t in &self.health_tasks {
             t.abort();
         }
-        for (name, child) in &mut self.children {
+        for (name, child, _guard) in &mut self.children {
             if let Some(pid) = child.id() {
                 gust_runtime::kill_process_group(pid as i32, true);
             }

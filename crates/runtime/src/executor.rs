@@ -95,6 +95,8 @@ fn node_interpreter() -> Option<PathBuf> {
 
 impl Executor {
     pub fn new(config: ExecutorConfig, sink: Arc<dyn LogSink>) -> Self {
+        // Start the orphan watchdog now rather than on the first cold start's path.
+        crate::orphans::watchdog_running();
         let spares = Spares::new(config.prewarm_per_runtime, sink.clone());
         Self {
             config: Arc::new(config),

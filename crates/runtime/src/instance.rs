@@ -90,10 +90,8 @@ impl Spawned {
             .current_dir(cwd)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true);
-        die_with_parent(&mut cmd);
+            .stderr(Stdio::piped());
+        supervise(&mut cmd);
         let mut child = cmd
             .spawn()
             .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", program.display())))?;
@@ -101,6 +99,7 @@ impl Spawned {
             .id()
             .map(|p| p as i32)
             .ok_or_else(|| std::io::Error::other("the process vanished at start"))?;
+        let orphan_guard = crate::orphans::OrphanGuard::new(pid);
         let id = InstanceId(NEXT_ID.fetch_add(1, Ordering::Relaxed));
         if let Some(out) = child.stdout.take() {
             pipe_lines(
@@ -145,6 +144,8 @@ impl Spawned {
                     }
                 }
             };
+            // Reaped: the group id may be reused from here on.
+            drop(orphan_guard);
             let detail = match status {
                 Ok(s) => s.to_string(),
                 Err(e) => format!("wait failed: {e}"),
@@ -232,10 +233,14 @@ fn kill_group(pid: i32) {
 }
 
 /// Prepares a command Gust supervises (functions, upstream commands): its own process group,
-/// killed when dropped, and killed when Gust dies.
+/// killed when dropped, and killed when Gust dies: once started, hold an
+/// [`OrphanGuard`](crate::OrphanGuard) for it until it is reaped (the watchdog of
+/// `orphans.rs`; without a watchdog the child gets `PR_SET_PDEATHSIG` instead).
 pub fn supervise(cmd: &mut Command) {
     cmd.process_group(0).kill_on_drop(true);
-    die_with_parent(cmd);
+    if !crate::orphans::watchdog_running() {
+        die_with_parent(cmd);
+    }
 }
 
 /// Kills a supervised process and everything it started.
@@ -246,7 +251,8 @@ pub fn kill_process_group(pid: i32, graceful: bool) {
     );
 }
 
-/// Makes the child die with Gust: without it a `kill -9` of Gust would orphan every function.
+/// Makes the child die with Gust when there is no watchdog. It forks the whole Gust process
+/// instead of `posix_spawn` (code runs between fork and exec), so it is the fallback only.
 #[allow(unsafe_code)]
 fn die_with_parent(cmd: &mut Command) {
     // SAFETY: `pre_exec` runs in the forked child before exec; prctl(PR_SET_PDEATHSIG) is

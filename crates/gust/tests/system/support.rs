@@ -178,8 +178,23 @@ pub fn pid_alive(pid: i32) -> bool {
     }
 }
 
-/// Direct children of `pid`, found through /proc.
+/// Direct children of `pid` (function and upstream processes), found through /proc; Gust's
+/// orphan watchdog is left out ([`watchdog_of`]).
 pub fn children_of(pid: u32) -> Vec<i32> {
+    direct_children(pid).into_iter().filter(|c| !is_watchdog(*c)).collect()
+}
+
+/// Gust's orphan watchdog process (gust_runtime::orphans), if it has one.
+pub fn watchdog_of(pid: u32) -> Option<i32> {
+    direct_children(pid).into_iter().find(|c| is_watchdog(*c))
+}
+
+fn is_watchdog(pid: i32) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .is_ok_and(|c| String::from_utf8_lossy(&c).contains(gust_runtime::WATCHDOG_NAME))
+}
+
+fn direct_children(pid: u32) -> Vec<i32> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let Ok(child) = entry.file_name().to_string_lossy().parse::<i32>() else {
@@ -305,7 +320,8 @@ impl GustUp {
         nix::unistd::Pid::from_raw(self.child.id() as i32)
     }
 
-    /// `kill -9`, then waits until Gust and every function process it had are gone.
+    /// `kill -9`, then waits until Gust and every function process it had (and its watchdog)
+    /// are gone.
     pub async fn kill_9(&mut self) {
         use nix::sys::signal::{kill, Signal};
         // Freeze it first so that no function process starts between the snapshot and the kill.
@@ -317,7 +333,7 @@ impl GustUp {
                 .unwrap_or(true)
         })
         .await;
-        let functions = children_of(self.child.id());
+        let functions = direct_children(self.child.id());
         kill(self.pid(), Signal::SIGKILL).unwrap();
         self.child.wait().unwrap();
         for pid in functions {

@@ -130,3 +130,35 @@ async fn graceful_shutdown_finishes_in_flight_work_and_leaves_no_process() {
         "the runtime info file is removed"
     );
 }
+
+#[tokio::test]
+async fn a_killed_gust_takes_its_function_process_groups_with_it() {
+    // The function starts a process of its own (same process group) and leaves it running.
+    let app = write_app(&[
+        (
+            "gust.toml",
+            "[app]\nname = \"orphans\"\n[functions.forker]\nruntime = \"nodejs20.x\"\nhandler = \"forker.handler\"\n[[routes]]\nroute = \"GET /fork\"\nfunction = \"forker\"\n",
+        ),
+        (
+            "forker.js",
+            "const { spawn } = require('node:child_process');\nlet child;\nexports.handler = async () => { child = spawn('sleep', ['120'], { stdio: 'ignore' }); return { statusCode: 200, body: String(child.pid) }; };",
+        ),
+    ]);
+    let state = tempfile::tempdir().unwrap();
+    let mut gust = GustUp::start(app.path(), state.path()).await;
+    let r = reqwest::get(format!("{}/fork", gust.gateway)).await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let grandchild: i32 = r.text().await.unwrap().trim().parse().unwrap();
+    assert!(pid_alive(grandchild));
+    let watchdog = watchdog_of(gust.child.id()).expect("gust up runs an orphan watchdog");
+
+    gust.kill_9().await; // waits for the function processes and the watchdog to be gone
+    assert!(!pid_alive(watchdog));
+    // Not a child of Gust: only a kill of the whole group reaches it.
+    wait_for(
+        "the function's own child process to die",
+        Duration::from_secs(10),
+        || !pid_alive(grandchild),
+    )
+    .await;
+}
