@@ -163,6 +163,9 @@ where
 {
     let svc = service_fn(move |req| handle(state.clone(), req));
     let _ = hyper::server::conn::http1::Builder::new()
+        // Pipelined requests (a response, then the next long poll) get their answers in one
+        // write when both are ready; see the 202 in `handle`.
+        .pipeline_flush(true)
         .serve_connection(TokioIo::new(stream), svc)
         .await;
 }
@@ -280,6 +283,15 @@ async fn handle(state: Arc<ApiState>, req: Request<Incoming>) -> Result<Response
                 return Ok(match waiter {
                     Some(tx) => {
                         let _ = tx.send(outcome);
+                        // Let the woken invoker release the instance and the next waiting
+                        // invocation queue its work before this 202 is written: a runtime that
+                        // pipelined its next `/next` (Gust's bootstraps do) then gets the 202
+                        // and its next event in one write, one wake-up instead of two
+                        // (`pipeline_flush` keeps hyper from flushing the 202 alone while the
+                        // `/next` is still in its read buffer). Under load this took the Node
+                        // instances from 1.5 to 1.2 context switches per request and their
+                        // CPU per request down by a tenth (bench/cpu_per_request.sh).
+                        tokio::task::yield_now().await;
                         reply(StatusCode::ACCEPTED, r#"{"status":"OK"}"#)
                     }
                     None => reply(
