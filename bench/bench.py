@@ -913,14 +913,21 @@ def events_table(R, mode):
 EVENT_ORDER = [f"gust-events-{b}" for b in EVENT_BATCHES]
 
 
-def proc_start(argv, n):
-    subprocess.run(argv, check=True)  # page cache warm
+def proc_start(argv, n, env=None, check=True):
+    subprocess.run(argv, check=check, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # page cache warm
     xs = []
     for _ in range(n):
         t = time.perf_counter()
-        subprocess.run(argv, check=True)
+        subprocess.run(argv, check=check, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         xs.append((time.perf_counter() - t) * 1000.0)
     return xs
+
+
+def closed_port():
+    """A loopback port nothing listens on (bound, then closed)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 # --------------------------------------------------------------------------------------------
@@ -992,8 +999,10 @@ def targets(R):
     add(None if rr is None else gp < pe,
         f"Python cold start p50 below `python3 -c 0`: {fmt(gp)} ms vs {fmt(pe)} ms = {fmt(rr, 2)}x (target < 1x)")
     gr = cold("gust-provided")
+    es = median(g("echo-start", "cold") or [])
+    own = f" (the binary's own start without a platform: {fmt(es)} ms)" if es is not None else ""
     add(None if gr is None else gr < 5.0,
-        f"provided (Rust) cold start p50 < 5 ms: {fmt(gr)} ms = {fmt(ratio(gr, 5.0), 2)}x of 5 ms")
+        f"provided (Rust) cold start p50 < 5 ms: {fmt(gr)} ms = {fmt(ratio(gr, 5.0), 2)}x of 5 ms{own}")
     tn, ts, ti = g("gust-node", "rps"), g("sls-default", "rps"), g("sls-inprocess", "rps")
     rr = ratio(tn, ts)
     add(None if rr is None else rr >= 5,
@@ -1056,7 +1065,7 @@ def table(R, mode):
 
 ORDER = [
     "gust-node", "gust-python", "gust-provided", "sls-default", "sls-inprocess", "node-http", "floor",
-    "node-e0", "python-c0", "gust-routes-1", "gust-routes-1000", "gust-fns-1", "gust-fns-1000",
+    "node-e0", "python-c0", "echo-start", "gust-routes-1", "gust-routes-1000", "gust-fns-1", "gust-fns-1000",
 ]
 
 
@@ -1108,6 +1117,19 @@ def main():
             xs = proc_start(argv, mode.proc_starts)
             R[key] = {"label": label, "cold": xs}
             print(f"  {label}: p50 {fmt(median(xs))} ms", flush=True)
+    # The provided function's own start, no platform: lambda-echo with a Runtime API address
+    # nothing listens on starts, initialises lambda_runtime, fails its first connection and
+    # exits. What a provided cold start costs above this is Gust's share (and the first
+    # invocation's round trips).
+    if want("echo-start"):
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{closed_port()}",
+               "AWS_LAMBDA_FUNCTION_NAME": "echo", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "128",
+               "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST", "AWS_LAMBDA_LOG_STREAM_NAME": "bench",
+               "AWS_LAMBDA_LOG_GROUP_NAME": "/aws/lambda/echo"}
+        xs = proc_start([args.echo], mode.proc_starts, env=env, check=False)
+        label = "`lambda-echo` process start, no platform (to its refused first connection)"
+        R["echo-start"] = {"label": label, "cold": xs}
+        print(f"  {label}: p50 {fmt(median(xs))} ms", flush=True)
 
     systems = [
         GustSystem("gust-node", "Gust — Node.js handler", args.gust, apps["gust-node"]),
