@@ -3,8 +3,8 @@
 //! `fork` + `exec` (what the standard library falls back to as soon as a command has code to
 //! run between the two, as `PR_SET_PDEATHSIG` needs). A fork copies the parent's page tables,
 //! so its cost grows with the parent's resident memory; the bench holds 15 MB (an idle `gust
-//! up`) and 60 MB resident. The child is `/bin/true`, and the figure is `spawn()` alone (it returns once the
-//! child has called `exec`); reaping is outside the timing.
+//! up`) and 60 MB resident. The child is `/bin/true`, and the figure is `spawn()` alone (it
+//! returns once the child has called `exec`); reaping is outside the timing.
 //!
 //! Run: `cargo bench -p gust-runtime --bench process_start`
 

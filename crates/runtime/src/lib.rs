@@ -31,6 +31,6 @@ pub use executor::{Executor, ExecutorConfig, Prepared};
 pub use instance::{kill_process_group, supervise, Instance, InstanceId};
 pub use invoker::{Invocation, InvokeOutput, Invoker, PlatformApi, Trigger};
 pub use logs::{LogLine, LogSink, Stream, TracingLogSink};
-pub use orphans::{watchdog_pid, OrphanGuard, WATCHDOG_NAME};
+pub use orphans::{OrphanGuard, WATCHDOG_NAME};
 pub use pool::{Pool, PoolStats};
 pub use telemetry::{names as metric_names, Metrics, NoTelemetry, Telemetry};

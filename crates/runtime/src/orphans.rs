@@ -8,7 +8,8 @@
 //! Why not `PR_SET_PDEATHSIG` in the child: setting it needs code between `fork` and `exec`,
 //! and that makes the standard library fork the whole Gust process instead of using
 //! `posix_spawn` (a `vfork`-style clone): about 0.4 ms per process start with Gust's 15 MB
-//! resident, 1 ms at 60 MB, on every cold start that starts a process (`bench/README.md`). The
+//! resident, 1.3 ms at 60 MB, against 0.06 ms, on every cold start that starts a process
+//! (`cargo bench -p gust-runtime --bench process_start`). The
 //! watchdog also kills a function's whole group, where the death signal reached only its
 //! first process. If the watchdog cannot be started, supervised commands fall back to the
 //! death signal.
@@ -116,11 +117,20 @@ fn restart(slot: &mut Option<Watchdog>) -> bool {
     }
 }
 
-fn send(line: &str) {
+/// Records a group as supervised or not, and tells the watchdog, under one lock.
+fn update(pgid: i32, supervised: bool) {
     let mut slot = watchdog().lock().unwrap_or_else(|p| p.into_inner());
     let Some(w) = slot.as_mut() else { return };
+    let line = if supervised {
+        w.groups.insert(pgid);
+        format!("+{pgid}\n")
+    } else {
+        w.groups.remove(&pgid);
+        format!("-{pgid}\n")
+    };
     if let Err(e) = w.input.write_all(line.as_bytes()) {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
+            // A restarted watchdog is told the whole set, this change included.
             restart(&mut slot);
         } else {
             tracing::warn!(error = %e, "cannot reach the orphan watchdog");
@@ -138,31 +148,15 @@ pub struct OrphanGuard {
 impl OrphanGuard {
     /// Registers the process group led by `pgid` (a child started with `process_group(0)`).
     pub fn new(pgid: i32) -> Self {
-        let mut slot = watchdog().lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(w) = slot.as_mut() {
-            w.groups.insert(pgid);
-        }
-        drop(slot);
-        send(&format!("+{pgid}\n"));
+        update(pgid, true);
         Self { pgid }
     }
 }
 
 impl Drop for OrphanGuard {
     fn drop(&mut self) {
-        let mut slot = watchdog().lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(w) = slot.as_mut() {
-            w.groups.remove(&self.pgid);
-        }
-        drop(slot);
-        send(&format!("-{}\n", self.pgid));
+        update(self.pgid, false);
     }
-}
-
-/// The watchdog's process id, if it runs (for tests and `gust status`).
-pub fn watchdog_pid() -> Option<u32> {
-    let slot = watchdog().lock().unwrap_or_else(|p| p.into_inner());
-    slot.as_ref().map(|w| w.child.id())
 }
 
 #[cfg(test)]
@@ -253,7 +247,7 @@ mod tests {
     #[test]
     fn the_watchdog_runs_in_a_group_of_its_own_and_is_told_about_guards() {
         assert!(watchdog_running());
-        let pid = watchdog_pid().expect("watchdog pid") as i32;
+        let pid = watchdog().lock().unwrap().as_ref().expect("watchdog").child.id() as i32;
         assert_eq!(
             nix::unistd::getpgid(Some(nix::unistd::Pid::from_raw(pid)))
                 .unwrap()

@@ -267,7 +267,7 @@ impl TelemetryDb {
                 "SELECT trace_id, span_id, parent_id, name, kind, start_us, duration_us, error, attributes
                  FROM spans WHERE trace_id = ?1 ORDER BY id",
             )?;
-            let mut spans = stmt
+            let rows = stmt
                 .query_map(params![&trace_id], |r| {
                     let attrs: String = r.get(8)?;
                     Ok(SpanRecord {
@@ -283,16 +283,13 @@ impl TelemetryDb {
                     })
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
-            // A span written more than once counts once, as last written.
-            let mut last = std::collections::HashMap::new();
-            for (i, s) in spans.iter().enumerate() {
-                last.insert(s.span_id.clone(), i);
+            // A span written more than once counts once, as last written (rows come in write
+            // order; the result is sorted below).
+            let mut by_id = std::collections::HashMap::new();
+            for s in rows {
+                by_id.insert(s.span_id.clone(), s);
             }
-            let mut i = 0;
-            spans.retain(|s| {
-                i += 1;
-                last.get(&s.span_id) == Some(&(i - 1))
-            });
+            let mut spans: Vec<SpanRecord> = by_id.into_values().collect();
             // Invoke spans live in their invocation records.
             let mut stmt = c.prepare(&format!(
                 "SELECT {INVOCATION_COLUMNS} FROM invocations WHERE trace_id = ?1 AND span_id IS NOT NULL"
