@@ -3,6 +3,7 @@
 use crate::api::{ApiServer, InitSignal, Outcome, Work, MAX_RESPONSE_BYTES};
 use crate::error::InvokeError;
 use crate::logs::{LogLine, LogSink, Stream};
+use crate::reconcile::Reconciler;
 use crate::Prepared;
 use bytes::Bytes;
 use nix::sys::signal::{killpg, Signal};
@@ -44,12 +45,15 @@ struct Exit {
 pub(crate) struct Identity {
     function: OnceLock<Arc<str>>,
     memory_kb: AtomicU64,
+    /// Woken when the process exits, so that its pool notices at once (not at a poll).
+    on_exit: OnceLock<Arc<Reconciler>>,
 }
 
 impl Identity {
-    fn assign(&self, function: Arc<str>, memory_mb: u32) {
+    fn assign(&self, function: Arc<str>, memory_mb: u32, on_exit: &Arc<Reconciler>) {
         let _ = self.function.set(function);
         self.memory_kb.store(memory_mb as u64 * 1024, Ordering::Relaxed);
+        let _ = self.on_exit.set(on_exit.clone());
     }
 
     fn function(&self) -> Arc<str> {
@@ -121,7 +125,7 @@ impl Spawned {
         let watch_busy = busy.clone();
         let became_busy = Arc::new(tokio::sync::Notify::new());
         let wake = became_busy.clone();
-        let limit = identity.clone();
+        let watched = identity.clone();
         tokio::spawn(async move {
             let mut out_of_memory = false;
             let status = loop {
@@ -129,7 +133,7 @@ impl Spawned {
                     tokio::select! {
                         status = child.wait() => break status,
                         _ = tokio::time::sleep(MEMORY_SAMPLE_EVERY) => {
-                            let limit_kb = limit.memory_kb.load(Ordering::Relaxed);
+                            let limit_kb = watched.memory_kb.load(Ordering::Relaxed);
                             if limit_kb > 0 && rss_kb(pid).is_some_and(|kb| kb > limit_kb) {
                                 out_of_memory = true;
                                 kill_group(pid);
@@ -151,6 +155,9 @@ impl Spawned {
                 Err(e) => format!("wait failed: {e}"),
             };
             let _ = exit_tx.send(Some(Exit { detail, out_of_memory }));
+            if let Some(reconciler) = watched.on_exit.get() {
+                reconciler.wake();
+            }
         });
         Ok(Self {
             api,
@@ -291,7 +298,11 @@ fn pipe_lines<R: AsyncRead + Unpin + Send + 'static>(
 impl Prepared {
     /// Makes an instance ready for its first invocation: a prewarmed spare of the same runtime
     /// is specialised when one is ready, else a process is started. Waits for the first `/next`.
-    pub async fn start(&self, sink: Arc<dyn LogSink>) -> Result<Instance, InvokeError> {
+    pub(crate) async fn start(
+        &self,
+        sink: Arc<dyn LogSink>,
+        reconciler: &Arc<Reconciler>,
+    ) -> Result<Instance, InvokeError> {
         let spec = &self.spec;
         let function: Arc<str> = spec.name.as_str().into();
         let started = Instant::now();
@@ -299,13 +310,13 @@ impl Prepared {
         let prewarmed = spare.is_some();
         let process = match spare {
             Some(spare) => {
-                spare.identity.assign(function.clone(), spec.memory_mb);
+                spare.identity.assign(function.clone(), spec.memory_mb, reconciler);
                 spare.api.specialize(self.specialization());
                 spare
             }
             None => {
                 let identity = Arc::new(Identity::default());
-                identity.assign(function.clone(), spec.memory_mb);
+                identity.assign(function.clone(), spec.memory_mb, reconciler);
                 Spawned::spawn(
                     &self.program,
                     &self.args,

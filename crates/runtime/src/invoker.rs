@@ -8,6 +8,7 @@ use crate::executor::Executor;
 use crate::instance::{error_message, Answer};
 use crate::logs::LogSink;
 use crate::pool::{Pool, PoolStats};
+use crate::reconcile::Reconciler;
 use crate::telemetry::{names, Metrics, Telemetry};
 use bytes::Bytes;
 use gust_model::{App, FunctionName, FunctionSpec, InvocationRecord, InvokeSpan, SpanRecord, TraceParent};
@@ -142,6 +143,7 @@ pub struct Invoker {
     in_flight: Arc<AtomicUsize>,
     drained: Arc<Notify>,
     shutting_down: AtomicBool,
+    reconciler: Arc<Reconciler>,
 }
 
 impl std::fmt::Debug for Invoker {
@@ -149,9 +151,6 @@ impl std::fmt::Debug for Invoker {
         f.write_str("Invoker")
     }
 }
-
-/// How often pools are reconciled (idle instances reaped, minimum kept warm).
-const RECONCILE_EVERY: Duration = Duration::from_millis(100);
 
 /// Counts an invocation as in flight until dropped (graceful shutdown waits for zero).
 struct InFlight {
@@ -193,9 +192,10 @@ impl Invoker {
             in_flight: Arc::new(AtomicUsize::new(0)),
             drained: Arc::new(Notify::new()),
             shutting_down: AtomicBool::new(false),
+            reconciler: Arc::new(Reconciler::default()),
         });
         let weak = Arc::downgrade(&invoker);
-        tokio::spawn(reconcile_loop(weak));
+        tokio::spawn(reconcile_loop(weak, invoker.reconciler.clone()));
         invoker
     }
 
@@ -221,7 +221,10 @@ impl Invoker {
             let token = new_token();
             let env = secrets.get(spec.name.as_str()).map(Vec::as_slice).unwrap_or(&[]);
             let prepared = self.executor.prepare(Arc::new(spec.clone()), Some(&token), env)?;
-            pools.push((spec.name.to_string(), Pool::new(prepared, self.sink.clone())));
+            pools.push((
+                spec.name.to_string(),
+                Pool::new(prepared, self.sink.clone(), self.reconciler.clone()),
+            ));
             tokens.push((
                 token,
                 PlatformApi {
@@ -245,6 +248,8 @@ impl Invoker {
         for pool in old {
             tokio::spawn(async move { pool.stop().await });
         }
+        // New pools may have `min_instances` to start.
+        self.reconciler.wake();
         Ok(())
     }
 
@@ -317,6 +322,7 @@ impl Invoker {
     /// its function timeout) up to `grace`, then stop every instance.
     pub async fn shutdown(&self, grace: Duration) {
         self.shutting_down.store(true, Ordering::Release);
+        self.reconciler.wake();
         let wait = async {
             loop {
                 let notified = self.drained.notified();
@@ -574,20 +580,33 @@ fn report(metrics: &Metrics, telemetry: &dyn Telemetry, r: Report<'_>) {
     });
 }
 
-async fn reconcile_loop(invoker: Weak<Invoker>) {
-    let mut tick = tokio::time::interval(RECONCILE_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+/// Reaps idle instances and keeps `min_instances` warm, waking only when a pool has something
+/// due (see `reconcile.rs`): no polling, so an idle platform takes no wake-ups.
+async fn reconcile_loop(invoker: Weak<Invoker>, reconciler: Arc<Reconciler>) {
     loop {
-        tick.tick().await;
         let Some(inv) = invoker.upgrade() else { return };
         if inv.shutting_down.load(Ordering::Acquire) {
             return;
         }
+        reconciler.disarm();
         let pools = inv.pools();
         drop(inv);
+        let mut next: Option<Instant> = None;
         for pool in pools {
             pool.reconcile().await;
+            next = match (next, pool.next_due()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
         }
+        reconciler.sleep(next).await;
+    }
+}
+
+impl Drop for Invoker {
+    fn drop(&mut self) {
+        // Lets the reconcile loop see that the invoker is gone and end.
+        self.reconciler.wake();
     }
 }
 

@@ -22,6 +22,7 @@ mod invoker;
 mod logs;
 mod orphans;
 mod pool;
+mod reconcile;
 mod spares;
 mod telemetry;
 

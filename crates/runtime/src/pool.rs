@@ -4,10 +4,14 @@
 //! Idle instances are a LIFO stack: the most recently used one serves next, so the rest age
 //! out and scale-down happens naturally under falling load. A slot freed by a dead instance
 //! is handed to the oldest waiter as a permission to cold-start, never lost.
+//!
+//! The pool tells the invoker's [`Reconciler`] when it next needs attention (the oldest idle
+//! instance's idle deadline, a slot to refill under `min_instances`); nothing here polls.
 
 use crate::error::InvokeError;
 use crate::instance::Instance;
 use crate::logs::LogSink;
+use crate::reconcile::Reconciler;
 use crate::Prepared;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -27,7 +31,13 @@ struct State {
     total: u32,
     waiters: VecDeque<oneshot::Sender<Grant>>,
     stopped: bool,
+    /// After a failed start under `min_instances`: when to try again, and the next back-off.
+    refill_after: Option<(Instant, Duration)>,
 }
+
+/// First wait before a failed `min_instances` start is tried again; it doubles up to the cap.
+const REFILL_BACKOFF: Duration = Duration::from_millis(100);
+const REFILL_BACKOFF_MAX: Duration = Duration::from_secs(10);
 
 /// A point-in-time view for metrics and `gust` status output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +56,7 @@ pub struct Lease {
 pub struct Pool {
     prepared: Arc<Prepared>,
     sink: Arc<dyn LogSink>,
+    reconciler: Arc<Reconciler>,
     state: Mutex<State>,
 }
 
@@ -58,15 +69,17 @@ impl std::fmt::Debug for Pool {
 }
 
 impl Pool {
-    pub fn new(prepared: Prepared, sink: Arc<dyn LogSink>) -> Arc<Self> {
+    pub(crate) fn new(prepared: Prepared, sink: Arc<dyn LogSink>, reconciler: Arc<Reconciler>) -> Arc<Self> {
         Arc::new(Self {
             prepared: Arc::new(prepared),
             sink,
+            reconciler,
             state: Mutex::new(State {
                 idle: Vec::new(),
                 total: 0,
                 waiters: VecDeque::new(),
                 stopped: false,
+                refill_after: None,
             }),
         })
     }
@@ -82,6 +95,12 @@ impl Pool {
             idle: s.idle.len() as u32,
             waiting: s.waiters.len() as u32,
         }
+    }
+
+    /// The process ids of the idle instances, oldest first.
+    pub fn idle_pids(&self) -> Vec<i32> {
+        let s = self.state.lock().expect("pool lock");
+        s.idle.iter().map(|(i, _)| i.pid()).collect()
     }
 
     fn retry_after(&self) -> Duration {
@@ -143,7 +162,7 @@ impl Pool {
 
     /// Starts an instance in a slot already counted in `total`.
     async fn cold_start(&self) -> Result<Lease, InvokeError> {
-        match self.prepared.start(self.sink.clone()).await {
+        match self.prepared.start(self.sink.clone(), &self.reconciler).await {
             Ok(inst) => Ok(Lease {
                 instance: Arc::new(inst),
                 cold: true,
@@ -164,6 +183,9 @@ impl Pool {
             }
         }
         s.total -= 1;
+        if !s.stopped && s.total < self.prepared.spec.scaling.min_instances {
+            self.reconciler.wake();
+        }
     }
 
     /// Returns an instance after an invocation. Dead instances give their slot away.
@@ -188,12 +210,37 @@ impl Pool {
             }
         }
         if let Grant::Warm(instance) = grant {
-            s.idle.push((instance, Instant::now()));
+            let now = Instant::now();
+            s.idle.push((instance, now));
+            // Only a pool that may shrink has a deadline; the oldest idle instance's is
+            // earlier than this one's, and already armed unless the stack was empty.
+            if s.total > self.prepared.spec.scaling.min_instances {
+                self.reconciler.due(now + self.prepared.spec.scaling.idle_timeout);
+            }
         }
     }
 
+    /// When this pool next needs [`reconcile`](Self::reconcile): now when it is under
+    /// `min_instances` (after the back-off of a failed start), else the idle deadline of its
+    /// oldest idle instance if it may shrink, else never.
+    pub(crate) fn next_due(&self) -> Option<Instant> {
+        let scaling = &self.prepared.spec.scaling;
+        let s = self.state.lock().expect("pool lock");
+        if s.stopped {
+            return None;
+        }
+        if s.total < scaling.min_instances {
+            return Some(s.refill_after.map_or_else(Instant::now, |(at, _)| at));
+        }
+        if s.total > scaling.min_instances {
+            return s.idle.first().map(|(_, since)| *since + scaling.idle_timeout);
+        }
+        None
+    }
+
     /// Stops instances idle longer than the idle timeout (keeping `min_instances`), and starts
-    /// instances up to `min_instances`. Called periodically by the invoker's reaper.
+    /// instances up to `min_instances`. Called by the invoker's reconcile loop when
+    /// [`next_due`](Self::next_due) says so, or when an instance exits.
     pub async fn reconcile(&self) {
         let scaling = &self.prepared.spec.scaling;
         let expired: Vec<Arc<Instance>> = {
@@ -228,13 +275,27 @@ impl Pool {
                 if s.stopped || s.total >= scaling.min_instances {
                     return;
                 }
+                if s.refill_after.is_some_and(|(at, _)| Instant::now() < at) {
+                    return;
+                }
                 s.total += 1;
             }
-            match self.prepared.start(self.sink.clone()).await {
-                Ok(inst) => self.release(Arc::new(inst)),
+            match self.prepared.start(self.sink.clone(), &self.reconciler).await {
+                Ok(inst) => {
+                    self.state.lock().expect("pool lock").refill_after = None;
+                    self.release(Arc::new(inst));
+                }
                 Err(e) => {
+                    let backoff = {
+                        let mut s = self.state.lock().expect("pool lock");
+                        let backoff = s
+                            .refill_after
+                            .map_or(REFILL_BACKOFF, |(_, b)| (b * 2).min(REFILL_BACKOFF_MAX));
+                        s.refill_after = Some((Instant::now() + backoff, backoff));
+                        backoff
+                    };
                     self.free_slot();
-                    tracing::warn!(function = %self.prepared.spec.name, error = %e, "could not keep a warm instance");
+                    tracing::warn!(function = %self.prepared.spec.name, error = %e, retry_in_ms = backoff.as_millis() as u64, "could not keep a warm instance");
                     return;
                 }
             }

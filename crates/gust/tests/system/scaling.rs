@@ -1,5 +1,6 @@
 //! Pools: reuse, the concurrency limit with its bounded queue (429 + Retry-After), scale to
-//! zero after the idle timeout, and min_instances kept warm.
+//! zero after the idle timeout, min_instances kept warm (and refilled when one dies), and an
+//! idle platform that takes no wake-ups (nothing polls).
 
 use crate::support::*;
 use std::time::Duration;
@@ -103,6 +104,61 @@ async fn min_instances_are_kept_warm() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(stats().total, 2);
     app.stop().await;
+}
+
+#[tokio::test]
+async fn a_warm_instance_that_dies_is_replaced_at_once() {
+    let app = app().await;
+    let pool = app.platform().invoker.pool("warm").unwrap();
+    wait_for("two warm instances", Duration::from_secs(10), || pool.stats().idle == 2).await;
+    let before = pool.idle_pids();
+    gust_runtime::kill_process_group(before[0], false);
+    // Nothing is invoked: the pool learns of the exit from the process itself.
+    wait_for("the dead instance to be replaced", Duration::from_secs(10), || {
+        let now = pool.idle_pids();
+        now.len() == 2 && !now.contains(&before[0])
+    })
+    .await;
+    assert!(pool.idle_pids().contains(&before[1]), "the live instance was kept");
+    assert_eq!(pool.stats().total, 2);
+    app.stop().await;
+}
+
+/// Voluntary context switches of every thread of `pid`: each one is a sleep after a wake-up.
+fn wake_ups(pid: u32) -> u64 {
+    let mut n = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().flatten() {
+        let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+        n += status
+            .lines()
+            .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    n
+}
+
+#[tokio::test]
+async fn an_idle_gust_takes_no_wake_ups() {
+    // Functions deployed (one scaled to zero after use), no schedules, no subscriptions.
+    let dir = write_app(&[("gust.toml", MANIFEST), ("slow.js", SLOW)]);
+    let state = tempfile::tempdir().unwrap();
+    let gust = GustUp::start(dir.path(), state.path()).await;
+    let client = reqwest::Client::new();
+    let r = client
+        .post(format!("{}/slow", gust.gateway))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // Let the start-up and that invocation's after-work (telemetry flush, prewarming) end.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = wake_ups(gust.child.id());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let woke = wake_ups(gust.child.id()) - before;
+    // A poll at 10 Hz would be about 60 here (it was: the reconciler used to tick).
+    assert!(woke <= 6, "an idle Gust woke up {woke} times in 3 s");
 }
 
 #[tokio::test]
