@@ -42,6 +42,9 @@ pub struct PlatformConfig {
     pub limits: ServerLimits,
     /// Generic Node/Python processes kept ready per runtime in use (0: off).
     pub prewarm_per_runtime: usize,
+    /// Bytes of `provided` executables kept mapped between cold starts, over all functions
+    /// (0: off).
+    pub resident_code_bytes: u64,
     /// The time schedules follow; tests move a `ManualClock`.
     pub clock: Arc<dyn gust_scheduler::Clock>,
     /// Export spans over OTLP (from the standard `OTEL_EXPORTER_OTLP_*` variables in `gust up`).
@@ -61,6 +64,7 @@ impl PlatformConfig {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             limits: ServerLimits::default(),
             prewarm_per_runtime: 1,
+            resident_code_bytes: gust_runtime::DEFAULT_RESIDENT_CODE_BYTES,
             clock: Arc::new(gust_scheduler::SystemClock),
             otlp: None,
             stage: None,
@@ -157,6 +161,7 @@ impl Platform {
                 region: app.region.clone(),
                 account_id: gust_gateway::ACCOUNT_ID.into(),
                 prewarm_per_runtime: config.prewarm_per_runtime,
+                resident_code_bytes: config.resident_code_bytes,
             },
             telemetry.clone(),
         );

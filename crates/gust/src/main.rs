@@ -55,6 +55,10 @@ enum Command {
         /// process start (0 turns it off).
         #[arg(long, default_value_t = 1, env = "GUST_PREWARM")]
         prewarm: usize,
+        /// MiB of `provided` functions' executables kept mapped while deployed, so that a cold
+        /// start after a long idle does not read them from disk again (0 turns it off).
+        #[arg(long, default_value_t = gust_runtime::DEFAULT_RESIDENT_CODE_BYTES >> 20, env = "GUST_RESIDENT_CODE_MB")]
+        resident_code_mb: u64,
         /// Stage: gust.toml's [stages.NAME] overlay, serverless.yml's ${opt:stage}/${sls:stage}
         /// (default: serverless.yml's provider.stage, else dev).
         #[arg(long, env = "GUST_STAGE")]
@@ -354,6 +358,7 @@ async fn run(cli: Cli) -> Result<()> {
             host,
             state,
             prewarm,
+            resident_code_mb,
             stage,
         } => {
             let mut config = PlatformConfig::new(dir);
@@ -362,6 +367,7 @@ async fn run(cli: Cli) -> Result<()> {
             config.admin_addr = SocketAddr::new([127, 0, 0, 1].into(), admin_port);
             config.state_dir = state;
             config.prewarm_per_runtime = prewarm;
+            config.resident_code_bytes = resident_code_mb.saturating_mul(1 << 20);
             config.otlp = gust::otlp::OtlpConfig::from_env(|k| std::env::var(k).ok()).map_err(anyhow::Error::msg)?;
             up(config).await
         }

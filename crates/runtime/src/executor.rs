@@ -2,6 +2,7 @@
 
 use crate::error::PrepareError;
 use crate::logs::LogSink;
+use crate::resident::{Holding, ResidentSet};
 use crate::spares::{Spares, Template};
 use crate::RuntimeFiles;
 use bytes::Bytes;
@@ -22,7 +23,13 @@ pub struct ExecutorConfig {
     /// Generic Node/Python processes kept started per runtime in use, for fast cold starts
     /// (0 turns prewarming off).
     pub prewarm_per_runtime: usize,
+    /// Bytes of `provided` functions' executables kept mapped while deployed, over all of them
+    /// (`resident.rs`; 0 turns it off).
+    pub resident_code_bytes: u64,
 }
+
+/// The default of [`ExecutorConfig::resident_code_bytes`]: 128 MiB.
+pub const DEFAULT_RESIDENT_CODE_BYTES: u64 = 128 << 20;
 
 /// Resolves interpreters once per process and prepares functions.
 #[derive(Clone)]
@@ -30,6 +37,7 @@ pub struct Executor {
     config: Arc<ExecutorConfig>,
     sink: Arc<dyn LogSink>,
     spares: Arc<Spares>,
+    resident: Arc<ResidentSet>,
 }
 
 /// Everything needed to start one instance of a function, computed once.
@@ -46,6 +54,8 @@ pub struct Prepared {
     pub(crate) specialization: Bytes,
     /// Where this function's instances get their Runtime API Unix socket (Node and Python).
     pub(crate) socket_dir: Option<PathBuf>,
+    /// A `provided` function's executable, kept mapped while this deployment lives.
+    _code: Option<Holding>,
 }
 
 impl std::fmt::Debug for Executor {
@@ -98,10 +108,12 @@ impl Executor {
         // Start the orphan watchdog now rather than on the first cold start's path.
         crate::orphans::watchdog_running();
         let spares = Spares::new(config.prewarm_per_runtime, sink.clone());
+        let resident = ResidentSet::new(config.resident_code_bytes);
         Self {
             config: Arc::new(config),
             sink,
             spares,
+            resident,
         }
     }
 
@@ -127,6 +139,11 @@ impl Executor {
 
     pub fn config(&self) -> &ExecutorConfig {
         &self.config
+    }
+
+    /// Bytes of function executables kept mapped now (`resident.rs`).
+    pub fn resident_code_bytes(&self) -> u64 {
+        self.resident.mapped_bytes()
     }
 
     /// Checks the function can start here and builds its command line and environment.
@@ -271,6 +288,9 @@ impl Executor {
         // After the specialization: the bootstrap removes it from its own environment, and a
         // spare must not get it back with the function's.
         env.extend(native_library_env(&spec.kind, c));
+        // A `provided` function's executable is its own code: keep it in memory between cold
+        // starts. Interpreters are kept mapped by their prewarmed spares.
+        let code = matches!(spec.kind, RuntimeKind::Provided).then(|| self.resident.hold(&program));
         Ok(Prepared {
             spec,
             program,
@@ -280,6 +300,7 @@ impl Executor {
             spares,
             specialization,
             socket_dir,
+            _code: code,
         })
     }
 }

@@ -23,12 +23,13 @@ mod logs;
 mod orphans;
 mod pool;
 mod reconcile;
+mod resident;
 mod spares;
 mod telemetry;
 
 pub use bootstrap::RuntimeFiles;
 pub use error::{Blame, InvokeError, PrepareError};
-pub use executor::{Executor, ExecutorConfig, Prepared};
+pub use executor::{Executor, ExecutorConfig, Prepared, DEFAULT_RESIDENT_CODE_BYTES};
 pub use instance::{kill_process_group, supervise, Instance, InstanceId};
 pub use invoker::{Invocation, InvokeOutput, Invoker, PlatformApi, Trigger};
 pub use logs::{LogLine, LogSink, Stream, TracingLogSink};

@@ -236,6 +236,37 @@ async fn python_handler_direct_and_over_http() {
     app.stop().await;
 }
 
+/// Whether this (test) process, which runs the platform, maps `path`.
+fn mapped_here(path: &std::path::Path) -> bool {
+    let path = path.canonicalize().unwrap();
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    maps.lines().any(|l| l.ends_with(path.to_str().unwrap()))
+}
+
+#[tokio::test]
+async fn a_provided_executable_stays_in_memory_while_deployed_with_no_instance() {
+    let app = app().await;
+    let bootstrap = app.dir.path().join("echo/bootstrap");
+    // Nothing was invoked, so no process maps it: the platform does, for the next cold start.
+    wait_for(
+        "the echo bootstrap to be mapped",
+        std::time::Duration::from_secs(10),
+        || mapped_here(&bootstrap),
+    )
+    .await;
+    assert_eq!(app.platform().invoker.pool_stats("echo").unwrap().total, 0);
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(app.dir.path(), dir.path());
+    app.stop().await;
+
+    // Turned off, it is not (the same app, deployed with a budget of 0).
+    let off = TestApp::start_configured(dir, |c| c.resident_code_bytes = 0).await;
+    let bootstrap = off.dir.path().join("echo/bootstrap");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!mapped_here(&bootstrap));
+    off.stop().await;
+}
+
 #[tokio::test]
 async fn rust_lambda_runtime_and_lambda_http_run_unmodified() {
     let app = app().await;
