@@ -254,7 +254,12 @@ mod tests {
                 .as_raw(),
             pid
         );
-        let cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap();
+        // `posix_spawn` returns once the child has switched to its new program's memory,
+        // which is before the kernel has written its arguments there: until then
+        // /proc/PID/cmdline reads empty.
+        let cmdline = || std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap();
+        wait_until("the watchdog to finish its exec", || !cmdline().is_empty());
+        let cmdline = cmdline();
         assert!(cmdline.contains(WATCHDOG_NAME), "{cmdline:?}");
         let guard = OrphanGuard::new(424_242);
         assert!(watchdog().lock().unwrap().as_ref().unwrap().groups.contains(&424_242));
