@@ -141,11 +141,6 @@ impl Executor {
         &self.config
     }
 
-    /// Bytes of function executables kept mapped now (`resident.rs`).
-    pub fn resident_code_bytes(&self) -> u64 {
-        self.resident.mapped_bytes()
-    }
-
     /// Checks the function can start here and builds its command line and environment.
     /// `token` is the function's `GUST_TOKEN` for the platform API.
     /// `secrets` are the function's granted secrets, set last as environment variables.

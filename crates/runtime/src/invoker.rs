@@ -594,10 +594,7 @@ async fn reconcile_loop(invoker: Weak<Invoker>, reconciler: Arc<Reconciler>) {
         let mut next: Option<Instant> = None;
         for pool in pools {
             pool.reconcile().await;
-            next = match (next, pool.next_due()) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            next = next.into_iter().chain(pool.next_due()).min();
         }
         reconciler.sleep(next).await;
     }

@@ -3,9 +3,9 @@
 //! A function scaled to zero has no process, so nothing maps its executable, and the kernel
 //! treats the executable's pages as unmapped page cache: the first thing reclaimed under memory
 //! pressure, and what a host's proactive reclaim (DAMON on cloud VMs) pages out after a minute
-//! unused. The next cold start then waits on the disk: measured here (BENCHMARKS.md), the init
-//! of a Rust `lambda_runtime` function after 95 s idle took 3.1-9.7 ms with its executable
-//! unmapped and 3.0-3.5 ms with it mapped.
+//! unused. The next cold start then waits on the disk: the init of a Rust `lambda_runtime`
+//! function after 95 s idle had a median of 4.75 ms with its executable unmapped and 2.65 ms
+//! with it mapped (`bench/long_idle_cold.sh`, BENCHMARKS.md).
 //!
 //! Gust therefore maps the loadable part of each deployed ELF executable (from the start of
 //! the file to the end of its last `PT_LOAD` segment; debug sections after it are left out)
@@ -166,6 +166,7 @@ impl ResidentSet {
     }
 
     /// Bytes of function code kept mapped now.
+    #[cfg(test)]
     pub(crate) fn mapped_bytes(&self) -> u64 {
         Self::in_use(&self.held.lock().expect("resident lock"))
     }

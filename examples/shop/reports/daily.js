@@ -37,8 +37,9 @@ exports.handler = async (event) => {
   const csv = ['orderId,customer,currency,amount,invoiced,totalEur']
     .concat(rows.map((r) => [r.orderId, JSON.stringify(r.customer), r.currency, r.amount, r.invoiced, r.totalEur ?? ''].join(',')))
     .join('\n') + '\n';
-  await blobs.put(`reports/${date}.json`, JSON.stringify(report, null, 2));
+  // The CSV first: once the JSON report exists (what GET /reports/{date} looks for), so does its CSV.
   await blobs.put(`reports/${date}.csv`, csv);
+  await blobs.put(`reports/${date}.json`, JSON.stringify(report, null, 2));
   console.log(`report ${date}: ${report.orders} orders, ${report.revenueEur} EUR`);
   return { date, orders: report.orders, revenueEur: report.revenueEur };
 };
