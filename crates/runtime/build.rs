@@ -9,6 +9,7 @@
 use std::path::PathBuf;
 
 fn main() {
+    build_sandbox_launcher();
     let src = "bootstrap/native/gust_native.c";
     println!("cargo:rerun-if-changed={src}");
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR")).join("gust_native.so");
@@ -28,4 +29,31 @@ fn main() {
         }
     }
     std::fs::write(&out, b"").expect("write an empty gust_native.so");
+}
+
+/// Builds `bootstrap/native/gust_sandbox.c` into `gust-sandbox`, statically linked where the
+/// C library allows (no dynamic loader on every cold start), else dynamically. Off Linux, or
+/// if the compiler fails, an empty file is embedded and Gust runs functions unconfined
+/// (saying so at start; `--sandbox strict` refuses).
+fn build_sandbox_launcher() {
+    let src = "bootstrap/native/gust_sandbox.c";
+    println!("cargo:rerun-if-changed={src}");
+    let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR")).join("gust-sandbox");
+    let _ = std::fs::remove_file(&out);
+    if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux") {
+        let compiler = cc::Build::new().opt_level(2).cargo_metadata(false).get_compiler();
+        for link in [&["-static"][..], &[][..]] {
+            let mut cmd = compiler.to_command();
+            cmd.args(["-s", "-Wall", "-Wextra", "-o"]).arg(&out).arg(src).args(link);
+            match cmd.output() {
+                Ok(o) if o.status.success() => return,
+                Ok(o) => println!(
+                    "cargo:warning=building {src} {link:?} failed: {}",
+                    String::from_utf8_lossy(&o.stderr).lines().next().unwrap_or("")
+                ),
+                Err(e) => println!("cargo:warning=cannot run the C compiler for {src} ({e})"),
+            }
+        }
+    }
+    std::fs::write(&out, b"").expect("write an empty gust-sandbox");
 }

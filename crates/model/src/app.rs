@@ -254,6 +254,8 @@ pub struct FunctionSpec {
     /// LAMBDA_TASK_ROOT: absolute directory of the code.
     pub code_dir: PathBuf,
     pub memory_mb: u32,
+    /// Size of the instance's private writable `/tmp` in MB (Lambda's `EphemeralStorage`).
+    pub ephemeral_storage_mb: u32,
     pub timeout: Duration,
     pub environment: BTreeMap<String, String>,
     pub scaling: Scaling,
@@ -273,6 +275,9 @@ pub mod defaults {
     pub const MAX_TIMEOUT: Duration = Duration::from_secs(900);
     pub const MIN_MEMORY_MB: u32 = 64;
     pub const MAX_MEMORY_MB: u32 = 10240;
+    /// `/tmp` size, as Lambda's default and range.
+    pub const EPHEMERAL_STORAGE_MB: u32 = 512;
+    pub const MAX_EPHEMERAL_STORAGE_MB: u32 = 10240;
     pub const DEFAULT_REGION: &str = "us-east-1";
 }
 

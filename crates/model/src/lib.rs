@@ -21,6 +21,7 @@ mod stages_tests;
 mod telemetry;
 mod vars;
 
+pub use app::defaults;
 pub use app::{
     event_defaults, is_env_name, App, CatchUp, CorsSpec, EventFilter, EventShape, FunctionSpec, JwtAuthorizerSpec,
     Overlap, PayloadFormat, RouteAuth, RouteSpec, RouteTarget, RuntimeKind, Scaling, ScheduleSpec, SubscriptionSpec,

@@ -171,6 +171,8 @@ struct FunctionSection {
     /// Code directory relative to the manifest (default: the manifest's directory).
     dir: Option<String>,
     memory: Option<u32>,
+    /// MB of private writable `/tmp` (512 to 10240; default 512).
+    ephemeral_storage: Option<u32>,
     /// Seconds (fractions allowed).
     timeout: Option<f64>,
     #[serde(default)]
@@ -343,6 +345,8 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path, options: &LoadOptions)
             None => root.to_path_buf(),
         };
         let memory_mb = check_memory(f.memory).map_err(|m| err(key("memory"), m))?;
+        let ephemeral_storage_mb =
+            check_ephemeral_storage(f.ephemeral_storage).map_err(|m| err(key("ephemeral_storage"), m))?;
         let timeout = check_timeout(f.timeout).map_err(|m| err(key("timeout"), m))?;
         let mut scaling = Scaling::default();
         let s = f.scaling;
@@ -384,6 +388,7 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path, options: &LoadOptions)
                 handler: f.handler,
                 code_dir,
                 memory_mb,
+                ephemeral_storage_mb,
                 timeout,
                 environment,
                 scaling,
@@ -856,6 +861,18 @@ pub(crate) fn check_memory(v: Option<u32>) -> Result<u32, String> {
             "memory {v} MB is out of range {}..={} MB",
             defaults::MIN_MEMORY_MB,
             defaults::MAX_MEMORY_MB
+        ));
+    }
+    Ok(v)
+}
+
+pub(crate) fn check_ephemeral_storage(v: Option<u32>) -> Result<u32, String> {
+    let v = v.unwrap_or(defaults::EPHEMERAL_STORAGE_MB);
+    if !(defaults::EPHEMERAL_STORAGE_MB..=defaults::MAX_EPHEMERAL_STORAGE_MB).contains(&v) {
+        return Err(format!(
+            "ephemeral storage {v} MB is out of range {}..={} MB",
+            defaults::EPHEMERAL_STORAGE_MB,
+            defaults::MAX_EPHEMERAL_STORAGE_MB
         ));
     }
     Ok(v)

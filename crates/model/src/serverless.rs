@@ -210,6 +210,7 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path, options: &LoadOptions)
         let mut handler = None;
         let mut runtime = runtime_default.clone();
         let mut memory = memory_default;
+        let mut ephemeral = None;
         let mut timeout = timeout_default;
         let mut env = env_default.clone();
         let mut scaling = Scaling::default();
@@ -220,6 +221,7 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path, options: &LoadOptions)
                 "handler" => handler = Some(w.string(fv, &path)?),
                 "runtime" => runtime = Some(w.string(fv, &path)?),
                 "memorySize" => memory = Some(w.number(fv, &path)? as u32),
+                "ephemeralStorageSize" => ephemeral = Some(w.number(fv, &path)? as u32),
                 "timeout" => timeout = Some(w.number(fv, &path)?),
                 "environment" => env.extend(w.environment(fv, &path)?),
                 "reservedConcurrency" => scaling.max_instances = w.number(fv, &path)? as u32,
@@ -286,6 +288,8 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path, options: &LoadOptions)
         }
         let memory_mb =
             check_memory(Some(memory.unwrap_or(SLS_MEMORY_MB))).map_err(|m| w.err(format!("{base}.memorySize"), m))?;
+        let ephemeral_storage_mb = crate::native::check_ephemeral_storage(ephemeral)
+            .map_err(|m| w.err(format!("{base}.ephemeralStorageSize"), m))?;
         let timeout = check_timeout(Some(timeout.unwrap_or(SLS_TIMEOUT_SECS)))
             .map_err(|m| w.err(format!("{base}.timeout"), m))?;
         check_scaling(&scaling).map_err(|(k, m)| {
@@ -310,6 +314,7 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path, options: &LoadOptions)
                 handler,
                 code_dir: root.to_path_buf(),
                 memory_mb,
+                ephemeral_storage_mb,
                 timeout,
                 environment: env,
                 scaling,

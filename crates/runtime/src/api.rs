@@ -74,6 +74,8 @@ pub(crate) struct ApiServer {
     pub state: Arc<ApiState>,
     pub work: mpsc::Sender<Work>,
     pub init: oneshot::Receiver<InitSignal>,
+    /// The launcher's pid once started, for servers that check their peers (sandboxed).
+    owner: Option<tokio::sync::watch::Sender<i32>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -94,8 +96,17 @@ impl ApiServer {
         }
     }
 
+    /// Tells a peer-checking server which process tree is its instance's.
+    pub fn set_owner(&self, pid: i32) {
+        if let Some(owner) = &self.owner {
+            let _ = owner.send(pid);
+        }
+    }
+
     /// Listens on a free 127.0.0.1 port, and on a Unix socket in `socket_dir` when given.
-    pub async fn bind(socket_dir: Option<&Path>) -> std::io::Result<Self> {
+    /// With `check_peers`, a connection is served only if it comes from a process of the
+    /// instance [`set_owner`](Self::set_owner) names (`sandbox/peer.rs`).
+    pub async fn bind(socket_dir: Option<&Path>, check_peers: bool) -> std::io::Result<Self> {
         let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
         let addr = listener.local_addr()?;
         let unix = bind_unix(socket_dir);
@@ -112,18 +123,42 @@ impl ApiServer {
             current: Mutex::new(None),
         });
         let served = state.clone();
+        let (owner_tx, owner) = tokio::sync::watch::channel(0);
+        let owner = check_peers.then_some(owner);
         let task = tokio::spawn(async move {
             let mut conns = tokio::task::JoinSet::new();
             loop {
                 tokio::select! {
                     accepted = listener.accept() => {
-                        let Ok((stream, _)) = accepted else { continue };
+                        let Ok((stream, peer)) = accepted else { continue };
                         let _ = stream.set_nodelay(true);
-                        conns.spawn(serve(served.clone(), stream));
+                        let (state, owner) = (served.clone(), owner.clone());
+                        conns.spawn(async move {
+                            if let Some(owner) = owner {
+                                let Some(pid) = owner_pid(owner).await else { return };
+                                if !crate::sandbox::tcp_peer_allowed(addr, peer, pid) {
+                                    refused("tcp");
+                                    return;
+                                }
+                            }
+                            serve(state, stream).await
+                        });
                     }
                     accepted = accept_unix(unix.as_ref()) => {
                         let Ok((stream, _)) = accepted else { continue };
-                        conns.spawn(serve(served.clone(), stream));
+                        let (state, owner) = (served.clone(), owner.clone());
+                        conns.spawn(async move {
+                            if let Some(owner) = owner {
+                                let Some(pid) = owner_pid(owner).await else { return };
+                                let allowed = crate::sandbox::namespace_of(pid)
+                                    .is_some_and(|ns| crate::sandbox::unix_peer_allowed(&stream, &ns));
+                                if !allowed {
+                                    refused("unix");
+                                    return;
+                                }
+                            }
+                            serve(state, stream).await
+                        });
                     }
                 }
                 while conns.try_join_next().is_some() {}
@@ -136,9 +171,26 @@ impl ApiServer {
             state,
             work,
             init,
+            owner: check_peers.then_some(owner_tx),
             task,
         })
     }
+}
+
+/// The instance's launcher pid; a connection made before it is known waits for it.
+async fn owner_pid(mut owner: tokio::sync::watch::Receiver<i32>) -> Option<i32> {
+    let wait = owner.wait_for(|pid| *pid != 0);
+    match tokio::time::timeout(std::time::Duration::from_secs(5), wait).await {
+        Ok(Ok(pid)) => Some(*pid),
+        _ => None,
+    }
+}
+
+fn refused(transport: &str) {
+    tracing::warn!(
+        transport,
+        "refused a Runtime API connection from a process outside the instance"
+    );
 }
 
 /// A listener on a fresh Unix socket in `dir`, or `None` (no directory, or it failed): the

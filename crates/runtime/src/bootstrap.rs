@@ -15,10 +15,14 @@ const NODE_BOOTSTRAP: &str = include_str!("../bootstrap/node/bootstrap.js");
 const PYTHON_BOOTSTRAP: &str = include_str!("../bootstrap/python/bootstrap.py");
 /// Empty where it could not be built (not Linux, no C compiler): the bootstraps then do without.
 const NATIVE_LIBRARY: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/gust_native.so"));
+/// The instance launcher (`sandbox/mod.rs`); empty where it could not be built.
+const SANDBOX_LAUNCHER: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/gust-sandbox"));
 
 /// Where the shipped bootstraps were written.
 #[derive(Debug, Clone)]
 pub struct RuntimeFiles {
+    /// The directory they were written to.
+    pub dir: PathBuf,
     pub node_bootstrap: PathBuf,
     pub python_bootstrap: PathBuf,
     /// The bootstraps' native helper, `gust_native.so` (`None` where this build has none).
@@ -26,6 +30,8 @@ pub struct RuntimeFiles {
     /// Where instances' Runtime API Unix sockets go (`None`: TCP only, e.g. when the path
     /// would not fit a socket address).
     pub sockets: Option<PathBuf>,
+    /// `gust-sandbox`, which starts instances confined (`None` where this build has none).
+    pub sandbox_launcher: Option<PathBuf>,
 }
 
 /// A Unix socket path must fit in `sun_path` (108 bytes with its NUL); leave room for names.
@@ -39,18 +45,26 @@ impl RuntimeFiles {
         std::fs::create_dir_all(&node)?;
         std::fs::create_dir_all(&python)?;
         let files = Self {
+            dir: std::path::absolute(dir)?,
             // `.cjs`: an app's `package.json` with `"type": "module"` above the state
             // directory must not turn the bootstrap into an ES module.
             node_bootstrap: node.join("bootstrap.cjs"),
             python_bootstrap: python.join("bootstrap.py"),
             native_library: (!NATIVE_LIBRARY.is_empty()).then(|| dir.join("lib").join("gust_native.so")),
             sockets: socket_dir(&dir.join("sockets")),
+            sandbox_launcher: (!SANDBOX_LAUNCHER.is_empty()).then(|| dir.join("lib").join("gust-sandbox")),
         };
         write_if_changed(&files.node_bootstrap, NODE_BOOTSTRAP.as_bytes())?;
         write_if_changed(&files.python_bootstrap, PYTHON_BOOTSTRAP.as_bytes())?;
         if let Some(lib) = &files.native_library {
             std::fs::create_dir_all(dir.join("lib"))?;
             write_if_changed(lib, NATIVE_LIBRARY)?;
+        }
+        if let Some(launcher) = &files.sandbox_launcher {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::create_dir_all(dir.join("lib"))?;
+            write_if_changed(launcher, SANDBOX_LAUNCHER)?;
+            std::fs::set_permissions(launcher, std::fs::Permissions::from_mode(0o755))?;
         }
         Ok(files)
     }

@@ -3,6 +3,7 @@
 use crate::error::PrepareError;
 use crate::logs::LogSink;
 use crate::resident::{Holding, ResidentSet};
+use crate::sandbox::{Sandbox, TASK_ROOT};
 use crate::spares::{Spares, Template};
 use crate::RuntimeFiles;
 use bytes::Bytes;
@@ -26,6 +27,8 @@ pub struct ExecutorConfig {
     /// Bytes of `provided` functions' executables kept mapped while deployed, over all of them
     /// (`resident.rs`; 0 turns it off).
     pub resident_code_bytes: u64,
+    /// Confinement for every instance (`sandbox/mod.rs`); `None`: functions are trusted.
+    pub sandbox: Option<Arc<Sandbox>>,
 }
 
 /// The default of [`ExecutorConfig::resident_code_bytes`]: 128 MiB.
@@ -54,6 +57,12 @@ pub struct Prepared {
     pub(crate) specialization: Bytes,
     /// Where this function's instances get their Runtime API Unix socket (Node and Python).
     pub(crate) socket_dir: Option<PathBuf>,
+    /// Set when instances start confined.
+    pub(crate) sandbox: Option<Arc<Sandbox>>,
+    /// Paths inside `/var/task` hidden from the function (the state directory).
+    pub(crate) masks: Vec<String>,
+    /// Files outside the code a sandboxed instance reads at their own path.
+    pub(crate) extra_read_only: Vec<PathBuf>,
     /// A `provided` function's executable, kept mapped while this deployment lives.
     _code: Option<Holding>,
 }
@@ -96,6 +105,33 @@ fn python_interpreter() -> Option<PathBuf> {
         }
     })
     .clone()
+}
+
+/// `PATH` inside the sandbox: the interpreters Gust found first, then the system's. The
+/// interpreters' installations become readable: Node's for Node functions, Python's for Python
+/// functions, both for `provided` ones (whose `bootstrap` may be a script that runs either).
+fn sandbox_path(sandbox: &Sandbox, kind: &RuntimeKind) -> String {
+    let interpreters = match kind {
+        RuntimeKind::Node => vec![node_interpreter()],
+        RuntimeKind::Python => vec![python_interpreter()],
+        RuntimeKind::Provided => vec![node_interpreter(), python_interpreter()],
+    };
+    let mut dirs: Vec<String> = Vec::new();
+    for program in interpreters.into_iter().flatten() {
+        // Both the path as found (a virtualenv's own directory) and the real one.
+        let real = std::fs::canonicalize(&program).ok();
+        for p in [Some(program.clone()), real].into_iter().flatten() {
+            if let Some(prefix) = p.parent().and_then(Path::parent) {
+                sandbox.allow_read(prefix);
+            }
+        }
+        if let Some(bin) = program.parent() {
+            dirs.push(bin.to_string_lossy().into_owned());
+        }
+    }
+    dirs.push("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    dirs.dedup();
+    dirs.join(":")
 }
 
 fn node_interpreter() -> Option<PathBuf> {
@@ -160,6 +196,9 @@ impl Executor {
                 spec.code_dir.display()
             )));
         }
+        if let Some(sb) = &self.config.sandbox {
+            sb.check_readable(&spec.code_dir).map_err(fail)?;
+        }
         let (program, args) = match spec.kind {
             RuntimeKind::Node => {
                 let node = node_interpreter().ok_or_else(|| fail("runtime `node` was not found on PATH".into()))?;
@@ -186,10 +225,14 @@ impl Executor {
                         spec.code_dir.display()
                     )));
                 }
-                (bootstrap, vec![])
+                match &self.config.sandbox {
+                    Some(_) => (Path::new(TASK_ROOT).join("bootstrap"), vec![]),
+                    None => (bootstrap, vec![]),
+                }
             }
         };
         let c = &self.config;
+        let sandbox = c.sandbox.clone();
         let function_arn: Arc<str> =
             format!("arn:aws:lambda:{}:{}:function:{}", c.region, c.account_id, spec.name).into();
         let mut env: Vec<(String, String)> = Vec::new();
@@ -198,10 +241,21 @@ impl Executor {
                 env.push((key.into(), v));
             }
         }
-        let task_root = path_arg(&spec.code_dir);
+        if let Some(sb) = &sandbox {
+            // The instance sees its code at /var/task, a private /tmp, and only the
+            // interpreters' and system's files.
+            let path = sandbox_path(sb, &spec.kind);
+            env.retain(|(k, _)| k != "PATH" && k != "HOME");
+            env.push(("PATH".into(), path));
+            env.push(("HOME".into(), "/tmp".into()));
+        }
+        let task_root = match &sandbox {
+            Some(_) => TASK_ROOT.to_string(),
+            None => path_arg(&spec.code_dir),
+        };
         let mut set = |k: &str, v: String| env.push((k.to_string(), v));
         set("_HANDLER", spec.handler.clone());
-        set("LAMBDA_TASK_ROOT", task_root);
+        set("LAMBDA_TASK_ROOT", task_root.clone());
         set("AWS_LAMBDA_FUNCTION_NAME", spec.name.to_string());
         set("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".into());
         set("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", spec.memory_mb.to_string());
@@ -242,9 +296,39 @@ impl Executor {
             RuntimeKind::Node | RuntimeKind::Python => c.runtime_files.sockets.clone(),
             RuntimeKind::Provided => None,
         };
+        // A `bootstrap` that links out of the code (to a build's output) is shown at its target.
+        let extra_read_only = match (&sandbox, &spec.kind) {
+            (Some(_), RuntimeKind::Provided) => std::fs::canonicalize(spec.code_dir.join("bootstrap"))
+                .ok()
+                .filter(|real| !real.starts_with(std::fs::canonicalize(&spec.code_dir).unwrap_or_default()))
+                .into_iter()
+                .collect(),
+            _ => Vec::new(),
+        };
+        // A sandboxed spare takes its function's code from its init, which only a root Gust
+        // can keep out of the function's reach; its /tmp is the default size.
+        let spare_fits = sandbox.as_ref().is_none_or(|sb| sb.supports_spares())
+            && (sandbox.is_none() || spec.ephemeral_storage_mb == gust_model::defaults::EPHEMERAL_STORAGE_MB);
         let spares = match spec.kind {
-            RuntimeKind::Provided => None,
-            _ if !self.spares.enabled() => None,
+            _ if !self.spares.enabled() || !spare_fits => None,
+            // Unconfined, a `provided` start is the function's own process start: nothing to
+            // prewarm. Confined, a spare holds the sandbox ready for any `provided` function.
+            // (A spare cannot show files outside the code: a linked `bootstrap` starts a process.)
+            RuntimeKind::Provided if sandbox.is_none() || !extra_read_only.is_empty() => None,
+            RuntimeKind::Provided => {
+                self.spares.want(
+                    RuntimeKind::Provided,
+                    Template {
+                        program: PathBuf::new(),
+                        args: Vec::new(),
+                        env: Vec::new(),
+                        cwd: PathBuf::from(TASK_ROOT),
+                        socket_dir: None,
+                        sandbox: sandbox.clone(),
+                    },
+                );
+                Some(self.spares.clone())
+            }
             _ => {
                 let bootstrap = args.last().cloned().unwrap_or_default();
                 let cwd = Path::new(&bootstrap)
@@ -268,6 +352,7 @@ impl Executor {
                         env: base,
                         cwd,
                         socket_dir: socket_dir.clone(),
+                        sandbox: sandbox.clone(),
                     },
                 );
                 Some(self.spares.clone())
@@ -275,7 +360,7 @@ impl Executor {
         };
         let specialization = serde_json::to_vec(&serde_json::json!({
             "handler": spec.handler,
-            "taskRoot": path_arg(&spec.code_dir),
+            "taskRoot": task_root,
             "env": env.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
         }))
         .expect("a JSON value always serialises")
@@ -285,7 +370,12 @@ impl Executor {
         env.extend(native_library_env(&spec.kind, c));
         // A `provided` function's executable is its own code: keep it in memory between cold
         // starts. Interpreters are kept mapped by their prewarmed spares.
-        let code = matches!(spec.kind, RuntimeKind::Provided).then(|| self.resident.hold(&program));
+        let code =
+            matches!(spec.kind, RuntimeKind::Provided).then(|| self.resident.hold(&spec.code_dir.join("bootstrap")));
+        let masks = sandbox
+            .as_ref()
+            .map(|sb| sb.masks_for(&spec.code_dir))
+            .unwrap_or_default();
         Ok(Prepared {
             spec,
             program,
@@ -295,6 +385,9 @@ impl Executor {
             spares,
             specialization,
             socket_dir,
+            sandbox,
+            masks,
+            extra_read_only,
             _code: code,
         })
     }

@@ -4,6 +4,7 @@ use crate::api::{ApiServer, InitSignal, Outcome, Work, MAX_RESPONSE_BYTES};
 use crate::error::InvokeError;
 use crate::logs::{LogLine, LogSink, Stream};
 use crate::reconcile::Reconciler;
+use crate::sandbox::{Confined, Limits, Plan, Sandbox};
 use crate::Prepared;
 use bytes::Bytes;
 use nix::sys::signal::{killpg, Signal};
@@ -71,10 +72,28 @@ pub(crate) struct Spawned {
     identity: Arc<Identity>,
     dead: AtomicBool,
     id: InstanceId,
+    /// The sandbox's hold on this process (uid, cgroup), released once it is reaped.
+    confined: Option<Arc<Confined>>,
+    /// A sandboxed spare's control socket to its init.
+    control: Option<tokio::sync::Mutex<tokio::net::UnixStream>>,
+}
+
+/// How a process is confined (`sandbox/mod.rs`).
+pub(crate) struct Confine<'a> {
+    pub sandbox: &'a Arc<Sandbox>,
+    /// The function's code; `None` for a prewarmed spare.
+    pub code: Option<&'a std::path::Path>,
+    pub memory_mb: Option<u32>,
+    pub tmp_mb: u32,
+    pub extra_read_only: &'a [std::path::PathBuf],
+    /// A spare whose program comes later ([`Spawned::exec`]), for `provided` functions.
+    pub exec_later: bool,
 }
 
 impl Spawned {
-    /// Starts `program` with exactly `env` (plus the Runtime API address) in `cwd`.
+    /// Starts `program` with exactly `env` (plus the Runtime API address) in `cwd`, confined
+    /// by the sandbox when `confine` is given (`cwd` is then a path inside it).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn spawn(
         program: &std::path::Path,
         args: &[String],
@@ -83,28 +102,70 @@ impl Spawned {
         identity: Arc<Identity>,
         sink: Arc<dyn LogSink>,
         socket_dir: Option<&std::path::Path>,
+        confine: Option<Confine<'_>>,
     ) -> std::io::Result<Self> {
-        let api = ApiServer::bind(socket_dir).await?;
-        let mut cmd = Command::new(program);
-        cmd.args(args)
-            .env_clear()
+        let api = ApiServer::bind(socket_dir, confine.is_some()).await?;
+        let id = InstanceId(NEXT_ID.fetch_add(1, Ordering::Relaxed));
+        let mut control = None;
+        let mut confined = None;
+        let mut cmd = match &confine {
+            None => {
+                let mut cmd = Command::new(program);
+                cmd.args(args).current_dir(cwd).stdin(Stdio::null());
+                cmd
+            }
+            Some(c) => {
+                let plan = Plan {
+                    code: c.code,
+                    memory_mb: c.memory_mb,
+                    tmp_mb: c.tmp_mb,
+                    socket: api.socket_path.as_deref(),
+                    extra_read_only: c.extra_read_only,
+                    exec_later: c.exec_later,
+                    cwd: &cwd.to_string_lossy(),
+                };
+                let held = c.sandbox.confine(&plan, id.0)?;
+                if let (Some(uid), Some(socket)) = (held.uid(), api.socket_path.as_deref()) {
+                    // Connecting needs write permission on the socket: its instance's user only.
+                    let id = nix::unistd::Uid::from_raw(uid);
+                    nix::unistd::chown(socket, Some(id), Some(nix::unistd::Gid::from_raw(uid)))
+                        .map_err(std::io::Error::from)?;
+                }
+                let mut cmd = Command::new(c.sandbox.launcher());
+                cmd.args(&held.args).current_dir("/");
+                if !c.exec_later {
+                    cmd.arg("--").arg(program).args(args);
+                }
+                if c.code.is_none() {
+                    // A spare: its init takes the function's code over this socket later.
+                    let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
+                    ours.set_nonblocking(true)?;
+                    control = Some(tokio::sync::Mutex::new(tokio::net::UnixStream::from_std(ours)?));
+                    cmd.stdin(Stdio::from(std::os::fd::OwnedFd::from(theirs)));
+                } else {
+                    cmd.stdin(Stdio::null());
+                }
+                confined = Some(Arc::new(held));
+                cmd
+            }
+        };
+        cmd.env_clear()
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("AWS_LAMBDA_RUNTIME_API", api.addr.to_string())
             .envs(api.socket_path.as_deref().map(|p| ("GUST_RUNTIME_API_SOCKET", p)))
-            .current_dir(cwd)
-            .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         supervise(&mut cmd);
         let mut child = cmd
             .spawn()
             .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", program.display())))?;
+        drop(cmd); // the spare's end of its control socket
         let pid = child
             .id()
             .map(|p| p as i32)
             .ok_or_else(|| std::io::Error::other("the process vanished at start"))?;
+        api.set_owner(pid);
         let orphan_guard = crate::orphans::OrphanGuard::new(pid);
-        let id = InstanceId(NEXT_ID.fetch_add(1, Ordering::Relaxed));
         if let Some(out) = child.stdout.take() {
             pipe_lines(
                 out,
@@ -126,10 +187,14 @@ impl Spawned {
         let became_busy = Arc::new(tokio::sync::Notify::new());
         let wake = became_busy.clone();
         let watched = identity.clone();
+        let held = confined.clone();
+        // A cgroup limit counts every process of the instance; without one, the leader's
+        // resident memory is sampled while it is busy.
+        let sample_rss = held.as_ref().is_none_or(|c| c.cgroup.is_none());
         tokio::spawn(async move {
             let mut out_of_memory = false;
             let status = loop {
-                if watch_busy.load(Ordering::Relaxed) {
+                if sample_rss && watch_busy.load(Ordering::Relaxed) {
                     tokio::select! {
                         status = child.wait() => break status,
                         _ = tokio::time::sleep(MEMORY_SAMPLE_EVERY) => {
@@ -150,6 +215,10 @@ impl Spawned {
             };
             // Reaped: the group id may be reused from here on.
             drop(orphan_guard);
+            if let Some(held) = &held {
+                out_of_memory |= held.oom_kills() > 0;
+            }
+            drop(held);
             let detail = match status {
                 Ok(s) => s.to_string(),
                 Err(e) => format!("wait failed: {e}"),
@@ -168,7 +237,86 @@ impl Spawned {
             identity,
             dead: AtomicBool::new(false),
             id,
+            confined,
+            control,
         })
+    }
+
+    /// Gives a sandboxed spare its function: the function's limits on its cgroup, then its
+    /// code bound at /var/task by the spare's init (which lets go of the host root).
+    pub(crate) async fn take_function(
+        &self,
+        code: &std::path::Path,
+        masks: &[String],
+        memory_mb: u32,
+    ) -> Result<(), String> {
+        if let Some(cg) = self.confined.as_ref().and_then(|c| c.cgroup.as_ref()) {
+            cg.set_limits(Limits {
+                memory_mb,
+                pids: crate::sandbox::MAX_PIDS,
+            })
+            .map_err(|e| format!("setting the spare's limits: {e}"))?;
+        }
+        let mut line = format!("task {}", code.display());
+        for m in masks {
+            line.push('\t');
+            line.push_str(m);
+        }
+        if line.contains('\n') || line.matches('\t').count() != masks.len() {
+            return Err("a code path with a tab or newline cannot be bound".into());
+        }
+        line.push('\n');
+        self.command(line.as_bytes()).await
+    }
+
+    /// Starts the function in a sandboxed `provided` spare (started `exec_later`): its
+    /// program, arguments and environment (the spare's Runtime API address added).
+    pub(crate) async fn exec(
+        &self,
+        program: &std::path::Path,
+        args: &[String],
+        env: &[(String, String)],
+    ) -> Result<(), String> {
+        use std::os::unix::ffi::OsStrExt;
+        let has_nul = program.as_os_str().as_bytes().contains(&0)
+            || args.iter().any(|a| a.contains('\0'))
+            || env.iter().any(|(k, v)| k.contains('\0') || v.contains('\0'));
+        if has_nul {
+            return Err("an argument or environment value contains a NUL byte".into());
+        }
+        let mut blob = Vec::new();
+        for arg in std::iter::once(program.as_os_str().as_bytes()).chain(args.iter().map(|a| a.as_bytes())) {
+            blob.extend_from_slice(arg);
+            blob.push(0);
+        }
+        blob.push(0);
+        let api = format!("AWS_LAMBDA_RUNTIME_API={}", self.api.addr);
+        for kv in env.iter().map(|(k, v)| format!("{k}={v}")).chain(std::iter::once(api)) {
+            blob.extend_from_slice(kv.as_bytes());
+            blob.push(0);
+        }
+        let mut message = format!("exec {}\n", blob.len()).into_bytes();
+        message.extend_from_slice(&blob);
+        self.command(&message).await
+    }
+
+    /// Sends one command to a sandboxed spare's init and reads its one-line answer.
+    async fn command(&self, message: &[u8]) -> Result<(), String> {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+        let Some(control) = &self.control else { return Ok(()) };
+        let mut stream = control.lock().await;
+        let exchange = async {
+            stream.write_all(message).await?;
+            let mut reply = String::new();
+            BufReader::new(&mut *stream).read_line(&mut reply).await?;
+            Ok::<_, std::io::Error>(reply)
+        };
+        match tokio::time::timeout(Duration::from_secs(2), exchange).await {
+            Ok(Ok(reply)) if reply.trim_end() == "ok" => Ok(()),
+            Ok(Ok(reply)) => Err(format!("the spare's init answered: {}", reply.trim_end())),
+            Ok(Err(e)) => Err(format!("the spare's init: {e}")),
+            Err(_) => Err("the spare's init did not answer".into()),
+        }
     }
 
     pub(crate) fn has_exited(&self) -> bool {
@@ -306,7 +454,20 @@ impl Prepared {
         let spec = &self.spec;
         let function: Arc<str> = spec.name.as_str().into();
         let started = Instant::now();
-        let spare = self.spares.as_ref().and_then(|s| s.take(spec.kind.clone()));
+        let mut spare = self.spares.as_ref().and_then(|s| s.take(spec.kind.clone()));
+        if let (Some(sp), Some(_)) = (&spare, &self.sandbox) {
+            let taken = async {
+                sp.take_function(&spec.code_dir, &self.masks, spec.memory_mb).await?;
+                if spec.kind == gust_model::RuntimeKind::Provided {
+                    sp.exec(&self.program, &self.args, &self.env).await?;
+                }
+                Ok::<_, String>(())
+            };
+            if let Err(e) = taken.await {
+                tracing::warn!(function = %function, error = %e, "a prewarmed spare could not take the function; starting a process");
+                spare = None;
+            }
+        }
         let prewarmed = spare.is_some();
         let process = match spare {
             Some(spare) => {
@@ -317,14 +478,27 @@ impl Prepared {
             None => {
                 let identity = Arc::new(Identity::default());
                 identity.assign(function.clone(), spec.memory_mb, reconciler);
+                let confine = self.sandbox.as_ref().map(|sandbox| Confine {
+                    sandbox,
+                    code: Some(&spec.code_dir),
+                    memory_mb: Some(spec.memory_mb),
+                    tmp_mb: spec.ephemeral_storage_mb,
+                    extra_read_only: &self.extra_read_only,
+                    exec_later: false,
+                });
+                let cwd = match confine {
+                    Some(_) => std::path::Path::new(crate::sandbox::TASK_ROOT),
+                    None => spec.code_dir.as_path(),
+                };
                 Spawned::spawn(
                     &self.program,
                     &self.args,
                     &self.env,
-                    &spec.code_dir,
+                    cwd,
                     identity,
                     sink,
                     self.socket_dir.as_deref(),
+                    confine,
                 )
                 .await
                 .map_err(|e| InvokeError::Platform(format!("starting `{function}`: {e}")))?

@@ -24,6 +24,7 @@ mod orphans;
 mod pool;
 mod reconcile;
 mod resident;
+pub mod sandbox;
 mod spares;
 mod telemetry;
 

@@ -5,7 +5,9 @@
 //! `/runtime/gust/specialize`. A cold start takes a spare of the right runtime, answers that
 //! call with the function's handler, code directory and environment, and waits for the first
 //! `/next` as with any start; a replacement spare is started in the background. `provided`
-//! functions have their own binaries and get no spares.
+//! functions have their own binaries: when instances are sandboxed they get spares too, a
+//! confined launcher with no program yet (`Spawned::exec` gives it the function's), so the
+//! sandbox's setup (above all the cgroup move) is not paid on their cold start.
 
 use crate::instance::{Identity, Spawned};
 use crate::logs::LogSink;
@@ -23,6 +25,8 @@ pub(crate) struct Template {
     pub env: Vec<(String, String)>,
     pub cwd: PathBuf,
     pub socket_dir: Option<PathBuf>,
+    /// Spares are confined like instances, with no function's code until specialised.
+    pub sandbox: Option<Arc<crate::sandbox::Sandbox>>,
 }
 
 pub(crate) struct Spares {
@@ -115,6 +119,14 @@ impl Spares {
                         Arc::new(Identity::default()),
                         this.sink.clone(),
                         t.socket_dir.as_deref(),
+                        t.sandbox.as_ref().map(|sandbox| crate::instance::Confine {
+                            sandbox,
+                            code: None,
+                            memory_mb: None,
+                            tmp_mb: gust_model::defaults::EPHEMERAL_STORAGE_MB,
+                            extra_read_only: &[],
+                            exec_later: kind == RuntimeKind::Provided,
+                        }),
                     )
                     .await
                     {

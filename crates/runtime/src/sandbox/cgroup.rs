@@ -1,0 +1,290 @@
+//! One cgroup per instance: memory as a hard limit (children count), pids, CPU weight in
+//! proportion to memory (Lambda's model: 1,769 MB is one vCPU), and the freezer.
+//!
+//! Two layouts, found at start:
+//! - **cgroup v1** (one hierarchy per controller, `/sys/fs/cgroup/<controller>`): Gust makes
+//!   `gust-<pid>-<n>/i-<n>` under its own cgroup of each of `memory`, `pids`, `cpu`, `freezer`.
+//! - **cgroup v2** (one unified tree): Gust needs a subtree it may write to (root, or one
+//!   delegated to it, e.g. systemd's `Delegate=yes`). Its own cgroup may hold no process once
+//!   controllers are enabled for children, so Gust moves itself into `<own>/gust` and makes
+//!   instances `<own>/i-<n>` with `memory`, `pids` and `cpu` enabled.
+//!
+//! Gust writes the limits before the process starts (`gust-sandbox --cgroup` joins the
+//! cgroups, so every process of the instance is counted) and again when a prewarmed spare is
+//! given a function. Out-of-memory kills are read from the cgroup's own counter.
+
+use std::path::{Path, PathBuf};
+
+/// Which cgroup layout this host has, with the parent directories instances go under.
+#[derive(Debug, Clone)]
+pub(crate) enum Layout {
+    V1 {
+        memory: PathBuf,
+        pids: PathBuf,
+        cpu: Option<PathBuf>,
+        freezer: Option<PathBuf>,
+    },
+    V2 {
+        parent: PathBuf,
+    },
+}
+
+/// The limits of one instance.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    pub memory_mb: u32,
+    pub pids: u32,
+}
+
+/// Lambda gives 1 vCPU at 1,769 MB, in proportion below and above.
+const MB_PER_VCPU: u64 = 1769;
+
+impl Layout {
+    /// Finds a writable layout, or says why there is none.
+    pub(crate) fn detect() -> Result<Self, String> {
+        let own = std::fs::read_to_string("/proc/self/cgroup").map_err(|e| format!("/proc/self/cgroup: {e}"))?;
+        let mount = Path::new("/sys/fs/cgroup");
+        let v1_path = |controller: &str| -> Option<PathBuf> {
+            let rel = own.lines().find_map(|l| {
+                let mut parts = l.splitn(3, ':');
+                let (_, ctrls, path) = (parts.next()?, parts.next()?, parts.next()?);
+                ctrls
+                    .split(',')
+                    .any(|c| c == controller)
+                    .then(|| path.trim_start_matches('/').to_string())
+            })?;
+            let dir = mount.join(controller).join(rel);
+            dir.is_dir().then_some(dir)
+        };
+        if let (Some(memory), Some(pids)) = (v1_path("memory"), v1_path("pids")) {
+            // One parent per sandbox (tests run several Gusts in one process), named by pid so
+            // that a dead Gust's can be told apart.
+            static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let gust = format!("gust-{}-{n}", std::process::id());
+            let make = |dir: &Path| -> Result<PathBuf, String> {
+                let d = dir.join(&gust);
+                std::fs::create_dir_all(&d).map_err(|e| format!("cannot create {}: {e}", d.display()))?;
+                Ok(d)
+            };
+            let memory = make(&memory)?;
+            let pids = make(&pids)?;
+            let cpu = v1_path("cpu").and_then(|d| make(&d).ok());
+            let freezer = v1_path("freezer").and_then(|d| make(&d).ok());
+            for parent in [Some(&memory), Some(&pids), cpu.as_ref(), freezer.as_ref()]
+                .into_iter()
+                .flatten()
+            {
+                remove_stale_siblings(parent);
+            }
+            return Ok(Layout::V1 {
+                memory,
+                pids,
+                cpu,
+                freezer,
+            });
+        }
+        if mount.join("cgroup.controllers").is_file() {
+            let rel = own
+                .lines()
+                .find_map(|l| l.strip_prefix("0::"))
+                .ok_or("no cgroup v2 entry in /proc/self/cgroup")?;
+            let parent = mount.join(rel.trim_start_matches('/'));
+            let controllers = std::fs::read_to_string(parent.join("cgroup.controllers")).unwrap_or_default();
+            for c in ["memory", "pids"] {
+                if !controllers.split_whitespace().any(|x| x == c) {
+                    return Err(format!(
+                        "cgroup v2: the `{c}` controller is not delegated to {}",
+                        parent.display()
+                    ));
+                }
+            }
+            // No internal processes: Gust leaves the parent for a leaf of its own.
+            let leaf = parent.join("gust");
+            std::fs::create_dir_all(&leaf).map_err(|e| format!("cannot create {}: {e}", leaf.display()))?;
+            std::fs::write(leaf.join("cgroup.procs"), std::process::id().to_string())
+                .map_err(|e| format!("cannot move Gust into {}: {e}", leaf.display()))?;
+            let enable = if controllers.split_whitespace().any(|x| x == "cpu") {
+                "+memory +pids +cpu"
+            } else {
+                "+memory +pids"
+            };
+            std::fs::write(parent.join("cgroup.subtree_control"), enable)
+                .map_err(|e| format!("cannot enable controllers in {}: {e}", parent.display()))?;
+            return Ok(Layout::V2 { parent });
+        }
+        Err("no writable cgroup hierarchy with the memory and pids controllers (cgroup v1 under /sys/fs/cgroup/<controller>, or a delegated cgroup v2 subtree)".into())
+    }
+
+    /// Creates the cgroup of instance `id` with `limits`.
+    pub(crate) fn create(&self, id: u64, limits: Limits) -> std::io::Result<Cgroup> {
+        let name = format!("i-{id}");
+        let group = match self {
+            Layout::V1 {
+                memory,
+                pids,
+                cpu,
+                freezer,
+            } => Cgroup::V1 {
+                memory: memory.join(&name),
+                pids: pids.join(&name),
+                cpu: cpu.as_ref().map(|d| d.join(&name)),
+                freezer: freezer.as_ref().map(|d| d.join(&name)),
+            },
+            Layout::V2 { parent } => Cgroup::V2(parent.join(&name)),
+        };
+        for d in group.dirs() {
+            match std::fs::create_dir(&d) {
+                Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(e),
+                _ => {}
+            }
+        }
+        group.set_limits(limits)?;
+        Ok(group)
+    }
+}
+
+impl Layout {
+    /// Removes this Gust's own parent directories (at shutdown; instances' are gone by then,
+    /// or are removed at the next start as a dead Gust's).
+    pub(crate) fn remove(&self) {
+        let dirs: Vec<&PathBuf> = match self {
+            Layout::V1 {
+                memory,
+                pids,
+                cpu,
+                freezer,
+            } => [Some(memory), Some(pids), cpu.as_ref(), freezer.as_ref()]
+                .into_iter()
+                .flatten()
+                .collect(),
+            // v2: Gust itself lives in `<parent>/gust`; the parent is not Gust's to remove.
+            Layout::V2 { .. } => Vec::new(),
+        };
+        for d in dirs {
+            let _ = std::fs::remove_dir(d);
+        }
+    }
+}
+
+/// Removes empty instance cgroups left by Gusts that were killed (their pid is gone).
+fn remove_stale_siblings(own: &Path) {
+    let Some(parent) = own.parent() else { return };
+    let Ok(entries) = std::fs::read_dir(parent) else { return };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let pid = name
+            .strip_prefix("gust-")
+            .and_then(|p| p.split('-').next()?.parse::<u32>().ok());
+        let Some(pid) = pid else {
+            continue;
+        };
+        if pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        if let Ok(children) = std::fs::read_dir(e.path()) {
+            for c in children.flatten() {
+                if c.path().is_dir() {
+                    let _ = std::fs::remove_dir(c.path());
+                }
+            }
+        }
+        let _ = std::fs::remove_dir(e.path());
+    }
+}
+
+/// One instance's cgroup (a directory per v1 controller, or one v2 directory).
+#[derive(Debug)]
+pub(crate) enum Cgroup {
+    V1 {
+        memory: PathBuf,
+        pids: PathBuf,
+        cpu: Option<PathBuf>,
+        freezer: Option<PathBuf>,
+    },
+    V2(PathBuf),
+}
+
+impl Cgroup {
+    /// The directories `gust-sandbox --cgroup` joins.
+    pub(crate) fn dirs(&self) -> Vec<PathBuf> {
+        match self {
+            Cgroup::V1 {
+                memory,
+                pids,
+                cpu,
+                freezer,
+            } => [Some(memory), Some(pids), cpu.as_ref(), freezer.as_ref()]
+                .into_iter()
+                .flatten()
+                .cloned()
+                .collect(),
+            Cgroup::V2(d) => vec![d.clone()],
+        }
+    }
+
+    /// Sets memory (hard, swap included where the host accounts swap), pids and CPU weight.
+    pub(crate) fn set_limits(&self, limits: Limits) -> std::io::Result<()> {
+        let bytes = ((limits.memory_mb as u64) << 20).to_string();
+        match self {
+            Cgroup::V2(d) => {
+                std::fs::write(d.join("memory.max"), &bytes)?;
+                let _ = std::fs::write(d.join("memory.swap.max"), "0");
+                std::fs::write(d.join("pids.max"), limits.pids.to_string())?;
+                let weight = (limits.memory_mb as u64 * 100 / MB_PER_VCPU).clamp(1, 10_000);
+                let _ = std::fs::write(d.join("cpu.weight"), weight.to_string());
+            }
+            Cgroup::V1 { memory, pids, cpu, .. } => {
+                // With swap accounting, memory+swap may not be below memory: write the pair
+                // in the order that keeps that true whether the limit grows or shrinks.
+                let memsw = memory.join("memory.memsw.limit_in_bytes");
+                let memsw = memsw.exists().then_some(memsw);
+                if let Some(sw) = &memsw {
+                    let _ = std::fs::write(sw, &bytes);
+                }
+                std::fs::write(memory.join("memory.limit_in_bytes"), &bytes)?;
+                if let Some(sw) = &memsw {
+                    std::fs::write(sw, &bytes)?;
+                }
+                std::fs::write(pids.join("pids.max"), limits.pids.to_string())?;
+                if let Some(cpu) = cpu {
+                    let shares = (limits.memory_mb as u64 * 1024 / MB_PER_VCPU).max(2);
+                    let _ = std::fs::write(cpu.join("cpu.shares"), shares.to_string());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// How many times the kernel's out-of-memory killer acted in this cgroup.
+    pub(crate) fn oom_kills(&self) -> u64 {
+        let file = match self {
+            Cgroup::V1 { memory, .. } => memory.join("memory.oom_control"),
+            Cgroup::V2(d) => d.join("memory.events"),
+        };
+        std::fs::read_to_string(file)
+            .ok()
+            .and_then(|text| {
+                text.lines().find_map(|l| {
+                    let (k, v) = l.split_once(' ')?;
+                    (k == "oom_kill").then(|| v.trim().parse().ok()).flatten()
+                })
+            })
+            .unwrap_or(0)
+    }
+
+    /// Removes the directories, retrying briefly while the kernel finishes tearing down the
+    /// instance's last processes.
+    pub(crate) fn remove(&self) {
+        for d in self.dirs() {
+            for attempt in 0..50 {
+                match std::fs::remove_dir(&d) {
+                    Ok(()) => break,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                    Err(_) if attempt < 49 => std::thread::sleep(std::time::Duration::from_millis(10)),
+                    Err(e) => tracing::debug!(cgroup = %d.display(), error = %e, "cannot remove an instance cgroup"),
+                }
+            }
+        }
+    }
+}
