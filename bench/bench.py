@@ -444,9 +444,9 @@ class System:
 
 
 class GustSystem(System):
-    def __init__(self, key, label, gust, app, load_function="createUser"):
+    def __init__(self, key, label, gust, app, load_function="createUser", extra=()):
         super().__init__(key, label, "gust")
-        self.gust, self.app, self.load_function = gust, app, load_function
+        self.gust, self.app, self.load_function, self.extra = gust, app, load_function, list(extra)
 
     def launch(self, port):
         self.admin = free_port()
@@ -454,7 +454,8 @@ class GustSystem(System):
         if state.exists():
             shutil.rmtree(state)  # every start is a first `gust up`: runtime files, database
         state.parent.mkdir(parents=True, exist_ok=True)
-        argv = [self.gust, "up", self.app, "--port", port, "--admin-port", self.admin, "--state", state]
+        argv = [self.gust, "up", self.app, "--port", port, "--admin-port", self.admin, "--state", state] + self.extra
+        ADMIN_TOKENS[self.admin] = state / "operator.token"  # written by gust up at its first start
         return argv, None, dict(os.environ)
 
 
@@ -496,11 +497,20 @@ def start_system(sysm):
     return p, port, ready_ms
 
 
+# Admin port -> the operator token file of the Gust listening there (the operator API needs it).
+ADMIN_TOKENS = {}
+
+
+def admin_headers(admin_port):
+    token = Path(ADMIN_TOKENS[admin_port]).read_text().strip()
+    return {"Authorization": f"Bearer {token}"}
+
+
 def gust_pool(admin_port, function):
     """{total, idle, waiting} of one function, from Gust's admin API."""
     c = http.client.HTTPConnection("127.0.0.1", admin_port, timeout=5)
     try:
-        c.request("GET", "/gust/v1/functions")
+        c.request("GET", "/gust/v1/functions", headers=admin_headers(admin_port))
         data = json.loads(c.getresponse().read())
     finally:
         c.close()
@@ -523,14 +533,14 @@ def check_answers(sysm, port):
     if sysm.key == "floor":
         return
     st, body, _ = request(port, "POST", "/users", "{}")
-    if sysm.key == "gust-provided":
+    if sysm.key.startswith("gust-provided"):
         ok = st == 200 and '"body"' in body  # the echo returns the event
     else:
         ok = st == 400 and "Email is required" in body
     if not ok:
         raise BenchError(f"{sysm.label}: POST /users {{}} answered {st} {body[:200]}")
     st, body, _ = request(port, "POST", "/users", VALID_USER)
-    want = 200 if sysm.key == "gust-provided" else 201
+    want = 200 if sysm.key.startswith("gust-provided") else 201
     if st != want or "ada@example.com" not in body:
         raise BenchError(f"{sysm.label}: POST /users answered {st} {body[:200]}")
 
@@ -701,7 +711,7 @@ EVENT_DRAIN_TIMEOUT = 120.0  # seconds a run may take from the first publish to 
 def admin_json(admin_port, path):
     c = http.client.HTTPConnection("127.0.0.1", admin_port, timeout=5)
     try:
-        c.request("GET", path)
+        c.request("GET", path, headers=admin_headers(admin_port))
         r = c.getresponse()
         data = r.read()
         if r.status != 200:
@@ -1035,6 +1045,15 @@ def targets(R):
     extra = None if f1 is None or f1000 is None else f1000 - f1
     add(None if extra is None else extra <= 20,
         f"1,000 idle functions add <= 20 MB: {fmt(f1000)} - {fmt(f1)} = {fmt(extra)} MB = {fmt(ratio(extra, 20), 2)}x of 20 MB")
+    for kind in ("node", "python", "provided"):
+        on, off = cold(f"gust-{kind}"), cold(f"gust-{kind}-unconfined")
+        extra = None if on is None or off is None else on - off
+        add(None if extra is None else extra <= 1.0,
+            f"sandbox: {kind} cold start p50 adds <= 1 ms: {fmt(on, 2)} - {fmt(off, 2)} = {fmt(extra, 2)} ms")
+    tn, tu = g("gust-node", "rps"), g("gust-node-unconfined", "rps")
+    rr = ratio(tn, tu)
+    add(None if rr is None else rr >= 0.95,
+        f"sandbox: Node warm throughput within 5% of unconfined: {fmt(tn, 0)} vs {fmt(tu, 0)} req/s = {fmt(rr, 3)}x")
     return out
 
 
@@ -1064,7 +1083,8 @@ def table(R, mode):
 
 
 ORDER = [
-    "gust-node", "gust-python", "gust-provided", "sls-default", "sls-inprocess", "node-http", "floor",
+    "gust-node", "gust-python", "gust-provided", "gust-node-unconfined", "gust-python-unconfined",
+    "gust-provided-unconfined", "sls-default", "sls-inprocess", "node-http", "floor",
     "node-e0", "python-c0", "echo-start", "gust-routes-1", "gust-routes-1000", "gust-fns-1", "gust-fns-1000",
 ]
 
@@ -1135,6 +1155,13 @@ def main():
         GustSystem("gust-node", "Gust — Node.js handler", args.gust, apps["gust-node"]),
         GustSystem("gust-python", "Gust — Python handler", args.gust, apps["gust-python"]),
         GustSystem("gust-provided", "Gust — provided (Rust lambda-echo)", args.gust, apps["gust-provided"]),
+        # The same three unconfined (`--sandbox off`), for the sandbox's cost in the same run.
+        GustSystem("gust-node-unconfined", "Gust — Node.js handler, `--sandbox off`", args.gust, apps["gust-node"],
+                   extra=["--sandbox", "off"]),
+        GustSystem("gust-python-unconfined", "Gust — Python handler, `--sandbox off`", args.gust, apps["gust-python"],
+                   extra=["--sandbox", "off"]),
+        GustSystem("gust-provided-unconfined", "Gust — provided (Rust lambda-echo), `--sandbox off`", args.gust,
+                   apps["gust-provided"], extra=["--sandbox", "off"]),
         SlsSystem("sls-default", "serverless-offline 13 — default (worker threads)", apps["sls"], node, []),
         SlsSystem("sls-inprocess", "serverless-offline 13 — `--useInProcess`", apps["sls"], node, ["--useInProcess"]),
         PlainSystem("node-http", "plain Node.js `http` server, same handler",

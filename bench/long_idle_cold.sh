@@ -64,7 +64,8 @@ done
 sleep 1
 for name in resident:18581 off:18591; do
   n=${name%%:*}; admin=${name#*:}
-  inits=$(curl -s --max-time 10 "http://127.0.0.1:$admin/gust/v1/invocations?function=hello&limit=$ROUNDS" \
+  inits=$(curl -s --max-time 10 -H "Authorization: Bearer $(cat "$dir/$n/.gust/operator.token")" \
+    "http://127.0.0.1:$admin/gust/v1/invocations?function=hello&limit=$ROUNDS" \
     | python3 -c 'import json,sys; rows=json.load(sys.stdin)["invocations"]; print(" ".join("%.1f" % r["init_ms"] for r in reversed(rows) if r.get("init_ms")))')
   printf '%-9s %s\n' "$n:" "$inits"
 done

@@ -368,7 +368,7 @@ struct Call<'a> {
 }
 
 /// Reads a body up to `limit` bytes: 413 from `Content-Length` before reading, or as soon as
-/// a streamed body passes the limit.
+/// a streamed body passes the limit; 408 past the connection's body-read timeout.
 pub(crate) async fn read_limited(headers: &HeaderMap, body: Incoming, limit: usize) -> Result<Bytes, ApiError> {
     let too_large = || {
         ApiError::new(
@@ -384,7 +384,7 @@ pub(crate) async fn read_limited(headers: &HeaderMap, body: Incoming, limit: usi
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large());
     }
-    match Limited::new(body, limit).collect().await {
+    match crate::server::read_body_in_time(Limited::new(body, limit).collect()).await? {
         Ok(c) => Ok(c.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
         Err(e) => Err(ApiError::new(

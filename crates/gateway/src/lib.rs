@@ -1,9 +1,10 @@
 //! # gust-gateway: Gust's HTTP faces
 //!
 //! Owns the public API gateway (route table, API Gateway 1.0/2.0 payload mapping, body and
-//! header limits, CORS, Gust's JSON error responses) and the admin address (the Lambda Invoke
-//! API and the platform API functions call through `GUST_API`). Errors become HTTP responses
-//! in one place ([`ApiError`]).
+//! header limits, CORS, Gust's JSON error responses) and the admin address: the Lambda Invoke
+//! API (SigV4, [`sigv4`]), the platform API functions call through `GUST_API`, and the
+//! operator API, each with its own credential. Errors become HTTP responses in one place
+//! ([`ApiError`]).
 //!
 //! Must not depend on: the binary's configuration or CLI. It receives an [`gust_runtime::Invoker`]
 //! and a [`gust_store::KvStore`] and never starts processes or opens databases itself.
@@ -18,9 +19,10 @@ mod publish;
 pub mod ratelimit;
 pub mod routes;
 mod server;
+pub mod sigv4;
 pub mod upstream;
 
-pub use admin::{Admin, SchedulesApi, SecretsApi};
+pub use admin::{AccessKeys, Admin, HostPolicy, OperatorToken, SchedulesApi, SecretsApi};
 pub use apikeys::load_api_keys;
 pub use auth::{
     generate_api_key, hash_api_key, ApiKeyAuthorizer, ApiKeyHash, ApiKeyIdentity, ApiKeyPolicy, ApiKeyStore, AuthError,

@@ -10,6 +10,7 @@
 
 pub mod auth;
 pub mod cost;
+pub mod operator;
 pub mod otlp;
 pub mod schedules;
 pub mod secrets;
@@ -49,9 +50,14 @@ pub struct PlatformConfig {
     pub clock: Arc<dyn gust_scheduler::Clock>,
     /// Export spans over OTLP (from the standard `OTEL_EXPORTER_OTLP_*` variables in `gust up`).
     pub otlp: Option<otlp::OtlpConfig>,
+    /// `Host` names the admin address answers to besides IP addresses and `localhost`
+    /// (`--admin-host`; DNS rebinding protection).
+    pub admin_hosts: Vec<String>,
     /// `--stage`: the manifest's `[stages.NAME]` overlay, `${opt:stage}`/`${sls:stage}` in
     /// serverless.yml, and `GUST_STAGE` in functions. `None`: the manifest's own default.
     pub stage: Option<String>,
+    /// `--sandbox`: how function instances are confined (`gust_runtime::sandbox`).
+    pub sandbox: gust_runtime::sandbox::SandboxSettings,
 }
 
 impl PlatformConfig {
@@ -67,7 +73,9 @@ impl PlatformConfig {
             resident_code_bytes: gust_runtime::DEFAULT_RESIDENT_CODE_BYTES,
             clock: Arc::new(gust_scheduler::SystemClock),
             otlp: None,
+            admin_hosts: Vec::new(),
             stage: None,
+            sandbox: Default::default(),
         }
     }
 }
@@ -85,6 +93,8 @@ pub struct Platform {
     _lock: std::fs::File,
     pub telemetry: TelemetryDb,
     pub upstreams: upstreams::RunningUpstreams,
+    /// The operator credential (also in `<state>/operator.token`).
+    operator_token: String,
     schedule_tasks: Vec<JoinHandle<()>>,
     stop_gateway: watch::Sender<bool>,
     stop_admin: watch::Sender<bool>,
@@ -135,6 +145,10 @@ impl Platform {
         }
         let runtime_files =
             RuntimeFiles::install(&state_dir.join("runtime")).context("cannot write the runtime bootstraps")?;
+        // No instance may see the state directory (keys, databases), wherever it lies.
+        let mut sandbox_settings = config.sandbox.clone();
+        sandbox_settings.hidden.push(state_dir.clone());
+        let sandbox = gust_runtime::sandbox::probe(&sandbox_settings, &runtime_files)?;
         let kv: Arc<dyn KvStore> =
             Arc::new(SqliteStore::open(&state_dir.join("state.db")).context("cannot open the state database")?);
         // Telemetry has a file of its own: its busy, disposable writes must not share a WAL (and
@@ -162,12 +176,19 @@ impl Platform {
                 account_id: gust_gateway::ACCOUNT_ID.into(),
                 prewarm_per_runtime: config.prewarm_per_runtime,
                 resident_code_bytes: config.resident_code_bytes,
+                sandbox,
             },
             telemetry.clone(),
         );
         let invoker = Invoker::new(executor, telemetry.clone());
         let secret_store = secrets::open_store(&state_dir.join("state.db"), &state_dir.join("master.key"))
             .map_err(|e| anyhow::anyhow!("secrets: {e}"))?;
+        // The admin address's credentials: the operator's, and access keys for the Lambda API.
+        let operator_token = operator::load_or_create(&state_dir)?;
+        let operator_credential =
+            gust_gateway::OperatorToken::new(&operator_token).context("the operator token is too short")?;
+        let access_keys =
+            gust_gateway::AccessKeys::load(secret_store.clone()).map_err(|e| anyhow::anyhow!("access keys: {e}"))?;
         let platform_secrets = secrets::PlatformSecrets::new(
             secret_store.clone(),
             app.clone(),
@@ -222,7 +243,10 @@ impl Platform {
             .with_telemetry(telemetry_db.clone())
             .with_upstreams(&upstreams.upstreams)
             .with_secrets(platform_secrets)
-            .with_api_keys(api_keys);
+            .with_api_keys(api_keys)
+            .with_operator_token(operator_credential)
+            .with_access_keys(access_keys)
+            .with_host_policy(gust_gateway::HostPolicy::with_names(&config.admin_hosts));
 
         let (stop_gateway, rx) = watch::channel(false);
         let gateway_task = tokio::spawn(serve(gateway_listener, gateway, config.limits.clone(), stopped(rx)));
@@ -248,12 +272,18 @@ impl Platform {
             _lock: lock,
             telemetry: telemetry_db,
             upstreams,
+            operator_token,
             schedule_tasks,
             stop_gateway,
             stop_admin,
             gateway_task,
             admin_task,
         })
+    }
+
+    /// The operator credential (what `<state>/operator.token` holds).
+    pub fn operator_token(&self) -> &str {
+        &self.operator_token
     }
 
     /// The longest function timeout: how long in-flight work can take to finish.

@@ -42,9 +42,13 @@ enum Command {
         /// Gateway port (0 picks a free one).
         #[arg(long, short, default_value_t = 8080, env = "GUST_PORT")]
         port: u16,
-        /// Admin API port: Lambda Invoke API and the platform API for functions.
+        /// Admin API port: Lambda Invoke API, the platform API for functions, the operator API.
         #[arg(long, default_value_t = 8081, env = "GUST_ADMIN_PORT")]
         admin_port: u16,
+        /// Host names the admin API answers to besides IP addresses and localhost (a reverse
+        /// proxy's, say); repeat or separate with commas. Others are refused (DNS rebinding).
+        #[arg(long = "admin-host", env = "GUST_ADMIN_HOSTS", value_delimiter = ',')]
+        admin_host: Vec<String>,
         /// Address the gateway listens on.
         #[arg(long, default_value = "127.0.0.1", env = "GUST_HOST")]
         host: IpAddr,
@@ -63,6 +67,19 @@ enum Command {
         /// (default: serverless.yml's provider.stage, else dev).
         #[arg(long, env = "GUST_STAGE")]
         stage: Option<String>,
+        /// How function instances are confined: `auto` (what this host offers; each
+        /// protection that is off is named at start), `strict` (refuse to start unless all are
+        /// in force) or `off` (trusted functions).
+        #[arg(long, default_value = "auto", env = "GUST_SANDBOX")]
+        sandbox: gust_runtime::sandbox::SandboxMode,
+        /// uids instances get when Gust runs as root, `FIRST-LAST` (one per instance).
+        #[arg(long, default_value = "2000000-2065535", env = "GUST_SANDBOX_UIDS")]
+        sandbox_uids: String,
+    },
+    /// List what confines function instances on this host (the sandbox's protections).
+    Doctor {
+        #[arg(long, default_value = "auto")]
+        sandbox: gust_runtime::sandbox::SandboxMode,
     },
     /// Invoke a function of a running Gust and print its answer.
     Invoke {
@@ -165,6 +182,14 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Manage access keys for the Lambda API (AWS Signature Version 4, as `aws lambda invoke`
+    /// and the SDKs sign); stored encrypted, a new secret is shown once.
+    AccessKeys {
+        #[command(subcommand)]
+        action: AccessKeyAction,
+        #[command(flatten)]
+        target: Target,
+    },
     /// Check a manifest and print what Gust would run.
     Validate {
         #[arg(default_value = ".")]
@@ -183,6 +208,24 @@ struct Target {
     /// App directory whose running Gust to use.
     #[arg(long, global = true, default_value = ".")]
     app: PathBuf,
+    /// State directory of the running Gust (default: APP/.gust), where its address and the
+    /// operator token are read from.
+    #[arg(long, global = true, env = "GUST_STATE_DIR")]
+    state: Option<PathBuf>,
+    /// Operator token (default: the state directory's operator.token); with --admin, this is
+    /// how to reach a Gust started elsewhere.
+    #[arg(long, global = true, env = "GUST_OPERATOR_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum AccessKeyAction {
+    /// Create an access key; prints AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY once.
+    Create,
+    /// Access key ids and when they were made (never secrets).
+    List,
+    /// Remove an access key: requests signed with it are refused from now on.
+    Rm { id: String },
 }
 
 #[derive(Subcommand)]
@@ -257,18 +300,36 @@ enum DlqAction {
 }
 
 impl Target {
-    fn admin_url(&self) -> Result<String> {
-        if let Some(a) = &self.admin {
-            return Ok(a.trim_end_matches('/').to_string());
+    fn state_dir(&self) -> PathBuf {
+        if let Some(s) = &self.state {
+            return s.clone();
         }
         let root = if self.app.is_file() {
             self.app.parent().map(PathBuf::from).unwrap_or_default()
         } else {
             self.app.clone()
         };
-        Ok(admin_url_from_state(&root.join(".gust"))?
+        root.join(".gust")
+    }
+
+    fn admin_url(&self) -> Result<String> {
+        if let Some(a) = &self.admin {
+            return Ok(a.trim_end_matches('/').to_string());
+        }
+        Ok(admin_url_from_state(&self.state_dir())?
             .trim_end_matches('/')
             .to_string())
+    }
+
+    /// An HTTP client that sends the operator token with every request.
+    fn client(&self) -> Result<reqwest::Client> {
+        let token = gust::operator::token_for_cli(self.token.as_deref(), &self.state_dir())?;
+        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+            .context("the operator token is not valid in an HTTP header")?;
+        value.set_sensitive(true);
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+        Ok(reqwest::Client::builder().default_headers(headers).build()?)
     }
 }
 
@@ -348,6 +409,48 @@ fn worker_threads() -> Result<Option<usize>> {
     }
 }
 
+/// `--sandbox-uids FIRST-LAST`.
+fn parse_uid_range(text: &str) -> Result<(u32, u32)> {
+    let parsed = text
+        .split_once('-')
+        .and_then(|(a, b)| Some((a.trim().parse::<u32>().ok()?, b.trim().parse::<u32>().ok()?)));
+    match parsed {
+        Some((first, last)) if first > 0 && last >= first => Ok((first, last - first + 1)),
+        _ => bail!("--sandbox-uids must be FIRST-LAST with 0 < FIRST <= LAST (got `{text}`)"),
+    }
+}
+
+/// `gust doctor`: probes the sandbox as `gust up` would and prints each protection.
+fn doctor(mode: gust_runtime::sandbox::SandboxMode) -> Result<()> {
+    let dir = tempfile::tempdir().context("cannot make a scratch directory")?;
+    let files = gust_runtime::RuntimeFiles::install(dir.path()).context("cannot write the runtime files")?;
+    if mode == gust_runtime::sandbox::SandboxMode::Off {
+        println!("sandbox: off: functions run unconfined");
+        return Ok(());
+    }
+    // Probed as strict, so that what is off comes back with its reason.
+    let settings = gust_runtime::sandbox::SandboxSettings {
+        mode: gust_runtime::sandbox::SandboxMode::Strict,
+        ..Default::default()
+    };
+    let report = match gust_runtime::sandbox::probe(&settings, &files) {
+        Ok(sandbox) => sandbox.map(|s| s.report().to_vec()).unwrap_or_default(),
+        Err(e) => e.0,
+    };
+    for p in &report {
+        println!(
+            "{:<16} {:<4} {}",
+            p.name,
+            if p.enforced { "on" } else { "OFF" },
+            p.detail
+        );
+    }
+    if mode == gust_runtime::sandbox::SandboxMode::Strict && report.iter().any(|p| !p.enforced) {
+        bail!("--sandbox strict would refuse to start on this host");
+    }
+    Ok(())
+}
+
 async fn run(cli: Cli) -> Result<()> {
     init_logging(cli.log_format);
     match cli.command {
@@ -355,22 +458,29 @@ async fn run(cli: Cli) -> Result<()> {
             dir,
             port,
             admin_port,
+            admin_host,
             host,
             state,
             prewarm,
             resident_code_mb,
             stage,
+            sandbox,
+            sandbox_uids,
         } => {
             let mut config = PlatformConfig::new(dir);
             config.stage = stage;
+            config.sandbox.mode = sandbox;
+            (config.sandbox.uid_first, config.sandbox.uid_count) = parse_uid_range(&sandbox_uids)?;
             config.gateway_addr = SocketAddr::new(host, port);
             config.admin_addr = SocketAddr::new([127, 0, 0, 1].into(), admin_port);
+            config.admin_hosts = admin_host;
             config.state_dir = state;
             config.prewarm_per_runtime = prewarm;
             config.resident_code_bytes = resident_code_mb.saturating_mul(1 << 20);
             config.otlp = gust::otlp::OtlpConfig::from_env(|k| std::env::var(k).ok()).map_err(anyhow::Error::msg)?;
             up(config).await
         }
+        Command::Doctor { sandbox } => doctor(sandbox),
         Command::Invoke {
             name,
             data,
@@ -387,7 +497,8 @@ async fn run(cli: Cli) -> Result<()> {
         } => {
             serde_json::from_str::<serde_json::Value>(&data).context("--data is not valid JSON")?;
             let admin = target.admin_url()?;
-            let mut req = reqwest::Client::new()
+            let mut req = target
+                .client()?
                 .post(format!("{admin}/gust/v1/events/{topic}"))
                 .header("content-type", "application/json")
                 .body(data);
@@ -419,7 +530,7 @@ async fn run(cli: Cli) -> Result<()> {
             if let Some(f) = &function {
                 url.push_str(&format!("&function={f}"));
             }
-            let v = admin_call(reqwest::Client::new().get(url), &admin).await?;
+            let v = admin_call(target.client()?.get(url), &admin).await?;
             println!(
                 "{:<36}  {:<18} {:<8} {:<24} {:>10} {:>7} {:>6}  {:<12} {:<11} TRACE",
                 "REQUEST", "FUNCTION", "TRIGGER", "START", "DURATION", "BILLED", "MEM", "COLD(INIT)", "OUTCOME"
@@ -451,7 +562,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Trace { trace_id, target } => {
             let admin = target.admin_url()?;
             let v = admin_call(
-                reqwest::Client::new().get(format!("{admin}/gust/v1/traces/{trace_id}")),
+                target.client()?.get(format!("{admin}/gust/v1/traces/{trace_id}")),
                 &admin,
             )
             .await?;
@@ -470,7 +581,9 @@ async fn run(cli: Cli) -> Result<()> {
             };
             let since_ms = chrono::Utc::now().timestamp_millis() - period.as_millis() as i64;
             let v = admin_call(
-                reqwest::Client::new().get(format!("{admin}/gust/v1/usage?since_ms={since_ms}")),
+                target
+                    .client()?
+                    .get(format!("{admin}/gust/v1/usage?since_ms={since_ms}")),
                 &admin,
             )
             .await?;
@@ -503,7 +616,7 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Secrets { action, target } => {
             let admin = target.admin_url()?;
-            let c = reqwest::Client::new();
+            let c = target.client()?;
             let read_value = |file: &Option<PathBuf>| -> Result<Vec<u8>> {
                 let mut v = match file {
                     Some(f) => std::fs::read(f).with_context(|| format!("cannot read {}", f.display()))?,
@@ -558,7 +671,7 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Apikeys { action, target } => {
             let admin = target.admin_url()?;
-            let c = reqwest::Client::new();
+            let c = target.client()?;
             let v = match &action {
                 ApiKeyAction::Create {
                     name,
@@ -585,7 +698,7 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Schedules { action, target } => {
             let admin = target.admin_url()?;
-            let c = reqwest::Client::new();
+            let c = target.client()?;
             match action.unwrap_or(ScheduleAction::List) {
                 ScheduleAction::List => {
                     let v = admin_call(c.get(format!("{admin}/gust/v1/schedules")), &admin).await?;
@@ -618,7 +731,7 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Dlq { action, target } => {
             let admin = target.admin_url()?;
-            let c = reqwest::Client::new();
+            let c = target.client()?;
             let with_seq = |url: String, seq: &Option<String>| match seq {
                 Some(s) => format!("{url}?seq={s}"),
                 None => url,
@@ -658,6 +771,43 @@ async fn run(cli: Cli) -> Result<()> {
                     }
                 }
                 _ => println!("{}", serde_json::to_string_pretty(&v)?),
+            }
+            Ok(())
+        }
+        Command::AccessKeys { action, target } => {
+            let admin = target.admin_url()?;
+            let c = target.client()?;
+            match action {
+                AccessKeyAction::Create => {
+                    let v = admin_call(c.post(format!("{admin}/gust/v1/access-keys")), &admin).await?;
+                    println!("AWS_ACCESS_KEY_ID={}", v["access_key_id"].as_str().unwrap_or(""));
+                    println!(
+                        "AWS_SECRET_ACCESS_KEY={}",
+                        v["secret_access_key"].as_str().unwrap_or("")
+                    );
+                    eprintln!(
+                        "access key created: store the secret now, it is not shown again \
+                         (aws lambda invoke --endpoint-url {admin} ... with these two variables)"
+                    );
+                }
+                AccessKeyAction::List => {
+                    let v = admin_call(c.get(format!("{admin}/gust/v1/access-keys")), &admin).await?;
+                    let list = v["access_keys"].as_array().cloned().unwrap_or_default();
+                    if list.is_empty() {
+                        println!("no access keys");
+                    }
+                    for k in list {
+                        println!(
+                            "{:<22} created {}",
+                            k["access_key_id"].as_str().unwrap_or(""),
+                            k["created_at"].as_str().unwrap_or("")
+                        );
+                    }
+                }
+                AccessKeyAction::Rm { id } => {
+                    admin_call(c.delete(format!("{admin}/gust/v1/access-keys/{id}")), &admin).await?;
+                    println!("removed {id}");
+                }
             }
             Ok(())
         }
@@ -712,8 +862,12 @@ async fn up(config: PlatformConfig) -> Result<()> {
     print_app(&platform.app);
     eprintln!("  gateway  http://{}", platform.gateway_addr);
     eprintln!(
-        "  admin    http://{}  (Lambda Invoke API, platform API)",
+        "  admin    http://{}  (Lambda Invoke API, platform API, operator API)",
         platform.admin_addr
+    );
+    eprintln!(
+        "  operator token {}",
+        gust::operator::token_path(&platform.state_dir).display()
     );
     eprintln!("  state    {}", platform.state_dir.display());
     tracing::info!(gateway = %platform.gateway_addr, admin = %platform.admin_addr, "ready");
@@ -754,7 +908,8 @@ async fn invoke(
     serde_json::from_str::<serde_json::Value>(&payload).context("the event is not valid JSON")?;
     let admin = target.admin_url()?;
     let url = format!("{admin}/2015-03-31/functions/{name}/invocations");
-    let resp = reqwest::Client::new()
+    let resp = target
+        .client()?
         .post(&url)
         .header("content-type", "application/json")
         .header(
@@ -813,7 +968,7 @@ async fn logs(
     target: Target,
 ) -> Result<()> {
     let admin = target.admin_url()?;
-    let client = reqwest::Client::new();
+    let client = target.client()?;
     let mut params = Vec::new();
     if let Some(f) = &function {
         params.push(format!("function={f}"));

@@ -17,8 +17,11 @@ mod telemetry;
 pub use blob::{BlobError, BlobStore, FsBlobStore, MAX_BLOB_BYTES};
 pub use kv::{Entry, KeyPage, KvError, KvStore, Precondition, PutOutcome, MAX_KEY_BYTES, MAX_VALUE_BYTES};
 pub use secrets::{
-    is_valid_secret_name, KeySource, MasterKey, Redactor, SecretError, SecretInfo, SecretStore, MASTER_KEY_ENV,
-    MAX_SECRET_BYTES, MAX_SECRET_NAME_BYTES, MIN_REDACTED_BYTES,
+    is_valid_access_key_id, is_valid_secret_name, AccessKeyInfo, KeySource, MasterKey, NewAccessKey, Redactor,
+    SecretError, SecretInfo, SecretStore, ACCESS_KEY_ID_PREFIX, MASTER_KEY_ENV, MAX_SECRET_BYTES,
+    MAX_SECRET_NAME_BYTES, MIN_REDACTED_BYTES,
 };
 pub use sqlite::SqliteStore;
 pub use telemetry::{LogQuery, LogRow, Retention, TelemetryDb, Usage};
+/// Secrets handed out by this crate (access key secrets) are wiped from memory on drop.
+pub use zeroize::Zeroizing;

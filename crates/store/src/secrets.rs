@@ -35,6 +35,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use zeroize::{Zeroize, Zeroizing};
 
+mod access_keys;
+pub use access_keys::{is_valid_access_key_id, AccessKeyInfo, NewAccessKey, ACCESS_KEY_ID_PREFIX};
+
 /// The environment variable holding the base64 master key; it wins over the key file.
 pub const MASTER_KEY_ENV: &str = "GUST_MASTER_KEY";
 /// Largest secret value accepted, in bytes (64 KiB, as AWS Secrets Manager).
@@ -58,6 +61,14 @@ CREATE TABLE IF NOT EXISTS secrets (
     ciphertext BLOB NOT NULL,
     created_at INTEGER NOT NULL,
     updated_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS access_keys (
+    id TEXT PRIMARY KEY,
+    format INTEGER NOT NULL,
+    key_id TEXT NOT NULL,
+    wrapped_key BLOB NOT NULL,
+    ciphertext BLOB NOT NULL,
+    created_at INTEGER NOT NULL
 ) WITHOUT ROWID;
 ";
 
@@ -485,9 +496,10 @@ impl SecretStore {
         Ok(n > 0)
     }
 
-    /// Re-wraps every data key under `new_key` in one transaction and switches this store to
-    /// it; values are not re-encrypted. Returns how many secrets were re-wrapped. All or
-    /// nothing: any row that does not open under the current key aborts the rotation.
+    /// Re-wraps every data key (secrets' and access keys') under `new_key` in one transaction
+    /// and switches this store to it; values are not re-encrypted. Returns how many rows were
+    /// re-wrapped. All or nothing: any row that does not open under the current key aborts the
+    /// rotation.
     pub fn rotate_master(&self, new_key: MasterKey) -> Result<usize, SecretError> {
         let mut inner = self.lock()?;
         let Inner { conn, master } = &mut *inner;
@@ -506,9 +518,10 @@ impl SecretStore {
             )
             .map_err(storage)?;
         }
+        let access_keys = access_keys::rewrap(&tx, master, &new_key)?;
         tx.commit().map_err(storage)?;
         *master = new_key;
-        Ok(rows.len())
+        Ok(rows.len() + access_keys)
     }
 }
 
@@ -554,6 +567,10 @@ fn foreign_key_id(conn: &Connection, master: &MasterKey) -> Result<(), SecretErr
         )
         .optional()
         .map_err(storage)?;
+    let other = match other {
+        Some(id) => Some(id),
+        None => access_keys::foreign_key_id(conn, master)?,
+    };
     match other {
         Some(stored) => Err(SecretError::WrongMasterKey {
             stored,
@@ -828,13 +845,13 @@ impl Redactor {
 mod tests {
     use super::*;
 
-    fn temp() -> (tempfile::TempDir, PathBuf) {
+    pub(super) fn temp() -> (tempfile::TempDir, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("state.db");
         (dir, db)
     }
 
-    fn raw_files(db: &Path) -> Vec<u8> {
+    pub(super) fn raw_files(db: &Path) -> Vec<u8> {
         let mut all = Vec::new();
         for suffix in ["", "-wal", "-shm", "-journal"] {
             let mut p = db.as_os_str().to_owned();
@@ -846,7 +863,7 @@ mod tests {
         all
     }
 
-    fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    pub(super) fn contains(haystack: &[u8], needle: &[u8]) -> bool {
         haystack.windows(needle.len()).any(|w| w == needle)
     }
 

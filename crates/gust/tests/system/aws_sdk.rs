@@ -1,16 +1,23 @@
 //! The AWS SDK (boto3) pointed at Gust with `endpoint_url` invokes functions as it would on
-//! Lambda: RequestResponse, Event (asynchronous), function errors, unknown functions.
+//! Lambda: RequestResponse, Event (asynchronous), function errors, unknown functions; signed
+//! (SigV4) with an access key from `POST /gust/v1/access-keys`.
 
 use crate::support::*;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-/// boto3 in `target/pydeps`, installed from PyPI on first use (a few seconds).
-fn pydeps() -> PathBuf {
+/// Where boto3 is for `PYTHONPATH`: the machine's own if `python3` has it, else
+/// `target/pydeps`, installed from PyPI on first use (a few seconds).
+pub fn pydeps() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let dir = target_dir().join("..").join("pydeps");
-        if !dir.join("boto3").is_dir() {
+        let system_has_it = std::process::Command::new("python3")
+            .args(["-c", "import boto3"])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !system_has_it && !dir.join("boto3").is_dir() {
             let status = std::process::Command::new("python3")
                 .args([
                     "-m",
@@ -35,7 +42,7 @@ const SCRIPT: &str = r#"
 import json, sys, boto3, botocore
 from botocore.config import Config
 c = boto3.client("lambda", endpoint_url=sys.argv[1], region_name="us-east-1",
-                 aws_access_key_id="x", aws_secret_access_key="x",
+                 aws_access_key_id=sys.argv[2], aws_secret_access_key=sys.argv[3],
                  config=Config(retries={"max_attempts": 1}))
 out = {}
 r = c.invoke(FunctionName="greet", Payload=json.dumps({"name": "sdk"}))
@@ -69,9 +76,20 @@ async fn boto3_invokes_functions_through_the_lambda_api() {
     .await;
     let deps = pydeps();
     let admin = app.admin("");
+    let key = app
+        .op(reqwest::Method::POST, "/gust/v1/access-keys")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(key.status(), 201);
+    let key = json(&key.text().await.unwrap());
+    let (id, secret) = (
+        key["access_key_id"].as_str().unwrap().to_string(),
+        key["secret_access_key"].as_str().unwrap().to_string(),
+    );
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new("python3")
-            .args(["-c", SCRIPT, &admin])
+            .args(["-c", SCRIPT, &admin, &id, &secret])
             .env("PYTHONPATH", deps)
             .output()
             .unwrap()

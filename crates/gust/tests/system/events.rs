@@ -93,7 +93,11 @@ async fn publish_to(
     headers: &[(&str, &str)],
     body: impl Into<reqwest::Body>,
 ) -> (u16, Value) {
-    let mut req = app.client.post(url).body(body);
+    let mut req = app.client.post(url.clone()).body(body);
+    // On the admin address, publishing is an operator action (`gust publish`).
+    if url.starts_with(&app.admin("/")) {
+        req = req.bearer_auth(app.operator_token());
+    }
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
@@ -121,7 +125,7 @@ async fn publish_batch(app: &TestApp, topic: &str, events: &[Value]) -> (u16, Va
 }
 
 async fn admin_get(app: &TestApp, path: &str) -> Value {
-    let (status, body) = send(app.client.get(app.admin(path))).await;
+    let (status, body) = send(app.op(reqwest::Method::GET, path)).await;
     assert_eq!(status, 200, "GET {path}: {body}");
     body
 }
@@ -579,10 +583,10 @@ retry_delay = 0.2
 
     // Fix the cause, redrive one dead letter: it is delivered (as a fresh first receive).
     std::fs::write(app.dir.path().join("fixed"), "").unwrap();
-    let (status, v) = send(
-        app.client
-            .post(app.admin(&format!("/gust/v1/dlq/fragile/redrive?seq={}", a["seq"]))),
-    )
+    let (status, v) = send(app.op(
+        reqwest::Method::POST,
+        &format!("/gust/v1/dlq/fragile/redrive?seq={}", a["seq"]),
+    ))
     .await;
     assert_eq!((status, v), (200, json!({"redriven": 1})));
     let dir = app.dir.path().to_path_buf();
@@ -605,14 +609,14 @@ retry_delay = 0.2
     assert_eq!(left[0]["seq"], b["seq"]);
 
     // Purge the other one: gone, and never delivered.
-    let (status, v) = send(app.client.delete(app.admin("/gust/v1/dlq/fragile"))).await;
+    let (status, v) = send(app.op(reqwest::Method::DELETE, "/gust/v1/dlq/fragile")).await;
     assert_eq!((status, v), (200, json!({"purged": 1})));
     assert!(dead_letters(&app, "fragile").await.is_empty());
     let s = subscription(&app, "fragile").await;
     assert_eq!((s["backlog"].clone(), s["dead_letters"].clone()), (json!(0), json!(0)));
-    let (status, v) = send(app.client.post(app.admin("/gust/v1/dlq/fragile/redrive"))).await;
+    let (status, v) = send(app.op(reqwest::Method::POST, "/gust/v1/dlq/fragile/redrive")).await;
     assert_eq!((status, v), (200, json!({"redriven": 0})));
-    let (status, _) = send(app.client.post(app.admin("/gust/v1/dlq/nope/redrive"))).await;
+    let (status, _) = send(app.op(reqwest::Method::POST, "/gust/v1/dlq/nope/redrive")).await;
     assert_eq!(status, 404);
     assert_eq!(count_by(&lines(&app, "out.jsonl"), "ceid").get("job-b"), Some(&2));
     app.stop().await;
@@ -1059,13 +1063,15 @@ exports.handler = async (event, context) => {
 "#;
 
 async fn invoke_async(app: &TestApp, function: &str, payload: &str) -> reqwest::Response {
-    app.client
-        .post(app.admin(&format!("/2015-03-31/functions/{function}/invocations")))
-        .header("x-amz-invocation-type", "Event")
-        .body(payload.to_string())
-        .send()
-        .await
-        .unwrap()
+    app.op(
+        reqwest::Method::POST,
+        &format!("/2015-03-31/functions/{function}/invocations"),
+    )
+    .header("x-amz-invocation-type", "Event")
+    .body(payload.to_string())
+    .send()
+    .await
+    .unwrap()
 }
 
 #[tokio::test]
@@ -1384,11 +1390,22 @@ batch_size = 10
     // Settled: nothing waits and nothing was dead-lettered.
     let c = client.clone();
     let admin = gust.admin.clone();
+    let token = gust.token.clone();
     until("the backlog to empty after restart", WAIT, || {
         let c = c.clone();
         let url = format!("{admin}/gust/v1/subscriptions");
+        let token = token.clone();
         async move {
-            let v = json(&c.get(url).send().await.unwrap().text().await.unwrap());
+            let v = json(
+                &c.get(url)
+                    .bearer_auth(token)
+                    .send()
+                    .await
+                    .unwrap()
+                    .text()
+                    .await
+                    .unwrap(),
+            );
             let s = v["subscriptions"]
                 .as_array()
                 .unwrap()

@@ -368,9 +368,8 @@ async fn secrets_are_encrypted_scoped_rotated_and_redacted() {
     ])
     .await;
     let put = |v: &'static str| {
-        let c = app.client.clone();
-        let url = app.admin("/gust/v1/secrets/API_SECRET");
-        async move { c.put(url).body(v).send().await.unwrap().status() }
+        let req = app.op(reqwest::Method::PUT, "/gust/v1/secrets/API_SECRET");
+        async move { req.body(v).send().await.unwrap().status() }
     };
     assert_eq!(put("first-Value-7f3a9c").await, 200);
     let (_, _, body) = app.invoke("granted", "{}").await;
@@ -435,8 +434,7 @@ async fn secrets_are_encrypted_scoped_rotated_and_redacted() {
     }
     // Master key rotation re-wraps; values still readable.
     let r = app
-        .client
-        .post(app.admin("/gust/v1/secrets/master/rotate"))
+        .op(reqwest::Method::POST, "/gust/v1/secrets/master/rotate")
         .send()
         .await
         .unwrap();
@@ -500,8 +498,7 @@ burst = 1
 
     // API keys: none, wrong, right.
     let created = app
-        .client
-        .post(app.admin("/gust/v1/apikeys"))
+        .op(reqwest::Method::POST, "/gust/v1/apikeys")
         .json(&serde_json::json!({"name": "mobile"}))
         .send()
         .await

@@ -4,12 +4,15 @@
 mod support;
 
 mod aws_sdk;
+mod control_plane;
 mod events;
 mod failures;
 mod gateway;
 mod integration;
+mod limits;
 mod observability;
 mod runtimes;
+mod sandbox;
 mod scaling;
 mod schedules;
 mod serverless;

@@ -185,6 +185,7 @@ async fn gust_logs_follow_shows_lines_of_a_running_invocation() {
     let app = app().await;
     let mut follower = std::process::Command::new(env!("CARGO_BIN_EXE_gust"))
         .args(["logs", "chatty", "-f", "--admin", &app.admin("")])
+        .args(["--token", &app.operator_token()])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::inherit())
         .spawn()
@@ -199,18 +200,8 @@ async fn gust_logs_follow_shows_lines_of_a_running_invocation() {
         }
     });
     let running = {
-        let c = app.client.clone();
-        let url = app.admin("/2015-03-31/functions/chatty/invocations");
-        tokio::spawn(async move {
-            c.post(url)
-                .body(r#"{"ticks":5}"#)
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap()
-        })
+        let req = app.op(reqwest::Method::POST, "/2015-03-31/functions/chatty/invocations");
+        tokio::spawn(async move { req.body(r#"{"ticks":5}"#).send().await.unwrap().text().await.unwrap() })
     };
     // "tick 2" arrives while the invocation (2 s in all) is still running.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);

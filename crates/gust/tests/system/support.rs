@@ -80,8 +80,15 @@ impl TestApp {
     }
 
     pub async fn start_configured(dir: tempfile::TempDir, configure: impl FnOnce(&mut PlatformConfig)) -> Self {
+        // A temp dir is 0700; sandboxed instances run as users of their own and read their
+        // code as "others", as they would a deployed project.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let logs = Arc::new(MemorySink::default());
         let mut config = PlatformConfig::new(dir.path());
+        // These tests observe functions from outside (host pids, files written next to the
+        // code): the trusted mode. `sandbox.rs` tests confinement, with `strict`.
+        config.sandbox.mode = gust_runtime::sandbox::SandboxMode::Off;
         configure(&mut config);
         config.gateway_addr = "127.0.0.1:0".parse().unwrap();
         config.admin_addr = "127.0.0.1:0".parse().unwrap();
@@ -122,10 +129,21 @@ impl TestApp {
             .unwrap()
     }
 
-    /// The body of a GET on the admin API.
-    pub async fn admin_text(&self, path: &str) -> String {
+    /// The operator credential of the running platform (`<state>/operator.token`).
+    pub fn operator_token(&self) -> String {
+        self.platform().operator_token().to_string()
+    }
+
+    /// A request to the admin API with the operator token.
+    pub fn op(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         self.client
-            .get(self.admin(path))
+            .request(method, self.admin(path))
+            .bearer_auth(self.operator_token())
+    }
+
+    /// The body of a GET on the admin API (as the operator).
+    pub async fn admin_text(&self, path: &str) -> String {
+        self.op(reqwest::Method::GET, path)
             .send()
             .await
             .unwrap()
@@ -134,11 +152,14 @@ impl TestApp {
             .unwrap()
     }
 
-    /// Lambda Invoke API call; returns (status, X-Amz-Function-Error, body).
+    /// Lambda Invoke API call (with the operator token, as `gust invoke`); returns (status,
+    /// X-Amz-Function-Error, body).
     pub async fn invoke(&self, function: &str, payload: &str) -> (u16, Option<String>, String) {
         let r = self
-            .client
-            .post(self.admin(&format!("/2015-03-31/functions/{function}/invocations")))
+            .op(
+                reqwest::Method::POST,
+                &format!("/2015-03-31/functions/{function}/invocations"),
+            )
             .body(payload.to_string())
             .send()
             .await
@@ -275,10 +296,17 @@ pub struct GustUp {
     pub child: std::process::Child,
     pub gateway: String,
     pub admin: String,
+    /// The operator token it created in its state directory.
+    pub token: String,
 }
 
 impl GustUp {
     pub async fn start(app: &Path, state: &Path) -> Self {
+        Self::start_with(app, state, &["--sandbox", "off"]).await
+    }
+
+    /// `gust up` with `args` added (e.g. `--sandbox strict`).
+    pub async fn start_with(app: &Path, state: &Path, args: &[&str]) -> Self {
         let info = state.join("gust.json");
         // A killed Gust leaves its file behind; wait for the new one's.
         let _ = std::fs::remove_file(&info);
@@ -293,6 +321,7 @@ impl GustUp {
                 "--state",
             ])
             .arg(state)
+            .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
@@ -309,10 +338,15 @@ impl GustUp {
             v["admin"].is_string()
         })
         .await;
+        let token = std::fs::read_to_string(state.join("operator.token"))
+            .expect("gust up writes the operator token before gust.json")
+            .trim()
+            .to_string();
         Self {
             child,
             gateway: v["gateway"].as_str().unwrap().to_string(),
             admin: v["admin"].as_str().unwrap().to_string(),
+            token,
         }
     }
 

@@ -68,6 +68,8 @@ async fn users_service_end_to_end_through_gust_up() {
             "get-user",
             "--admin",
             &gust.admin,
+            "--token",
+            &gust.token,
             "--data",
             &event.to_string(),
         ])

@@ -1,0 +1,263 @@
+//! The Lambda API face: `POST /2015-03-31/functions/{name}/invocations` as AWS Lambda answers
+//! it, so the AWS CLI and SDKs work with `--endpoint-url`.
+//!
+//! Credentials: AWS Signature Version 4 with an access key Gust issued
+//! (`gust access-keys create`), or the operator token as a bearer token (`gust invoke`).
+//! Refusals have Lambda's shape: 403, `x-amzn-ErrorType` (`MissingAuthenticationTokenException`,
+//! `IncompleteSignatureException`, `UnrecognizedClientException`, `InvalidSignatureException`)
+//! and `{"message"}`. A function's `GUST_TOKEN` is not a credential here: functions invoke
+//! what they were granted through the platform API.
+
+use super::{credentials::bearer, empty, json_response, trace_of, Admin, MAX_INVOKE_PAYLOAD};
+use crate::error::Body;
+use crate::sigv4::{self, SigV4Error};
+use bytes::Bytes;
+use gust_runtime::{Invocation, InvokeError, Trigger};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use serde_json::json;
+
+/// The signing name of the Lambda API.
+const SERVICE: &str = "lambda";
+
+/// Lambda-style service errors: `x-amzn-ErrorType` plus `{"Type","message"}`, which the AWS
+/// SDKs turn into typed exceptions.
+fn lambda_error(status: u16, error_type: &str, message: &str) -> Response<Body> {
+    let mut r = json_response(
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        json!({ "Type": if status < 500 { "User" } else { "Service" }, "message": message }),
+    );
+    if let Ok(v) = HeaderValue::from_str(error_type) {
+        r.headers_mut().insert("x-amzn-errortype", v);
+    }
+    r
+}
+
+/// An authentication refusal as AWS sends it: 403, `x-amzn-ErrorType`, `{"message"}`.
+fn auth_error(error_type: &str, message: &str) -> Response<Body> {
+    let mut r = json_response(StatusCode::FORBIDDEN, json!({ "message": message }));
+    if let Ok(v) = HeaderValue::from_str(error_type) {
+        r.headers_mut().insert("x-amzn-errortype", v);
+    }
+    r
+}
+
+fn refused(e: &SigV4Error) -> Response<Body> {
+    auth_error(e.error_type(), &e.to_string())
+}
+
+fn too_large(limit: usize, what: &str) -> Response<Body> {
+    lambda_error(
+        413,
+        "RequestTooLargeException",
+        &format!("Request must be smaller than {limit} bytes for {what}"),
+    )
+}
+
+impl Admin {
+    pub(super) async fn lambda_api(&self, req: Request<Incoming>, request_id: &str) -> Response<Body> {
+        let mut resp = self.lambda_api_inner(req, request_id).await;
+        if let Ok(v) = HeaderValue::from_str(request_id) {
+            resp.headers_mut().entry("x-amzn-requestid").or_insert(v);
+        }
+        resp
+    }
+
+    async fn lambda_api_inner(&self, req: Request<Incoming>, request_id: &str) -> Response<Body> {
+        let (parts, body) = req.into_parts();
+        // Refuse what can be refused before reading the body.
+        let pending = if bearer(&parts.headers).is_some() {
+            if !self.is_operator(&parts.headers) {
+                return refused(&SigV4Error::UnknownKey);
+            }
+            None
+        } else {
+            let head = sigv4::RequestHead {
+                method: parts.method.as_str(),
+                path: parts.uri.path(),
+                query: parts.uri.query(),
+                headers: &parts.headers,
+            };
+            let keys = self.access_keys.as_ref();
+            match sigv4::check_head(head, SERVICE, chrono::Utc::now(), |id| keys.and_then(|k| k.secret(id))) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    tracing::info!(reason = %e, "Lambda API request refused");
+                    return refused(&e);
+                }
+            }
+        };
+        let payload = match crate::gateway::read_limited(&parts.headers, body, MAX_INVOKE_PAYLOAD).await {
+            Ok(p) => p,
+            Err(e) if e.status == 413 => return too_large(MAX_INVOKE_PAYLOAD, "the InvokeFunction operation"),
+            Err(e) => return e.into_response(request_id),
+        };
+        // The access key the request was signed with (`None`: the operator token).
+        let access_key = match pending {
+            None => None,
+            Some(p) => match p.verify(&payload) {
+                Ok(id) => Some(id),
+                Err(e) => {
+                    tracing::info!(reason = %e, "Lambda API request refused");
+                    return refused(&e);
+                }
+            },
+        };
+        tracing::debug!(
+            caller = access_key.as_deref().unwrap_or("operator token"),
+            "Lambda API request"
+        );
+        let path = parts.uri.path();
+        let name = path
+            .strip_prefix(super::INVOKE_PREFIX)
+            .and_then(|r| r.strip_suffix("/invocations"))
+            .filter(|n| !n.contains('/'));
+        match (name, &parts.method) {
+            (Some(name), &Method::POST) => self.invoke(name, &parts.headers, payload, request_id).await,
+            _ => lambda_error(
+                404,
+                "UnknownOperationException",
+                &format!("no Lambda API operation {} {path}", parts.method),
+            ),
+        }
+    }
+
+    async fn invoke(&self, name: &str, headers: &http::HeaderMap, payload: Bytes, request_id: &str) -> Response<Body> {
+        let name = crate::routes::percent_decode(name);
+        // Lambda accepts a name, a partial or a full ARN; the function name is the last part.
+        let name = name.rsplit(':').next().unwrap_or(&name).to_string();
+        let kind = headers
+            .get("x-amz-invocation-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("RequestResponse");
+        if self.invoker.spec(&name).is_none() {
+            return lambda_error(404, "ResourceNotFoundException", &format!("Function not found: {name}"));
+        }
+        match kind {
+            "DryRun" => return empty(StatusCode::NO_CONTENT),
+            "RequestResponse" => {}
+            "Event" => return self.invoke_async(&name, headers, payload).await,
+            other => {
+                return lambda_error(
+                    400,
+                    "InvalidParameterValueException",
+                    &format!("unknown InvocationType `{other}`"),
+                )
+            }
+        }
+        let client_context = headers
+            .get("x-amz-client-context")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let payload = if payload.is_empty() {
+            Bytes::from_static(b"{}")
+        } else {
+            payload
+        };
+        if serde_json::from_slice::<serde::de::IgnoredAny>(&payload).is_err() {
+            return lambda_error(
+                400,
+                "InvalidRequestContentException",
+                "Could not parse request body into json",
+            );
+        }
+        let mut inv = Invocation::new(name.clone(), payload, Trigger::Direct);
+        inv.request_id = Some(request_id.to_string());
+        if let Some(parent) = trace_of(headers) {
+            inv.parent_span = Some(parent.span_id.clone());
+            inv.trace = Some(parent.child());
+        }
+        inv.client_context = client_context;
+        match self.invoker.invoke(inv).await {
+            Ok(out) => {
+                let mut r = Response::builder()
+                    .status(StatusCode::OK)
+                    .header(http::header::CONTENT_TYPE, "application/json")
+                    .header("x-amz-executed-version", "$LATEST")
+                    .body(Full::new(out.payload))
+                    .expect("static response parts are valid");
+                if out.function_error.is_some() {
+                    r.headers_mut()
+                        .insert("x-amz-function-error", HeaderValue::from_static("Unhandled"));
+                }
+                r
+            }
+            // Lambda reports a function's own failure (timeout, crash) as a 200 with
+            // X-Amz-Function-Error, and platform-side refusals as service errors.
+            Err(
+                e @ (InvokeError::Timeout { .. }
+                | InvokeError::Crashed { .. }
+                | InvokeError::OutOfMemory { .. }
+                | InvokeError::InitFailed { .. }
+                | InvokeError::ResponseTooLarge { .. }),
+            ) => {
+                let mut r = json_response(
+                    StatusCode::OK,
+                    json!({ "errorType": e.lambda_error_type(), "errorMessage": e.to_string() }),
+                );
+                r.headers_mut()
+                    .insert("x-amz-function-error", HeaderValue::from_static("Unhandled"));
+                r
+            }
+            Err(e @ InvokeError::TooManyRequests { .. }) => {
+                let mut r = lambda_error(429, "TooManyRequestsException", &e.to_string());
+                if let InvokeError::TooManyRequests { retry_after, .. } = &e {
+                    r.headers_mut().insert(
+                        http::header::RETRY_AFTER,
+                        HeaderValue::from(retry_after.as_secs().max(1)),
+                    );
+                }
+                r
+            }
+            Err(InvokeError::FunctionNotFound(n)) => {
+                lambda_error(404, "ResourceNotFoundException", &format!("Function not found: {n}"))
+            }
+            Err(e) => lambda_error(e.http_status(), "ServiceException", &e.to_string()),
+        }
+    }
+
+    /// `InvocationType: Event`: durable first, then 202; the function runs from the queue with
+    /// Lambda's retry policy and ends in the function's DLQ if every attempt fails.
+    async fn invoke_async(&self, name: &str, headers: &http::HeaderMap, payload: Bytes) -> Response<Body> {
+        let Some(events) = &self.events else {
+            return lambda_error(
+                400,
+                "InvalidParameterValueException",
+                "asynchronous invocation needs events enabled",
+            );
+        };
+        if payload.len() > gust_events::MAX_EVENT_BYTES {
+            return too_large(gust_events::MAX_EVENT_BYTES, "asynchronous invocation");
+        }
+        let payload = if payload.is_empty() {
+            Bytes::from_static(b"{}")
+        } else {
+            payload
+        };
+        if serde_json::from_slice::<serde::de::IgnoredAny>(&payload).is_err() {
+            return lambda_error(
+                400,
+                "InvalidRequestContentException",
+                "Could not parse request body into json",
+            );
+        }
+        let trace = trace_of(headers).map(|t| t.to_string());
+        match events.invoke_async(name, payload, trace).await {
+            Ok(id) => {
+                let mut r = empty(StatusCode::ACCEPTED);
+                if let Ok(v) = HeaderValue::from_str(&id) {
+                    r.headers_mut().insert("x-amzn-requestid", v);
+                }
+                r
+            }
+            Err(gust_events::PublishError::UnknownFunction(n)) => {
+                lambda_error(404, "ResourceNotFoundException", &format!("Function not found: {n}"))
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "queueing an asynchronous invocation failed");
+                lambda_error(500, "ServiceException", "the invocation could not be queued")
+            }
+        }
+    }
+}

@@ -1,0 +1,315 @@
+//! The admin address: three faces for three audiences, each with its own routes module and its
+//! own credential check (`docs/control-plane.md`):
+//!
+//! - [`lambda_api`]: the Lambda Invoke API for the AWS CLI and SDKs, authenticated with AWS
+//!   Signature Version 4 against access keys Gust issues (or the operator token, for
+//!   `gust invoke`);
+//! - [`platform_api`]: what functions reach through `GUST_API` with their own `GUST_TOKEN`
+//!   (key-value store, blobs, publish, services and functions they were granted, granted
+//!   secrets), never an operator action;
+//! - [`operator_api`]: secrets, API keys, access keys, DLQs, schedules, telemetry, metrics,
+//!   with the operator token.
+//!
+//! Before any of them, [`guard`] refuses a `Host` that is not loopback or configured (DNS
+//! rebinding) and a browser `Origin` other than the admin's own (CSRF). `/healthz` needs no
+//! credential. The address is meant for loopback or a private network, not the internet: the
+//! gateway is the public face.
+
+mod credentials;
+mod guard;
+mod lambda_api;
+mod operator_api;
+mod platform_api;
+
+pub use credentials::{AccessKeys, OperatorToken};
+pub use guard::HostPolicy;
+
+use crate::error::{ApiError, Body};
+use crate::server::HttpHandler;
+use bytes::Bytes;
+use gust_events::Events;
+use gust_runtime::Invoker;
+use gust_store::{BlobStore, KvStore, TelemetryDb};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use serde_json::json;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+
+/// Lambda's synchronous invocation payload limit.
+const MAX_INVOKE_PAYLOAD: usize = 6 * 1024 * 1024;
+const INVOKE_PREFIX: &str = "/2015-03-31/functions/";
+const KV_PREFIX: &str = "/gust/v1/kv";
+
+pub struct Admin {
+    invoker: Arc<Invoker>,
+    kv: Arc<dyn KvStore>,
+    blobs: Arc<dyn BlobStore>,
+    events: Option<Arc<Events>>,
+    schedules: Option<Arc<dyn SchedulesApi>>,
+    telemetry: Option<TelemetryDb>,
+    upstreams: std::collections::HashMap<String, Arc<crate::upstream::Upstream>>,
+    secrets: Option<Arc<dyn SecretsApi>>,
+    api_keys: Option<Arc<crate::auth::MemoryApiKeyStore>>,
+    /// Without one, every operator action is refused.
+    operator: Option<OperatorToken>,
+    access_keys: Option<AccessKeys>,
+    hosts: HostPolicy,
+}
+
+/// Secrets management and granted reads (implemented by the binary, which owns the store).
+pub trait SecretsApi: Send + Sync + 'static {
+    fn list(&self) -> Result<serde_json::Value, String>;
+    fn set(&self, name: &str, value: &[u8]) -> Result<serde_json::Value, String>;
+    fn remove(&self, name: &str) -> Result<bool, String>;
+    fn rotate_master(&self) -> Result<serde_json::Value, String>;
+    /// A secret's value for a function, only when its manifest grants it.
+    fn get_for(&self, function: &str, name: &str) -> Result<Option<Vec<u8>>, String>;
+}
+
+/// What the admin API needs from the scheduler (implemented by the binary, which owns it).
+pub trait SchedulesApi: Send + Sync + 'static {
+    /// Every schedule with its next fire times and last fired tick.
+    fn list(&self) -> Pin<Box<dyn Future<Output = serde_json::Value> + Send + '_>>;
+    /// Queues a run of `name` now; `Err` when there is no such schedule.
+    fn run<'a>(&'a self, name: &'a str)
+        -> Pin<Box<dyn Future<Output = Result<serde_json::Value, String>> + Send + 'a>>;
+}
+
+impl std::fmt::Debug for Admin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Admin")
+    }
+}
+
+fn json_response(status: StatusCode, value: serde_json::Value) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(value.to_string())))
+        .expect("static response parts are valid")
+}
+
+fn empty(status: StatusCode) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .body(Full::new(Bytes::new()))
+        .expect("static response parts are valid")
+}
+
+fn bytes_response(value: impl Into<Bytes>) -> Response<Body> {
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(http::header::CONTENT_TYPE, "application/octet-stream")
+        .body(Full::new(value.into()))
+        .expect("static response parts are valid")
+}
+
+/// The caller's trace: a W3C `traceparent`, or an X-Ray `X-Amzn-Trace-Id` (what a Lambda
+/// function has in `_X_AMZN_TRACE_ID`).
+fn trace_of(headers: &http::HeaderMap) -> Option<gust_model::TraceParent> {
+    let get = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
+    get("traceparent")
+        .and_then(gust_model::TraceParent::parse)
+        .or_else(|| get("x-amzn-trace-id").and_then(gust_model::TraceParent::from_xray))
+}
+
+/// Which face a request belongs to, by method and path alone (credentials are checked by the
+/// face).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Face {
+    Health,
+    Lambda,
+    Platform,
+    Operator,
+    /// `POST /gust/v1/events/{topic}`: a function publishing (its token) or `gust publish` (the
+    /// operator token).
+    Publish,
+    NotFound,
+}
+
+fn face_of(method: &Method, path: &str) -> Face {
+    if path == "/healthz" {
+        return if method == Method::GET {
+            Face::Health
+        } else {
+            Face::NotFound
+        };
+    }
+    if path.starts_with(INVOKE_PREFIX) {
+        return Face::Lambda;
+    }
+    let Some(rest) = path.strip_prefix("/gust/v1/") else {
+        return if path == "/metrics" {
+            Face::Operator
+        } else {
+            Face::NotFound
+        };
+    };
+    if path.starts_with(KV_PREFIX)
+        || rest.starts_with("fn/")
+        || rest.starts_with("services/")
+        || rest.starts_with("blobs")
+        || (rest.starts_with("functions/") && rest.ends_with("/invoke"))
+    {
+        return Face::Platform;
+    }
+    if let Some(name) = rest.strip_prefix("secrets/") {
+        // Reading one secret is a function's (granted) read; managing them is the operator's.
+        if method == Method::GET && !name.is_empty() {
+            return Face::Platform;
+        }
+    }
+    if method == Method::POST && rest.starts_with("events/") {
+        return Face::Publish;
+    }
+    Face::Operator
+}
+
+impl Admin {
+    pub fn new(
+        invoker: Arc<Invoker>,
+        kv: Arc<dyn KvStore>,
+        blobs: Arc<dyn BlobStore>,
+        events: Option<Arc<Events>>,
+        schedules: Option<Arc<dyn SchedulesApi>>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            invoker,
+            kv,
+            blobs,
+            events,
+            schedules,
+            telemetry: None,
+            upstreams: Default::default(),
+            secrets: None,
+            api_keys: None,
+            operator: None,
+            access_keys: None,
+            hosts: HostPolicy::default(),
+        })
+    }
+
+    fn change(self: Arc<Self>, what: &str, f: impl FnOnce(&mut Self)) -> Arc<Self> {
+        let mut me =
+            Arc::try_unwrap(self).unwrap_or_else(|_| panic!("{what} is called before the admin API is shared"));
+        f(&mut me);
+        Arc::new(me)
+    }
+
+    /// Serves invocation records, logs, traces and usage from `db`.
+    pub fn with_telemetry(self: Arc<Self>, db: TelemetryDb) -> Arc<Self> {
+        self.change("with_telemetry", |me| me.telemetry = Some(db))
+    }
+
+    /// Serves `/gust/v1/apikeys`, changing the gateway's key store.
+    pub fn with_api_keys(self: Arc<Self>, store: Arc<crate::auth::MemoryApiKeyStore>) -> Arc<Self> {
+        self.change("with_api_keys", |me| me.api_keys = Some(store))
+    }
+
+    /// Serves `/gust/v1/secrets`.
+    pub fn with_secrets(self: Arc<Self>, secrets: Arc<dyn SecretsApi>) -> Arc<Self> {
+        self.change("with_secrets", |me| me.secrets = Some(secrets))
+    }
+
+    /// Lets functions reach these upstreams by name.
+    pub fn with_upstreams(self: Arc<Self>, upstreams: &[Arc<crate::upstream::Upstream>]) -> Arc<Self> {
+        let map = upstreams
+            .iter()
+            .map(|u| (u.spec().name.to_string(), u.clone()))
+            .collect();
+        self.change("with_upstreams", |me| me.upstreams = map)
+    }
+
+    /// The operator credential: required by every operator action, accepted by the Lambda API.
+    pub fn with_operator_token(self: Arc<Self>, token: OperatorToken) -> Arc<Self> {
+        self.change("with_operator_token", |me| me.operator = Some(token))
+    }
+
+    /// Access keys for SigV4 on the Lambda API, and `/gust/v1/access-keys` to manage them.
+    pub fn with_access_keys(self: Arc<Self>, keys: AccessKeys) -> Arc<Self> {
+        self.change("with_access_keys", |me| me.access_keys = Some(keys))
+    }
+
+    fn events(&self) -> Result<&Arc<Events>, ApiError> {
+        self.events
+            .as_ref()
+            .ok_or_else(|| ApiError::new(404, "EventsDisabled", "events are not enabled on this Gust"))
+    }
+
+    /// Which `Host` names are accepted besides IP addresses and `localhost`.
+    pub fn with_host_policy(self: Arc<Self>, hosts: HostPolicy) -> Arc<Self> {
+        self.change("with_host_policy", |me| me.hosts = hosts)
+    }
+}
+
+impl HttpHandler for Admin {
+    async fn handle(self: Arc<Self>, req: Request<Incoming>, remote: SocketAddr) -> Response<Body> {
+        let request_id = uuid::Uuid::new_v4().to_string();
+        if let Err(e) = self.hosts.check(req.headers()) {
+            tracing::info!(%remote, code = e.code, message = %e.message, "admin request refused");
+            return e.into_response(&request_id);
+        }
+        let path = req.uri().path().to_string();
+        match face_of(req.method(), &path) {
+            Face::Health => json_response(StatusCode::OK, json!({ "status": "ok" })),
+            Face::Lambda => self.lambda_api(req, &request_id).await,
+            Face::Platform => self
+                .platform_api(&path, req, remote, &request_id)
+                .await
+                .unwrap_or_else(|e| e.into_response(&request_id)),
+            Face::Operator => self
+                .operator_api(&path, req)
+                .await
+                .unwrap_or_else(|e| e.into_response(&request_id)),
+            Face::Publish => {
+                let result = if self.is_operator(req.headers()) {
+                    self.operator_api(&path, req).await
+                } else {
+                    self.platform_api(&path, req, remote, &request_id).await
+                };
+                result.unwrap_or_else(|e| e.into_response(&request_id))
+            }
+            Face::NotFound => ApiError::new(404, "NotFound", format!("no admin endpoint {} {path}", req.method()))
+                .into_response(&request_id),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_path_has_one_face() {
+        let cases = [
+            (Method::GET, "/healthz", Face::Health),
+            (Method::POST, "/healthz", Face::NotFound),
+            (Method::POST, "/2015-03-31/functions/f/invocations", Face::Lambda),
+            (Method::GET, "/gust/v1/kv/x", Face::Platform),
+            (Method::GET, "/gust/v1/kv", Face::Platform),
+            (Method::PUT, "/gust/v1/blobs/a/b", Face::Platform),
+            (Method::GET, "/gust/v1/fn/tok/services/orders/x", Face::Platform),
+            (Method::GET, "/gust/v1/services/orders/x", Face::Platform),
+            (Method::POST, "/gust/v1/functions/f/invoke", Face::Platform),
+            (Method::GET, "/gust/v1/secrets/NAME", Face::Platform),
+            (Method::GET, "/gust/v1/secrets", Face::Operator),
+            (Method::PUT, "/gust/v1/secrets/NAME", Face::Operator),
+            (Method::DELETE, "/gust/v1/secrets/NAME", Face::Operator),
+            (Method::POST, "/gust/v1/secrets/master/rotate", Face::Operator),
+            (Method::POST, "/gust/v1/events/orders", Face::Publish),
+            (Method::GET, "/gust/v1/functions", Face::Operator),
+            (Method::GET, "/gust/v1/dlq", Face::Operator),
+            (Method::POST, "/gust/v1/access-keys", Face::Operator),
+            (Method::GET, "/gust/v1/anything-else", Face::Operator),
+            (Method::GET, "/metrics", Face::Operator),
+            (Method::GET, "/", Face::NotFound),
+        ];
+        for (m, p, want) in cases {
+            assert_eq!(face_of(&m, p), want, "{m} {p}");
+        }
+    }
+}
