@@ -17,21 +17,8 @@ pub fn pydeps() -> PathBuf {
             .stderr(std::process::Stdio::null())
             .status()
             .is_ok_and(|s| s.success());
-        if !system_has_it && !dir.join("boto3").is_dir() {
-            let status = std::process::Command::new("python3")
-                .args([
-                    "-m",
-                    "pip",
-                    "install",
-                    "--quiet",
-                    "--disable-pip-version-check",
-                    "--target",
-                ])
-                .arg(&dir)
-                .arg("boto3>=1.34")
-                .status()
-                .expect("python3 runs");
-            assert!(status.success(), "installing boto3 into {} failed", dir.display());
+        if !system_has_it {
+            pip_install_into(&dir, "boto3>=1.34", "boto3");
         }
         dir
     })

@@ -344,26 +344,7 @@ fn awslambdaric() -> std::path::PathBuf {
     static DIR: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
     DIR.get_or_init(|| {
         let dir = target_dir().join("..").join("pydeps-ric");
-        if !dir.join("awslambdaric").is_dir() {
-            let status = std::process::Command::new("python3")
-                .args([
-                    "-m",
-                    "pip",
-                    "install",
-                    "--quiet",
-                    "--disable-pip-version-check",
-                    "--target",
-                ])
-                .arg(&dir)
-                .arg("awslambdaric")
-                .status()
-                .expect("python3 runs");
-            assert!(
-                status.success(),
-                "installing awslambdaric into {} failed",
-                dir.display()
-            );
-        }
+        pip_install_into(&dir, "awslambdaric", "awslambdaric");
         dir
     })
     .clone()

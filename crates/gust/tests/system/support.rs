@@ -263,6 +263,21 @@ pub fn provided_fixture(dir: &Path, sub: &str, bin: &str) {
     std::os::unix::fs::symlink(fixture_bin(bin), d.join("bootstrap")).unwrap();
 }
 
+/// Installs `requirement` from PyPI into `dir` (`pip install --target`) unless `dir/module`
+/// is there already; for Python packages tests need on a fresh machine.
+pub fn pip_install_into(dir: &Path, requirement: &str, module: &str) {
+    if dir.join(module).is_dir() {
+        return;
+    }
+    let status = Command::new("python3")
+        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--target"])
+        .arg(dir)
+        .arg(requirement)
+        .status()
+        .expect("python3 runs");
+    assert!(status.success(), "installing {requirement} into {} failed", dir.display());
+}
+
 pub fn json(s: &str) -> serde_json::Value {
     serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
 }

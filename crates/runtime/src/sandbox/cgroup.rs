@@ -71,10 +71,7 @@ impl Layout {
             let pids = make(&pids)?;
             let cpu = v1_path("cpu").and_then(|d| make(&d).ok());
             let freezer = v1_path("freezer").and_then(|d| make(&d).ok());
-            for parent in [Some(&memory), Some(&pids), cpu.as_ref(), freezer.as_ref()]
-                .into_iter()
-                .flatten()
-            {
+            for parent in v1_dirs(&memory, &pids, &cpu, &freezer) {
                 remove_stale_siblings(parent);
             }
             return Ok(Layout::V1 {
@@ -154,10 +151,7 @@ impl Layout {
                 pids,
                 cpu,
                 freezer,
-            } => [Some(memory), Some(pids), cpu.as_ref(), freezer.as_ref()]
-                .into_iter()
-                .flatten()
-                .collect(),
+            } => v1_dirs(memory, pids, cpu, freezer).collect(),
             // v2: Gust itself lives in `<parent>/gust`; the parent is not Gust's to remove.
             Layout::V2 { .. } => Vec::new(),
         };
@@ -165,6 +159,18 @@ impl Layout {
             let _ = std::fs::remove_dir(d);
         }
     }
+}
+
+/// The directories of cgroup v1's controllers, those in use.
+fn v1_dirs<'a>(
+    memory: &'a PathBuf,
+    pids: &'a PathBuf,
+    cpu: &'a Option<PathBuf>,
+    freezer: &'a Option<PathBuf>,
+) -> impl Iterator<Item = &'a PathBuf> {
+    [Some(memory), Some(pids), cpu.as_ref(), freezer.as_ref()]
+        .into_iter()
+        .flatten()
 }
 
 /// Removes empty instance cgroups left by Gusts that were killed (their pid is gone).
@@ -214,11 +220,7 @@ impl Cgroup {
                 pids,
                 cpu,
                 freezer,
-            } => [Some(memory), Some(pids), cpu.as_ref(), freezer.as_ref()]
-                .into_iter()
-                .flatten()
-                .cloned()
-                .collect(),
+            } => v1_dirs(memory, pids, cpu, freezer).cloned().collect(),
             Cgroup::V2(d) => vec![d.clone()],
         }
     }
