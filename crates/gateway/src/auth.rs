@@ -345,7 +345,7 @@ impl ApiKeyStore for MemoryApiKeyStore {
 pub struct ApiKeyAuthorizer {
     store: Arc<dyn ApiKeyStore>,
     limiter: RateLimiter,
-    quotas: QuotaCounter,
+    quotas: Arc<QuotaCounter>,
 }
 
 impl std::fmt::Debug for ApiKeyAuthorizer {
@@ -355,11 +355,18 @@ impl std::fmt::Debug for ApiKeyAuthorizer {
 }
 
 impl ApiKeyAuthorizer {
+    /// Quotas counted in memory only (a restart resets them).
     pub fn new(store: Arc<dyn ApiKeyStore>) -> Self {
+        Self::with_quotas(store, Arc::new(QuotaCounter::new()))
+    }
+
+    /// Quotas counted in `quotas`, which a write-behind loop keeps in the state database
+    /// ([`crate::quotas::DurableQuotas`]) so that they survive a restart.
+    pub fn with_quotas(store: Arc<dyn ApiKeyStore>, quotas: Arc<QuotaCounter>) -> Self {
         Self {
             store,
             limiter: RateLimiter::new(),
-            quotas: QuotaCounter::new(),
+            quotas,
         }
     }
 

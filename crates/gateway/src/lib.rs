@@ -16,6 +16,7 @@ mod error;
 mod gateway;
 mod payload;
 mod publish;
+pub mod quotas;
 pub mod ratelimit;
 pub mod routes;
 mod server;

@@ -2,11 +2,17 @@
 //! a client address). Pure logic: time is a parameter (`now: Instant` for buckets, `SystemTime`
 //! for quota days), so tests are deterministic; the `*_now` wrappers read the clocks.
 //!
-//! State is in memory and per process: a restart refills every bucket and resets quotas, and
+//! Token buckets are in memory and per process: a restart refills every bucket (at most one
+//! extra burst per restart; a bucket refills within `burst / rate` seconds anyway), and
 //! several gateway nodes each enforce the full limit. A full bucket is the same as no bucket,
 //! so idle keys are dropped when the table grows ([`RateLimiter::prune`]).
+//!
+//! Quota counters are kept in memory too, and survive a restart: [`QuotaCounter::unsaved`]
+//! and [`QuotaCounter::restore`] let a write-behind loop (`crate::quotas`) keep them in the
+//! state database without a write per request.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -176,10 +182,26 @@ impl RateLimiter {
 
 const DAY_SECS: u64 = 86_400;
 
+/// The quota period `now` falls in: days since the epoch, UTC.
+pub fn quota_day(now: SystemTime) -> u64 {
+    now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs() / DAY_SECS
+}
+
 /// Requests per UTC day, by key. A day runs from 00:00:00 UTC; the count resets then.
 #[derive(Debug, Default)]
 pub struct QuotaCounter {
-    used: Mutex<Table<(u64, u64)>>,
+    used: Mutex<Table<Used>>,
+    /// Something changed since [`QuotaCounter::unsaved`] last looked.
+    dirty: AtomicBool,
+    changed: tokio::sync::Notify,
+}
+
+/// One key's count, and what of it is known to be saved.
+#[derive(Debug, Clone, Copy)]
+struct Used {
+    day: u64,
+    count: u64,
+    saved: Option<(u64, u64)>,
 }
 
 /// Outcome of [`QuotaCounter::take`].
@@ -196,24 +218,108 @@ impl QuotaCounter {
         Self::default()
     }
 
+    fn lock(&self) -> MutexGuard<'_, Table<Used>> {
+        self.used.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Counts one request against `per_day` for `key`, unless the day's quota is spent.
     pub fn take(&self, key: &str, per_day: u64, now: SystemTime) -> QuotaDecision {
         let since_epoch = now.duration_since(UNIX_EPOCH).unwrap_or_default();
         let day = since_epoch.as_secs() / DAY_SECS;
-        let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
-        used.before_insert(key, |_, (d, _)| *d == day);
-        let entry = used.map.entry(key.to_string()).or_insert((day, 0));
-        if entry.0 != day {
-            *entry = (day, 0);
+        let mut used = self.lock();
+        used.before_insert(key, |_, u| u.day == day);
+        if !used.map.contains_key(key) {
+            // (Looked up first: no key allocation per request for a key already counted.) A
+            // count of zero needs no row.
+            used.map.insert(
+                key.to_string(),
+                Used {
+                    day,
+                    count: 0,
+                    saved: Some((day, 0)),
+                },
+            );
         }
-        if entry.1 >= per_day {
+        let Some(entry) = used.map.get_mut(key) else {
+            unreachable!("inserted above");
+        };
+        if entry.day != day {
+            entry.day = day;
+            entry.count = 0;
+        }
+        if entry.count >= per_day {
             let next_midnight = Duration::from_secs((day + 1) * DAY_SECS);
             let retry_after = next_midnight.saturating_sub(since_epoch);
             return QuotaDecision::Exhausted { retry_after };
         }
-        entry.1 += 1;
-        QuotaDecision::Allowed {
-            remaining: per_day - entry.1,
+        entry.count += 1;
+        let remaining = per_day - entry.count;
+        drop(used);
+        self.mark_dirty();
+        QuotaDecision::Allowed { remaining }
+    }
+
+    /// Wakes [`QuotaCounter::changed`] (also after a failed write, to try again).
+    pub(crate) fn mark_dirty(&self) {
+        // A load first: under load the flag is already set, and a load shares the cache line.
+        if !self.dirty.load(Ordering::Relaxed) && !self.dirty.swap(true, Ordering::AcqRel) {
+            self.changed.notify_one();
+        }
+    }
+
+    /// Returns once a count has changed since the last [`QuotaCounter::unsaved`].
+    pub async fn changed(&self) {
+        loop {
+            let notified = self.changed.notified();
+            if self.dirty.load(Ordering::Acquire) {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// The counts that changed since they were last saved (as `(key, day, count)` rows), for
+    /// a writer to store; pass what was stored to [`QuotaCounter::saved`].
+    pub fn unsaved(&self) -> Vec<gust_store::QuotaUsage> {
+        self.dirty.store(false, Ordering::Release);
+        self.lock()
+            .map
+            .iter()
+            .filter(|(_, u)| u.saved != Some((u.day, u.count)))
+            .map(|(key, u)| gust_store::QuotaUsage {
+                key: key.clone(),
+                period: u.day,
+                used: u.count,
+            })
+            .collect()
+    }
+
+    /// Records that `rows` (from [`QuotaCounter::unsaved`]) were stored.
+    pub fn saved(&self, rows: &[gust_store::QuotaUsage]) {
+        let mut used = self.lock();
+        for r in rows {
+            if let Some(u) = used.map.get_mut(&r.key) {
+                u.saved = Some((r.period, r.used));
+            }
+        }
+    }
+
+    /// Puts back counts saved before a restart. A key counted since keeps the larger count.
+    pub fn restore(&self, rows: impl IntoIterator<Item = gust_store::QuotaUsage>) {
+        let mut used = self.lock();
+        for r in rows {
+            let entry = used.map.entry(r.key).or_insert(Used {
+                day: r.period,
+                count: 0,
+                saved: None,
+            });
+            if entry.day < r.period || (entry.day == r.period && entry.count <= r.used) {
+                *entry = Used {
+                    day: r.period,
+                    count: r.used,
+                    saved: Some((r.period, r.used)),
+                };
+            }
         }
     }
 
@@ -378,5 +484,75 @@ mod tests {
         let next_day = day_start + Duration::from_secs(DAY_SECS);
         assert_eq!(quotas.take("k", 2, next_day), QuotaDecision::Allowed { remaining: 1 });
         assert!(matches!(quotas.take("z", 0, t), QuotaDecision::Exhausted { .. }));
+    }
+
+    fn usage(key: &str, period: u64, used: u64) -> gust_store::QuotaUsage {
+        gust_store::QuotaUsage {
+            key: key.into(),
+            period,
+            used,
+        }
+    }
+
+    fn sorted(mut rows: Vec<gust_store::QuotaUsage>) -> Vec<gust_store::QuotaUsage> {
+        rows.sort_by(|a, b| a.key.cmp(&b.key));
+        rows
+    }
+
+    #[test]
+    fn quota_counts_are_saved_once_and_restored() {
+        let day = 20_513;
+        let t = UNIX_EPOCH + Duration::from_secs(day * DAY_SECS + 3600);
+        let quotas = QuotaCounter::new();
+        assert!(quotas.unsaved().is_empty());
+        quotas.take("a", 5, t);
+        quotas.take("a", 5, t);
+        quotas.take("b", 5, t);
+        let rows = sorted(quotas.unsaved());
+        assert_eq!(rows, [usage("a", day, 2), usage("b", day, 1)]);
+        quotas.saved(&rows);
+        assert!(quotas.unsaved().is_empty(), "nothing changed since");
+        quotas.take("a", 5, t);
+        assert_eq!(quotas.unsaved(), [usage("a", day, 3)]);
+        // A refused request changes nothing.
+        let quotas = QuotaCounter::new();
+        assert!(matches!(quotas.take("z", 0, t), QuotaDecision::Exhausted { .. }));
+        assert!(quotas.unsaved().is_empty());
+
+        // After a restart: the count goes on from where it was, and today's rows are saved.
+        let restarted = QuotaCounter::new();
+        restarted.restore([usage("a", day, 4), usage("old", day - 1, 9)]);
+        assert!(restarted.unsaved().is_empty());
+        assert_eq!(restarted.take("a", 5, t), QuotaDecision::Allowed { remaining: 0 });
+        assert!(matches!(restarted.take("a", 5, t), QuotaDecision::Exhausted { .. }));
+        // Yesterday's count is no count today.
+        assert_eq!(restarted.take("old", 5, t), QuotaDecision::Allowed { remaining: 4 });
+        // A restore never lowers a count taken since.
+        restarted.restore([usage("a", day, 1)]);
+        assert!(matches!(restarted.take("a", 5, t), QuotaDecision::Exhausted { .. }));
+    }
+
+    #[tokio::test]
+    async fn a_change_wakes_the_writer_once() {
+        let quotas = std::sync::Arc::new(QuotaCounter::new());
+        let waiter = tokio::spawn({
+            let q = quotas.clone();
+            async move { q.changed().await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        quotas.take_now("k", 10);
+        tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .unwrap()
+            .unwrap();
+        // Still unsaved: returns at once. Once looked at: waits again.
+        tokio::time::timeout(Duration::from_secs(5), quotas.changed())
+            .await
+            .unwrap();
+        quotas.unsaved();
+        assert!(tokio::time::timeout(Duration::from_millis(50), quotas.changed())
+            .await
+            .is_err());
     }
 }

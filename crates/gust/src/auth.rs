@@ -4,12 +4,18 @@
 
 use anyhow::{anyhow, Context, Result};
 use gust_gateway::auth::{ApiKeyAuthorizer, JwtAuthorizer, JwtConfig, JwtKeys, MemoryApiKeyStore};
-use gust_gateway::GatewayAuth;
+use gust_gateway::{GatewayAuth, QuotaCounter};
 use gust_model::App;
 use gust_store::SecretStore;
 use std::sync::Arc;
 
-pub async fn gateway_auth(app: &App, secrets: &SecretStore, api_keys: Arc<MemoryApiKeyStore>) -> Result<GatewayAuth> {
+/// `quotas`: where API-key quotas are counted (kept in the state database by the caller).
+pub async fn gateway_auth(
+    app: &App,
+    secrets: &SecretStore,
+    api_keys: Arc<MemoryApiKeyStore>,
+    quotas: Arc<QuotaCounter>,
+) -> Result<GatewayAuth> {
     let mut jwt = std::collections::HashMap::new();
     for a in app.authorizers.values() {
         let keys = if let Some(f) = &a.jwks_file {
@@ -47,7 +53,7 @@ pub async fn gateway_auth(app: &App, secrets: &SecretStore, api_keys: Arc<Memory
         jwt.insert(a.name.to_string(), authorizer);
     }
     Ok(GatewayAuth {
-        api_keys: Some(ApiKeyAuthorizer::new(api_keys)),
+        api_keys: Some(ApiKeyAuthorizer::with_quotas(api_keys, quotas)),
         jwt,
         routes: Default::default(),
     })

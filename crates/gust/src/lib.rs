@@ -95,6 +95,8 @@ pub struct Platform {
     pub upstreams: upstreams::RunningUpstreams,
     /// The operator credential (also in `<state>/operator.token`).
     operator_token: String,
+    /// API-key quota counts, written behind to the state database (saved at shutdown).
+    quotas: Arc<gust_gateway::quotas::DurableQuotas>,
     schedule_tasks: Vec<JoinHandle<()>>,
     stop_gateway: watch::Sender<bool>,
     stop_admin: watch::Sender<bool>,
@@ -206,7 +208,14 @@ impl Platform {
         gust_gateway::load_api_keys(kv.as_ref(), &api_keys)
             .await
             .map_err(|e| anyhow::anyhow!("api keys: {e}"))?;
-        let gateway_auth = auth::gateway_auth(&app, &secret_store, api_keys.clone()).await?;
+        // Quota counts survive a restart: read back here, written behind while running.
+        let quota_store =
+            gust_store::QuotaStore::open(&state_dir.join("state.db")).context("cannot open the quota counters")?;
+        let quotas = gust_gateway::quotas::DurableQuotas::load(quota_store, std::time::SystemTime::now())
+            .await
+            .map_err(|e| anyhow::anyhow!("quota counters: {e}"))?;
+        quotas.start(gust_gateway::quotas::FLUSH_EVERY);
+        let gateway_auth = auth::gateway_auth(&app, &secret_store, api_keys.clone(), quotas.counter()).await?;
         let upstreams = upstreams::start(
             &app,
             &upstreams::GustAddresses {
@@ -273,6 +282,7 @@ impl Platform {
             telemetry: telemetry_db,
             upstreams,
             operator_token,
+            quotas,
             schedule_tasks,
             stop_gateway,
             stop_admin,
@@ -309,6 +319,7 @@ impl Platform {
         self.invoker.shutdown(grace).await;
         self.upstreams.stop().await;
         let _ = tokio::time::timeout(Duration::from_secs(2), self.gateway_task).await;
+        self.quotas.stop().await;
         self.telemetry.flush().await;
         let _ = self.stop_admin.send(true);
         let _ = tokio::time::timeout(Duration::from_secs(2), self.admin_task).await;

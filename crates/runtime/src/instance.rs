@@ -13,7 +13,7 @@ use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::io::{AsyncRead, BufReader};
 use tokio::process::Command;
 use tokio::sync::{oneshot, watch};
 
@@ -428,19 +428,19 @@ fn pipe_lines<R: AsyncRead + Unpin + Send + 'static>(
     current: Arc<crate::api::ApiState>,
     sink: Arc<dyn LogSink>,
 ) {
-    tokio::spawn(async move {
-        let mut lines = BufReader::new(reader).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            let request_id = current.current.lock().expect("current lock").clone();
-            sink.line(LogLine {
-                function: identity.function(),
-                instance: id.0,
-                request_id,
-                stream,
-                line,
-            });
-        }
-    });
+    // Bounded whatever the function writes: lines capped, bytes decoded lossily, the pipe
+    // always drained, a per-instance budget past which lines are dropped (`output.rs`).
+    let budget = crate::output::Budget::for_instance(id.0);
+    tokio::spawn(crate::output::read_lines(reader, budget, move |line| {
+        let request_id = current.current.lock().expect("current lock").clone();
+        sink.line(LogLine {
+            function: identity.function(),
+            instance: id.0,
+            request_id,
+            stream,
+            line,
+        });
+    }));
 }
 
 impl Prepared {
@@ -463,7 +463,10 @@ impl Prepared {
                 }
                 Ok::<_, String>(())
             };
-            if let Err(e) = taken.await {
+            let handover = Instant::now();
+            let taken = taken.await;
+            tracing::debug!(function = %function, handover_us = handover.elapsed().as_micros() as u64, "a sandboxed spare took the function");
+            if let Err(e) = taken {
                 tracing::warn!(function = %function, error = %e, "a prewarmed spare could not take the function; starting a process");
                 spare = None;
             }

@@ -21,6 +21,7 @@ mod instance;
 mod invoker;
 mod logs;
 mod orphans;
+mod output;
 mod pool;
 mod reconcile;
 mod resident;

@@ -9,12 +9,14 @@
 //! read which names is decided by its callers.
 
 mod blob;
+mod counters;
 mod kv;
 mod secrets;
 mod sqlite;
 mod telemetry;
 
 pub use blob::{BlobError, BlobStore, FsBlobStore, MAX_BLOB_BYTES};
+pub use counters::{QuotaStore, QuotaUsage};
 pub use kv::{Entry, KeyPage, KvError, KvStore, Precondition, PutOutcome, MAX_KEY_BYTES, MAX_VALUE_BYTES};
 pub use secrets::{
     is_valid_access_key_id, is_valid_secret_name, AccessKeyInfo, KeySource, MasterKey, NewAccessKey, Redactor,

@@ -5,12 +5,14 @@ mod support;
 
 mod aws_sdk;
 mod control_plane;
+mod counters;
 mod events;
 mod failures;
 mod gateway;
 mod integration;
 mod limits;
 mod observability;
+mod output;
 mod runtimes;
 mod sandbox;
 mod scaling;
