@@ -135,6 +135,14 @@ async fn a_hostile_function_cannot_read_keys_state_or_other_code_and_cannot_writ
     )
     .await;
     assert_eq!(r["ok"], false, "the app's host path is visible: {r}");
+    // Nor the host root its init keeps for a moment while the instance starts.
+    let r = call(
+        &app,
+        "hostile",
+        serde_json::json!({"op": "read", "path": "/.gust-host/root/etc/passwd"}),
+    )
+    .await;
+    assert_eq!(r["ok"], false, "{r}");
     let r = call(
         &app,
         "hostile",

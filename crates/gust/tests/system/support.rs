@@ -270,12 +270,23 @@ pub fn pip_install_into(dir: &Path, requirement: &str, module: &str) {
         return;
     }
     let status = Command::new("python3")
-        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--target"])
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--target",
+        ])
         .arg(dir)
         .arg(requirement)
         .status()
         .expect("python3 runs");
-    assert!(status.success(), "installing {requirement} into {} failed", dir.display());
+    assert!(
+        status.success(),
+        "installing {requirement} into {} failed",
+        dir.display()
+    );
 }
 
 pub fn json(s: &str) -> serde_json::Value {

@@ -373,11 +373,18 @@ static int take_task(char *line, char *err, size_t errsize) {
             return -1;
         }
     }
-    if (umount2("/.gust-host/root", MNT_DETACH) < 0) {
-        snprintf(err, errsize, "drop host root: %s", strerror(errno));
-        return -1;
-    }
     return 0;
+}
+
+/* Lets go of the host root that init kept (spares, and instances with a uid of their own).
+ * Detaching a mount tree waits for an RCU grace period (about 10 ms measured here), so it is
+ * done after the function's cold start has been answered, not before: until then the tree
+ * is in a 0700 directory of root's that the function's own uid cannot enter. */
+static int host_root_held;
+static void drop_host_root(void) {
+    if (!host_root_held) return;
+    host_root_held = 0;
+    if (umount2("/.gust-host/root", MNT_DETACH) < 0) die("detach the host root");
 }
 
 static void reply(int fd, const char *text) {
@@ -447,6 +454,7 @@ static void run_init(int status_fd) {
     sigaddset(&mask, SIGCHLD);
     sigprocmask(SIG_BLOCK, &mask, &old);
     pid_t fn = opt.exec_later ? -1 : start_function(devnull, status_fd, &old, last_cap);
+    if (!opt.control) drop_host_root();
     struct sigaction sa = {.sa_handler = forward};
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
@@ -516,6 +524,7 @@ static void run_init(int status_fd) {
                         fn = start_function(devnull, status_fd, &old, last_cap);
                         reply(control, "ok\n");
                         err[0] = 0;
+                        free(blob);
                         goto closed;
                     }
                     snprintf(err, sizeof err, "bad exec command");
@@ -537,6 +546,7 @@ static void run_init(int status_fd) {
         closed:
             close(control);
             control = -1;
+            if (fn > 0) drop_host_root();
         }
     }
 }
@@ -561,11 +571,13 @@ static void build_root(void) {
     if (mount("proc", path, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0) die("mount /proc");
     for (int i = 0; i < opt.n_mask; i++) mask(opt.mask[i]);
     if (chdir(opt.root) < 0) die("chdir %s", opt.root);
-    if (opt.control) {
-        /* The host root stays reachable to init only (0700, root's), until the task is bound. */
+    if (opt.control || opt.uid >= 0) {
+        /* The host root stays reachable to init only (0700, root's; the function has a uid
+         * of its own) until the task is bound or the function started: drop_host_root. */
         if (mkdir(".gust-host", 0700) < 0) die("mkdir .gust-host");
         if (mkdir(".gust-host/root", 0700) < 0) die("mkdir .gust-host/root");
         if (syscall(SYS_pivot_root, ".", ".gust-host/root") < 0) die("pivot_root");
+        host_root_held = 1;
     } else {
         if (syscall(SYS_pivot_root, ".", ".") < 0) die("pivot_root");
         if (umount2(".", MNT_DETACH) < 0) die("detach the host root");
