@@ -736,7 +736,7 @@ def deliveries(admin_port, name=EVENT_SUBSCRIPTION):
     """{result: count} of gust_event_deliveries_total for one subscription, from /metrics."""
     c = http.client.HTTPConnection("127.0.0.1", admin_port, timeout=5)
     try:
-        c.request("GET", "/metrics")
+        c.request("GET", "/metrics", headers=admin_headers(admin_port))  # an operator endpoint
         text = c.getresponse().read().decode("utf-8", "replace")
     finally:
         c.close()

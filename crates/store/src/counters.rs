@@ -46,29 +46,22 @@ fn storage(e: impl std::fmt::Display) -> KvError {
 
 impl QuotaStore {
     /// Opens (creating the table if needed) the counters in the state database at `path`.
+    /// `synchronous=NORMAL`: the counters are written behind anyway (at most a second of
+    /// requests may be lost on a crash), unlike the queue and kv tables.
     pub fn open(path: &Path) -> Result<Self, KvError> {
-        let conn = Connection::open(path).map_err(storage)?;
-        conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=5000;")
-            .map_err(storage)?;
-        conn.execute_batch(SCHEMA).map_err(storage)?;
-        Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
-        })
+        let conn = crate::sqlite::open_connection(
+            path,
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=5000;",
+            SCHEMA,
+        )?;
+        Ok(Self { conn })
     }
 
     async fn with<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, KvError> + Send + 'static,
     ) -> Result<T, KvError> {
-        let conn = self.conn.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut guard = conn
-                .lock()
-                .map_err(|_| KvError::Storage("quota store lock poisoned".into()))?;
-            f(&mut guard)
-        })
-        .await
-        .map_err(storage)?
+        crate::sqlite::with_connection(&self.conn, f).await
     }
 
     /// Every counter of `period` or later; rows of earlier periods are deleted (they count

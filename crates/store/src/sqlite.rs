@@ -37,33 +37,47 @@ fn storage(e: impl std::fmt::Display) -> KvError {
     KvError::Storage(e.to_string())
 }
 
+/// A connection to the state database at `path` with `pragmas` set and `schema` applied, for
+/// the stores that keep their tables there.
+pub(crate) fn open_connection(path: &Path, pragmas: &str, schema: &str) -> Result<Arc<Mutex<Connection>>, KvError> {
+    let conn = Connection::open(path).map_err(storage)?;
+    conn.execute_batch(pragmas).map_err(storage)?;
+    conn.execute_batch(schema).map_err(storage)?;
+    Ok(Arc::new(Mutex::new(conn)))
+}
+
+/// Runs `f` on `conn` on a blocking thread (SQLite calls block).
+pub(crate) async fn with_connection<T: Send + 'static>(
+    conn: &Arc<Mutex<Connection>>,
+    f: impl FnOnce(&mut Connection) -> Result<T, KvError> + Send + 'static,
+) -> Result<T, KvError> {
+    let conn = conn.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut guard = conn
+            .lock()
+            .map_err(|_| KvError::Storage("state database lock poisoned".into()))?;
+        f(&mut guard)
+    })
+    .await
+    .map_err(storage)?
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) the state database at `path`.
     pub fn open(path: &Path) -> Result<Self, KvError> {
-        let conn = Connection::open(path).map_err(storage)?;
-        conn.execute_batch(
+        let conn = open_connection(
+            path,
             "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=5000; PRAGMA foreign_keys=ON;",
-        )
-        .map_err(storage)?;
-        conn.execute_batch(SCHEMA).map_err(storage)?;
-        Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
-        })
+            SCHEMA,
+        )?;
+        Ok(Self { conn })
     }
 
     async fn with<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, KvError> + Send + 'static,
     ) -> Result<T, KvError> {
-        let conn = self.conn.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut guard = conn
-                .lock()
-                .map_err(|_| KvError::Storage("state database lock poisoned".into()))?;
-            f(&mut guard)
-        })
-        .await
-        .map_err(storage)?
+        with_connection(&self.conn, f).await
     }
 }
 

@@ -150,18 +150,9 @@ impl Admin {
             .get("x-amz-client-context")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let payload = if payload.is_empty() {
-            Bytes::from_static(b"{}")
-        } else {
-            payload
+        let Some(payload) = json_payload(payload) else {
+            return not_json();
         };
-        if serde_json::from_slice::<serde::de::IgnoredAny>(&payload).is_err() {
-            return lambda_error(
-                400,
-                "InvalidRequestContentException",
-                "Could not parse request body into json",
-            );
-        }
         let mut inv = Invocation::new(name.clone(), payload, Trigger::Direct);
         inv.request_id = Some(request_id.to_string());
         if let Some(parent) = trace_of(headers) {
@@ -230,18 +221,9 @@ impl Admin {
         if payload.len() > gust_events::MAX_EVENT_BYTES {
             return too_large(gust_events::MAX_EVENT_BYTES, "asynchronous invocation");
         }
-        let payload = if payload.is_empty() {
-            Bytes::from_static(b"{}")
-        } else {
-            payload
+        let Some(payload) = json_payload(payload) else {
+            return not_json();
         };
-        if serde_json::from_slice::<serde::de::IgnoredAny>(&payload).is_err() {
-            return lambda_error(
-                400,
-                "InvalidRequestContentException",
-                "Could not parse request body into json",
-            );
-        }
         let trace = trace_of(headers).map(|t| t.to_string());
         match events.invoke_async(name, payload, trace).await {
             Ok(id) => {
@@ -260,4 +242,23 @@ impl Admin {
             }
         }
     }
+}
+
+/// An Invoke payload: `{}` when empty; `None` when it is not JSON (Lambda refuses it).
+fn json_payload(payload: Bytes) -> Option<Bytes> {
+    let payload = if payload.is_empty() {
+        Bytes::from_static(b"{}")
+    } else {
+        payload
+    };
+    serde_json::from_slice::<serde::de::IgnoredAny>(&payload).ok()?;
+    Some(payload)
+}
+
+fn not_json() -> Response<Body> {
+    lambda_error(
+        400,
+        "InvalidRequestContentException",
+        "Could not parse request body into json",
+    )
 }

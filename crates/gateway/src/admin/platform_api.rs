@@ -21,6 +21,28 @@ fn not_found() -> ApiError {
 }
 
 impl Admin {
+    /// Refuses (403) a caller whose manifest does not grant `name` in the list `granted` picks.
+    fn require_grant(
+        &self,
+        caller: &PlatformApi,
+        name: &str,
+        granted: impl Fn(&gust_model::FunctionSpec) -> &Vec<gust_model::FunctionName>,
+        what: &str,
+    ) -> Result<(), ApiError> {
+        let spec = self.invoker.spec(&caller.function);
+        if spec
+            .as_deref()
+            .is_some_and(|s| granted(s).iter().any(|g| g.as_str() == name))
+        {
+            return Ok(());
+        }
+        Err(ApiError::new(
+            403,
+            "Forbidden",
+            format!("`{}` is not granted {what} `{name}`", caller.function),
+        ))
+    }
+
     pub(super) async fn platform_api(
         &self,
         path: &str,
@@ -114,17 +136,7 @@ impl Admin {
             Some((n, p)) => (n.to_string(), format!("/{p}")),
             None => (rest.to_string(), "/".to_string()),
         };
-        let spec = self.invoker.spec(&caller.function);
-        if !spec
-            .as_ref()
-            .is_some_and(|s| s.services.iter().any(|g| g.as_str() == name))
-        {
-            return Err(ApiError::new(
-                403,
-                "Forbidden",
-                format!("`{}` is not granted the service `{name}`", caller.function),
-            ));
-        }
+        self.require_grant(&caller, &name, |s| &s.services, "the service")?;
         let up = self
             .upstreams
             .get(&name)
@@ -190,17 +202,7 @@ impl Admin {
         req: Request<Incoming>,
         request_id: &str,
     ) -> Result<Response<Body>, ApiError> {
-        let spec = self.invoker.spec(&caller.function);
-        if !spec
-            .as_ref()
-            .is_some_and(|s| s.invokes.iter().any(|g| g.as_str() == name))
-        {
-            return Err(ApiError::new(
-                403,
-                "Forbidden",
-                format!("`{}` is not granted to invoke `{name}`", caller.function),
-            ));
-        }
+        self.require_grant(&caller, name, |s| &s.invokes, "to invoke")?;
         let (parts, body) = req.into_parts();
         let payload = crate::gateway::read_limited(&parts.headers, body, MAX_INVOKE_PAYLOAD).await?;
         let mut inv = Invocation::new(

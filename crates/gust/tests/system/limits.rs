@@ -285,16 +285,7 @@ async fn gust_up_with_nofile(app: &Path, state: &Path, stderr: &Path, nofile: u3
         .arg("-c")
         .arg(format!("ulimit -n {nofile} && exec \"$0\" \"$@\""))
         .arg(env!("CARGO_BIN_EXE_gust"))
-        .args([
-            "up",
-            app.to_str().unwrap(),
-            "--port",
-            "0",
-            "--admin-port",
-            "0",
-            "--state",
-        ])
-        .arg(state)
+        .args(gust_up_args(app, state))
         .stdout(std::process::Stdio::null())
         .stderr(std::fs::File::create(stderr).unwrap())
         .spawn()

@@ -263,6 +263,15 @@ pub fn provided_fixture(dir: &Path, sub: &str, bin: &str) {
     std::os::unix::fs::symlink(fixture_bin(bin), d.join("bootstrap")).unwrap();
 }
 
+/// `gust up APP` on free ports with `--state STATE`: the arguments after the program.
+pub fn gust_up_args(app: &Path, state: &Path) -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = ["up"].into_iter().map(Into::into).collect();
+    args.push(app.into());
+    args.extend(["--port", "0", "--admin-port", "0", "--state"].map(Into::into));
+    args.push(state.into());
+    args
+}
+
 /// Installs `requirement` from PyPI into `dir` (`pip install --target`) unless `dir/module`
 /// is there already; for Python packages tests need on a fresh machine.
 pub fn pip_install_into(dir: &Path, requirement: &str, module: &str) {
@@ -337,16 +346,7 @@ impl GustUp {
         // A killed Gust leaves its file behind; wait for the new one's.
         let _ = std::fs::remove_file(&info);
         let mut child = Command::new(env!("CARGO_BIN_EXE_gust"))
-            .args([
-                "up",
-                app.to_str().unwrap(),
-                "--port",
-                "0",
-                "--admin-port",
-                "0",
-                "--state",
-            ])
-            .arg(state)
+            .args(gust_up_args(app, state))
             .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
