@@ -68,6 +68,9 @@ fn cut(line: &str, max: usize) -> String {
 impl LogSink for PlatformTelemetry {
     fn line(&self, mut l: LogLine) {
         let stderr = l.stream == Stream::Stderr;
+        // Cut first: an invocation's budget counts what is stored, so one long line costs its
+        // stored 16 KiB, not the bytes it was printed with.
+        let mut text = cut(&l.line, LINE_LIMIT_BYTES);
         if let Some(req) = &l.request_id {
             let mut seen = self.seen.lock().expect("log limit lock");
             if seen.len() > 10_000 {
@@ -81,16 +84,16 @@ impl LogSink for PlatformTelemetry {
                     return;
                 }
                 entry.1 = true;
-                l.line = format!(
+                text = format!(
                     "[gust] log output truncated: this invocation printed more than {} bytes",
                     self.limit
                 );
             } else {
-                entry.0 += l.line.len() + 1;
+                entry.0 += text.len() + 1;
             }
         }
         // Secret values never reach stored logs or the terminal, even when a function prints one.
-        let line = crate::secrets::redact(&cut(&l.line, LINE_LIMIT_BYTES));
+        let line = crate::secrets::redact(&text);
         self.db
             .record_log(now_ms(), &l.function, l.request_id.as_deref(), stderr, line.clone());
         l.line = line;
