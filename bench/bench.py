@@ -422,7 +422,7 @@ EVENT_SUBSCRIPTION = "bench-sink"
 
 
 def events_manifest(batch):
-    return (f"[topics.{EVENT_TOPIC}]\n\n"
+    return (f"[topics.{EVENT_TOPIC}]\npublic = true\n\n"
             f"[[subscriptions]]\nname = {toml_str(EVENT_SUBSCRIPTION)}\ntopic = {toml_str(EVENT_TOPIC)}\n"
             f"function = {toml_str(EVENT_FUNCTION)}\nbatch_size = {batch}\nreport_batch_item_failures = false\n")
 

@@ -20,6 +20,9 @@ struct Routing {
     table: RouteTable,
     cors: Option<CorsSpec>,
     upstreams: std::collections::HashMap<String, Arc<crate::upstream::Upstream>>,
+    /// Topics that take publishes here, with their checks; other topics are not reachable
+    /// from the public gateway at all (they answer as unknown ones do).
+    public_topics: std::collections::HashMap<String, gust_model::RouteAuth>,
 }
 
 /// The gateway's authorizers: API keys (hashed, with per-key limits), JWT authorizers by
@@ -55,6 +58,7 @@ impl Gateway {
                 table: RouteTable::default(),
                 cors: None,
                 upstreams: Default::default(),
+                public_topics: Default::default(),
             })),
             max_body_bytes,
         })
@@ -116,6 +120,11 @@ impl Gateway {
                 .iter()
                 .map(|u| (u.spec().name.to_string(), u.clone()))
                 .collect(),
+            public_topics: app
+                .public_topics
+                .iter()
+                .map(|(t, auth)| (t.to_string(), auth.clone()))
+                .collect(),
         };
         *self.routing.write().expect("routing lock") = Arc::new(routing);
     }
@@ -140,13 +149,27 @@ impl Gateway {
         }
 
         let lookup = routing.table.lookup(&method, &path);
-        // `POST /events/{topic}` publishes, unless an app route claims that path.
+        // `POST /events/{topic}` publishes to a public topic, unless an app route claims that
+        // path. A topic that is not public answers as an unknown one: the gateway does not
+        // tell outsiders which internal topics exist.
         if !matches!(lookup, Lookup::Found(_)) && method == "POST" {
             if let (Some(events), Some(topic)) = (&self.events, path.strip_prefix("/events/")) {
                 if !topic.is_empty() && !topic.contains('/') {
+                    let topic = crate::routes::percent_decode(topic);
+                    let Some(auth) = routing.public_topics.get(topic.as_str()) else {
+                        tracing::info!(topic = %topic, "gateway publish refused: the topic is not public");
+                        return Err(ApiError::new(
+                            404,
+                            "TopicNotFound",
+                            format!(
+                                "no public topic `{topic}` (a topic takes publishes here only with `public = true`)"
+                            ),
+                        ));
+                    };
+                    self.authorize(&format!("POST /events/{topic}"), auth, req.headers())?;
                     let (parts, body) = req.into_parts();
                     let body = read_limited(&parts.headers, body, self.max_body_bytes).await?;
-                    return crate::publish::publish(events, topic, &parts.headers, &body).await;
+                    return crate::publish::publish(events, &topic, &parts.headers, &body).await;
                 }
             }
         }

@@ -9,14 +9,15 @@ use http::{HeaderMap, Response, StatusCode};
 use http_body_util::Full;
 use serde_json::json;
 
+/// Publishes to `topic` (already percent-decoded by the caller, who also checked that this
+/// caller may publish there).
 pub async fn publish(
     events: &Events,
     topic: &str,
     headers: &HeaderMap,
     body: &Bytes,
 ) -> Result<Response<Body>, ApiError> {
-    let topic = crate::routes::percent_decode(topic);
-    if !events.has_topic(&topic) {
+    if !events.has_topic(topic) {
         return Err(ApiError::new(
             404,
             "TopicNotFound",
@@ -35,8 +36,8 @@ pub async fn publish(
             headers.insert("traceparent", t);
         }
     }
-    let parsed = from_http(&headers, body, &topic).map_err(|e| ApiError::new(e.status(), e.code(), e.to_string()))?;
-    let published = events.publish(&topic, parsed).await.map_err(|e| match e {
+    let parsed = from_http(&headers, body, topic).map_err(|e| ApiError::new(e.status(), e.code(), e.to_string()))?;
+    let published = events.publish(topic, parsed).await.map_err(|e| match e {
         PublishError::UnknownTopic(t) => ApiError::new(404, "TopicNotFound", format!("topic `{t}` does not exist")),
         other => {
             tracing::error!(error = %other, "publish failed");

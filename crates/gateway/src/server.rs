@@ -2,7 +2,8 @@
 //! header size and header-read-time limits (the same timer closes idle keep-alive
 //! connections), a request-body read timeout, a cap on open connections, an accept loop that
 //! backs off when the process is out of file descriptors, and graceful shutdown (stop
-//! accepting, let in-flight requests finish).
+//! accepting, let in-flight requests finish). TCP listeners and Unix sockets (the admin
+//! address may also be a socket file) go through the same loop ([`Accept`]).
 
 use crate::error::{ApiError, Body};
 use bytes::Bytes;
@@ -17,8 +18,50 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, UnixListener};
+
+/// A listening socket [`serve`] takes connections from.
+pub trait Accept: Send + 'static {
+    type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+    /// The next connection and the peer address handlers see.
+    fn accept(&self) -> impl Future<Output = std::io::Result<(Self::Stream, SocketAddr)>> + Send;
+    /// For log lines: the address or path listened on.
+    fn describe(&self) -> String;
+    /// Per-connection socket options.
+    fn tune(_stream: &Self::Stream) {}
+}
+
+impl Accept for TcpListener {
+    type Stream = tokio::net::TcpStream;
+    fn accept(&self) -> impl Future<Output = std::io::Result<(Self::Stream, SocketAddr)>> + Send {
+        TcpListener::accept(self)
+    }
+    fn describe(&self) -> String {
+        self.local_addr().map(|a| a.to_string()).unwrap_or_default()
+    }
+    fn tune(stream: &Self::Stream) {
+        let _ = stream.set_nodelay(true);
+    }
+}
+
+/// The peer address handlers see for a Unix-socket connection: the local host (the socket
+/// file's permissions decided who could connect).
+pub const UNIX_PEER: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 0);
+
+impl Accept for UnixListener {
+    type Stream = tokio::net::UnixStream;
+    async fn accept(&self) -> std::io::Result<(Self::Stream, SocketAddr)> {
+        let (stream, _) = UnixListener::accept(self).await?;
+        Ok((stream, UNIX_PEER))
+    }
+    fn describe(&self) -> String {
+        self.local_addr()
+            .ok()
+            .and_then(|a| a.as_pathname().map(|p| format!("unix:{}", p.display())))
+            .unwrap_or_else(|| "unix".into())
+    }
+}
 
 /// Connection-level limits (each listener applies them on its own).
 #[derive(Debug, Clone)]
@@ -135,7 +178,11 @@ fn too_many_connections(max: usize) -> Bytes {
 /// Answers a connection over the cap with `answer` and closes it, within [`REFUSE_LINGER`].
 /// What the client sent is read and dropped until it closes, so that the close is a FIN,
 /// not a reset that could destroy the answer before the client reads it.
-fn refuse(mut stream: TcpStream, answer: Bytes, refusing: &Arc<AtomicUsize>) {
+fn refuse<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+    mut stream: S,
+    answer: Bytes,
+    refusing: &Arc<AtomicUsize>,
+) {
     if refusing.fetch_add(1, Ordering::Relaxed) >= MAX_REFUSING {
         refusing.fetch_sub(1, Ordering::Relaxed);
         return; // dropping it closes it
@@ -183,7 +230,7 @@ impl AcceptBackoff {
     const MAX: Duration = Duration::from_secs(1);
     const QUIET: Duration = Duration::from_secs(1);
 
-    fn failed(&mut self, e: &std::io::Error, addr: Option<SocketAddr>) -> Duration {
+    fn failed(&mut self, e: &std::io::Error, listener: &str) -> Duration {
         let now = Instant::now();
         match &mut self.episode {
             Some(ep) => {
@@ -196,7 +243,7 @@ impl AcceptBackoff {
                     _ => "",
                 };
                 tracing::warn!(
-                    listener = ?addr,
+                    listener,
                     error = %e,
                     "accepting connections failed{hint}; retrying with backoff until it succeeds"
                 );
@@ -212,12 +259,12 @@ impl AcceptBackoff {
         delay
     }
 
-    fn accepted(&mut self, addr: Option<SocketAddr>) {
+    fn accepted(&mut self, listener: &str) {
         self.delay = None;
         if let Some(ep) = &self.episode {
             if ep.last_failure.elapsed() >= Self::QUIET {
                 tracing::info!(
-                    listener = ?addr,
+                    listener,
                     failures = ep.failures,
                     lasted_ms = (ep.last_failure - ep.started).as_millis() as u64,
                     "accepting connections again"
@@ -229,8 +276,8 @@ impl AcceptBackoff {
 }
 
 /// Serves `handler` on `listener` until `shutdown` resolves, then waits for open requests.
-pub async fn serve<H: HttpHandler>(
-    listener: TcpListener,
+pub async fn serve<L: Accept, H: HttpHandler>(
+    listener: L,
     handler: Arc<H>,
     limits: ServerLimits,
     shutdown: impl Future<Output = ()>,
@@ -241,7 +288,7 @@ pub async fn serve<H: HttpHandler>(
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
         .max_buf_size(limits.max_header_bytes.max(8192));
-    let local = listener.local_addr().ok();
+    let local = listener.describe();
     let open = Arc::new(AtomicUsize::new(0));
     let refusing = Arc::new(AtomicUsize::new(0));
     let busy = too_many_connections(limits.max_connections);
@@ -256,14 +303,14 @@ pub async fn serve<H: HttpHandler>(
             Ok(a) => a,
             Err(e) if is_connection_error(&e) => continue,
             Err(e) => {
-                let delay = backoff.failed(&e, local);
+                let delay = backoff.failed(&e, &local);
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => continue,
                     _ = &mut shutdown => break,
                 }
             }
         };
-        backoff.accepted(local);
+        backoff.accepted(&local);
         // Only this loop adds, so a load then an add cannot overshoot the cap.
         if open.load(Ordering::Relaxed) >= limits.max_connections {
             refuse(stream, busy.clone(), &refusing);
@@ -271,7 +318,7 @@ pub async fn serve<H: HttpHandler>(
         }
         open.fetch_add(1, Ordering::Relaxed);
         let guard = Open(open.clone());
-        let _ = stream.set_nodelay(true);
+        L::tune(&stream);
         let handler = handler.clone();
         let max_head = limits.max_header_bytes;
         let body_timeout = limits.body_read_timeout;
@@ -318,14 +365,14 @@ mod tests {
     fn accept_backoff_doubles_to_a_second_and_resets_on_success() {
         let mut b = AcceptBackoff::default();
         let e = std::io::Error::from_raw_os_error(24);
-        let delays: Vec<_> = (0..9).map(|_| b.failed(&e, None).as_millis()).collect();
+        let delays: Vec<_> = (0..9).map(|_| b.failed(&e, "test").as_millis()).collect();
         assert_eq!(delays, [10, 20, 40, 80, 160, 320, 640, 1000, 1000]);
         assert_eq!(b.episode.as_ref().map(|e| e.failures), Some(9));
-        b.accepted(None);
+        b.accepted("test");
         // Within a second of the last failure the episode goes on (one log line for it all),
         // but the next failure waits the shortest delay again.
         assert!(b.episode.is_some());
-        assert_eq!(b.failed(&e, None), AcceptBackoff::FIRST);
+        assert_eq!(b.failed(&e, "test"), AcceptBackoff::FIRST);
         assert_eq!(b.episode.as_ref().map(|e| e.failures), Some(10));
     }
 

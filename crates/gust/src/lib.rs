@@ -17,7 +17,7 @@ pub mod secrets;
 pub mod telemetry;
 pub mod upstreams;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use gust_events::{EventLog, Events, SqliteLog};
 use gust_gateway::{serve, Admin, Gateway, ServerLimits, DEFAULT_MAX_BODY_BYTES};
 use gust_runtime::{Executor, ExecutorConfig, Invoker, LogSink, RuntimeFiles, TracingLogSink};
@@ -39,6 +39,8 @@ pub struct PlatformConfig {
     pub state_dir: Option<PathBuf>,
     pub gateway_addr: SocketAddr,
     pub admin_addr: SocketAddr,
+    /// Also serve the admin address on this Unix socket (mode 0600; `--admin-socket`).
+    pub admin_socket: Option<PathBuf>,
     pub max_body_bytes: usize,
     pub limits: ServerLimits,
     /// Generic Node/Python processes kept ready per runtime in use (0: off).
@@ -67,6 +69,7 @@ impl PlatformConfig {
             state_dir: None,
             gateway_addr: ([127, 0, 0, 1], 8080).into(),
             admin_addr: ([127, 0, 0, 1], 8081).into(),
+            admin_socket: None,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             limits: ServerLimits::default(),
             prewarm_per_runtime: 1,
@@ -84,6 +87,8 @@ impl PlatformConfig {
 pub struct Platform {
     pub gateway_addr: SocketAddr,
     pub admin_addr: SocketAddr,
+    /// The admin address's Unix socket, when one was asked for (removed at shutdown).
+    pub admin_socket: Option<PathBuf>,
     pub state_dir: PathBuf,
     pub app: gust_model::App,
     pub warnings: Vec<String>,
@@ -102,6 +107,7 @@ pub struct Platform {
     stop_admin: watch::Sender<bool>,
     gateway_task: JoinHandle<()>,
     admin_task: JoinHandle<()>,
+    admin_socket_task: Option<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Platform {
@@ -169,6 +175,7 @@ impl Platform {
             .with_context(|| format!("cannot listen on {} for the admin API", config.admin_addr))?;
         let gateway_addr = gateway_listener.local_addr()?;
         let admin_addr = admin_listener.local_addr()?;
+        let admin_socket_listener = config.admin_socket.as_deref().map(bind_admin_socket).transpose()?;
 
         let executor = Executor::new(
             ExecutorConfig {
@@ -260,11 +267,21 @@ impl Platform {
         let (stop_gateway, rx) = watch::channel(false);
         let gateway_task = tokio::spawn(serve(gateway_listener, gateway, config.limits.clone(), stopped(rx)));
         let (stop_admin, rx) = watch::channel(false);
+        let admin_socket_task = match admin_socket_listener {
+            Some(listener) => Some(tokio::spawn(serve(
+                listener,
+                admin.clone(),
+                config.limits.clone(),
+                stopped(rx.clone()),
+            ))),
+            None => None,
+        };
         let admin_task = tokio::spawn(serve(admin_listener, admin, config.limits.clone(), stopped(rx)));
 
         let info = serde_json::json!({
             "gateway": format!("http://{gateway_addr}"),
             "admin": format!("http://{admin_addr}"),
+            "admin_socket": config.admin_socket,
             "pid": std::process::id(),
         });
         std::fs::write(state_dir.join(RUNTIME_INFO_FILE), info.to_string())
@@ -273,6 +290,7 @@ impl Platform {
         Ok(Self {
             gateway_addr,
             admin_addr,
+            admin_socket: config.admin_socket.clone(),
             state_dir,
             app,
             warnings: loaded.warnings,
@@ -288,6 +306,7 @@ impl Platform {
             stop_admin,
             gateway_task,
             admin_task,
+            admin_socket_task,
         })
     }
 
@@ -323,8 +342,42 @@ impl Platform {
         self.telemetry.flush().await;
         let _ = self.stop_admin.send(true);
         let _ = tokio::time::timeout(Duration::from_secs(2), self.admin_task).await;
+        if let Some(task) = self.admin_socket_task {
+            let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
+        }
+        if let Some(path) = &self.admin_socket {
+            let _ = std::fs::remove_file(path);
+        }
         let _ = std::fs::remove_file(self.state_dir.join(RUNTIME_INFO_FILE));
     }
+}
+
+/// Binds the admin address's Unix socket at `path`, readable and writable by Gust's own user
+/// only (connecting to a socket needs write permission). A socket file left by a Gust that is
+/// gone is replaced; one another process still listens on, or a file that is not a socket, is
+/// an error rather than something to delete.
+fn bind_admin_socket(path: &Path) -> Result<tokio::net::UnixListener> {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => {
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                bail!("{} is in use by another process (another Gust?)", path.display());
+            }
+            std::fs::remove_file(path)
+                .with_context(|| format!("cannot replace the stale socket {}", path.display()))?;
+        }
+        Ok(_) => bail!(
+            "{} exists and is not a socket; choose another --admin-socket path",
+            path.display()
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot inspect {}", path.display())),
+    }
+    let listener = tokio::net::UnixListener::bind(path)
+        .with_context(|| format!("cannot listen on {} for the admin API", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("cannot restrict {} to Gust's user", path.display()))?;
+    Ok(listener)
 }
 
 /// Reads the admin URL a running `gust up` wrote into its state directory.

@@ -49,6 +49,10 @@ enum Command {
         /// proxy's, say); repeat or separate with commas. Others are refused (DNS rebinding).
         #[arg(long = "admin-host", env = "GUST_ADMIN_HOSTS", value_delimiter = ',')]
         admin_host: Vec<String>,
+        /// Also serve the admin API on this Unix socket (mode 0600, removed at exit); the CLI
+        /// reaches it with `--admin unix:PATH`. The operator token is still required on it.
+        #[arg(long = "admin-socket", env = "GUST_ADMIN_SOCKET")]
+        admin_socket: Option<PathBuf>,
         /// Address the gateway listens on.
         #[arg(long, default_value = "127.0.0.1", env = "GUST_HOST")]
         host: IpAddr,
@@ -202,7 +206,8 @@ enum Command {
 
 #[derive(clap::Args)]
 struct Target {
-    /// Admin URL of the running Gust (default: read from the app's state directory).
+    /// Admin URL of the running Gust, or `unix:PATH` for its `--admin-socket` (default: read
+    /// from the app's state directory).
     #[arg(long, global = true, env = "GUST_ADMIN")]
     admin: Option<String>,
     /// App directory whose running Gust to use.
@@ -314,6 +319,10 @@ impl Target {
 
     fn admin_url(&self) -> Result<String> {
         if let Some(a) = &self.admin {
+            // Over a Unix socket the URL only names the host the request says it is for.
+            if self.admin_socket().is_some() {
+                return Ok("http://localhost".into());
+            }
             return Ok(a.trim_end_matches('/').to_string());
         }
         Ok(admin_url_from_state(&self.state_dir())?
@@ -329,7 +338,16 @@ impl Target {
         value.set_sensitive(true);
         let mut headers = reqwest::header::HeaderMap::new();
         headers.insert(reqwest::header::AUTHORIZATION, value);
-        Ok(reqwest::Client::builder().default_headers(headers).build()?)
+        let mut builder = reqwest::Client::builder().default_headers(headers);
+        if let Some(path) = self.admin_socket() {
+            builder = builder.unix_socket(path);
+        }
+        Ok(builder.build()?)
+    }
+
+    /// `--admin unix:PATH`: the admin API's Unix socket (`gust up --admin-socket`).
+    fn admin_socket(&self) -> Option<PathBuf> {
+        self.admin.as_deref()?.strip_prefix("unix:").map(PathBuf::from)
     }
 }
 
@@ -459,6 +477,7 @@ async fn run(cli: Cli) -> Result<()> {
             port,
             admin_port,
             admin_host,
+            admin_socket,
             host,
             state,
             prewarm,
@@ -474,6 +493,7 @@ async fn run(cli: Cli) -> Result<()> {
             config.gateway_addr = SocketAddr::new(host, port);
             config.admin_addr = SocketAddr::new([127, 0, 0, 1].into(), admin_port);
             config.admin_hosts = admin_host;
+            config.admin_socket = admin_socket;
             config.state_dir = state;
             config.prewarm_per_runtime = prewarm;
             config.resident_code_bytes = resident_code_mb.saturating_mul(1 << 20);

@@ -19,6 +19,10 @@ pub struct App {
     pub cors: Option<CorsSpec>,
     /// Topics events may be published to (declared, or named by a subscription).
     pub topics: std::collections::BTreeSet<TopicName>,
+    /// Topics the public gateway takes publishes for (`POST /events/{topic}`), each with the
+    /// checks a route may ask (API key, JWT, rate limit). A topic not here is published to only
+    /// by functions granted it and by the operator.
+    pub public_topics: BTreeMap<TopicName, RouteAuth>,
     pub subscriptions: Vec<SubscriptionSpec>,
     pub schedules: Vec<ScheduleSpec>,
     /// Existing HTTP services the gateway fronts and functions reach by name.
@@ -265,6 +269,8 @@ pub struct FunctionSpec {
     pub invokes: Vec<FunctionName>,
     /// Secrets given to the function as environment variables of the same name.
     pub secrets: Vec<String>,
+    /// Topics this function may publish to through `GUST_API`.
+    pub publishes: Vec<TopicName>,
 }
 
 /// Defaults shared by both manifest formats (the same as Lambda's where Lambda has one).
@@ -397,10 +403,24 @@ impl App {
                     format!("no function named `{g}` is declared"),
                 ));
             }
+            if let Some(t) = f.publishes.iter().find(|t| !self.topics.contains(*t)) {
+                return Err((
+                    format!("functions.{}.publishes", f.name),
+                    format!("no topic named `{t}` is declared (add [topics.{t}] or a subscription to it)"),
+                ));
+            }
             if let Some(s) = f.secrets.iter().find(|s| !is_env_name(s)) {
                 return Err((
                     format!("functions.{}.secrets", f.name),
                     format!("`{s}` is not a valid secret name ([A-Za-z_][A-Za-z0-9_]*, at most 128)"),
+                ));
+            }
+        }
+        for (t, auth) in &self.public_topics {
+            if let Some(a) = auth.jwt.as_ref().filter(|a| !self.authorizers.contains_key(*a)) {
+                return Err((
+                    format!("topics.{t}.jwt"),
+                    format!("no authorizer named `{a}` is declared"),
                 ));
             }
         }

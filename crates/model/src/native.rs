@@ -127,6 +127,15 @@ struct TopicSection {
     #[serde(default)]
     #[allow(dead_code)]
     description: String,
+    /// The gateway takes `POST /events/{topic}` for this topic (off unless set).
+    #[serde(default)]
+    public: bool,
+    /// Checks a public topic's publishes pass, as a route's.
+    #[serde(default)]
+    api_key: bool,
+    jwt: Option<String>,
+    rate_limit: Option<f64>,
+    burst: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -188,6 +197,9 @@ struct FunctionSection {
     /// Secrets given as environment variables.
     #[serde(default)]
     secrets: Vec<String>,
+    /// Topics this function may publish to through GUST_API.
+    #[serde(default)]
+    publishes: Vec<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -395,6 +407,11 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path, options: &LoadOptions)
                 services: names(&f.services).map_err(|m| err(key("services"), m))?,
                 invokes: names(&f.invokes).map_err(|m| err(key("invokes"), m))?,
                 secrets: f.secrets,
+                publishes: f
+                    .publishes
+                    .iter()
+                    .map(|t| TopicName::new(t).map_err(|e| err(key("publishes"), e.to_string())))
+                    .collect::<Result<_, _>>()?,
             },
         );
     }
@@ -444,26 +461,8 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path, options: &LoadOptions)
                 ))
             }
         };
-        if r.rate_limit.is_some_and(|v| !(v.is_finite() && v > 0.0)) {
-            return Err(err(
-                at("rate_limit"),
-                "must be a positive number of requests per second".into(),
-            ));
-        }
-        let jwt = r
-            .jwt
-            .map(|j| FunctionName::new(&j).map_err(|e| err(at("jwt"), e.to_string())))
-            .transpose()?;
-        routes.push(RouteSpec {
-            key,
-            target,
-            auth: RouteAuth {
-                api_key: r.api_key,
-                jwt,
-                rate_limit: r.rate_limit,
-                burst: r.burst,
-            },
-        });
+        let auth = route_auth(r.api_key, r.jwt, r.rate_limit, r.burst, &at).map_err(|(k, m)| err(k, m))?;
+        routes.push(RouteSpec { key, target, auth });
     }
 
     let mut upstreams = BTreeMap::new();
@@ -570,8 +569,21 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path, options: &LoadOptions)
     });
 
     let mut topics = std::collections::BTreeSet::new();
-    for t in manifest.topics.keys() {
-        topics.insert(TopicName::new(t).map_err(|e| err(format!("topics.{t}"), e.to_string()))?);
+    let mut public_topics = BTreeMap::new();
+    for (t, section) in manifest.topics {
+        let at = |k: &str| format!("topics.{t}.{k}");
+        let name = TopicName::new(&t).map_err(|e| err(format!("topics.{t}"), e.to_string()))?;
+        let auth = route_auth(section.api_key, section.jwt, section.rate_limit, section.burst, &at)
+            .map_err(|(k, m)| err(k, m))?;
+        if section.public {
+            public_topics.insert(name.clone(), auth);
+        } else if auth != RouteAuth::default() {
+            return Err(err(
+                at(if auth.api_key { "api_key" } else if auth.jwt.is_some() { "jwt" } else { "rate_limit" }),
+                "publish checks apply to a public topic: add `public = true` (the gateway takes no publishes for this topic otherwise)".into(),
+            ));
+        }
+        topics.insert(name);
     }
     let mut subscriptions = Vec::new();
     for (i, s) in manifest.subscriptions.into_iter().enumerate() {
@@ -651,6 +663,7 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path, options: &LoadOptions)
         authorizers,
         schedules,
         topics,
+        public_topics,
         subscriptions,
         name,
         stage,
@@ -844,6 +857,31 @@ pub(crate) fn subscription(
     })
 }
 
+/// The checks a route or a public topic asks of callers (`api_key`, `jwt`, `rate_limit`, `burst`).
+fn route_auth(
+    api_key: bool,
+    jwt: Option<String>,
+    rate_limit: Option<f64>,
+    burst: Option<u32>,
+    at: &dyn Fn(&str) -> String,
+) -> Result<RouteAuth, (String, String)> {
+    if rate_limit.is_some_and(|v| !(v.is_finite() && v > 0.0)) {
+        return Err((
+            at("rate_limit"),
+            "must be a positive number of requests per second".into(),
+        ));
+    }
+    let jwt = jwt
+        .map(|j| FunctionName::new(&j).map_err(|e| (at("jwt"), e.to_string())))
+        .transpose()?;
+    Ok(RouteAuth {
+        api_key,
+        jwt,
+        rate_limit,
+        burst,
+    })
+}
+
 fn names(list: &[String]) -> Result<Vec<FunctionName>, String> {
     list.iter()
         .map(|n| FunctionName::new(n).map_err(|e| e.to_string()))
@@ -1006,6 +1044,64 @@ report_batch_item_failures = true
         assert_eq!(e.key, "subscriptions[0].visibility_timeout");
         let e = load("[app]\nname = \"a\"\n[[subscriptions]]\ntopic = \"t\"\nfunction = \"f\"\n").unwrap_err();
         assert_eq!(e.key, "subscriptions[0].function");
+    }
+
+    #[test]
+    fn topics_are_private_unless_public_and_publishing_is_granted_per_topic() {
+        let l = load(
+            r#"
+[app]
+name = "shop"
+[functions.f]
+runtime = "nodejs20.x"
+handler = "h.h"
+publishes = ["orders"]
+[authorizers.auth0]
+issuer = "https://issuer.example/"
+audiences = ["shop"]
+jwks_file = "jwks.json"
+[topics.orders]
+public = true
+api_key = true
+jwt = "auth0"
+rate_limit = 50
+[topics.audit]
+"#,
+        )
+        .unwrap();
+        let orders = TopicName::new("orders").unwrap();
+        let auth = &l.app.public_topics[&orders];
+        assert!(auth.api_key);
+        assert_eq!(auth.jwt.as_ref().map(|j| j.as_str()), Some("auth0"));
+        assert_eq!(auth.rate_limit, Some(50.0));
+        assert!(
+            !l.app.public_topics.contains_key(&TopicName::new("audit").unwrap()),
+            "private by default"
+        );
+        let f = &l.app.functions[&FunctionName::new("f").unwrap()];
+        assert_eq!(f.publishes, [orders]);
+
+        let base = "[app]\nname = \"a\"\n[functions.f]\nruntime = \"nodejs20.x\"\nhandler = \"h.h\"\n";
+        // Checks on a topic the gateway does not take publishes for would protect nothing.
+        let e = load(&format!("{base}[topics.t]\napi_key = true\n")).unwrap_err();
+        assert_eq!(e.key, "topics.t.api_key");
+        assert!(e.message.contains("public = true"), "{}", e.message);
+        let e = load(&format!("{base}[topics.t]\npublic = true\njwt = \"nope\"\n")).unwrap_err();
+        assert_eq!(e.key, "topics.t.jwt");
+        let e = load(&format!("{base}[topics.t]\npublic = true\nrate_limit = 0\n")).unwrap_err();
+        assert_eq!(e.key, "topics.t.rate_limit");
+        let e = load(&format!("{base}publishes = [\"missing\"]\n")).unwrap_err();
+        assert_eq!(e.key, "functions.f.publishes");
+        assert!(e.message.contains("missing"), "{}", e.message);
+        // A topic named only by a subscription can be granted too.
+        let l = load(&format!(
+            "{base}publishes = [\"jobs\"]\n[[subscriptions]]\ntopic = \"jobs\"\nfunction = \"f\"\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            l.app.functions[&FunctionName::new("f").unwrap()].publishes[0].as_str(),
+            "jobs"
+        );
     }
 
     #[test]

@@ -321,6 +321,7 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path, options: &LoadOptions)
                 services: Vec::new(),
                 invokes: Vec::new(),
                 secrets: Vec::new(),
+                publishes: Vec::new(),
             },
         );
     }
@@ -343,6 +344,7 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path, options: &LoadOptions)
         routes,
         cors,
         topics,
+        public_topics: BTreeMap::new(),
         subscriptions,
         schedules,
         upstreams: BTreeMap::new(),

@@ -423,7 +423,8 @@ impl Admin {
         match (&parts.method, segments.as_slice()) {
             (&Method::POST, ["events", topic]) => {
                 let body = crate::gateway::read_limited(&parts.headers, body, MAX_INVOKE_PAYLOAD).await?;
-                crate::publish::publish(events, topic, &parts.headers, &body).await
+                let topic = crate::routes::percent_decode(topic);
+                crate::publish::publish(events, &topic, &parts.headers, &body).await
             }
             (&Method::GET, ["subscriptions"]) => {
                 let mut list = Vec::new();

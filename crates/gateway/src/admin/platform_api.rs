@@ -22,17 +22,17 @@ fn not_found() -> ApiError {
 
 impl Admin {
     /// Refuses (403) a caller whose manifest does not grant `name` in the list `granted` picks.
-    fn require_grant(
+    fn require_grant<T: AsRef<str>>(
         &self,
         caller: &PlatformApi,
         name: &str,
-        granted: impl Fn(&gust_model::FunctionSpec) -> &Vec<gust_model::FunctionName>,
+        granted: impl Fn(&gust_model::FunctionSpec) -> &Vec<T>,
         what: &str,
     ) -> Result<(), ApiError> {
         let spec = self.invoker.spec(&caller.function);
         if spec
             .as_deref()
-            .is_some_and(|s| granted(s).iter().any(|g| g.as_str() == name))
+            .is_some_and(|s| granted(s).iter().any(|g| g.as_ref() == name))
         {
             return Ok(());
         }
@@ -108,7 +108,7 @@ impl Admin {
         }
     }
 
-    /// A function publishing to one of its app's topics (`POST /gust/v1/events/{topic}`).
+    /// A function publishing to a topic its manifest grants (`publishes`, `POST /gust/v1/events/{topic}`).
     async fn function_publish(
         &self,
         caller: &PlatformApi,
@@ -116,10 +116,12 @@ impl Admin {
         req: Request<Incoming>,
     ) -> Result<Response<Body>, ApiError> {
         let events = self.events()?;
+        let topic = percent_decode(topic);
+        self.require_grant(caller, &topic, |s| &s.publishes, "to publish to")?;
         tracing::debug!(function = %caller.function, topic, "publish from a function");
         let (parts, body) = req.into_parts();
         let body = crate::gateway::read_limited(&parts.headers, body, MAX_INVOKE_PAYLOAD).await?;
-        crate::publish::publish(events, topic, &parts.headers, &body).await
+        crate::publish::publish(events, &topic, &parts.headers, &body).await
     }
 
     /// A function calling a service it was granted, by name: `/gust/v1/fn/{token}/services/{name}/...`

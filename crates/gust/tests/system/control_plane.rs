@@ -21,6 +21,7 @@ handler = "who.handler"
 secrets = ["GRANTED_SECRET"]
 invokes = ["plain"]
 services = ["svc"]
+publishes = ["news"]
 [functions.plain]
 runtime = "nodejs20.x"
 handler = "who.handler"
@@ -151,16 +152,32 @@ async fn every_operator_action_needs_the_operator_token() {
             "{method} {path} as the operator: {status} {v}"
         );
     }
-    // Publishing is both: `gust publish` (operator) and a function (its token); nobody else.
+    // Publishing is both: `gust publish` (operator) and a function granted the topic (its
+    // token, `publishes`); nobody else, and not a function without the grant.
     // (Setting the secret above redeployed `granted`, with a new token.)
-    let function_token = token_of(&app, "plain").await;
+    let granted_token = token_of(&app, "granted").await;
+    let plain_token = token_of(&app, "plain").await;
     let news = app.admin("/gust/v1/events/news");
     let (status, v, _) = send(app.client.post(&news).body("{}")).await;
     assert_eq!((status, code(&v)), (401, "Unauthorized"), "{v}");
     let (status, v, _) = send(app.op(Method::POST, "/gust/v1/events/news").body("{}")).await;
     assert_eq!(status, 202, "{v}");
-    let (status, v, _) = send(app.client.post(&news).bearer_auth(&function_token).body("{}")).await;
+    let (status, v, _) = send(app.client.post(&news).bearer_auth(&granted_token).body("{}")).await;
     assert_eq!(status, 202, "{v}");
+    let (status, v, _) = send(app.client.post(&news).bearer_auth(&plain_token).body("{}")).await;
+    assert_eq!(
+        (status, code(&v)),
+        (403, "Forbidden"),
+        "a function without `publishes`: {v}"
+    );
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("to publish to `news`"),
+        "{v}"
+    );
+    // The gateway takes no publishes for a topic that is not public, and says no more than
+    // it would for an unknown one.
+    let (status, v, _) = send(app.client.post(app.url("/events/news")).body("{}")).await;
+    assert_eq!((status, code(&v)), (404, "TopicNotFound"), "{v}");
     // The health check stays open.
     let (status, _, _) = send(app.client.get(app.admin("/healthz"))).await;
     assert_eq!(status, 200);
@@ -600,4 +617,165 @@ async fn the_operator_token_is_a_private_file_the_cli_reads() {
     let again = TestApp::start_dir(dir).await;
     assert_eq!(again.operator_token(), token);
     again.stop().await;
+}
+
+#[tokio::test]
+async fn a_public_topic_takes_gateway_publishes_behind_its_checks_and_a_private_one_none() {
+    let manifest = r#"
+[app]
+name = "pub"
+[topics.news]
+public = true
+api_key = true
+[topics.ticks]
+public = true
+rate_limit = 1
+burst = 1
+[topics.internal]
+"#;
+    let app = TestApp::start(&[("gust.toml", manifest)]).await;
+    let (status, v, _) = send(app.op(Method::POST, "/gust/v1/apikeys").body(r#"{"name":"publisher"}"#)).await;
+    assert_eq!(status, 201, "{v}");
+    let key = v["api_key"].as_str().unwrap().to_string();
+    let news = app.url("/events/news");
+    let (status, v, _) = send(app.client.post(&news).body("{}")).await;
+    assert_eq!((status, code(&v)), (401, "Unauthorized"), "no key: {v}");
+    let (status, v, _) = send(app.client.post(&news).header("x-api-key", "wrong").body("{}")).await;
+    assert_eq!((status, code(&v)), (401, "Unauthorized"), "a wrong key: {v}");
+    let (status, v, _) = send(app.client.post(&news).header("x-api-key", &key).body(r#"{"n":1}"#)).await;
+    assert_eq!(status, 202, "with the key: {v}");
+    assert_eq!(v["events"].as_array().map(Vec::len), Some(1), "{v}");
+
+    // A rate-limited public topic: the second publish at once is 429 with Retry-After.
+    let ticks = app.url("/events/ticks");
+    let (status, v, _) = send(app.client.post(&ticks).body("{}")).await;
+    assert_eq!(status, 202, "{v}");
+    let (status, v, headers) = send(app.client.post(&ticks).body("{}")).await;
+    assert_eq!((status, code(&v)), (429, "TooManyRequests"), "{v}");
+    assert!(headers.contains_key("retry-after"), "{headers:?}");
+
+    // A topic without `public` is not reachable from the gateway, whatever the credential,
+    // and looks like one that does not exist; the operator still publishes to it.
+    let (status, private, _) = send(
+        app.client
+            .post(app.url("/events/internal"))
+            .header("x-api-key", &key)
+            .body("{}"),
+    )
+    .await;
+    assert_eq!((status, code(&private)), (404, "TopicNotFound"), "{private}");
+    let (status, unknown, _) = send(app.client.post(app.url("/events/nope")).body("{}")).await;
+    assert_eq!((status, code(&unknown)), (404, "TopicNotFound"), "{unknown}");
+    let (status, v, _) = send(app.op(Method::POST, "/gust/v1/events/internal").body("{}")).await;
+    assert_eq!(status, 202, "the operator: {v}");
+    app.stop().await;
+}
+
+/// A client of the admin address's Unix socket.
+fn socket_client(path: &Path) -> reqwest::Client {
+    reqwest::Client::builder().unix_socket(path).build().unwrap()
+}
+
+#[tokio::test]
+async fn the_admin_socket_is_private_to_gusts_user_and_still_asks_for_the_token() {
+    use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
+    let dir = write_app(&[("gust.toml", MANIFEST), ("who.js", WHO)]);
+    let socket = dir.path().join("admin.sock");
+    // A socket file left by a Gust that was killed: nobody listens on it, so it is replaced.
+    drop(std::os::unix::net::UnixListener::bind(&socket).unwrap());
+    let path = socket.clone();
+    let app = TestApp::start_configured(dir, move |c| c.admin_socket = Some(path)).await;
+    let meta = std::fs::symlink_metadata(&socket).unwrap();
+    assert!(meta.file_type().is_socket());
+    assert_eq!(
+        meta.permissions().mode() & 0o777,
+        0o600,
+        "{:o}",
+        meta.permissions().mode()
+    );
+
+    let client = socket_client(&socket);
+    let (status, v, _) = send(client.get("http://localhost/gust/v1/functions")).await;
+    assert_eq!(
+        (status, code(&v)),
+        (401, "OperatorTokenRequired"),
+        "no token on the socket: {v}"
+    );
+    let (status, v, _) = send(
+        client
+            .get("http://localhost/gust/v1/functions")
+            .bearer_auth(app.operator_token()),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert!(v["functions"].as_array().is_some_and(|f| f.len() == 2), "{v}");
+    // Host is checked there too.
+    let (status, v, _) = send(
+        client
+            .get("http://evil.example/gust/v1/functions")
+            .bearer_auth(app.operator_token()),
+    )
+    .await;
+    assert_eq!((status, code(&v)), (403, "HostNotAllowed"), "{v}");
+    // The CLI reaches it with `--admin unix:PATH`.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let out = gust_cli(
+        vec![
+            "invocations".into(),
+            "--admin".into(),
+            format!("unix:{}", socket.display()),
+            "--state".into(),
+            elsewhere.path().to_str().unwrap().into(),
+            "--token".into(),
+            app.operator_token(),
+        ],
+        vec![],
+    )
+    .await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // Another local user cannot even connect (the socket is 0600, in a directory anyone may
+    // enter).
+    if nix::unistd::geteuid().is_root() {
+        use std::os::unix::process::CommandExt as _;
+        let script = format!(
+            "import socket\ns = socket.socket(socket.AF_UNIX)\ntry:\n    s.connect({:?})\n    print('connected')\nexcept PermissionError:\n    print('refused')\n",
+            socket.to_str().unwrap()
+        );
+        let out = std::process::Command::new("python3")
+            .args(["-c", &script])
+            .uid(65534)
+            .gid(65534)
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "refused",
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    app.stop().await;
+    assert!(!socket.exists(), "the socket is removed at shutdown");
+}
+
+#[tokio::test]
+async fn an_admin_socket_path_that_is_not_a_stale_socket_is_refused_at_start() {
+    let dir = write_app(&[("gust.toml", MANIFEST), ("who.js", WHO)]);
+    let file = dir.path().join("not-a-socket");
+    std::fs::write(&file, "keep me").unwrap();
+    let mut config = gust::PlatformConfig::new(dir.path());
+    config.sandbox.mode = gust_runtime::sandbox::SandboxMode::Off;
+    config.gateway_addr = "127.0.0.1:0".parse().unwrap();
+    config.admin_addr = "127.0.0.1:0".parse().unwrap();
+    config.admin_socket = Some(file.clone());
+    let err = gust::Platform::start(config.clone()).await.unwrap_err();
+    assert!(format!("{err:#}").contains("is not a socket"), "{err:#}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep me", "nothing deleted");
+    // A socket another process listens on is not taken over either.
+    let busy = dir.path().join("busy.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&busy).unwrap();
+    config.admin_socket = Some(busy);
+    let err = gust::Platform::start(config).await.unwrap_err();
+    assert!(format!("{err:#}").contains("in use"), "{err:#}");
 }

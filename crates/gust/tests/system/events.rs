@@ -199,6 +199,7 @@ name = "ev-basic"
 runtime = "nodejs20.x"
 handler = "recorder.handler"
 [topics.orders]
+public = true
 [[subscriptions]]
 name = "sink-orders"
 topic = "orders"
@@ -296,6 +297,7 @@ runtime = "nodejs20.x"
 handler = "recorder.handler"
 environment = { TAG = "shipping" }
 [topics.orders]
+public = true
 [[subscriptions]]
 name = "billing"
 topic = "orders"
@@ -363,6 +365,7 @@ runtime = "nodejs20.x"
 handler = "recorder.handler"
 environment = { TAG = "eu-created" }
 [topics.orders]
+public = true
 [[subscriptions]]
 name = "created"
 topic = "orders"
@@ -470,6 +473,7 @@ name = "ev-retry"
 runtime = "nodejs20.x"
 handler = "flaky.handler"
 [topics.jobs]
+public = true
 [[subscriptions]]
 name = "flaky"
 topic = "jobs"
@@ -537,6 +541,7 @@ name = "ev-dlq"
 runtime = "nodejs20.x"
 handler = "fragile.handler"
 [topics.jobs]
+public = true
 [[subscriptions]]
 name = "fragile"
 topic = "jobs"
@@ -655,6 +660,7 @@ name = "ev-partial"
 runtime = "nodejs20.x"
 handler = "partial.handler"
 [topics.items]
+public = true
 [[subscriptions]]
 name = "partial"
 topic = "items"
@@ -723,6 +729,7 @@ name = "ev-dedup"
 runtime = "nodejs20.x"
 handler = "recorder.handler"
 [topics.payments]
+public = true
 [[subscriptions]]
 name = "sink"
 topic = "payments"
@@ -818,6 +825,7 @@ name = "ev-age"
 runtime = "nodejs20.x"
 handler = "broken.handler"
 [topics.jobs]
+public = true
 [[subscriptions]]
 name = "broken"
 topic = "jobs"
@@ -938,6 +946,7 @@ runtime = "nodejs20.x"
 handler = "slow.handler"
 timeout = 2
 [topics.work]
+public = true
 [[subscriptions]]
 name = "slow"
 topic = "work"
@@ -1010,6 +1019,7 @@ timeout = 5
 environment = { SLEEP_MS = "200" }
 scaling = { max_instances = 1, max_queue = 0 }
 [topics.work]
+public = true
 [[subscriptions]]
 name = "narrow"
 topic = "work"
@@ -1157,6 +1167,7 @@ name = "ev-bad"
 runtime = "nodejs20.x"
 handler = "broken.handler"
 [topics.orders]
+public = true
 [[subscriptions]]
 name = "probe"
 topic = "orders"
@@ -1278,6 +1289,7 @@ handler = "writer.handler"
 timeout = 5
 scaling = { max_instances = 4 }
 [topics.numbers]
+public = true
 [[subscriptions]]
 name = "writer"
 topic = "numbers"
@@ -1439,6 +1451,7 @@ timeout = 3
 environment = { SLEEP_MS = "2000" }
 scaling = { max_instances = 2 }
 [topics.work]
+public = true
 [[subscriptions]]
 name = "slow"
 topic = "work"

@@ -14,6 +14,7 @@ name = "obs"
 runtime = "nodejs20.x"
 handler = "front.handler"
 timeout = 10
+publishes = ["work"]
 
 [functions.back]
 runtime = "python3.11"
