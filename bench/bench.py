@@ -1054,6 +1054,14 @@ def targets(R):
     rr = ratio(tn, tu)
     add(None if rr is None else rr >= 0.95,
         f"sandbox: Node warm throughput within 5% of unconfined: {fmt(tn, 0)} vs {fmt(tu, 0)} req/s = {fmt(rr, 3)}x")
+    if "gust-node-before" in R:
+        # `--before REV`: an earlier Gust built from REV, run unconfined beside this one's
+        # `--sandbox off` row (the earlier binary may predate the sandbox and its flags).
+        tb = g("gust-node-before", "rps")
+        rb = ratio(tu, tb)
+        add(None if rb is None else rb >= 0.95,
+            f"Node warm throughput, this build (`--sandbox off`) vs `{R.get('_before_rev', 'before')}`: "
+            f"{fmt(tu, 0)} vs {fmt(tb, 0)} req/s = {fmt(rb, 3)}x (target >= 0.95x)")
     return out
 
 
@@ -1084,7 +1092,7 @@ def table(R, mode):
 
 ORDER = [
     "gust-node", "gust-python", "gust-provided", "gust-node-unconfined", "gust-python-unconfined",
-    "gust-provided-unconfined", "sls-default", "sls-inprocess", "node-http", "floor",
+    "gust-provided-unconfined", "gust-node-before", "sls-default", "sls-inprocess", "node-http", "floor",
     "node-e0", "python-c0", "echo-start", "gust-routes-1", "gust-routes-1000", "gust-fns-1", "gust-fns-1000",
 ]
 
@@ -1109,6 +1117,8 @@ def main():
     ap.add_argument("--echo", required=True, help="lambda-echo fixture binary (the provided function)")
     ap.add_argument("--floor", required=True, help="static floor server binary")
     ap.add_argument("--only", default="", help="comma-separated system keys to run (development)")
+    ap.add_argument("--gust-before", default="", help="an earlier release gust binary: adds the gust-node-before row")
+    ap.add_argument("--before-rev", default="before", help="what --gust-before was built from (for the report)")
     ap.add_argument("--command", default="bench/run.sh", help="command line to print in the report")
     args = ap.parse_args()
     mode = Mode(args.quick)
@@ -1124,7 +1134,7 @@ def main():
         shutil.rmtree(LOGS)
     apps = make_apps(args.echo, py_version)
     started = time.perf_counter()
-    R = {"_conns": mode.conns}
+    R = {"_conns": mode.conns, "_before_rev": args.before_rev}
     info = machine()
     load_before = loadavg()
     print(f"bench: {mode.name} mode on {info['nproc']} x {info['cpu']}, {info['memory']}; node {node}, python {python}",
@@ -1162,6 +1172,8 @@ def main():
                    extra=["--sandbox", "off"]),
         GustSystem("gust-provided-unconfined", "Gust — provided (Rust lambda-echo), `--sandbox off`", args.gust,
                    apps["gust-provided"], extra=["--sandbox", "off"]),
+        *([GustSystem("gust-node-before", f"Gust — Node.js handler, built from `{args.before_rev}`",
+                      args.gust_before, apps["gust-node"])] if args.gust_before else []),
         SlsSystem("sls-default", "serverless-offline 13 — default (worker threads)", apps["sls"], node, []),
         SlsSystem("sls-inprocess", "serverless-offline 13 — `--useInProcess`", apps["sls"], node, ["--useInProcess"]),
         PlainSystem("node-http", "plain Node.js `http` server, same handler",

@@ -7,6 +7,9 @@
 #   bench/run.sh --only gust-node,node-http   (development: a subset of the systems)
 #   bench/run.sh --only gust-events-1,gust-events-10   (the events table only)
 #   bench/run.sh --skip-build   use the binaries already built (e.g. while the tree does not build)
+#   bench/run.sh --before REV   also run an earlier Gust, built from git revision REV (in
+#                               bench/.work/before-REV), as the gust-node-before row: an A/B of
+#                               a change in the same run
 #
 # Everything it downloads or builds lives in bench/.work/ (gitignored), except Gust's own
 # build: CARGO_TARGET_DIR (default: target/ of the repo) as for any cargo build.
@@ -19,9 +22,14 @@ TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
 COMMAND="bench/run.sh $*"
 mkdir -p "$WORK"
 build=1
+before=""
 args=()
+next_is_before=0
 for a in "$@"; do
-  if [[ "$a" == "--skip-build" ]]; then build=0; else args+=("$a"); fi
+  if [[ $next_is_before == 1 ]]; then before="$a"; next_is_before=0
+  elif [[ "$a" == "--skip-build" ]]; then build=0
+  elif [[ "$a" == "--before" ]]; then next_is_before=1
+  else args+=("$a"); fi
 done
 
 # bench.py stops what it starts; this trap covers the steps before it (builds, installs).
@@ -48,6 +56,18 @@ if [[ $build == 1 ]]; then
   (cd "$ROOT" && CARGO_TARGET_DIR="$TARGET" cargo build --release -p gust -p gust-fixtures)
   step "building the static floor server (bench/floor, $WORK/floor-target)"
   (cd "$BENCH/floor" && CARGO_TARGET_DIR="$WORK/floor-target" cargo build --release)
+fi
+if [[ -n "$before" ]]; then
+  rev=$(git -C "$ROOT" rev-parse --short "$before^{commit}")
+  src="$WORK/before-$rev"
+  if [[ ! -x "$WORK/gust-before-$rev" ]]; then
+    step "building Gust at $rev (release, $WORK/before-target)"
+    rm -rf "$src" && mkdir -p "$src"
+    git -C "$ROOT" archive "$rev" | tar -x -C "$src"
+    (cd "$src" && CARGO_TARGET_DIR="$WORK/before-target" cargo build --release -p gust)
+    cp "$WORK/before-target/release/gust" "$WORK/gust-before-$rev"
+  fi
+  args+=(--gust-before "$WORK/gust-before-$rev" --before-rev "$rev")
 fi
 for bin in "$TARGET/release/gust" "$TARGET/release/lambda-echo" "$WORK/floor-target/release/gust-bench-floor"; do
   [[ -x "$bin" ]] || { echo "run.sh: $bin is missing (run without --skip-build)" >&2; exit 1; }
