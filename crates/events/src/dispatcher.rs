@@ -1,6 +1,9 @@
 //! Delivery: one worker per subscription claims due records, invokes the function through the
 //! shared [`Invoker`] (so timeouts, pools and records are the same as for HTTP), and acks,
-//! retries with exponential backoff and jitter, or dead-letters.
+//! retries with exponential backoff and jitter, or dead-letters. A failure that cannot succeed
+//! on a retry ([`InvokeError::retryable`] is false: the function is not deployed, its response
+//! is over the limit) is dead-lettered at once with reason `NonRetryable: <code>`; schedule
+//! runs and asynchronous invocations are queues here too, so the same holds for them.
 //!
 //! At-least-once: a record is acknowledged only after the handler succeeded; a claim hides it
 //! for the visibility timeout (longer than the function timeout), and a crash makes claimed
@@ -224,6 +227,14 @@ async fn run(d: Arc<Dispatcher>, w: Arc<Worker>) {
     while in_flight.join_next().await.is_some() {}
 }
 
+/// A failure that no retry can fix (see [`InvokeError::retryable`]).
+struct NonRetryable {
+    /// The error's stable code, named in the dead letter's reason.
+    code: &'static str,
+    /// Whether the function ran (if not, the claim does not count as an attempt).
+    ran: bool,
+}
+
 async fn deliver(d: &Dispatcher, spec: &SubscriptionSpec, batch: Vec<Claimed>) {
     let sub = spec.name.as_str();
     let now = now_ms();
@@ -324,6 +335,8 @@ async fn deliver(d: &Dispatcher, spec: &SubscriptionSpec, batch: Vec<Claimed>) {
     });
     let metrics = d.invoker.metrics();
     let attempt_id = result.as_ref().map(|o| o.request_id.to_string()).unwrap_or_default();
+    // Set when the failure cannot succeed on a retry: the records go to the DLQ now.
+    let mut non_retryable: Option<NonRetryable> = None;
     let failed: Result<Vec<i64>, String> = match result {
         Ok(out) if out.function_error.is_none() => {
             if spec.report_batch_item_failures && spec.shape != EventShape::Raw {
@@ -354,7 +367,17 @@ async fn deliver(d: &Dispatcher, spec: &SubscriptionSpec, batch: Vec<Claimed>) {
             }
             return;
         }
-        Err(e) => Err(format!("{}: {e}", e.code())),
+        Err(e) => {
+            // `InvokeError::retryable` says for each error why it can or cannot succeed
+            // later (`FunctionNotFound`, `ResponseTooLarge` cannot).
+            if !e.retryable() {
+                non_retryable = Some(NonRetryable {
+                    code: e.code(),
+                    ran: !matches!(e, InvokeError::FunctionNotFound(_)),
+                });
+            }
+            Err(format!("{}: {e}", e.code()))
+        }
     };
     let ok_count = match &failed {
         Ok(f) => seqs.len() - f.len(),
@@ -385,7 +408,12 @@ async fn deliver(d: &Dispatcher, spec: &SubscriptionSpec, batch: Vec<Claimed>) {
         Err(error) => (seqs, error),
     };
     for c in batch.iter().filter(|c| to_fail.contains(&c.seq)) {
-        let result = if c.attempts >= spec.max_attempts {
+        let result = if let Some(nr) = &non_retryable {
+            tracing::warn!(subscription = %sub, message_id = %c.message_id, attempts = c.attempts, code = nr.code, %error, "not retryable: dead-lettered at once");
+            d.log
+                .dead_letter(sub, c.seq, &format!("NonRetryable: {}", nr.code), &error, nr.ran)
+                .await
+        } else if c.attempts >= spec.max_attempts {
             tracing::warn!(subscription = %sub, message_id = %c.message_id, attempts = c.attempts, "retries exhausted: dead-lettered");
             d.log.dead_letter(sub, c.seq, "MaxAttemptsExceeded", &error, true).await
         } else {

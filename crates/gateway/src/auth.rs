@@ -13,6 +13,7 @@
 //! signature check. `alg: none`, symmetric (`oct`) keys in a JWKS, `crit` headers and
 //! token-supplied keys (`jku`, `jwk`, `x5u`) are refused or ignored.
 
+use crate::codes::ErrorCode;
 use crate::error::ApiError;
 use crate::ratelimit::{Decision, QuotaCounter, QuotaDecision, RateLimit, RateLimiter};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -136,21 +137,13 @@ impl AuthError {
         AuthError::Unauthorized { reason }
     }
 
-    /// Stable, documented code (Gust's JSON error `code`).
-    pub fn code(&self) -> &'static str {
+    /// Stable, documented code (Gust's JSON error `code`; its status is in [`ErrorCode`]'s table).
+    pub fn code(&self) -> ErrorCode {
         match self {
-            AuthError::Unauthorized { .. } => "Unauthorized",
-            AuthError::Forbidden { .. } => "Forbidden",
-            AuthError::TooManyRequests { .. } => "TooManyRequests",
-            AuthError::QuotaExceeded { .. } => "QuotaExceeded",
-        }
-    }
-
-    pub fn status(&self) -> u16 {
-        match self {
-            AuthError::Unauthorized { .. } => 401,
-            AuthError::Forbidden { .. } => 403,
-            AuthError::TooManyRequests { .. } | AuthError::QuotaExceeded { .. } => 429,
+            AuthError::Unauthorized { .. } => ErrorCode::Unauthorized,
+            AuthError::Forbidden { .. } => ErrorCode::Forbidden,
+            AuthError::TooManyRequests { .. } => ErrorCode::TooManyRequests,
+            AuthError::QuotaExceeded { .. } => ErrorCode::QuotaExceeded,
         }
     }
 
@@ -173,9 +166,11 @@ impl AuthError {
     /// Gust's JSON error response (public message only; `Retry-After` in whole seconds,
     /// rounded up, at least 1).
     pub fn to_api_error(&self) -> ApiError {
-        let mut err = ApiError::new(self.status(), self.code(), self.to_string());
-        err.retry_after_secs = self.retry_after().map(|d| d.as_millis().div_ceil(1000).max(1) as u64);
-        err
+        let err = ApiError::new(self.code(), self.to_string());
+        match self.retry_after() {
+            Some(wait) => err.retry_after(wait),
+            None => err,
+        }
     }
 }
 

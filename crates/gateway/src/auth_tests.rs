@@ -281,7 +281,7 @@ fn scopes_gate_routes_with_403() {
     assert!(id.require_any_scope::<&str>(&[]).is_ok());
     assert!(id.require_any_scope(&["admin", "orders:write"]).is_ok());
     let err = id.require_any_scope(&["admin"]).unwrap_err();
-    assert_eq!((err.status(), err.code()), (403, "Forbidden"));
+    assert_eq!((err.code().status().as_u16(), err.code().as_str()), (403, "Forbidden"));
     assert_eq!(err.to_string(), "Forbidden");
     assert_eq!(err.reason(), AuthFailure::MissingScope);
 }
@@ -479,9 +479,15 @@ fn public_message_is_the_same_for_every_credential_failure() {
     for f in failures {
         let err = f.unwrap_err();
         assert_eq!(err.to_string(), "Unauthorized");
-        assert_eq!((err.status(), err.code()), (401, "Unauthorized"));
+        assert_eq!(
+            (err.code().status().as_u16(), err.code().as_str()),
+            (401, "Unauthorized")
+        );
         let api = err.to_api_error();
-        assert_eq!((api.message.as_str(), api.code), ("Unauthorized", "Unauthorized"));
+        assert_eq!(
+            (api.message.as_str(), api.code.as_str()),
+            ("Unauthorized", "Unauthorized")
+        );
         assert_eq!(api.retry_after_secs, None);
         reasons.insert(err.reason().as_str());
     }
@@ -668,7 +674,10 @@ fn api_keys_accept_and_reject() {
     ));
     // The same public message as JWT failures.
     let err = auth.check_api_key_at(&api_headers("nope"), t0, wall).unwrap_err();
-    assert_eq!((err.to_string().as_str(), err.status()), ("Unauthorized", 401));
+    assert_eq!(
+        (err.to_string().as_str(), err.code().status().as_u16()),
+        ("Unauthorized", 401)
+    );
     // Only hashes are stored; removal works by hash.
     assert_eq!(store.len(), 2);
     assert!(!format!("{store:?}").contains("alpha"));
@@ -696,7 +705,10 @@ fn api_key_rate_limit_answers_429_with_retry_after() {
             retry_after: Duration::from_millis(750)
         }
     );
-    assert_eq!((err.status(), err.code()), (429, "TooManyRequests"));
+    assert_eq!(
+        (err.code().status().as_u16(), err.code().as_str()),
+        (429, "TooManyRequests")
+    );
     let api = err.to_api_error();
     assert_eq!(api.retry_after_secs, Some(1));
     assert_eq!(api.into_response("req-1").headers()["retry-after"], "1");
@@ -726,7 +738,11 @@ fn api_key_quota_exhaustion() {
         }
     );
     assert_eq!(
-        (err.status(), err.code(), err.to_string().as_str()),
+        (
+            err.code().status().as_u16(),
+            err.code().as_str(),
+            err.to_string().as_str()
+        ),
         (429, "QuotaExceeded", "Limit Exceeded")
     );
     assert_eq!(err.to_api_error().retry_after_secs, Some(7200));

@@ -1,5 +1,6 @@
 //! The public API gateway: routes -> functions, with API Gateway payloads, limits and CORS.
 
+use crate::codes::ErrorCode;
 use crate::error::{ApiError, Body};
 use crate::payload::{build_event, parse_response, RequestParts};
 use crate::routes::{Lookup, RouteTable};
@@ -81,9 +82,10 @@ impl Gateway {
         if let Some(rps) = auth.rate_limit {
             let limit = crate::ratelimit::RateLimit::new(rps, auth.burst.unwrap_or(rps.ceil().max(1.0) as u32));
             if let crate::ratelimit::Decision::Limited { retry_after } = gate.routes.check_now(route_key, limit) {
-                let mut e = ApiError::new(429, "TooManyRequests", "this route's rate limit is exceeded");
-                e.retry_after_secs = Some(retry_after.as_secs_f64().ceil().max(1.0) as u64);
-                return Err(e);
+                return Err(
+                    ApiError::new(ErrorCode::TooManyRequests, "this route's rate limit is exceeded")
+                        .retry_after(retry_after),
+                );
             }
         }
         let logged = |e: crate::auth::AuthError| {
@@ -102,7 +104,10 @@ impl Gateway {
             Some(name) => {
                 let jwt = gate.jwt.get(name.as_str()).ok_or_else(|| {
                     tracing::error!(authorizer = %name, "authorizer not loaded");
-                    ApiError::new(500, "AuthorizerUnavailable", "the route's authorizer is not available")
+                    ApiError::new(
+                        ErrorCode::AuthorizerUnavailable,
+                        "the route's authorizer is not available",
+                    )
                 })?;
                 let identity = jwt.authorize(headers).map_err(logged)?;
                 Ok(Some(identity.authorizer_context()))
@@ -159,8 +164,7 @@ impl Gateway {
                     let Some(auth) = routing.public_topics.get(topic.as_str()) else {
                         tracing::info!(topic = %topic, "gateway publish refused: the topic is not public");
                         return Err(ApiError::new(
-                            404,
-                            "TopicNotFound",
+                            ErrorCode::TopicNotFound,
                             format!(
                                 "no public topic `{topic}` (a topic takes publishes here only with `public = true`)"
                             ),
@@ -177,14 +181,16 @@ impl Gateway {
             Lookup::Found(m) => m,
             Lookup::NotFound => {
                 return Err(ApiError::new(
-                    404,
-                    "RouteNotFound",
+                    ErrorCode::RouteNotFound,
                     format!("no route matches {method} {path}"),
                 ))
             }
             Lookup::MethodNotAllowed(allowed) => {
-                let mut resp = ApiError::new(405, "MethodNotAllowed", format!("{method} is not allowed on {path}"))
-                    .into_response(request_id);
+                let mut resp = ApiError::new(
+                    ErrorCode::MethodNotAllowed,
+                    format!("{method} is not allowed on {path}"),
+                )
+                .into_response(request_id);
                 let allow = allowed
                     .iter()
                     .filter(|m| *m != "*")
@@ -240,7 +246,7 @@ impl Gateway {
         });
         let status = match &result {
             Ok(r) => r.status().as_u16(),
-            Err(e) => e.status.as_u16(),
+            Err(e) => e.status().as_u16(),
         };
         self.invoker.telemetry().span(SpanRecord {
             trace_id: server.trace_id.clone(),
@@ -310,17 +316,16 @@ impl Gateway {
         inv.request_id = Some(c.request_id.to_string());
         inv.trace = Some(invocation);
         inv.parent_span = Some(c.server.span_id.clone());
-        let out = self.invoker.invoke(inv).await.map_err(|e| ApiError::from_invoke(&e))?;
+        let out = self.invoker.invoke(inv).await?;
         if let Some(error_type) = &out.function_error {
             tracing::debug!(function = %function, request_id = c.request_id, error_type, "handler error -> 502");
             return Err(ApiError::new(
-                502,
-                "FunctionError",
+                ErrorCode::FunctionError,
                 format!("the function `{function}` failed: {error_type}"),
             ));
         }
         let answer = parse_response(payload, &out.payload)
-            .map_err(|e| ApiError::new(502, "BadFunctionResponse", e.to_string()))?;
+            .map_err(|e| ApiError::new(ErrorCode::BadFunctionResponse, e.to_string()))?;
         let mut resp = Response::builder()
             .status(answer.status)
             .body(Full::new(answer.body))
@@ -339,8 +344,7 @@ impl Gateway {
     ) -> Result<Response<Body>, ApiError> {
         let up = routing.upstreams.get(upstream.as_str()).ok_or_else(|| {
             ApiError::new(
-                502,
-                "UpstreamUnavailable",
+                ErrorCode::UpstreamUnavailable,
                 format!("upstream `{upstream}` is not running"),
             )
         })?;
@@ -395,8 +399,7 @@ struct Call<'a> {
 pub(crate) async fn read_limited(headers: &HeaderMap, body: Incoming, limit: usize) -> Result<Bytes, ApiError> {
     let too_large = || {
         ApiError::new(
-            413,
-            "PayloadTooLarge",
+            ErrorCode::PayloadTooLarge,
             format!("request body exceeds the {limit} byte limit"),
         )
     };
@@ -411,8 +414,7 @@ pub(crate) async fn read_limited(headers: &HeaderMap, body: Incoming, limit: usi
         Ok(c) => Ok(c.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
         Err(e) => Err(ApiError::new(
-            400,
-            "BadRequest",
+            ErrorCode::BadRequest,
             format!("could not read the request body: {e}"),
         )),
     }

@@ -3,8 +3,9 @@
 //! Owns the public API gateway (route table, API Gateway 1.0/2.0 payload mapping, body and
 //! header limits, CORS, Gust's JSON error responses) and the admin address: the Lambda Invoke
 //! API (SigV4, [`sigv4`]), the platform API functions call through `GUST_API`, and the
-//! operator API, each with its own credential. Errors become HTTP responses in one place
-//! ([`ApiError`]).
+//! operator API, each with its own credential. Errors become HTTP responses in one place:
+//! [`ErrorCode`] is the table of codes with their statuses, and [`ApiError`] maps the other
+//! crates' domain errors (which know nothing of HTTP) to answers.
 //!
 //! Must not depend on: the binary's configuration or CLI. It receives an [`gust_runtime::Invoker`]
 //! and a [`gust_store::KvStore`] and never starts processes or opens databases itself.
@@ -12,6 +13,7 @@
 mod admin;
 pub mod apikeys;
 pub mod auth;
+pub mod codes;
 mod error;
 mod gateway;
 mod payload;
@@ -30,6 +32,7 @@ pub use auth::{
     AuthFailure, JwtAlgorithm, JwtAuthorizer, JwtConfig, JwtConfigError, JwtIdentity, JwtKeys, MemoryApiKeyStore,
     API_KEY_HEADER, DEFAULT_LEEWAY, MAX_API_KEY_BYTES, MAX_TOKEN_BYTES, MIN_HMAC_SECRET_BYTES, MIN_RSA_BITS,
 };
+pub use codes::{Blame, ErrorCode};
 pub use error::{ApiError, Body};
 pub use gateway::{Gateway, GatewayAuth, DEFAULT_MAX_BODY_BYTES};
 pub use payload::{build_event, parse_response, HttpAnswer, RequestParts, ResponseError};

@@ -2,9 +2,10 @@
 //! CloudEvents in binary, structured or batch mode, or plain JSON. Answers 202 only after the
 //! events are durable; bad input is refused whole and nothing of it is stored.
 
+use crate::codes::ErrorCode;
 use crate::error::{ApiError, Body};
 use bytes::Bytes;
-use gust_events::{from_http, Events, PublishError};
+use gust_events::{from_http, Events};
 use http::{HeaderMap, Response, StatusCode};
 use http_body_util::Full;
 use serde_json::json;
@@ -19,8 +20,7 @@ pub async fn publish(
 ) -> Result<Response<Body>, ApiError> {
     if !events.has_topic(topic) {
         return Err(ApiError::new(
-            404,
-            "TopicNotFound",
+            ErrorCode::TopicNotFound,
             format!("topic `{topic}` does not exist"),
         ));
     }
@@ -36,14 +36,8 @@ pub async fn publish(
             headers.insert("traceparent", t);
         }
     }
-    let parsed = from_http(&headers, body, topic).map_err(|e| ApiError::new(e.status(), e.code(), e.to_string()))?;
-    let published = events.publish(topic, parsed).await.map_err(|e| match e {
-        PublishError::UnknownTopic(t) => ApiError::new(404, "TopicNotFound", format!("topic `{t}` does not exist")),
-        other => {
-            tracing::error!(error = %other, "publish failed");
-            ApiError::new(500, "StorageError", "the event log failed; nothing was published")
-        }
-    })?;
+    let parsed = from_http(&headers, body, topic)?;
+    let published = events.publish(topic, parsed).await?;
     let list: Vec<_> = published
         .iter()
         .map(|p| json!({ "id": p.id, "duplicate": p.duplicate, "deliveries": p.deliveries }))

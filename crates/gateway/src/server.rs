@@ -5,6 +5,7 @@
 //! accepting, let in-flight requests finish). TCP listeners and Unix sockets (the admin
 //! address may also be a socket file) go through the same loop ([`Accept`]).
 
+use crate::codes::ErrorCode;
 use crate::error::{ApiError, Body};
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response};
@@ -126,8 +127,7 @@ pub(crate) async fn read_body_in_time<F: Future>(read: F) -> Result<F::Output, A
         Err(_) => {
             BODY_TIMER.with(|t| t.expired.set(true));
             Err(ApiError::new(
-                408,
-                "RequestTimeout",
+                ErrorCode::RequestTimeout,
                 format!("the request body did not arrive within {timeout:?}"),
             ))
         }
@@ -160,17 +160,21 @@ const REFUSE_LINGER: Duration = Duration::from_secs(1);
 
 /// The raw answer to a connection over the cap, made once per listener.
 fn too_many_connections(max: usize) -> Bytes {
-    let body = serde_json::json!({
-        "error": {
-            "code": "TooManyConnections",
-            "message": format!("the server has {max} open connections, its limit; retry shortly"),
-            "request_id": "",
-        }
-    })
-    .to_string();
+    let e = ApiError::new(
+        ErrorCode::TooManyConnections,
+        format!("the server has {max} open connections, its limit; retry shortly"),
+    );
+    let body = e.body("").to_string();
+    let status = e.status();
+    let retry_after = e
+        .retry_after_header()
+        .map(|s| format!("retry-after: {s}\r\n"))
+        .unwrap_or_default();
     Bytes::from(format!(
-        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\n\
+        "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\n{retry_after}\
          connection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        status.as_str(),
+        status.canonical_reason().unwrap_or(""),
         body.len()
     ))
 }
@@ -331,8 +335,7 @@ pub async fn serve<L: Accept, H: HttpHandler>(
             BODY_TIMER.scope(timer, async move {
                 if head_size(&req) > max_head {
                     let e = ApiError::new(
-                        431,
-                        "RequestHeaderFieldsTooLarge",
+                        ErrorCode::RequestHeaderFieldsTooLarge,
                         format!("request headers exceed {max_head} bytes"),
                     );
                     return Ok::<_, std::convert::Infallible>(e.into_response(""));
@@ -406,7 +409,7 @@ mod tests {
             async {
                 let r = read_body_in_time(std::future::pending::<()>()).await;
                 (
-                    r.map_err(|e| (e.status.as_u16(), e.code)),
+                    r.map_err(|e| (e.status().as_u16(), e.code.as_str())),
                     BODY_TIMER.with(|t| t.expired.get()),
                 )
             },

@@ -32,7 +32,8 @@ const DATE_FORMAT: &str = "%Y%m%dT%H%M%SZ";
 
 type HmacSha256 = Hmac<Sha256>;
 
-/// Why a signature was refused. The `Display` text is the message AWS sends for the same case.
+/// Why a signature was refused. The `Display` text is the message AWS sends for the same case;
+/// the `x-amzn-ErrorType` it is answered with is picked in `admin::lambda_errors`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SigV4Error {
     /// No `Authorization` header.
@@ -67,20 +68,6 @@ pub enum SigV4Error {
     /// A scope that does not fit the request (date) or this API (service).
     #[error("{0}")]
     BadScope(String),
-}
-
-impl SigV4Error {
-    /// The `x-amzn-ErrorType` AWS answers with (all with 403).
-    pub fn error_type(&self) -> &'static str {
-        match self {
-            Self::Missing => "MissingAuthenticationTokenException",
-            Self::Incomplete(_) => "IncompleteSignatureException",
-            Self::UnknownKey => "UnrecognizedClientException",
-            Self::Mismatch | Self::Expired { .. } | Self::NotYetCurrent { .. } | Self::BadScope(_) => {
-                "InvalidSignatureException"
-            }
-        }
-    }
 }
 
 /// The parsed `Authorization` header.
@@ -645,7 +632,7 @@ mod tests {
             let e = check_head(head(&h), "lambda", now, |_| Some("x"))
                 .and_then(|p| p.verify(b""))
                 .unwrap_err();
-            assert_eq!(e.error_type(), want, "{value}: {e}");
+            assert_eq!(crate::admin::lambda_errors::LambdaErrorType::from(&e).as_str(), want, "{value}: {e}");
         }
     }
 

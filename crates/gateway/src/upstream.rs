@@ -6,6 +6,7 @@
 //! Bodies are buffered (up to the gateway's body limit) rather than streamed: it keeps retries
 //! possible and the code small; streaming is a later step.
 
+use crate::codes::ErrorCode;
 use crate::error::{ApiError, Body};
 use bytes::Bytes;
 use gust_model::UpstreamSpec;
@@ -196,8 +197,7 @@ impl Upstream {
                 Ok(Ok(resp)) if resp.status().is_server_error() && matches!(resp.status().as_u16(), 502..=504) => {
                     self.record(false);
                     last_err = Some(ApiError::new(
-                        502,
-                        "UpstreamError",
+                        ErrorCode::UpstreamError,
                         format!("upstream `{}` answered {}", self.spec.name, resp.status()),
                     ));
                     if tried.len() as u32 >= attempts {
@@ -212,16 +212,14 @@ impl Upstream {
                     self.record(false);
                     tracing::debug!(upstream = %self.spec.name, target = %target.base, error = %e, "upstream attempt failed");
                     last_err = Some(ApiError::new(
-                        502,
-                        "UpstreamError",
+                        ErrorCode::UpstreamError,
                         format!("upstream `{}` could not be reached", self.spec.name),
                     ));
                 }
                 Err(_) => {
                     self.record(false);
                     last_err = Some(ApiError::new(
-                        504,
-                        "UpstreamTimeout",
+                        ErrorCode::UpstreamTimeout,
                         format!("upstream `{}` did not answer within {timeout:?}", self.spec.name),
                     ));
                 }
@@ -329,13 +327,10 @@ impl Upstream {
 }
 
 fn unavailable(name: &str, why: &str) -> ApiError {
-    let mut e = ApiError::new(
-        503,
-        "UpstreamUnavailable",
+    ApiError::new(
+        ErrorCode::UpstreamUnavailable,
         format!("upstream `{name}` is unavailable: {why}"),
-    );
-    e.retry_after_secs = Some(1);
-    e
+    )
 }
 
 /// Applies a route's prefix rules to a path (`/orders/1` with strip `/orders` -> `/1`).

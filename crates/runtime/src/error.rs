@@ -1,6 +1,10 @@
+//! What can go wrong with an invocation, said without HTTP: the gateway maps these to answers
+//! (`gust_gateway::ApiError`), queues decide with [`InvokeError::retryable`] whether to try
+//! again.
+
 use std::time::Duration;
 
-/// Who caused a failed invocation: maps to 4xx, 502-504 or 5xx at the edge.
+/// Who caused a failed invocation (the gateway's error table has the same words).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Blame {
     Caller,
@@ -53,12 +57,30 @@ impl InvokeError {
         }
     }
 
-    /// Whether trying again later may succeed (queues and schedules use this).
+    /// Whether trying the same invocation again later may succeed. Queues and schedules
+    /// dead-letter at once what is not; back-pressure (`TooManyRequests`, `ShuttingDown`) is
+    /// retryable and is not even counted as an attempt.
     pub fn retryable(&self) -> bool {
-        !matches!(self, Self::FunctionNotFound(_) | Self::ResponseTooLarge { .. })
+        match self {
+            // The deployment the queue was built from has no such function: every attempt
+            // would fail the same way until a redeploy, which builds new queues anyway.
+            Self::FunctionNotFound(_) => false,
+            // The same event gives the same answer: a handler that built more than 6 MB from
+            // it will again. (A handler whose answer depends on outside data may not, but
+            // Lambda, too, does not retry this.)
+            Self::ResponseTooLarge { .. } => false,
+            // Load: an instance or the next start of Gust will take it.
+            Self::TooManyRequests { .. } | Self::ShuttingDown => true,
+            // A slow or crashing dependency, a memory spike, a cold start that timed out or an
+            // init that could not reach a service are often transient; Lambda retries them.
+            Self::Timeout { .. } | Self::Crashed { .. } | Self::OutOfMemory { .. } | Self::InitFailed { .. } => true,
+            // Gust's own failure (a spawn that failed, a full disk) may pass.
+            Self::Platform(_) => true,
+        }
     }
 
-    /// The stable code shown to clients in `{"error":{"code":...}}`.
+    /// The stable code shown to clients in `{"error":{"code":...}}` and written in dead
+    /// letters. The gateway's table of codes holds the same strings (a test checks it).
     pub fn code(&self) -> &'static str {
         match self {
             Self::FunctionNotFound(_) => "FunctionNotFound",
@@ -70,21 +92,6 @@ impl InvokeError {
             Self::ResponseTooLarge { .. } => "FunctionResponseTooLarge",
             Self::ShuttingDown => "ShuttingDown",
             Self::Platform(_) => "PlatformError",
-        }
-    }
-
-    /// The HTTP status the gateway answers with.
-    pub fn http_status(&self) -> u16 {
-        match self {
-            Self::FunctionNotFound(_) => 404,
-            Self::TooManyRequests { .. } => 429,
-            Self::Timeout { .. } => 504,
-            Self::Crashed { .. }
-            | Self::OutOfMemory { .. }
-            | Self::InitFailed { .. }
-            | Self::ResponseTooLarge { .. } => 502,
-            Self::ShuttingDown => 503,
-            Self::Platform(_) => 500,
         }
     }
 

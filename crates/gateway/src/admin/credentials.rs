@@ -4,6 +4,7 @@
 //! that says so.
 
 use super::Admin;
+use crate::codes::ErrorCode;
 use crate::error::ApiError;
 use gust_runtime::PlatformApi;
 use gust_store::{AccessKeyInfo, NewAccessKey, SecretError, SecretStore, Zeroizing};
@@ -121,29 +122,26 @@ impl Admin {
         }
         if bearer(headers).is_some_and(|t| self.invoker.caller_for_token(t).is_some()) {
             return Err(ApiError::new(
-                403,
-                "OperatorOnly",
+                ErrorCode::OperatorOnly,
                 "this is an operator action; a function's GUST_TOKEN cannot be used for it",
             ));
         }
         Err(ApiError::new(
-            401,
-            "OperatorTokenRequired",
+            ErrorCode::OperatorTokenRequired,
             "operator actions need the operator token (Authorization: Bearer, from <state>/operator.token)",
         ))
     }
 
     /// The platform API: the calling function's own `GUST_TOKEN`.
     pub(super) fn caller(&self, headers: &http::HeaderMap) -> Result<PlatformApi, ApiError> {
-        let unauthorized = || ApiError::new(401, "Unauthorized", "a valid GUST_TOKEN bearer token is required");
+        let unauthorized = || ApiError::new(ErrorCode::Unauthorized, "a valid GUST_TOKEN bearer token is required");
         let token = bearer(headers).ok_or_else(unauthorized)?;
         if let Some(caller) = self.invoker.caller_for_token(token) {
             return Ok(caller);
         }
         if self.is_operator(headers) {
             return Err(ApiError::new(
-                403,
-                "FunctionOnly",
+                ErrorCode::FunctionOnly,
                 "the platform API acts for a function and needs its GUST_TOKEN; the operator token is not one",
             ));
         }

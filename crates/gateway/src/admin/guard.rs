@@ -8,6 +8,7 @@
 //! browser marks them with `Origin`, and one that is not the admin's own (the same scheme-less
 //! authority as `Host`) is refused. Clients that are not browsers send no `Origin`.
 
+use crate::codes::ErrorCode;
 use crate::error::ApiError;
 use std::net::IpAddr;
 
@@ -48,8 +49,7 @@ impl HostPolicy {
             .unwrap_or("");
         if !self.host_allowed(host) {
             return Err(ApiError::new(
-                403,
-                "HostNotAllowed",
+                ErrorCode::HostNotAllowed,
                 format!(
                     "the admin API answers to loopback addresses, localhost and configured names, not Host `{}`",
                     host.chars().take(100).collect::<String>()
@@ -64,8 +64,7 @@ impl HostPolicy {
                 .is_some_and(|authority| authority.eq_ignore_ascii_case(host));
             if !own {
                 return Err(ApiError::new(
-                    403,
-                    "OriginNotAllowed",
+                    ErrorCode::OriginNotAllowed,
                     format!(
                         "requests from web pages of other origins are refused (Origin `{}`)",
                         origin.chars().take(100).collect::<String>()
@@ -125,9 +124,12 @@ mod tests {
             "[::1",
         ] {
             let e = p.check(&headers(Some(bad), None)).unwrap_err();
-            assert_eq!(e.code, "HostNotAllowed", "{bad}");
+            assert_eq!(e.code, ErrorCode::HostNotAllowed, "{bad}");
         }
-        assert_eq!(p.check(&headers(None, None)).unwrap_err().code, "HostNotAllowed");
+        assert_eq!(
+            p.check(&headers(None, None)).unwrap_err().code,
+            ErrorCode::HostNotAllowed
+        );
     }
 
     #[test]
@@ -142,7 +144,7 @@ mod tests {
             "http://localhost:8081",
         ] {
             let e = p.check(&headers(h, Some(bad))).unwrap_err();
-            assert_eq!(e.code, "OriginNotAllowed", "{bad}");
+            assert_eq!(e.code, ErrorCode::OriginNotAllowed, "{bad}");
         }
     }
 }

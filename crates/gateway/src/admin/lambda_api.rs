@@ -5,52 +5,26 @@
 //! (`gust access-keys create`), or the operator token as a bearer token (`gust invoke`).
 //! Refusals have Lambda's shape: 403, `x-amzn-ErrorType` (`MissingAuthenticationTokenException`,
 //! `IncompleteSignatureException`, `UnrecognizedClientException`, `InvalidSignatureException`)
-//! and `{"message"}`. A function's `GUST_TOKEN` is not a credential here: functions invoke
+//! and `{"message"}`. Every error answer is made in [`super::lambda_errors`]. A function's `GUST_TOKEN` is not a credential here: functions invoke
 //! what they were granted through the platform API.
 
-use super::{credentials::bearer, empty, json_response, trace_of, Admin, MAX_INVOKE_PAYLOAD};
+use super::lambda_errors::{invoke_failure, lambda_error, refused, LambdaErrorType};
+use super::{credentials::bearer, empty, trace_of, Admin, MAX_INVOKE_PAYLOAD};
+use crate::codes::ErrorCode;
 use crate::error::Body;
 use crate::sigv4::{self, SigV4Error};
 use bytes::Bytes;
-use gust_runtime::{Invocation, InvokeError, Trigger};
+use gust_runtime::{Invocation, Trigger};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use serde_json::json;
 
 /// The signing name of the Lambda API.
 const SERVICE: &str = "lambda";
 
-/// Lambda-style service errors: `x-amzn-ErrorType` plus `{"Type","message"}`, which the AWS
-/// SDKs turn into typed exceptions.
-fn lambda_error(status: u16, error_type: &str, message: &str) -> Response<Body> {
-    let mut r = json_response(
-        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-        json!({ "Type": if status < 500 { "User" } else { "Service" }, "message": message }),
-    );
-    if let Ok(v) = HeaderValue::from_str(error_type) {
-        r.headers_mut().insert("x-amzn-errortype", v);
-    }
-    r
-}
-
-/// An authentication refusal as AWS sends it: 403, `x-amzn-ErrorType`, `{"message"}`.
-fn auth_error(error_type: &str, message: &str) -> Response<Body> {
-    let mut r = json_response(StatusCode::FORBIDDEN, json!({ "message": message }));
-    if let Ok(v) = HeaderValue::from_str(error_type) {
-        r.headers_mut().insert("x-amzn-errortype", v);
-    }
-    r
-}
-
-fn refused(e: &SigV4Error) -> Response<Body> {
-    auth_error(e.error_type(), &e.to_string())
-}
-
 fn too_large(limit: usize, what: &str) -> Response<Body> {
     lambda_error(
-        413,
-        "RequestTooLargeException",
+        LambdaErrorType::RequestTooLargeException,
         &format!("Request must be smaller than {limit} bytes for {what}"),
     )
 }
@@ -90,7 +64,9 @@ impl Admin {
         };
         let payload = match crate::gateway::read_limited(&parts.headers, body, MAX_INVOKE_PAYLOAD).await {
             Ok(p) => p,
-            Err(e) if e.status == 413 => return too_large(MAX_INVOKE_PAYLOAD, "the InvokeFunction operation"),
+            Err(e) if e.code == ErrorCode::PayloadTooLarge => {
+                return too_large(MAX_INVOKE_PAYLOAD, "the InvokeFunction operation")
+            }
             Err(e) => return e.into_response(request_id),
         };
         // The access key the request was signed with (`None`: the operator token).
@@ -116,8 +92,7 @@ impl Admin {
         match (name, &parts.method) {
             (Some(name), &Method::POST) => self.invoke(name, &parts.headers, payload, request_id).await,
             _ => lambda_error(
-                404,
-                "UnknownOperationException",
+                LambdaErrorType::UnknownOperationException,
                 &format!("no Lambda API operation {} {path}", parts.method),
             ),
         }
@@ -132,7 +107,10 @@ impl Admin {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("RequestResponse");
         if self.invoker.spec(&name).is_none() {
-            return lambda_error(404, "ResourceNotFoundException", &format!("Function not found: {name}"));
+            return lambda_error(
+                LambdaErrorType::ResourceNotFoundException,
+                &format!("Function not found: {name}"),
+            );
         }
         match kind {
             "DryRun" => return empty(StatusCode::NO_CONTENT),
@@ -140,8 +118,7 @@ impl Admin {
             "Event" => return self.invoke_async(&name, headers, payload).await,
             other => {
                 return lambda_error(
-                    400,
-                    "InvalidParameterValueException",
+                    LambdaErrorType::InvalidParameterValueException,
                     &format!("unknown InvocationType `{other}`"),
                 )
             }
@@ -174,37 +151,7 @@ impl Admin {
                 }
                 r
             }
-            // Lambda reports a function's own failure (timeout, crash) as a 200 with
-            // X-Amz-Function-Error, and platform-side refusals as service errors.
-            Err(
-                e @ (InvokeError::Timeout { .. }
-                | InvokeError::Crashed { .. }
-                | InvokeError::OutOfMemory { .. }
-                | InvokeError::InitFailed { .. }
-                | InvokeError::ResponseTooLarge { .. }),
-            ) => {
-                let mut r = json_response(
-                    StatusCode::OK,
-                    json!({ "errorType": e.lambda_error_type(), "errorMessage": e.to_string() }),
-                );
-                r.headers_mut()
-                    .insert("x-amz-function-error", HeaderValue::from_static("Unhandled"));
-                r
-            }
-            Err(e @ InvokeError::TooManyRequests { .. }) => {
-                let mut r = lambda_error(429, "TooManyRequestsException", &e.to_string());
-                if let InvokeError::TooManyRequests { retry_after, .. } = &e {
-                    r.headers_mut().insert(
-                        http::header::RETRY_AFTER,
-                        HeaderValue::from(retry_after.as_secs().max(1)),
-                    );
-                }
-                r
-            }
-            Err(InvokeError::FunctionNotFound(n)) => {
-                lambda_error(404, "ResourceNotFoundException", &format!("Function not found: {n}"))
-            }
-            Err(e) => lambda_error(e.http_status(), "ServiceException", &e.to_string()),
+            Err(e) => invoke_failure(&e),
         }
     }
 
@@ -213,8 +160,7 @@ impl Admin {
     async fn invoke_async(&self, name: &str, headers: &http::HeaderMap, payload: Bytes) -> Response<Body> {
         let Some(events) = &self.events else {
             return lambda_error(
-                400,
-                "InvalidParameterValueException",
+                LambdaErrorType::InvalidParameterValueException,
                 "asynchronous invocation needs events enabled",
             );
         };
@@ -233,12 +179,13 @@ impl Admin {
                 }
                 r
             }
-            Err(gust_events::PublishError::UnknownFunction(n)) => {
-                lambda_error(404, "ResourceNotFoundException", &format!("Function not found: {n}"))
-            }
+            Err(gust_events::PublishError::UnknownFunction(n)) => lambda_error(
+                LambdaErrorType::ResourceNotFoundException,
+                &format!("Function not found: {n}"),
+            ),
             Err(e) => {
                 tracing::error!(error = %e, "queueing an asynchronous invocation failed");
-                lambda_error(500, "ServiceException", "the invocation could not be queued")
+                lambda_error(LambdaErrorType::ServiceException, "the invocation could not be queued")
             }
         }
     }
@@ -257,8 +204,7 @@ fn json_payload(payload: Bytes) -> Option<Bytes> {
 
 fn not_json() -> Response<Body> {
     lambda_error(
-        400,
-        "InvalidRequestContentException",
+        LambdaErrorType::InvalidRequestContentException,
         "Could not parse request body into json",
     )
 }

@@ -18,12 +18,14 @@
 mod credentials;
 mod guard;
 mod lambda_api;
+pub(crate) mod lambda_errors;
 mod operator_api;
 mod platform_api;
 
 pub use credentials::{AccessKeys, OperatorToken};
 pub use guard::HostPolicy;
 
+use crate::codes::ErrorCode;
 use crate::error::{ApiError, Body};
 use crate::server::HttpHandler;
 use bytes::Bytes;
@@ -237,7 +239,7 @@ impl Admin {
     fn events(&self) -> Result<&Arc<Events>, ApiError> {
         self.events
             .as_ref()
-            .ok_or_else(|| ApiError::new(404, "EventsDisabled", "events are not enabled on this Gust"))
+            .ok_or_else(|| ApiError::new(ErrorCode::EventsDisabled, "events are not enabled on this Gust"))
     }
 
     /// Which `Host` names are accepted besides IP addresses and `localhost`.
@@ -250,7 +252,7 @@ impl HttpHandler for Admin {
     async fn handle(self: Arc<Self>, req: Request<Incoming>, remote: SocketAddr) -> Response<Body> {
         let request_id = uuid::Uuid::new_v4().to_string();
         if let Err(e) = self.hosts.check(req.headers()) {
-            tracing::info!(%remote, code = e.code, message = %e.message, "admin request refused");
+            tracing::info!(%remote, code = e.code.as_str(), message = %e.message, "admin request refused");
             return e.into_response(&request_id);
         }
         let path = req.uri().path().to_string();
@@ -273,8 +275,11 @@ impl HttpHandler for Admin {
                 };
                 result.unwrap_or_else(|e| e.into_response(&request_id))
             }
-            Face::NotFound => ApiError::new(404, "NotFound", format!("no admin endpoint {} {path}", req.method()))
-                .into_response(&request_id),
+            Face::NotFound => ApiError::new(
+                ErrorCode::NotFound,
+                format!("no admin endpoint {} {path}", req.method()),
+            )
+            .into_response(&request_id),
         }
     }
 }

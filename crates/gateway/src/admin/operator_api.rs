@@ -6,7 +6,8 @@
 //! `401 OperatorTokenRequired`.
 
 use super::{json_response, Admin, MAX_INVOKE_PAYLOAD};
-use crate::error::{ApiError, Body};
+use crate::codes::ErrorCode;
+use crate::error::{storage_failure, ApiError, Body};
 use crate::routes::percent_decode;
 use bytes::Bytes;
 use gust_runtime::metric_names;
@@ -15,11 +16,6 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use serde_json::json;
 
-fn storage_failure(e: impl std::fmt::Display, what: &str) -> ApiError {
-    tracing::error!(error = %e, "{what} failed");
-    ApiError::new(500, "StorageError", format!("{what} failed; see the Gust log"))
-}
-
 impl Admin {
     pub(super) async fn operator_api(&self, path: &str, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
         self.require_operator(req.headers())?;
@@ -27,7 +23,7 @@ impl Admin {
         if path == "/metrics" {
             return match method {
                 Method::GET => Ok(self.metrics().await),
-                _ => Err(ApiError::new(405, "MethodNotAllowed", "use GET")),
+                _ => Err(ApiError::new(ErrorCode::MethodNotAllowed, "use GET")),
             };
         }
         if let Some(rest) = path.strip_prefix("/gust/v1/apikeys") {
@@ -55,8 +51,7 @@ impl Admin {
             return Ok(self.functions());
         }
         Err(ApiError::new(
-            404,
-            "NotFound",
+            ErrorCode::NotFound,
             format!("no admin endpoint {method} {path}"),
         ))
     }
@@ -64,20 +59,22 @@ impl Admin {
     /// `GET /gust/v1/access-keys` (ids only), `POST` (a new key; its secret is in this answer
     /// only), `DELETE /gust/v1/access-keys/{id}`.
     async fn access_keys_api(&self, rest: &str, method: &Method) -> Result<Response<Body>, ApiError> {
-        let keys = self
-            .access_keys
-            .clone()
-            .ok_or_else(|| ApiError::new(404, "AccessKeysDisabled", "access keys are not enabled on this Gust"))?;
+        let keys = self.access_keys.clone().ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::AccessKeysDisabled,
+                "access keys are not enabled on this Gust",
+            )
+        })?;
         let id = percent_decode(rest.trim_start_matches('/'));
         let blocking = |f: Box<dyn FnOnce() -> Result<Response<Body>, ApiError> + Send>| async move {
             tokio::task::spawn_blocking(f)
                 .await
-                .map_err(|e| storage_failure(e, "the access key store"))?
+                .map_err(|e| storage_failure(&e, "the access key store"))?
         };
         match (method, id.as_str()) {
             (&Method::GET, "") => {
                 blocking(Box::new(move || {
-                    let list = keys.list().map_err(|e| storage_failure(e, "the access key store"))?;
+                    let list = keys.list().map_err(|e| storage_failure(&e, "the access key store"))?;
                     let items: Vec<_> = list
                         .iter()
                         .map(|k| {
@@ -91,7 +88,7 @@ impl Admin {
             }
             (&Method::POST, "") => {
                 blocking(Box::new(move || {
-                    let key = keys.create().map_err(|e| storage_failure(e, "the access key store"))?;
+                    let key = keys.create().map_err(|e| storage_failure(&e, "the access key store"))?;
                     tracing::info!(access_key_id = %key.id, "access key created");
                     Ok(json_response(
                         StatusCode::CREATED,
@@ -105,17 +102,20 @@ impl Admin {
                 blocking(Box::new(move || {
                     if keys
                         .remove(&id)
-                        .map_err(|e| storage_failure(e, "the access key store"))?
+                        .map_err(|e| storage_failure(&e, "the access key store"))?
                     {
                         tracing::info!(access_key_id = %id, "access key removed");
                         Ok(json_response(StatusCode::OK, json!({ "removed": id })))
                     } else {
-                        Err(ApiError::new(404, "AccessKeyNotFound", format!("no access key `{id}`")))
+                        Err(ApiError::new(
+                            ErrorCode::AccessKeyNotFound,
+                            format!("no access key `{id}`"),
+                        ))
                     }
                 }))
                 .await
             }
-            _ => Err(ApiError::new(405, "MethodNotAllowed", "use GET, POST or DELETE")),
+            _ => Err(ApiError::new(ErrorCode::MethodNotAllowed, "use GET, POST or DELETE")),
         }
     }
 
@@ -123,11 +123,8 @@ impl Admin {
         let store = self
             .api_keys
             .as_ref()
-            .ok_or_else(|| ApiError::new(404, "ApiKeysDisabled", "API keys are not enabled on this Gust"))?;
-        let fail = |e: String| {
-            tracing::error!(error = %e, "api key store failure");
-            ApiError::new(500, "StorageError", "the API key store failed; see the Gust log")
-        };
+            .ok_or_else(|| ApiError::new(ErrorCode::ApiKeysDisabled, "API keys are not enabled on this Gust"))?;
+        let fail = |e: String| storage_failure(&e, "the API key store");
         let name = percent_decode(rest.trim_start_matches('/'));
         match (req.method().clone(), name.as_str()) {
             (Method::GET, "") => {
@@ -151,22 +148,19 @@ impl Admin {
                 }
                 let c: Create = serde_json::from_slice(&body).map_err(|e| {
                     ApiError::new(
-                        400,
-                        "InvalidParameter",
+                        ErrorCode::InvalidParameter,
                         format!("expected {{name, rate, burst, quota_per_day}}: {e}"),
                     )
                 })?;
                 if gust_model::FunctionName::new(&c.name).is_err() {
                     return Err(ApiError::new(
-                        400,
-                        "InvalidParameter",
+                        ErrorCode::InvalidParameter,
                         "key names are letters, digits, '-' and '_' (64 at most)",
                     ));
                 }
                 if c.rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
                     return Err(ApiError::new(
-                        400,
-                        "InvalidParameter",
+                        ErrorCode::InvalidParameter,
                         "rate must be a positive number of requests per second",
                     ));
                 }
@@ -179,8 +173,7 @@ impl Admin {
                         json!({ "name": c.name, "api_key": key }),
                     )),
                     None => Err(ApiError::new(
-                        409,
-                        "ApiKeyExists",
+                        ErrorCode::ApiKeyExists,
                         format!("an API key named `{}` exists", c.name),
                     )),
                 }
@@ -189,10 +182,13 @@ impl Admin {
                 if crate::apikeys::remove(self.kv.as_ref(), store, n).await.map_err(fail)? {
                     Ok(json_response(StatusCode::OK, json!({ "removed": n })))
                 } else {
-                    Err(ApiError::new(404, "ApiKeyNotFound", format!("no API key named `{n}`")))
+                    Err(ApiError::new(
+                        ErrorCode::ApiKeyNotFound,
+                        format!("no API key named `{n}`"),
+                    ))
                 }
             }
-            _ => Err(ApiError::new(405, "MethodNotAllowed", "use GET, POST or DELETE")),
+            _ => Err(ApiError::new(ErrorCode::MethodNotAllowed, "use GET, POST or DELETE")),
         }
     }
 
@@ -202,8 +198,8 @@ impl Admin {
         let secrets = self
             .secrets
             .as_ref()
-            .ok_or_else(|| ApiError::new(404, "SecretsDisabled", "secrets are not enabled on this Gust"))?;
-        let fail = |e: String| ApiError::new(400, "SecretError", e);
+            .ok_or_else(|| ApiError::new(ErrorCode::SecretsDisabled, "secrets are not enabled on this Gust"))?;
+        let fail = |e: String| ApiError::new(ErrorCode::SecretError, e);
         let name = percent_decode(rest.trim_start_matches('/'));
         match (req.method().clone(), name.as_str()) {
             (Method::GET, "") => Ok(json_response(StatusCode::OK, secrets.list().map_err(fail)?)),
@@ -220,13 +216,12 @@ impl Admin {
                     Ok(json_response(StatusCode::OK, json!({ "removed": name })))
                 } else {
                     Err(ApiError::new(
-                        404,
-                        "SecretNotFound",
+                        ErrorCode::SecretNotFound,
                         format!("secret `{name}` is not set"),
                     ))
                 }
             }
-            _ => Err(ApiError::new(405, "MethodNotAllowed", "use GET, PUT or DELETE")),
+            _ => Err(ApiError::new(ErrorCode::MethodNotAllowed, "use GET, PUT or DELETE")),
         }
     }
 
@@ -234,7 +229,7 @@ impl Admin {
         let db = self
             .telemetry
             .as_ref()
-            .ok_or_else(|| ApiError::new(404, "TelemetryDisabled", "telemetry is not kept on this Gust"))?;
+            .ok_or_else(|| ApiError::new(ErrorCode::TelemetryDisabled, "telemetry is not kept on this Gust"))?;
         let query = req.uri().query().unwrap_or("").to_string();
         let param = |name: &str| {
             query.split('&').find_map(|p| {
@@ -246,14 +241,11 @@ impl Admin {
             param(name)
                 .map(|v| {
                     v.parse::<i64>()
-                        .map_err(|_| ApiError::new(400, "InvalidParameter", format!("{name} must be a number")))
+                        .map_err(|_| ApiError::new(ErrorCode::InvalidParameter, format!("{name} must be a number")))
                 })
                 .transpose()
         };
-        let fail = |e: String| {
-            tracing::error!(error = %e, "telemetry query failed");
-            ApiError::new(500, "StorageError", "reading telemetry failed; see the Gust log")
-        };
+        let fail = |e: String| storage_failure(&e, "reading telemetry");
         let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
         match segments.as_slice() {
             ["invocations"] => {
@@ -296,8 +288,7 @@ impl Admin {
                 let spans = db.trace((*id).to_string()).await.map_err(fail)?;
                 if spans.is_empty() {
                     return Err(ApiError::new(
-                        404,
-                        "TraceNotFound",
+                        ErrorCode::TraceNotFound,
                         format!("no spans recorded for trace `{id}`"),
                     ));
                 }
@@ -329,8 +320,7 @@ impl Admin {
                 ))
             }
             _ => Err(ApiError::new(
-                404,
-                "NotFound",
+                ErrorCode::NotFound,
                 format!("no admin endpoint /gust/v1/{rest}"),
             )),
         }
@@ -377,17 +367,16 @@ impl Admin {
         let schedules = self
             .schedules
             .as_ref()
-            .ok_or_else(|| ApiError::new(404, "SchedulesDisabled", "schedules are not enabled on this Gust"))?;
+            .ok_or_else(|| ApiError::new(ErrorCode::SchedulesDisabled, "schedules are not enabled on this Gust"))?;
         let segments: Vec<&str> = rest.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
         match (method, segments.as_slice()) {
             (&Method::GET, []) => Ok(json_response(StatusCode::OK, schedules.list().await)),
             (&Method::POST, [name, "run"]) => match schedules.run(&percent_decode(name)).await {
                 Ok(v) => Ok(json_response(StatusCode::ACCEPTED, v)),
-                Err(e) => Err(ApiError::new(404, "ScheduleNotFound", e)),
+                Err(e) => Err(ApiError::new(ErrorCode::ScheduleNotFound, e)),
             },
             _ => Err(ApiError::new(
-                404,
-                "NotFound",
+                ErrorCode::NotFound,
                 format!("no admin endpoint {method} /gust/v1/schedules{rest}"),
             )),
         }
@@ -409,15 +398,11 @@ impl Admin {
                     .map(|x| {
                         x.trim()
                             .parse::<i64>()
-                            .map_err(|_| ApiError::new(400, "InvalidParameter", "seq must be numbers"))
+                            .map_err(|_| ApiError::new(ErrorCode::InvalidParameter, "seq must be numbers"))
                     })
                     .collect()
             })
             .transpose()
-        };
-        let log_err = |e: gust_events::LogError| {
-            tracing::error!(error = %e, "event log failure");
-            ApiError::new(500, "StorageError", "the event log failed; see the Gust log")
         };
         let segments: Vec<&str> = rest.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
         match (&parts.method, segments.as_slice()) {
@@ -428,9 +413,9 @@ impl Admin {
             }
             (&Method::GET, ["subscriptions"]) => {
                 let mut list = Vec::new();
-                let dead = events.log().dlq_list(None).await.map_err(log_err)?;
+                let dead = events.log().dlq_list(None).await?;
                 for s in events.subscriptions() {
-                    let backlog = events.log().backlog(s.name.as_str()).await.map_err(log_err)?;
+                    let backlog = events.log().backlog(s.name.as_str()).await?;
                     let dlq = dead.iter().filter(|d| d.subscription == s.name.as_str()).count();
                     list.push(json!({
                         "name": s.name.as_str(), "topic": s.topic.as_str(), "function": s.function.as_str(),
@@ -442,7 +427,7 @@ impl Admin {
             }
             (&Method::GET, ["dlq"]) => {
                 let sub = param("subscription");
-                let list = events.log().dlq_list(sub.as_deref()).await.map_err(log_err)?;
+                let list = events.log().dlq_list(sub.as_deref()).await?;
                 Ok(json_response(
                     StatusCode::OK,
                     json!({ "dead_letters": list.iter().map(dead_letter_json).collect::<Vec<_>>() }),
@@ -451,33 +436,34 @@ impl Admin {
             (&Method::GET, ["dlq", sub, seq]) => {
                 let seq: i64 = seq
                     .parse()
-                    .map_err(|_| ApiError::new(400, "InvalidParameter", "seq must be a number"))?;
-                let list = events.log().dlq_list(Some(sub)).await.map_err(log_err)?;
+                    .map_err(|_| ApiError::new(ErrorCode::InvalidParameter, "seq must be a number"))?;
+                let list = events.log().dlq_list(Some(sub)).await?;
                 let d = list.iter().find(|d| d.seq == seq).ok_or_else(|| {
-                    ApiError::new(404, "DeadLetterNotFound", format!("no dead letter {seq} in `{sub}`"))
+                    ApiError::new(
+                        ErrorCode::DeadLetterNotFound,
+                        format!("no dead letter {seq} in `{sub}`"),
+                    )
                 })?;
                 Ok(json_response(StatusCode::OK, dead_letter_json(d)))
             }
             (&Method::POST, ["dlq", sub, "redrive"]) => {
                 if !events.knows_subscription(sub) {
                     return Err(ApiError::new(
-                        404,
-                        "SubscriptionNotFound",
+                        ErrorCode::SubscriptionNotFound,
                         format!("subscription `{sub}` does not exist"),
                     ));
                 }
                 let seqs = seqs(param("seq"))?;
-                let n = events.redrive(sub, seqs.as_deref()).await.map_err(log_err)?;
+                let n = events.redrive(sub, seqs.as_deref()).await?;
                 Ok(json_response(StatusCode::OK, json!({ "redriven": n })))
             }
             (&Method::DELETE, ["dlq", sub]) => {
                 let seqs = seqs(param("seq"))?;
-                let n = events.log().dlq_purge(sub, seqs.as_deref()).await.map_err(log_err)?;
+                let n = events.log().dlq_purge(sub, seqs.as_deref()).await?;
                 Ok(json_response(StatusCode::OK, json!({ "purged": n })))
             }
             _ => Err(ApiError::new(
-                404,
-                "NotFound",
+                ErrorCode::NotFound,
                 format!("no admin endpoint {} /gust/v1/{rest}", parts.method),
             )),
         }

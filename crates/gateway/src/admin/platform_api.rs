@@ -5,11 +5,12 @@
 //! and the operator token is not a function's token (`403 FunctionOnly`).
 
 use super::{bytes_response, empty, json_response, trace_of, Admin, KV_PREFIX, MAX_INVOKE_PAYLOAD};
+use crate::codes::ErrorCode;
 use crate::error::{ApiError, Body};
 use crate::routes::percent_decode;
 use bytes::Bytes;
 use gust_runtime::{Invocation, PlatformApi, Trigger};
-use gust_store::{BlobError, KvError, Precondition, PutOutcome, MAX_BLOB_BYTES, MAX_VALUE_BYTES};
+use gust_store::{Precondition, PutOutcome, MAX_BLOB_BYTES, MAX_VALUE_BYTES};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -17,7 +18,7 @@ use serde_json::json;
 use std::net::SocketAddr;
 
 fn not_found() -> ApiError {
-    ApiError::new(404, "NotFound", "unknown platform API path")
+    ApiError::new(ErrorCode::NotFound, "unknown platform API path")
 }
 
 impl Admin {
@@ -37,8 +38,7 @@ impl Admin {
             return Ok(());
         }
         Err(ApiError::new(
-            403,
-            "Forbidden",
+            ErrorCode::Forbidden,
             format!("`{}` is not granted {what} `{name}`", caller.function),
         ))
     }
@@ -56,7 +56,7 @@ impl Admin {
             let caller = self
                 .invoker
                 .caller_for_token(token)
-                .ok_or_else(|| ApiError::new(401, "Unauthorized", "a valid GUST_TOKEN is required"))?;
+                .ok_or_else(|| ApiError::new(ErrorCode::Unauthorized, "a valid GUST_TOKEN is required"))?;
             return match rest.strip_prefix("services/") {
                 Some(svc) => self.service_proxy(caller, svc, req, remote, request_id).await,
                 None => Err(not_found()),
@@ -71,7 +71,7 @@ impl Admin {
             .and_then(|r| r.strip_suffix("/invoke"))
         {
             if req.method() != Method::POST {
-                return Err(ApiError::new(405, "MethodNotAllowed", "use POST"));
+                return Err(ApiError::new(ErrorCode::MethodNotAllowed, "use POST"));
             }
             return self.function_invoke(caller, name, req, request_id).await;
         }
@@ -95,16 +95,15 @@ impl Admin {
         let secrets = self
             .secrets
             .as_ref()
-            .ok_or_else(|| ApiError::new(404, "SecretsDisabled", "secrets are not enabled on this Gust"))?;
+            .ok_or_else(|| ApiError::new(ErrorCode::SecretsDisabled, "secrets are not enabled on this Gust"))?;
         let name = percent_decode(name);
         match secrets.get_for(&caller.function, &name) {
             Ok(Some(v)) => Ok(bytes_response(v)),
             Ok(None) => Err(ApiError::new(
-                404,
-                "SecretNotFound",
+                ErrorCode::SecretNotFound,
                 format!("secret `{name}` is not set"),
             )),
-            Err(e) => Err(ApiError::new(403, "Forbidden", e)),
+            Err(e) => Err(ApiError::new(ErrorCode::Forbidden, e)),
         }
     }
 
@@ -142,7 +141,7 @@ impl Admin {
         let up = self
             .upstreams
             .get(&name)
-            .ok_or_else(|| ApiError::new(404, "ServiceNotFound", format!("no service `{name}`")))?;
+            .ok_or_else(|| ApiError::new(ErrorCode::ServiceNotFound, format!("no service `{name}`")))?;
         let (parts, body) = req.into_parts();
         let body = crate::gateway::read_limited(&parts.headers, body, MAX_INVOKE_PAYLOAD).await?;
         let parent = trace_of(&parts.headers);
@@ -221,7 +220,7 @@ impl Admin {
             inv.parent_span = Some(parent.span_id.clone());
             inv.trace = Some(parent.child());
         }
-        let out = self.invoker.invoke(inv).await.map_err(|e| ApiError::from_invoke(&e))?;
+        let out = self.invoker.invoke(inv).await?;
         let mut r = Response::builder()
             .status(StatusCode::OK)
             .header(http::header::CONTENT_TYPE, "application/json")
@@ -241,14 +240,6 @@ impl Admin {
         req: Request<Incoming>,
     ) -> Result<Response<Body>, ApiError> {
         let ns = caller.app.as_str();
-        let blob_err = |e: BlobError| match e {
-            BlobError::BadKey(_) => ApiError::new(400, "InvalidKey", e.to_string()),
-            BlobError::TooLarge(_) => ApiError::new(413, "BlobTooLarge", e.to_string()),
-            BlobError::Storage(_) => {
-                tracing::error!(error = %e, "blob storage failure");
-                ApiError::new(500, "StorageError", "the blob store failed; see the Gust log")
-            }
-        };
         let key = percent_decode(rest.trim_start_matches('/'));
         if key.is_empty() {
             let prefix = req
@@ -258,37 +249,37 @@ impl Admin {
                 .split('&')
                 .find_map(|p| p.strip_prefix("prefix=").map(percent_decode))
                 .unwrap_or_default();
-            let list = self.blobs.list(ns, &prefix).await.map_err(blob_err)?;
+            let list = self.blobs.list(ns, &prefix).await?;
             let blobs: Vec<_> = list.iter().map(|(k, size)| json!({ "key": k, "size": size })).collect();
             return Ok(json_response(StatusCode::OK, json!({ "blobs": blobs })));
         }
         match *req.method() {
-            Method::GET => match self.blobs.get(ns, &key).await.map_err(blob_err)? {
+            Method::GET => match self.blobs.get(ns, &key).await? {
                 Some(data) => Ok(bytes_response(data)),
-                None => Err(ApiError::new(404, "BlobNotFound", format!("no blob `{key}`"))),
+                None => Err(ApiError::new(ErrorCode::BlobNotFound, format!("no blob `{key}`"))),
             },
             Method::PUT => {
                 let (parts, body) = req.into_parts();
                 let data = crate::gateway::read_limited(&parts.headers, body, MAX_BLOB_BYTES)
                     .await
                     .map_err(|e| {
-                        if e.status == 413 {
-                            ApiError::new(413, "BlobTooLarge", e.message)
+                        if e.code == ErrorCode::PayloadTooLarge {
+                            ApiError::new(ErrorCode::BlobTooLarge, e.message)
                         } else {
                             e
                         }
                     })?;
-                self.blobs.put(ns, &key, data.to_vec()).await.map_err(blob_err)?;
+                self.blobs.put(ns, &key, data.to_vec()).await?;
                 Ok(json_response(StatusCode::OK, json!({ "key": key, "size": data.len() })))
             }
             Method::DELETE => {
-                if self.blobs.delete(ns, &key).await.map_err(blob_err)? {
+                if self.blobs.delete(ns, &key).await? {
                     Ok(empty(StatusCode::NO_CONTENT))
                 } else {
-                    Err(ApiError::new(404, "BlobNotFound", format!("no blob `{key}`")))
+                    Err(ApiError::new(ErrorCode::BlobNotFound, format!("no blob `{key}`")))
                 }
             }
-            _ => Err(ApiError::new(405, "MethodNotAllowed", "use GET, PUT or DELETE")),
+            _ => Err(ApiError::new(ErrorCode::MethodNotAllowed, "use GET, PUT or DELETE")),
         }
     }
 
@@ -299,17 +290,9 @@ impl Admin {
         req: Request<Incoming>,
     ) -> Result<Response<Body>, ApiError> {
         let ns = caller.app.as_str();
-        let kv_err = |e: KvError| match e {
-            KvError::BadKey => ApiError::new(400, "InvalidKey", e.to_string()),
-            KvError::ValueTooLarge(_) => ApiError::new(413, "ValueTooLarge", e.to_string()),
-            KvError::Storage(_) => {
-                tracing::error!(error = %e, "kv storage failure");
-                ApiError::new(500, "StorageError", "the key-value store failed; see the Gust log")
-            }
-        };
         if rest.is_empty() || rest == "/" {
             if req.method() != Method::GET {
-                return Err(ApiError::new(405, "MethodNotAllowed", "use GET to list keys"));
+                return Err(ApiError::new(ErrorCode::MethodNotAllowed, "use GET to list keys"));
             }
             let mut prefix = String::new();
             let mut after = None;
@@ -323,16 +306,12 @@ impl Admin {
                     "limit" => {
                         limit = v
                             .parse()
-                            .map_err(|_| ApiError::new(400, "InvalidParameter", "limit must be a number"))?
+                            .map_err(|_| ApiError::new(ErrorCode::InvalidParameter, "limit must be a number"))?
                     }
                     _ => {}
                 }
             }
-            let page = self
-                .kv
-                .list(ns, &prefix, after.as_deref(), limit)
-                .await
-                .map_err(kv_err)?;
+            let page = self.kv.list(ns, &prefix, after.as_deref(), limit).await?;
             let keys: Vec<_> = page
                 .keys
                 .iter()
@@ -344,7 +323,7 @@ impl Admin {
             ));
         }
         let Some(raw_key) = rest.strip_prefix('/') else {
-            return Err(ApiError::new(404, "NotFound", "unknown platform API path"));
+            return Err(ApiError::new(ErrorCode::NotFound, "unknown platform API path"));
         };
         let key = percent_decode(raw_key);
         let etag = |v: u64| HeaderValue::from_str(&format!("\"{v}\"")).expect("digits are a valid header");
@@ -354,39 +333,38 @@ impl Admin {
             .and_then(|v| v.to_str().ok())
             .map(|v| v.trim().trim_matches('"').to_string());
         match *req.method() {
-            Method::GET => match self.kv.get(ns, &key).await.map_err(kv_err)? {
+            Method::GET => match self.kv.get(ns, &key).await? {
                 Some(entry) => {
                     let mut r = bytes_response(entry.value);
                     r.headers_mut().insert(http::header::ETAG, etag(entry.version));
                     Ok(r)
                 }
-                None => Err(ApiError::new(404, "KeyNotFound", format!("no value under `{key}`"))),
+                None => Err(ApiError::new(ErrorCode::KeyNotFound, format!("no value under `{key}`"))),
             },
             Method::PUT => {
                 let if_none_match = req.headers().get(http::header::IF_NONE_MATCH).is_some_and(|v| v == "*");
-                let pre = match (if_none_match, &if_match) {
-                    (true, _) => Precondition::IfAbsent,
-                    (false, Some(v)) => Precondition::IfVersion(
-                        v.parse()
-                            .map_err(|_| ApiError::new(400, "InvalidParameter", "If-Match must be a version ETag"))?,
-                    ),
-                    (false, None) => Precondition::None,
-                };
+                let pre =
+                    match (if_none_match, &if_match) {
+                        (true, _) => Precondition::IfAbsent,
+                        (false, Some(v)) => Precondition::IfVersion(v.parse().map_err(|_| {
+                            ApiError::new(ErrorCode::InvalidParameter, "If-Match must be a version ETag")
+                        })?),
+                        (false, None) => Precondition::None,
+                    };
                 let (parts, body) = req.into_parts();
                 let value = crate::gateway::read_limited(&parts.headers, body, MAX_VALUE_BYTES)
                     .await
                     .map_err(|e| {
-                        if e.status == 413 {
+                        if e.code == ErrorCode::PayloadTooLarge {
                             ApiError::new(
-                                413,
-                                "ValueTooLarge",
+                                ErrorCode::ValueTooLarge,
                                 format!("values are limited to {MAX_VALUE_BYTES} bytes"),
                             )
                         } else {
                             e
                         }
                     })?;
-                match self.kv.put(ns, &key, value.to_vec(), pre).await.map_err(kv_err)? {
+                match self.kv.put(ns, &key, value.to_vec(), pre).await? {
                     PutOutcome::Written { version, created } => {
                         let status = if created { StatusCode::CREATED } else { StatusCode::OK };
                         let mut r =
@@ -395,11 +373,10 @@ impl Admin {
                         Ok(r)
                     }
                     PutOutcome::PreconditionFailed => Err(ApiError::new(
-                        412,
                         if pre == Precondition::IfAbsent {
-                            "KeyExists"
+                            ErrorCode::KeyExists
                         } else {
-                            "VersionMismatch"
+                            ErrorCode::VersionMismatch
                         },
                         format!("the precondition on `{key}` did not hold"),
                     )),
@@ -409,23 +386,22 @@ impl Admin {
                 if let Some(v) = &if_match {
                     let want: u64 = v
                         .parse()
-                        .map_err(|_| ApiError::new(400, "InvalidParameter", "If-Match must be a version ETag"))?;
-                    let current = self.kv.get(ns, &key).await.map_err(kv_err)?;
+                        .map_err(|_| ApiError::new(ErrorCode::InvalidParameter, "If-Match must be a version ETag"))?;
+                    let current = self.kv.get(ns, &key).await?;
                     if current.map(|e| e.version) != Some(want) {
                         return Err(ApiError::new(
-                            412,
-                            "VersionMismatch",
+                            ErrorCode::VersionMismatch,
                             format!("the precondition on `{key}` did not hold"),
                         ));
                     }
                 }
-                if self.kv.delete(ns, &key).await.map_err(kv_err)? {
+                if self.kv.delete(ns, &key).await? {
                     Ok(empty(StatusCode::NO_CONTENT))
                 } else {
-                    Err(ApiError::new(404, "KeyNotFound", format!("no value under `{key}`")))
+                    Err(ApiError::new(ErrorCode::KeyNotFound, format!("no value under `{key}`")))
                 }
             }
-            _ => Err(ApiError::new(405, "MethodNotAllowed", "use GET, PUT or DELETE")),
+            _ => Err(ApiError::new(ErrorCode::MethodNotAllowed, "use GET, PUT or DELETE")),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Events end to end: publishing in every CloudEvents mode, fan-out and filters, delivery
 //! through real Node functions with retries, partial batch failure, dead letters and redrive,
+//! failures no retry can fix dead-lettered at once,
 //! deduplication, maximum age, visibility, back-pressure, asynchronous invocation, bad input,
 //! and no loss across a `kill -9` of `gust up`.
 //!
@@ -624,6 +625,86 @@ retry_delay = 0.2
     let (status, _) = send(app.op(reqwest::Method::POST, "/gust/v1/dlq/nope/redrive")).await;
     assert_eq!(status, 404);
     assert_eq!(count_by(&lines(&app, "out.jsonl"), "ceid").get("job-b"), Some(&2));
+    app.stop().await;
+}
+
+/// Records each attempt, then answers with more than Lambda's 6 MB response limit.
+const TOO_LARGE: &str = r#"
+const fs = require('fs');
+const path = require('path');
+exports.handler = async (event) => {
+  fs.appendFileSync(path.join(__dirname, 'huge.jsonl'), JSON.stringify({ count: event.Records[0].attributes.ApproximateReceiveCount }) + '\n');
+  return { big: 'x'.repeat(7 * 1024 * 1024) };
+};
+"#;
+
+/// Records each attempt, then throws.
+const THROWS: &str = r#"
+const fs = require('fs');
+const path = require('path');
+exports.handler = async (event) => {
+  fs.appendFileSync(path.join(__dirname, 'throws.jsonl'), JSON.stringify({ count: event.Records[0].attributes.ApproximateReceiveCount }) + '\n');
+  throw new Error('downstream unavailable');
+};
+"#;
+
+#[tokio::test]
+async fn a_failure_no_retry_can_fix_is_dead_lettered_at_once_and_a_thrown_error_is_retried() {
+    let app = TestApp::start(&[
+        (
+            "gust.toml",
+            r#"
+[app]
+name = "ev-nonretryable"
+[functions.huge]
+runtime = "nodejs20.x"
+handler = "huge.handler"
+[functions.throws]
+runtime = "nodejs20.x"
+handler = "throws.handler"
+[topics.jobs]
+[[subscriptions]]
+name = "huge"
+topic = "jobs"
+function = "huge"
+batch_size = 1
+max_attempts = 5
+retry_delay = 0.1
+[[subscriptions]]
+name = "throws"
+topic = "jobs"
+function = "throws"
+batch_size = 1
+max_attempts = 3
+retry_delay = 0.1
+"#,
+        ),
+        ("huge.js", TOO_LARGE),
+        ("throws.js", THROWS),
+    ])
+    .await;
+    let (status, v) = publish_batch(&app, "jobs", &[ce("job-1", "job.requested", json!({ "job": 1 }))]).await;
+    assert_eq!(status, 202, "{v}");
+
+    // The thrown error is retried up to max_attempts, as before.
+    let thrown = wait_dead_letters(&app, "throws", 1).await;
+    assert_eq!(thrown[0]["reason"], "MaxAttemptsExceeded", "{}", thrown[0]);
+    assert_eq!(thrown[0]["attempts"], 3, "{}", thrown[0]);
+    assert_eq!(lines(&app, "throws.jsonl").len(), 3);
+
+    // The response over 6 MB went to the DLQ on its first attempt, though 5 were allowed:
+    // by now (three attempts of the other subscription later) a retry would have run.
+    let huge = wait_dead_letters(&app, "huge", 1).await;
+    let d = &huge[0];
+    assert_eq!(d["reason"], "NonRetryable: FunctionResponseTooLarge", "{d}");
+    assert_eq!(d["attempts"], 1, "{d}");
+    let err = d["last_error"].as_str().unwrap();
+    assert!(err.starts_with("FunctionResponseTooLarge: "), "{d}");
+    assert_eq!(d["event"]["id"], "job-1", "{d}");
+    let tries = lines(&app, "huge.jsonl");
+    assert_eq!(tries, vec![json!({ "count": "1" })], "exactly one attempt");
+    let s = subscription(&app, "huge").await;
+    assert_eq!((s["backlog"].clone(), s["dead_letters"].clone()), (json!(0), json!(1)));
     app.stop().await;
 }
 

@@ -1,6 +1,7 @@
 //! Schedules with a clock the test moves: ticks fire once (also across a restart), missed
 //! ticks follow the catch-up policy, overlap policies hold with a slow function, a failing
-//! run is retried then dead-lettered, and the shop's daily report runs end to end.
+//! run is retried then dead-lettered (one that no retry can fix, at once), and the shop's
+//! daily report runs end to end.
 
 use crate::support::*;
 use chrono::{DateTime, TimeDelta, Utc};
@@ -14,6 +15,7 @@ exports.handler = async (event) => {
   const rule = (event.resources || ["?/manual"])[0].split("/").pop();
   const out = path.join(process.env.LAMBDA_TASK_ROOT, "fired.log");
   fs.appendFileSync(out, `start ${rule} ${event.time} ${Date.now()}\n`);
+  if (process.env.BIG) return "x".repeat(7 * 1024 * 1024);
   if (process.env.SLEEP_MS) await new Promise((r) => setTimeout(r, Number(process.env.SLEEP_MS)));
   if (process.env.FAIL) throw new Error("report failed");
   fs.appendFileSync(out, `end ${rule} ${event.time} ${Date.now()}\n`);
@@ -233,6 +235,45 @@ async fn a_failing_scheduled_run_is_retried_then_dead_lettered() {
     assert_eq!(event["detail-type"], "Scheduled Event");
     assert_eq!(event["source"], "aws.events");
     assert_eq!(event["time"], "2026-11-26T10:01:00Z");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_scheduled_run_no_retry_can_fix_is_dead_lettered_at_once() {
+    let clock = ManualClock::new(at("2026-11-26T10:00:30Z"));
+    let dir = write_app(&[
+        (
+            "gust.toml",
+            &manifest(
+                &schedule("huge", "rate(1 minute)", "max_attempts = 5\nretry_delay = 0.1"),
+                "BIG = \"1\"",
+            ),
+        ),
+        ("rec.js", RECORDER),
+    ]);
+    let app = TestApp::start_with_clock(dir, clock.clone()).await;
+    settled(&clock, 1).await;
+    clock.advance(TimeDelta::seconds(30));
+    let log = app.platform().events.log().clone();
+    let mut dead = Vec::new();
+    for _ in 0..500 {
+        dead = log.dlq_list(Some("gust.schedule.huge")).await.unwrap();
+        if !dead.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(dead.len(), 1, "the run ends in the schedule's DLQ");
+    assert_eq!(dead[0].reason, "NonRetryable: FunctionResponseTooLarge");
+    assert_eq!(dead[0].attempts, 1, "5 were allowed; none was retried");
+    assert!(
+        dead[0].last_error.starts_with("FunctionResponseTooLarge: "),
+        "{}",
+        dead[0].last_error
+    );
+    // Dead-lettered records are out of the queue: no attempt can follow.
+    assert_eq!(backlog(&app, "gust.schedule.huge").await, 0);
+    assert_eq!(starts(&app, "huge").len(), 1, "one run, no retry");
     app.stop().await;
 }
 
