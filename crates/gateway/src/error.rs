@@ -93,9 +93,12 @@ impl From<&InvokeError> for ErrorCode {
 impl From<&InvokeError> for ApiError {
     fn from(e: &InvokeError) -> Self {
         let err = ApiError::new(ErrorCode::from(e), e.to_string());
-        match e {
-            InvokeError::TooManyRequests { retry_after, .. } => err.retry_after(*retry_after),
-            _ => err,
+        // Sent only where the code takes `Retry-After` (a full queue); a function in crash-loop
+        // back-off answers 502 as any init failure does, its message saying when the next
+        // start is.
+        match e.retry_after() {
+            Some(wait) => err.retry_after(wait),
+            None => err,
         }
     }
 }
@@ -200,6 +203,7 @@ mod tests {
                 function: function.clone(),
                 error_type: "Runtime.ImportModuleError".into(),
                 message: "no".into(),
+                backoff: None,
             },
             InvokeError::ResponseTooLarge {
                 function,

@@ -60,6 +60,8 @@ pub struct PlatformConfig {
     pub stage: Option<String>,
     /// `--sandbox`: how function instances are confined (`gust_runtime::sandbox`).
     pub sandbox: gust_runtime::sandbox::SandboxSettings,
+    /// When a function whose inits keep failing is started again (tests shorten it).
+    pub crash_loop: gust_runtime::CrashLoopPolicy,
 }
 
 impl PlatformConfig {
@@ -79,6 +81,7 @@ impl PlatformConfig {
             admin_hosts: Vec::new(),
             stage: None,
             sandbox: Default::default(),
+            crash_loop: Default::default(),
         }
     }
 }
@@ -186,6 +189,7 @@ impl Platform {
                 prewarm_per_runtime: config.prewarm_per_runtime,
                 resident_code_bytes: config.resident_code_bytes,
                 sandbox,
+                crash_loop: config.crash_loop,
             },
             telemetry.clone(),
         );

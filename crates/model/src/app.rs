@@ -261,6 +261,8 @@ pub struct FunctionSpec {
     /// Size of the instance's private writable `/tmp` in MB (Lambda's `EphemeralStorage`).
     pub ephemeral_storage_mb: u32,
     pub timeout: Duration,
+    /// How long a start may take from spawn to the first `/next` (Lambda's init phase limit).
+    pub init_timeout: Duration,
     pub environment: BTreeMap<String, String>,
     pub scaling: Scaling,
     /// Upstream services this function may reach by name (`GUST_SERVICE_<NAME>_URL`).
@@ -279,6 +281,8 @@ pub mod defaults {
     pub const MEMORY_MB: u32 = 128;
     pub const TIMEOUT: Duration = Duration::from_secs(3);
     pub const MAX_TIMEOUT: Duration = Duration::from_secs(900);
+    /// Lambda's init phase limit for on-demand functions.
+    pub const INIT_TIMEOUT: Duration = Duration::from_secs(10);
     pub const MIN_MEMORY_MB: u32 = 64;
     pub const MAX_MEMORY_MB: u32 = 10240;
     /// `/tmp` size, as Lambda's default and range.

@@ -184,6 +184,8 @@ struct FunctionSection {
     ephemeral_storage: Option<u32>,
     /// Seconds (fractions allowed).
     timeout: Option<f64>,
+    /// Seconds from process start to the first `/next` (default 10, as Lambda).
+    init_timeout: Option<f64>,
     #[serde(default)]
     environment: BTreeMap<String, String>,
     #[serde(default)]
@@ -360,6 +362,7 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path, options: &LoadOptions)
         let ephemeral_storage_mb =
             check_ephemeral_storage(f.ephemeral_storage).map_err(|m| err(key("ephemeral_storage"), m))?;
         let timeout = check_timeout(f.timeout).map_err(|m| err(key("timeout"), m))?;
+        let init_timeout = check_init_timeout(f.init_timeout).map_err(|m| err(key("init_timeout"), m))?;
         let mut scaling = Scaling::default();
         let s = f.scaling;
         if let Some(v) = s.min_instances {
@@ -402,6 +405,7 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path, options: &LoadOptions)
                 memory_mb,
                 ephemeral_storage_mb,
                 timeout,
+                init_timeout,
                 environment,
                 scaling,
                 services: names(&f.services).map_err(|m| err(key("services"), m))?,
@@ -927,6 +931,18 @@ pub(crate) fn check_timeout(v: Option<f64>) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// `init_timeout`: positive seconds, at most 900 as `timeout` (Lambda's init phase is 10 s).
+pub(crate) fn check_init_timeout(v: Option<f64>) -> Result<Duration, String> {
+    let Some(v) = v else {
+        return Ok(defaults::INIT_TIMEOUT);
+    };
+    let d = seconds(v).ok_or_else(|| format!("must be a positive number of seconds, not {v}"))?;
+    if d > defaults::MAX_TIMEOUT {
+        return Err(format!("init_timeout {v}s exceeds the maximum of 900s"));
+    }
+    Ok(d)
+}
+
 pub(crate) fn check_scaling(s: &Scaling) -> Result<(), (&'static str, String)> {
     if s.max_instances == 0 {
         return Err(("max_instances", "must be at least 1".into()));
@@ -1159,6 +1175,31 @@ burst = 10
         assert_eq!(e.key, "functions.f.secrets");
         let e = load(&format!("{base}[upstreams.u]\ncommand = \"x\"\n")).unwrap_err();
         assert_eq!(e.key, "upstreams.u.targets");
+    }
+
+    #[test]
+    fn init_timeout_defaults_to_lambdas_and_is_checked_at_load() {
+        let base = "[app]\nname = \"a\"\n[functions.f]\nruntime = \"nodejs20.x\"\nhandler = \"h.h\"\n";
+        let f = |l: &Loaded| l.app.functions[&FunctionName::new("f").unwrap()].init_timeout;
+        assert_eq!(f(&load(base).unwrap()), Duration::from_secs(10), "Lambda's default");
+        let l = load(&format!("{base}init_timeout = 2.5\n")).unwrap();
+        assert_eq!(f(&l), Duration::from_millis(2500));
+        assert_eq!(
+            f(&load(&format!("{base}init_timeout = 900\n")).unwrap()),
+            Duration::from_secs(900)
+        );
+        for bad in ["0", "-1", "901", "\"5s\""] {
+            let e = load(&format!("{base}init_timeout = {bad}\n")).unwrap_err();
+            assert_eq!(e.key, "functions.f.init_timeout", "{bad}: {e}");
+            assert!(
+                e.to_string().starts_with("/app/gust.toml: `functions.f.init_timeout`:"),
+                "{bad}: {e}"
+            );
+        }
+        let e = load(&format!("{base}init_timeout = 0\n")).unwrap_err();
+        assert!(e.message.contains("positive number of seconds"), "{e}");
+        let e = load(&format!("{base}init_timeout = 901\n")).unwrap_err();
+        assert!(e.message.contains("exceeds the maximum of 900s"), "{e}");
     }
 
     #[test]

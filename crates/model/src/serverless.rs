@@ -316,6 +316,9 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path, options: &LoadOptions)
                 memory_mb,
                 ephemeral_storage_mb,
                 timeout,
+                // serverless.yml has no such property (and Gust reads no `custom` key of its
+                // own): Lambda's 10 s.
+                init_timeout: defaults::INIT_TIMEOUT,
                 environment: env,
                 scaling,
                 services: Vec::new(),
@@ -694,6 +697,11 @@ resources:
         let create = &app.functions[&FunctionName::new("createUser").unwrap()];
         assert_eq!(create.memory_mb, 256);
         assert_eq!(create.timeout, Duration::from_secs(10));
+        assert_eq!(
+            create.init_timeout,
+            Duration::from_secs(10),
+            "Lambda's, whatever the timeout"
+        );
         assert_eq!(create.environment["RETRIES"], "3");
         assert_eq!(create.scaling.max_instances, 5);
         let get = &app.functions[&FunctionName::new("getUser").unwrap()];

@@ -2,7 +2,15 @@
 //! (`gust_gateway::ApiError`), queues decide with [`InvokeError::retryable`] whether to try
 //! again.
 
+use crate::crashloop::{BackOff, BACKOFF_ERROR_TYPE};
 use std::time::Duration;
+
+fn init_failure(error_type: &str, message: &str, backoff: Option<&BackOff>) -> String {
+    match backoff {
+        None => format!("failed to initialise: {error_type}: {message}"),
+        Some(b) => format!("is {b}; the last init failed with {error_type}: {message}"),
+    }
+}
 
 /// Who caused a failed invocation (the gateway's error table has the same words).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,11 +34,14 @@ pub enum InvokeError {
     Crashed { function: String, detail: String },
     #[error("function `{function}` used more than its {limit_mb} MB memory limit")]
     OutOfMemory { function: String, limit_mb: u32 },
-    #[error("function `{function}` failed to initialise: {error_type}: {message}")]
+    #[error("function `{function}` {}", init_failure(error_type, message, backoff.as_ref()))]
     InitFailed {
         function: String,
         error_type: String,
         message: String,
+        /// Set when no start was tried: the function's inits kept failing and it is in
+        /// crash-loop back-off (`crashloop.rs`); `error_type` and `message` are the last init's.
+        backoff: Option<BackOff>,
     },
     #[error("function `{function}` returned a response of {size} bytes; the limit is {limit}")]
     ResponseTooLarge {
@@ -79,6 +90,15 @@ impl InvokeError {
         }
     }
 
+    /// When trying again may succeed, if Gust knows (a `Retry-After` hint).
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::TooManyRequests { retry_after, .. } => Some(*retry_after),
+            Self::InitFailed { backoff: Some(b), .. } => Some(b.retry_in),
+            _ => None,
+        }
+    }
+
     /// The stable code shown to clients in `{"error":{"code":...}}` and written in dead
     /// letters. The gateway's table of codes holds the same strings (a test checks it).
     pub fn code(&self) -> &'static str {
@@ -101,6 +121,7 @@ impl InvokeError {
             Self::Timeout { .. } => "Sandbox.Timedout",
             Self::Crashed { .. } => "Runtime.ExitError",
             Self::OutOfMemory { .. } => "Runtime.OutOfMemory",
+            Self::InitFailed { backoff: Some(_), .. } => BACKOFF_ERROR_TYPE,
             Self::InitFailed { error_type, .. } => error_type,
             Self::ResponseTooLarge { .. } => "Function.ResponseSizeTooLarge",
             _ => "ServiceException",

@@ -1,5 +1,6 @@
 //! Turning a [`FunctionSpec`] into a ready-to-start process description, once per deployment.
 
+use crate::crashloop::CrashLoopPolicy;
 use crate::error::PrepareError;
 use crate::logs::LogSink;
 use crate::resident::{Holding, ResidentSet};
@@ -29,6 +30,8 @@ pub struct ExecutorConfig {
     pub resident_code_bytes: u64,
     /// Confinement for every instance (`sandbox/mod.rs`); `None`: functions are trusted.
     pub sandbox: Option<Arc<Sandbox>>,
+    /// When a function whose inits keep failing may start again (`crashloop.rs`).
+    pub crash_loop: CrashLoopPolicy,
 }
 
 /// The default of [`ExecutorConfig::resident_code_bytes`]: 128 MiB.

@@ -17,8 +17,6 @@ use tokio::io::{AsyncRead, BufReader};
 use tokio::process::Command;
 use tokio::sync::{oneshot, watch};
 
-/// How long a runtime may take from spawn to its first `/next` (Lambda's init phase limit).
-pub const INIT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often a busy instance's resident memory is checked against its limit.
 const MEMORY_SAMPLE_EVERY: Duration = Duration::from_millis(100);
 
@@ -445,7 +443,9 @@ fn pipe_lines<R: AsyncRead + Unpin + Send + 'static>(
 
 impl Prepared {
     /// Makes an instance ready for its first invocation: a prewarmed spare of the same runtime
-    /// is specialised when one is ready, else a process is started. Waits for the first `/next`.
+    /// is specialised when one is ready, else a process is started. Waits for the first `/next`,
+    /// up to the function's `init_timeout` from the start of this call (a spare's hand-over
+    /// counts, its own earlier start does not).
     pub(crate) async fn start(
         &self,
         sink: Arc<dyn LogSink>,
@@ -454,6 +454,7 @@ impl Prepared {
         let spec = &self.spec;
         let function: Arc<str> = spec.name.as_str().into();
         let started = Instant::now();
+        let init_deadline = tokio::time::Instant::from_std(started + spec.init_timeout);
         let mut spare = self.spares.as_ref().and_then(|s| s.take(spec.kind.clone()));
         if let (Some(sp), Some(_)) = (&spare, &self.sandbox) {
             let taken = async {
@@ -523,6 +524,7 @@ impl Prepared {
             function: function.to_string(),
             error_type,
             message,
+            backoff: None,
         };
         let result = tokio::select! {
             signal = init => match signal {
@@ -534,9 +536,9 @@ impl Prepared {
                 let detail = instance.process.exit.borrow().as_ref().map(|e| e.detail.clone()).unwrap_or_default();
                 Err(init_failed("Runtime.ExitError".into(), format!("the runtime exited during init ({detail})")))
             }
-            _ = tokio::time::sleep(INIT_TIMEOUT) => Err(init_failed(
+            _ = tokio::time::sleep_until(init_deadline) => Err(init_failed(
                 "Sandbox.Timedout".into(),
-                format!("init did not finish within {INIT_TIMEOUT:?}"),
+                format!("init did not finish within the function's init_timeout of {:?}", spec.init_timeout),
             )),
         };
         match result {

@@ -223,7 +223,12 @@ impl Invoker {
             let prepared = self.executor.prepare(Arc::new(spec.clone()), Some(&token), env)?;
             pools.push((
                 spec.name.to_string(),
-                Pool::new(prepared, self.sink.clone(), self.reconciler.clone()),
+                Pool::new(
+                    prepared,
+                    self.sink.clone(),
+                    self.reconciler.clone(),
+                    self.executor.config().crash_loop,
+                ),
             ));
             tokens.push((
                 token,
@@ -439,11 +444,36 @@ async fn run_invocation(ctx: RunContext, inv: Invocation) -> Result<InvokeOutput
     // Waiting for an instance is bounded by the function timeout too; past it the caller
     // is told to come back later (429) rather than held indefinitely.
     let wait = inv.acquire_timeout.map_or(timeout, |w| w.min(timeout));
-    let lease = match pool.acquire(Instant::now() + wait).await {
+    let acquiring = Instant::now();
+    let lease = match pool.acquire(acquiring + wait).await {
         Ok(l) => l,
         Err(e) => {
             if matches!(e, InvokeError::TooManyRequests { .. }) {
                 metrics.incr(names::THROTTLES, &[("function", &inv.function)], 1);
+            }
+            if let InvokeError::InitFailed { backoff, .. } = &e {
+                // The function never ran, but the invocation failed because of it: recorded
+                // as any other failure. A failed init is a cold start (its time includes any
+                // wait for a slot); one refused by the crash-loop back-off started nothing.
+                report(
+                    &metrics,
+                    telemetry.as_ref(),
+                    Report {
+                        spec: &spec,
+                        request_id: &request_id,
+                        trigger,
+                        trace: &trace,
+                        parent_span: inv.parent_span,
+                        accepted_us,
+                        started_us: epoch_us(),
+                        duration: Duration::ZERO,
+                        billed_duration: Duration::ZERO,
+                        init_duration: backoff.is_none().then(|| acquiring.elapsed()),
+                        prewarmed: false,
+                        outcome: "init_error",
+                        error_type: Some(e.lambda_error_type().to_string()),
+                    },
+                );
             }
             return Err(e);
         }

@@ -15,6 +15,7 @@
 
 mod api;
 mod bootstrap;
+mod crashloop;
 mod error;
 mod executor;
 mod instance;
@@ -30,6 +31,7 @@ mod spares;
 mod telemetry;
 
 pub use bootstrap::RuntimeFiles;
+pub use crashloop::{BackOff, CrashLoopPolicy, BACKOFF_ERROR_TYPE};
 pub use error::{Blame, InvokeError, PrepareError};
 pub use executor::{Executor, ExecutorConfig, Prepared, DEFAULT_RESIDENT_CODE_BYTES};
 pub use instance::{kill_process_group, supervise, Instance, InstanceId};

@@ -7,10 +7,15 @@
 //!
 //! The pool tells the invoker's [`Reconciler`] when it next needs attention (the oldest idle
 //! instance's idle deadline, a slot to refill under `min_instances`); nothing here polls.
+//!
+//! Every start, for an invocation or a refill, passes the function's crash-loop gate
+//! (`crashloop.rs`, state kept here under the pool's lock): while the function's inits keep
+//! failing, an invocation that would start a process fails at once instead.
 
+use crate::crashloop::{secs, Change, CrashLoop, CrashLoopPolicy};
 use crate::error::InvokeError;
 use crate::instance::Instance;
-use crate::logs::LogSink;
+use crate::logs::{LogLine, LogSink, Stream};
 use crate::reconcile::Reconciler;
 use crate::Prepared;
 use std::collections::VecDeque;
@@ -33,6 +38,8 @@ struct State {
     stopped: bool,
     /// After a failed start under `min_instances`: when to try again, and the next back-off.
     refill_after: Option<(Instant, Duration)>,
+    /// Failed inits in a row and the back-off they earned.
+    crash_loop: CrashLoop,
 }
 
 /// First wait before a failed `min_instances` start is tried again; it doubles up to the cap.
@@ -69,7 +76,12 @@ impl std::fmt::Debug for Pool {
 }
 
 impl Pool {
-    pub(crate) fn new(prepared: Prepared, sink: Arc<dyn LogSink>, reconciler: Arc<Reconciler>) -> Arc<Self> {
+    pub(crate) fn new(
+        prepared: Prepared,
+        sink: Arc<dyn LogSink>,
+        reconciler: Arc<Reconciler>,
+        crash_loop: CrashLoopPolicy,
+    ) -> Arc<Self> {
         Arc::new(Self {
             prepared: Arc::new(prepared),
             sink,
@@ -80,6 +92,7 @@ impl Pool {
                 waiters: VecDeque::new(),
                 stopped: false,
                 refill_after: None,
+                crash_loop: CrashLoop::new(crash_loop),
             }),
         })
     }
@@ -160,9 +173,21 @@ impl Pool {
         }
     }
 
-    /// Starts an instance in a slot already counted in `total`.
+    /// Starts an instance in a slot already counted in `total`, unless the function is in
+    /// crash-loop back-off.
     async fn cold_start(&self) -> Result<Lease, InvokeError> {
-        match self.prepared.start(self.sink.clone(), &self.reconciler).await {
+        let admitted = {
+            let mut s = self.state.lock().expect("pool lock");
+            s.crash_loop.admit(Instant::now(), self.prepared.spec.name.as_str())
+        };
+        let started = match admitted {
+            Ok(probe) => self.start(probe).await,
+            Err(refused) => {
+                tracing::debug!(function = %self.prepared.spec.name, "crash-loop back-off: no start");
+                Err(refused)
+            }
+        };
+        match started {
             Ok(inst) => Ok(Lease {
                 instance: Arc::new(inst),
                 cold: true,
@@ -172,6 +197,72 @@ impl Pool {
                 Err(e)
             }
         }
+    }
+
+    /// Starts an instance the crash-loop gate admitted and tells the gate how its init went.
+    async fn start(&self, probe: bool) -> Result<Instance, InvokeError> {
+        let mut attempt = Attempt {
+            pool: self,
+            probe,
+            settled: false,
+        };
+        let result = self.prepared.start(self.sink.clone(), &self.reconciler).await;
+        attempt.settled = true;
+        let change = {
+            let mut s = self.state.lock().expect("pool lock");
+            match &result {
+                Ok(_) => s.crash_loop.succeeded(),
+                Err(InvokeError::InitFailed {
+                    error_type, message, ..
+                }) => s.crash_loop.failed(probe, Instant::now(), error_type, message),
+                Err(_) => {
+                    s.crash_loop.abandoned(probe);
+                    None
+                }
+            }
+        };
+        if let Some(change) = change {
+            self.tell(&change, &result);
+        }
+        if probe && self.prepared.spec.scaling.min_instances > 0 {
+            // A refill may have been waiting for this probe's verdict.
+            self.reconciler.wake();
+        }
+        result
+    }
+
+    /// The one line a crash-loop change is worth, on the function's own output (its logs,
+    /// and `gust up`'s at warn for stderr, info for stdout).
+    fn tell(&self, change: &Change, result: &Result<Instance, InvokeError>) {
+        let function = &self.prepared.spec.name;
+        let (stream, line) = match change {
+            Change::BackedOff { failures, delay } => {
+                let error = match result {
+                    Err(InvokeError::InitFailed {
+                        error_type, message, ..
+                    }) => format!("{error_type}: {message}"),
+                    _ => String::new(),
+                };
+                (
+                    Stream::Stderr,
+                    format!(
+                        "[gust] crash-loop back-off: {failures} inits failed in a row, no new start for {}; the last init failed with {error}",
+                        secs(*delay)
+                    ),
+                )
+            }
+            Change::Recovered { failures } => (
+                Stream::Stdout,
+                format!("[gust] crash-loop back-off over: an instance started after {failures} failed inits in a row"),
+            ),
+        };
+        self.sink.line(LogLine {
+            function: function.as_str().into(),
+            instance: 0,
+            request_id: None,
+            stream,
+            line,
+        });
     }
 
     /// A slot was given up (an instance died or failed to start): pass it to a waiter.
@@ -221,7 +312,7 @@ impl Pool {
     }
 
     /// When this pool next needs [`reconcile`](Self::reconcile): now when it is under
-    /// `min_instances` (after the back-off of a failed start), else the idle deadline of its
+    /// `min_instances` (after the back-off of a failed start, and the crash-loop back-off), else the idle deadline of its
     /// oldest idle instance if it may shrink, else never.
     pub(crate) fn next_due(&self) -> Option<Instant> {
         let scaling = &self.prepared.spec.scaling;
@@ -230,7 +321,9 @@ impl Pool {
             return None;
         }
         if s.total < scaling.min_instances {
-            return Some(s.refill_after.map_or_else(Instant::now, |(at, _)| at));
+            let now = Instant::now();
+            let refill = s.refill_after.map_or(now, |(at, _)| at);
+            return s.crash_loop.next_start(now).map(|at| at.max(refill));
         }
         if s.total > scaling.min_instances {
             return s.idle.first().map(|(_, since)| *since + scaling.idle_timeout);
@@ -270,7 +363,7 @@ impl Pool {
             inst.stop().await;
         }
         loop {
-            {
+            let probe = {
                 let mut s = self.state.lock().expect("pool lock");
                 if s.stopped || s.total >= scaling.min_instances {
                     return;
@@ -278,9 +371,13 @@ impl Pool {
                 if s.refill_after.is_some_and(|(at, _)| Instant::now() < at) {
                     return;
                 }
+                let Ok(probe) = s.crash_loop.admit(Instant::now(), self.prepared.spec.name.as_str()) else {
+                    return;
+                };
                 s.total += 1;
-            }
-            match self.prepared.start(self.sink.clone(), &self.reconciler).await {
+                probe
+            };
+            match self.start(probe).await {
                 Ok(inst) => {
                     self.state.lock().expect("pool lock").refill_after = None;
                     self.release(Arc::new(inst));
@@ -314,6 +411,23 @@ impl Pool {
         };
         for inst in idle {
             inst.stop().await;
+        }
+    }
+}
+
+/// A start the crash-loop gate let through. Dropped before it was settled (its future was
+/// cancelled), a probe gives its turn back so the function is not refused for ever.
+struct Attempt<'a> {
+    pool: &'a Pool,
+    probe: bool,
+    settled: bool,
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        if !self.settled {
+            let mut s = self.pool.state.lock().expect("pool lock");
+            s.crash_loop.abandoned(self.probe);
         }
     }
 }

@@ -663,6 +663,7 @@ handler = "huge.handler"
 runtime = "nodejs20.x"
 handler = "throws.handler"
 [topics.jobs]
+public = true
 [[subscriptions]]
 name = "huge"
 topic = "jobs"

@@ -6,6 +6,7 @@ mod support;
 mod aws_sdk;
 mod control_plane;
 mod counters;
+mod crashloop;
 mod events;
 mod failures;
 mod gateway;
