@@ -13,10 +13,9 @@ use crate::error::Body;
 use crate::sigv4::{self, SigV4Error};
 use bytes::Bytes;
 use gust_runtime::{Invocation, InvokeError, Trigger};
-use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use serde_json::json;
 
 /// The signing name of the Lambda API.
 const SERVICE: &str = "lambda";
@@ -26,7 +25,10 @@ const SERVICE: &str = "lambda";
 fn lambda_error(status: u16, error_type: &str, message: &str) -> Response<Body> {
     let mut r = json_response(
         StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-        json!({ "Type": if status < 500 { "User" } else { "Service" }, "message": message }),
+        gust_api::LambdaError {
+            kind: if status < 500 { "User" } else { "Service" }.into(),
+            message: message.into(),
+        },
     );
     if let Ok(v) = HeaderValue::from_str(error_type) {
         r.headers_mut().insert("x-amzn-errortype", v);
@@ -36,7 +38,12 @@ fn lambda_error(status: u16, error_type: &str, message: &str) -> Response<Body> 
 
 /// An authentication refusal as AWS sends it: 403, `x-amzn-ErrorType`, `{"message"}`.
 fn auth_error(error_type: &str, message: &str) -> Response<Body> {
-    let mut r = json_response(StatusCode::FORBIDDEN, json!({ "message": message }));
+    let mut r = json_response(
+        StatusCode::FORBIDDEN,
+        gust_api::LambdaAuthError {
+            message: message.into(),
+        },
+    );
     if let Ok(v) = HeaderValue::from_str(error_type) {
         r.headers_mut().insert("x-amzn-errortype", v);
     }
@@ -109,12 +116,11 @@ impl Admin {
             "Lambda API request"
         );
         let path = parts.uri.path();
-        let name = path
-            .strip_prefix(super::INVOKE_PREFIX)
-            .and_then(|r| r.strip_suffix("/invocations"))
-            .filter(|n| !n.contains('/'));
-        match (name, &parts.method) {
-            (Some(name), &Method::POST) => self.invoke(name, &parts.headers, payload, request_id).await,
+        match gust_api::Endpoint::resolve(parts.method.as_str(), path) {
+            Ok(route) if route.endpoint == gust_api::Endpoint::Invoke => {
+                self.invoke(route.param("name"), &parts.headers, payload, request_id)
+                    .await
+            }
             _ => lambda_error(
                 404,
                 "UnknownOperationException",
@@ -185,7 +191,10 @@ impl Admin {
             ) => {
                 let mut r = json_response(
                     StatusCode::OK,
-                    json!({ "errorType": e.lambda_error_type(), "errorMessage": e.to_string() }),
+                    gust_api::FunctionError {
+                        error_type: e.lambda_error_type().to_string(),
+                        error_message: e.to_string(),
+                    },
                 );
                 r.headers_mut()
                     .insert("x-amz-function-error", HeaderValue::from_static("Unhandled"));
