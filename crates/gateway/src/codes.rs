@@ -358,6 +358,38 @@ mod tests {
         );
     }
 
+    /// The error codes `docs/openapi.json` lists under each error status (written by hand in
+    /// `gust-api`, which cannot see this table) answer with that status here.
+    #[test]
+    fn the_openapi_documents_codes_with_their_statuses() {
+        let doc: serde_json::Value = serde_json::from_str(&doc_tables::read("openapi.json")).unwrap();
+        let mut checked = 0;
+        let mut problems = Vec::new();
+        for (path, ops) in doc["paths"].as_object().unwrap() {
+            for (method, op) in ops.as_object().unwrap() {
+                for (status, answer) in op["responses"].as_object().into_iter().flatten() {
+                    let Ok(status) = status.parse::<u16>() else { continue };
+                    if status < 400 {
+                        continue;
+                    }
+                    let text = answer["description"].as_str().unwrap_or("");
+                    for code in text.split('`').skip(1).step_by(2) {
+                        let Some(c) = ErrorCode::from_wire(code) else { continue };
+                        checked += 1;
+                        if c.status().as_u16() != status {
+                            problems.push(format!(
+                                "{method} {path}: {code} is listed under {status}, answers {}",
+                                c.status().as_u16()
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        assert!(checked >= 20, "only {checked} codes found in docs/openapi.json");
+        assert!(problems.is_empty(), "{}", problems.join("\n"));
+    }
+
     #[test]
     fn a_wrong_doc_is_caught() {
         let doc = "intro\n\n| status | code | when | who is to blame |\n|---|---|---|---|\n\

@@ -1,6 +1,7 @@
 //! `POST /events/{topic}` (gateway) and `POST /gust/v1/events/{topic}` (admin, `GUST_API`):
 //! CloudEvents in binary, structured or batch mode, or plain JSON. Answers 202 only after the
-//! events are durable; bad input is refused whole and nothing of it is stored.
+//! events are durable ([`gust_api::Published`]); bad input is refused whole and nothing of it
+//! is stored.
 
 use crate::codes::ErrorCode;
 use crate::error::{ApiError, Body};
@@ -8,7 +9,6 @@ use bytes::Bytes;
 use gust_events::{from_http, Events};
 use http::{HeaderMap, Response, StatusCode};
 use http_body_util::Full;
-use serde_json::json;
 
 /// Publishes to `topic` (already percent-decoded by the caller, who also checked that this
 /// caller may publish there).
@@ -38,15 +38,22 @@ pub async fn publish(
     }
     let parsed = from_http(&headers, body, topic)?;
     let published = events.publish(topic, parsed).await?;
-    let list: Vec<_> = published
-        .iter()
-        .map(|p| json!({ "id": p.id, "duplicate": p.duplicate, "deliveries": p.deliveries }))
-        .collect();
+    let answer = gust_api::Published {
+        topic: topic.to_string(),
+        events: published
+            .into_iter()
+            .map(|p| gust_api::PublishedEvent {
+                id: p.id,
+                duplicate: p.duplicate,
+                deliveries: p.deliveries as u64,
+            })
+            .collect(),
+    };
     Ok(Response::builder()
         .status(StatusCode::ACCEPTED)
         .header(http::header::CONTENT_TYPE, "application/json")
         .body(Full::new(Bytes::from(
-            json!({ "topic": topic, "events": list }).to_string(),
+            serde_json::to_vec(&answer).expect("answer bodies serialise to JSON"),
         )))
         .expect("static response parts are valid"))
 }

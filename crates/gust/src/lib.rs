@@ -400,16 +400,16 @@ pub fn admin_url_from_state(state_dir: &Path) -> Result<String> {
         .with_context(|| format!("{} has no admin address", path.display()))
 }
 
-/// Renders spans (the admin API's JSON) as an indented tree with start offsets and durations.
-pub fn trace_tree(spans: &serde_json::Value) -> String {
+/// Renders a trace's spans (`GET /gust/v1/traces/{id}`) as an indented tree with start offsets
+/// and durations.
+pub fn trace_tree(spans: &[gust_api::Span]) -> String {
     use std::fmt::Write;
-    let spans = spans.as_array().cloned().unwrap_or_default();
-    let ids: std::collections::HashSet<&str> = spans.iter().filter_map(|s| s["span_id"].as_str()).collect();
-    let t0 = spans.iter().filter_map(|s| s["start_us"].as_i64()).min().unwrap_or(0);
+    let ids: std::collections::HashSet<&str> = spans.iter().map(|s| s.span_id.as_str()).collect();
+    let t0 = spans.iter().map(|s| s.start_us).min().unwrap_or(0);
     let mut out = String::new();
     fn walk(
         out: &mut String,
-        spans: &[serde_json::Value],
+        spans: &[gust_api::Span],
         parent: Option<&str>,
         depth: usize,
         t0: i64,
@@ -417,30 +417,30 @@ pub fn trace_tree(spans: &serde_json::Value) -> String {
         ids: &std::collections::HashSet<&str>,
     ) {
         for s in spans {
-            let p = s["parent_id"].as_str();
+            let p = s.parent_id.as_deref();
             let is_child = if roots {
-                p.is_none() || !ids.contains(p.unwrap_or(""))
+                p.is_none_or(|p| !ids.contains(p))
             } else {
                 p == parent
             };
             if !is_child {
                 continue;
             }
-            let start = (s["start_us"].as_i64().unwrap_or(0) - t0) as f64 / 1000.0;
-            let dur = s["duration_us"].as_u64().unwrap_or(0) as f64 / 1000.0;
+            let start = (s.start_us - t0) as f64 / 1000.0;
+            let dur = s.duration_us as f64 / 1000.0;
             let _ = writeln!(
                 out,
                 "{:indent$}{} [{}] +{start:.2}ms {dur:.2}ms{}",
                 "",
-                s["name"].as_str().unwrap_or(""),
-                s["kind"].as_str().unwrap_or(""),
-                if s["error"] == true { " ERROR" } else { "" },
+                s.name,
+                s.kind,
+                if s.error { " ERROR" } else { "" },
                 indent = depth * 2
             );
-            walk(out, spans, s["span_id"].as_str(), depth + 1, t0, false, ids);
+            walk(out, spans, Some(&s.span_id), depth + 1, t0, false, ids);
         }
     }
-    walk(&mut out, &spans, None, 0, t0, true, &ids);
+    walk(&mut out, spans, None, 0, t0, true, &ids);
     let _ = writeln!(out, "{} spans", spans.len());
     out
 }

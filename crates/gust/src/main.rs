@@ -194,6 +194,9 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Print the OpenAPI document of the admin API (operator and Lambda API), as checked in at
+    /// docs/openapi.json.
+    Openapi,
     /// Check a manifest and print what Gust would run.
     Validate {
         #[arg(default_value = ".")]
@@ -351,19 +354,40 @@ impl Target {
     }
 }
 
-/// Sends a request to the admin API; prints the JSON answer; fails on a non-2xx status.
-async fn admin_call(req: reqwest::RequestBuilder, admin: &str) -> Result<serde_json::Value> {
+/// Sends a request for `endpoint` to the admin API and reads its answer as the contract's
+/// type for it (`gust_api`); fails on a non-2xx status, and on an answer that is not that type
+/// (a missing field is an error naming the endpoint and the field, never a default).
+async fn admin_call<T: serde::de::DeserializeOwned>(
+    req: reqwest::RequestBuilder,
+    admin: &str,
+    endpoint: gust_api::Endpoint,
+) -> Result<T> {
     let resp = req
         .send()
         .await
         .with_context(|| format!("cannot reach Gust at {admin}"))?;
     let status = resp.status();
     let text = resp.text().await?;
-    let value: serde_json::Value = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
     if !status.is_success() {
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
         bail!("HTTP {status}: {value}");
     }
-    Ok(value)
+    let mut de = serde_json::Deserializer::from_str(&text);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let at = e.path().to_string();
+        anyhow::anyhow!(
+            "{} {} answered with a body this gust does not understand (at `{at}`: {}); is the running Gust another version?",
+            endpoint.method(),
+            endpoint.path(),
+            e.into_inner()
+        )
+    })
+}
+
+/// An answer as pretty JSON on stdout.
+fn print_json(value: &impl serde::Serialize) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
 }
 
 /// Gust's log output with every known secret value replaced.
@@ -528,9 +552,8 @@ async fn run(cli: Cli) -> Result<()> {
             if let Some(id) = id {
                 req = req.header("idempotency-key", id);
             }
-            let v = admin_call(req, &admin).await?;
-            println!("{}", serde_json::to_string_pretty(&v)?);
-            Ok(())
+            let v: gust_api::Published = admin_call(req, &admin, gust_api::Endpoint::Publish).await?;
+            print_json(&v)
         }
         Command::Logs {
             function,
@@ -550,43 +573,46 @@ async fn run(cli: Cli) -> Result<()> {
             if let Some(f) = &function {
                 url.push_str(&format!("&function={f}"));
             }
-            let v = admin_call(target.client()?.get(url), &admin).await?;
+            let v: gust_api::InvocationList =
+                admin_call(target.client()?.get(url), &admin, gust_api::Endpoint::ListInvocations).await?;
             println!(
-                "{:<36}  {:<18} {:<8} {:<24} {:>10} {:>7} {:>6}  {:<12} {:<11} TRACE",
-                "REQUEST", "FUNCTION", "TRIGGER", "START", "DURATION", "BILLED", "MEM", "COLD(INIT)", "OUTCOME"
+                "{:<36}  {:<18} {:<8} {:<24} {:>10} {:>7} {:>6}  {:<12} {:<11} {:<24} TRACE",
+                "REQUEST", "FUNCTION", "TRIGGER", "START", "DURATION", "BILLED", "MEM", "COLD(INIT)", "OUTCOME", "ERROR"
             );
-            for r in v["invocations"].as_array().cloned().unwrap_or_default() {
-                let start = chrono::DateTime::from_timestamp_millis(r["start_ms"].as_i64().unwrap_or(0))
+            for r in v.invocations {
+                let start = chrono::DateTime::from_timestamp_millis(r.start_ms)
                     .map(|t| t.format("%Y-%m-%d %H:%M:%S%.3f").to_string())
-                    .unwrap_or_default();
-                let cold = match r["init_ms"].as_f64() {
+                    .unwrap_or_else(|| r.start_ms.to_string());
+                let cold = match r.init_ms {
                     Some(i) => format!("yes({i:.1}ms)"),
                     None => "no".into(),
                 };
                 println!(
-                    "{:<36}  {:<18} {:<8} {:<24} {:>8.2}ms {:>5}ms {:>4}MB  {:<12} {:<11} {}",
-                    r["request_id"].as_str().unwrap_or(""),
-                    r["function"].as_str().unwrap_or(""),
-                    r["trigger"].as_str().unwrap_or(""),
+                    "{:<36}  {:<18} {:<8} {:<24} {:>8.2}ms {:>5}ms {:>4}MB  {:<12} {:<11} {:<24} {}",
+                    r.request_id,
+                    r.function,
+                    r.trigger,
                     start,
-                    r["duration_ms"].as_f64().unwrap_or(0.0),
-                    r["billed_ms"],
-                    r["memory_mb"],
+                    r.duration_ms,
+                    r.billed_ms,
+                    r.memory_mb,
                     cold,
-                    r["outcome"].as_str().unwrap_or(""),
-                    r["trace_id"].as_str().unwrap_or("")
+                    r.outcome,
+                    r.error_type.as_deref().unwrap_or("-"),
+                    r.trace_id.as_deref().unwrap_or("")
                 );
             }
             Ok(())
         }
         Command::Trace { trace_id, target } => {
             let admin = target.admin_url()?;
-            let v = admin_call(
+            let v: gust_api::Trace = admin_call(
                 target.client()?.get(format!("{admin}/gust/v1/traces/{trace_id}")),
                 &admin,
+                gust_api::Endpoint::GetTrace,
             )
             .await?;
-            print!("{}", gust::trace_tree(&v["spans"]));
+            print!("{}", gust::trace_tree(&v.spans));
             Ok(())
         }
         Command::Cost { since, prices, target } => {
@@ -600,11 +626,12 @@ async fn run(cli: Cli) -> Result<()> {
                 None => Default::default(),
             };
             let since_ms = chrono::Utc::now().timestamp_millis() - period.as_millis() as i64;
-            let v = admin_call(
+            let v: gust_api::UsageReport = admin_call(
                 target
                     .client()?
                     .get(format!("{admin}/gust/v1/usage?since_ms={since_ms}")),
                 &admin,
+                gust_api::Endpoint::GetUsage,
             )
             .await?;
             let hours = period.as_secs_f64() / 3600.0;
@@ -613,14 +640,8 @@ async fn run(cli: Cli) -> Result<()> {
                 "FUNCTION", "REQUESTS", "GB-SECONDS", "COMPUTE $", "REQUESTS $", "TOTAL $", "ALWAYS-ON $"
             );
             let (mut total, mut always) = (0.0, 0.0);
-            for u in v["usage"].as_array().cloned().unwrap_or_default() {
-                let c = gust::cost::cost(
-                    u["function"].as_str().unwrap_or(""),
-                    u["requests"].as_u64().unwrap_or(0),
-                    u["billed_mb_ms"].as_u64().unwrap_or(0),
-                    hours,
-                    &prices,
-                );
+            for u in v.usage {
+                let c = gust::cost::cost(&u.function, u.requests, u.billed_mb_ms, hours, &prices);
                 total += c.total_usd;
                 always += c.always_on_usd;
                 println!(
@@ -658,61 +679,70 @@ async fn run(cli: Cli) -> Result<()> {
                 }
                 Ok(v)
             };
-            let v = match &action {
+            use gust_api::Endpoint as E;
+            match &action {
                 SecretAction::Set { name, file } | SecretAction::Rotate { name, file } => {
                     let value = read_value(file)?;
-                    admin_call(c.put(format!("{admin}/gust/v1/secrets/{name}")).body(value), &admin).await?
+                    let req = c.put(format!("{admin}/gust/v1/secrets/{name}")).body(value);
+                    print_json(&admin_call::<gust_api::SecretSet>(req, &admin, E::SetSecret).await?)?;
                 }
-                SecretAction::List => admin_call(c.get(format!("{admin}/gust/v1/secrets")), &admin).await?,
+                SecretAction::List => {
+                    let req = c.get(format!("{admin}/gust/v1/secrets"));
+                    let v: gust_api::SecretList = admin_call(req, &admin, E::ListSecrets).await?;
+                    for s in v.secrets {
+                        println!(
+                            "{:<32} v{:<4} {}  granted to: {}",
+                            s.name,
+                            s.version,
+                            s.updated_at,
+                            s.granted_to.join(", ")
+                        );
+                    }
+                }
                 SecretAction::Rm { name } => {
-                    admin_call(c.delete(format!("{admin}/gust/v1/secrets/{name}")), &admin).await?
+                    let req = c.delete(format!("{admin}/gust/v1/secrets/{name}"));
+                    print_json(&admin_call::<gust_api::Removed>(req, &admin, E::RemoveSecret).await?)?;
                 }
                 SecretAction::RotateMaster => {
-                    admin_call(c.post(format!("{admin}/gust/v1/secrets/master/rotate")), &admin).await?
+                    let req = c.post(format!("{admin}/gust/v1/secrets/master/rotate"));
+                    print_json(&admin_call::<gust_api::MasterKeyRotated>(req, &admin, E::RotateMasterKey).await?)?;
                 }
-            };
-            if let SecretAction::List = action {
-                for s in v["secrets"].as_array().cloned().unwrap_or_default() {
-                    println!(
-                        "{:<32} v{:<4} {}  granted to: {}",
-                        s["name"].as_str().unwrap_or(""),
-                        s["version"],
-                        s["updated_at"].as_str().unwrap_or(""),
-                        s["granted_to"]
-                            .as_array()
-                            .map(|a| a.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(", "))
-                            .unwrap_or_default()
-                    );
-                }
-            } else {
-                println!("{}", serde_json::to_string_pretty(&v)?);
             }
             Ok(())
         }
         Command::Apikeys { action, target } => {
             let admin = target.admin_url()?;
             let c = target.client()?;
-            let v = match &action {
+            use gust_api::Endpoint as E;
+            match action {
                 ApiKeyAction::Create {
                     name,
                     rate,
                     burst,
                     quota,
                 } => {
-                    let body =
-                        serde_json::json!({ "name": name, "rate": rate, "burst": burst, "quota_per_day": quota });
-                    admin_call(c.post(format!("{admin}/gust/v1/apikeys")).json(&body), &admin).await?
+                    let body = gust_api::CreateApiKey {
+                        name,
+                        rate,
+                        burst,
+                        quota_per_day: quota,
+                    };
+                    let req = c.post(format!("{admin}/gust/v1/apikeys")).json(&body);
+                    let v: gust_api::NewApiKey = admin_call(req, &admin, E::CreateApiKey).await?;
+                    println!("{}", v.api_key);
+                    eprintln!(
+                        "API key `{}` created: store it now, it is not shown again (send it as `x-api-key`)",
+                        v.name
+                    );
                 }
-                ApiKeyAction::List => admin_call(c.get(format!("{admin}/gust/v1/apikeys")), &admin).await?,
+                ApiKeyAction::List => {
+                    let req = c.get(format!("{admin}/gust/v1/apikeys"));
+                    print_json(&admin_call::<gust_api::ApiKeyList>(req, &admin, E::ListApiKeys).await?)?;
+                }
                 ApiKeyAction::Rm { name } => {
-                    admin_call(c.delete(format!("{admin}/gust/v1/apikeys/{name}")), &admin).await?
+                    let req = c.delete(format!("{admin}/gust/v1/apikeys/{name}"));
+                    print_json(&admin_call::<gust_api::Removed>(req, &admin, E::RemoveApiKey).await?)?;
                 }
-            };
-            if let ApiKeyAction::Create { name, .. } = &action {
-                println!("{}", v["api_key"].as_str().unwrap_or(""));
-                eprintln!("API key `{name}` created: store it now, it is not shown again (send it as `x-api-key`)");
-            } else {
-                println!("{}", serde_json::to_string_pretty(&v)?);
             }
             Ok(())
         }
@@ -721,30 +751,27 @@ async fn run(cli: Cli) -> Result<()> {
             let c = target.client()?;
             match action.unwrap_or(ScheduleAction::List) {
                 ScheduleAction::List => {
-                    let v = admin_call(c.get(format!("{admin}/gust/v1/schedules")), &admin).await?;
-                    let list = v["schedules"].as_array().cloned().unwrap_or_default();
-                    if list.is_empty() {
+                    let req = c.get(format!("{admin}/gust/v1/schedules"));
+                    let v: gust_api::ScheduleList = admin_call(req, &admin, gust_api::Endpoint::ListSchedules).await?;
+                    if v.schedules.is_empty() {
                         println!("no schedules");
                     }
-                    for s in list {
-                        let next: Vec<&str> = s["next"]
-                            .as_array()
-                            .map(|a| a.iter().filter_map(|t| t.as_str()).collect())
-                            .unwrap_or_default();
+                    for s in v.schedules {
                         println!(
                             "{:<24} {:<26} {:<16} -> {:<20} {}{}",
-                            s["name"].as_str().unwrap_or(""),
-                            s["expression"].as_str().unwrap_or(""),
-                            s["timezone"].as_str().unwrap_or(""),
-                            s["function"].as_str().unwrap_or(""),
-                            if s["enabled"] == true { "next: " } else { "disabled" },
-                            next.join(", ")
+                            s.name,
+                            s.expression,
+                            s.timezone,
+                            s.function,
+                            if s.enabled { "next: " } else { "disabled" },
+                            s.next.join(", ")
                         );
                     }
                 }
                 ScheduleAction::Run { name } => {
-                    let v = admin_call(c.post(format!("{admin}/gust/v1/schedules/{name}/run")), &admin).await?;
-                    println!("queued a run of `{name}` ({})", v["id"].as_str().unwrap_or(""));
+                    let req = c.post(format!("{admin}/gust/v1/schedules/{name}/run"));
+                    let v: gust_api::ScheduleRun = admin_call(req, &admin, gust_api::Endpoint::RunSchedule).await?;
+                    println!("queued a run of `{name}` ({})", v.id);
                 }
             }
             Ok(())
@@ -756,79 +783,79 @@ async fn run(cli: Cli) -> Result<()> {
                 Some(s) => format!("{url}?seq={s}"),
                 None => url,
             };
-            let req = match &action {
-                DlqAction::List { subscription: None } => c.get(format!("{admin}/gust/v1/dlq")),
-                DlqAction::List { subscription: Some(s) } => c.get(format!("{admin}/gust/v1/dlq?subscription={s}")),
-                DlqAction::Show { subscription, seq } => c.get(format!("{admin}/gust/v1/dlq/{subscription}/{seq}")),
-                DlqAction::Redrive { subscription, seq } => {
-                    c.post(with_seq(format!("{admin}/gust/v1/dlq/{subscription}/redrive"), seq))
-                }
-                DlqAction::Purge { subscription, seq } => {
-                    c.delete(with_seq(format!("{admin}/gust/v1/dlq/{subscription}"), seq))
-                }
-            };
-            let v = admin_call(req, &admin).await?;
-            match (&action, v.get("dead_letters").and_then(|d| d.as_array())) {
-                (DlqAction::List { .. }, Some(list)) => {
-                    if list.is_empty() {
+            use gust_api::Endpoint as E;
+            match &action {
+                DlqAction::List { subscription } => {
+                    let url = match subscription {
+                        Some(s) => format!("{admin}/gust/v1/dlq?subscription={s}"),
+                        None => format!("{admin}/gust/v1/dlq"),
+                    };
+                    let v: gust_api::DeadLetterList = admin_call(c.get(url), &admin, E::ListDeadLetters).await?;
+                    if v.dead_letters.is_empty() {
                         println!("no dead letters");
                     }
-                    for d in list {
+                    for d in v.dead_letters {
                         println!(
                             "{:<28} seq {:<6} attempts {:<3} {:<22} {}  {}",
-                            d["subscription"].as_str().unwrap_or(""),
-                            d["seq"],
-                            d["attempts"],
-                            d["reason"].as_str().unwrap_or(""),
-                            d["failed_at"].as_str().unwrap_or(""),
-                            d["last_error"]
-                                .as_str()
-                                .unwrap_or("")
-                                .chars()
-                                .take(100)
-                                .collect::<String>()
+                            d.subscription,
+                            d.seq,
+                            d.attempts,
+                            d.reason,
+                            d.failed_at.as_deref().unwrap_or(""),
+                            d.last_error.chars().take(100).collect::<String>()
                         );
                     }
                 }
-                _ => println!("{}", serde_json::to_string_pretty(&v)?),
+                DlqAction::Show { subscription, seq } => {
+                    let req = c.get(format!("{admin}/gust/v1/dlq/{subscription}/{seq}"));
+                    print_json(&admin_call::<gust_api::DeadLetter>(req, &admin, E::GetDeadLetter).await?)?;
+                }
+                DlqAction::Redrive { subscription, seq } => {
+                    let req = c.post(with_seq(format!("{admin}/gust/v1/dlq/{subscription}/redrive"), seq));
+                    print_json(&admin_call::<gust_api::Redriven>(req, &admin, E::RedriveDeadLetters).await?)?;
+                }
+                DlqAction::Purge { subscription, seq } => {
+                    let req = c.delete(with_seq(format!("{admin}/gust/v1/dlq/{subscription}"), seq));
+                    print_json(&admin_call::<gust_api::Purged>(req, &admin, E::PurgeDeadLetters).await?)?;
+                }
             }
             Ok(())
         }
         Command::AccessKeys { action, target } => {
             let admin = target.admin_url()?;
             let c = target.client()?;
+            use gust_api::Endpoint as E;
             match action {
                 AccessKeyAction::Create => {
-                    let v = admin_call(c.post(format!("{admin}/gust/v1/access-keys")), &admin).await?;
-                    println!("AWS_ACCESS_KEY_ID={}", v["access_key_id"].as_str().unwrap_or(""));
-                    println!(
-                        "AWS_SECRET_ACCESS_KEY={}",
-                        v["secret_access_key"].as_str().unwrap_or("")
-                    );
+                    let req = c.post(format!("{admin}/gust/v1/access-keys"));
+                    let v: gust_api::NewAccessKey = admin_call(req, &admin, E::CreateAccessKey).await?;
+                    println!("AWS_ACCESS_KEY_ID={}", v.access_key_id);
+                    println!("AWS_SECRET_ACCESS_KEY={}", v.secret_access_key);
                     eprintln!(
                         "access key created: store the secret now, it is not shown again \
                          (aws lambda invoke --endpoint-url {admin} ... with these two variables)"
                     );
                 }
                 AccessKeyAction::List => {
-                    let v = admin_call(c.get(format!("{admin}/gust/v1/access-keys")), &admin).await?;
-                    let list = v["access_keys"].as_array().cloned().unwrap_or_default();
-                    if list.is_empty() {
+                    let req = c.get(format!("{admin}/gust/v1/access-keys"));
+                    let v: gust_api::AccessKeyList = admin_call(req, &admin, E::ListAccessKeys).await?;
+                    if v.access_keys.is_empty() {
                         println!("no access keys");
                     }
-                    for k in list {
-                        println!(
-                            "{:<22} created {}",
-                            k["access_key_id"].as_str().unwrap_or(""),
-                            k["created_at"].as_str().unwrap_or("")
-                        );
+                    for k in v.access_keys {
+                        println!("{:<22} created {}", k.access_key_id, k.created_at);
                     }
                 }
                 AccessKeyAction::Rm { id } => {
-                    admin_call(c.delete(format!("{admin}/gust/v1/access-keys/{id}")), &admin).await?;
-                    println!("removed {id}");
+                    let req = c.delete(format!("{admin}/gust/v1/access-keys/{id}"));
+                    let v: gust_api::Removed = admin_call(req, &admin, E::RemoveAccessKey).await?;
+                    println!("removed {}", v.removed);
                 }
             }
+            Ok(())
+        }
+        Command::Openapi => {
+            print!("{}", gust_api::openapi());
             Ok(())
         }
         Command::Validate { dir, stage } => validate(dir, stage),
@@ -1013,7 +1040,7 @@ async fn logs(
             q.push(format!("after={a}"));
         }
         let url = format!("{admin}/gust/v1/logs?{}", q.join("&"));
-        let v = match admin_call(client.get(url), &admin).await {
+        let v: gust_api::LogLines = match admin_call(client.get(url), &admin, gust_api::Endpoint::ListLogs).await {
             Ok(v) => v,
             // Following survives a restart of Gust: say so and keep trying.
             Err(e) if follow => {
@@ -1023,18 +1050,18 @@ async fn logs(
             }
             Err(e) => return Err(e),
         };
-        for l in v["lines"].as_array().cloned().unwrap_or_default() {
-            let ts = chrono::DateTime::from_timestamp_millis(l["ts_ms"].as_i64().unwrap_or(0))
+        for l in v.lines {
+            let ts = chrono::DateTime::from_timestamp_millis(l.ts_ms)
                 .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
-                .unwrap_or_default();
+                .unwrap_or_else(|| l.ts_ms.to_string());
             println!(
                 "{ts} {} {} {}{}",
-                l["function"].as_str().unwrap_or(""),
-                l["request_id"].as_str().unwrap_or("-"),
-                if l["stream"] == "stderr" { "[stderr] " } else { "" },
-                l["line"].as_str().unwrap_or("")
+                l.function,
+                l.request_id.as_deref().unwrap_or("-"),
+                if l.stream == "stderr" { "[stderr] " } else { "" },
+                l.line
             );
-            after = l["id"].as_i64().or(after);
+            after = Some(l.id);
         }
         if !follow {
             return Ok(());

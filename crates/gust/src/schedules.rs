@@ -101,7 +101,7 @@ pub struct SchedulesInfo {
 }
 
 impl SchedulesApi for SchedulesInfo {
-    fn list(&self) -> Pin<Box<dyn Future<Output = serde_json::Value> + Send + '_>> {
+    fn list(&self) -> Pin<Box<dyn Future<Output = gust_api::ScheduleList> + Send + '_>> {
         Box::pin(async move {
             let now = self.clock.now();
             let mut list = Vec::new();
@@ -112,26 +112,29 @@ impl SchedulesApi for SchedulesInfo {
                 } else {
                     vec![]
                 };
-                list.push(json!({
-                    "name": spec.name.as_str(),
-                    "function": spec.function.as_str(),
-                    "expression": spec.expression,
-                    "timezone": spec.timezone,
-                    "enabled": spec.enabled,
-                    "catch_up": format!("{:?}", spec.catch_up).to_lowercase(),
-                    "overlap": format!("{:?}", spec.overlap).to_lowercase(),
-                    "next": next,
-                    "last_fired": last.map(|t| t.to_rfc3339()),
-                }));
+                list.push(gust_api::Schedule {
+                    name: spec.name.to_string(),
+                    function: spec.function.to_string(),
+                    expression: spec.expression.clone(),
+                    timezone: spec.timezone.clone(),
+                    enabled: spec.enabled,
+                    catch_up: format!("{:?}", spec.catch_up).to_lowercase(),
+                    overlap: format!("{:?}", spec.overlap).to_lowercase(),
+                    next,
+                    last_fired: last.map(|t| t.to_rfc3339()),
+                });
             }
-            json!({ "now": now.to_rfc3339(), "schedules": list })
+            gust_api::ScheduleList {
+                now: now.to_rfc3339(),
+                schedules: list,
+            }
         })
     }
 
     fn run<'a>(
         &'a self,
         name: &'a str,
-    ) -> Pin<Box<dyn Future<Output = Result<serde_json::Value, String>> + Send + 'a>> {
+    ) -> Pin<Box<dyn Future<Output = Result<gust_api::ScheduleRun, String>> + Send + 'a>> {
         Box::pin(async move {
             let (spec, _) = self
                 .schedules
@@ -145,7 +148,11 @@ impl SchedulesApi for SchedulesInfo {
                 .run_schedule_now(name, body)
                 .await
                 .map_err(|e| e.to_string())?;
-            Ok(json!({ "schedule": name, "function": spec.function.as_str(), "id": id }))
+            Ok(gust_api::ScheduleRun {
+                schedule: name.to_string(),
+                function: spec.function.to_string(),
+                id,
+            })
         })
     }
 }

@@ -8,7 +8,6 @@ use gust_gateway::SecretsApi;
 use gust_model::App;
 use gust_runtime::Invoker;
 use gust_store::{MasterKey, Redactor, SecretStore};
-use serde_json::json;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock, RwLock};
@@ -132,29 +131,38 @@ fn err(e: impl std::fmt::Display) -> String {
 }
 
 impl SecretsApi for PlatformSecrets {
-    fn list(&self) -> Result<serde_json::Value, String> {
+    fn list(&self) -> Result<gust_api::SecretList, String> {
         let list = self.store.list().map_err(err)?;
-        let items: Vec<_> = list
+        let secrets = list
             .iter()
             .map(|s| {
                 let updated: chrono::DateTime<chrono::Utc> = s.updated_at.into();
-                let granted: Vec<&str> = self
+                let granted_to = self
                     .app
                     .functions
                     .values()
                     .filter(|f| f.secrets.contains(&s.name))
-                    .map(|f| f.name.as_str())
+                    .map(|f| f.name.to_string())
                     .collect();
-                json!({ "name": s.name, "version": s.version, "updated_at": updated.to_rfc3339(), "granted_to": granted })
+                gust_api::Secret {
+                    name: s.name.clone(),
+                    version: s.version,
+                    updated_at: updated.to_rfc3339(),
+                    granted_to,
+                }
             })
             .collect();
-        Ok(json!({ "secrets": items }))
+        Ok(gust_api::SecretList { secrets })
     }
 
-    fn set(&self, name: &str, value: &[u8]) -> Result<serde_json::Value, String> {
+    fn set(&self, name: &str, value: &[u8]) -> Result<gust_api::SecretSet, String> {
         let version = self.store.set(name, value).map_err(err)?;
         let retired = self.redeploy_granted(name)?;
-        Ok(json!({ "name": name, "version": version, "functions_restarted": retired }))
+        Ok(gust_api::SecretSet {
+            name: name.to_string(),
+            version,
+            functions_restarted: retired as u64,
+        })
     }
 
     fn remove(&self, name: &str) -> Result<bool, String> {
@@ -165,7 +173,7 @@ impl SecretsApi for PlatformSecrets {
         Ok(removed)
     }
 
-    fn rotate_master(&self) -> Result<serde_json::Value, String> {
+    fn rotate_master(&self) -> Result<gust_api::MasterKeyRotated, String> {
         if std::env::var("GUST_MASTER_KEY").is_ok_and(|v| !v.trim().is_empty()) {
             return Err("the master key comes from GUST_MASTER_KEY: rotate it there (set the new key, restart)".into());
         }
@@ -177,7 +185,10 @@ impl SecretsApi for PlatformSecrets {
         key.save_file(&side).map_err(err)?;
         let rewrapped = self.store.rotate_master(key).map_err(err)?;
         std::fs::rename(&side, &self.key_path).map_err(err)?;
-        Ok(json!({ "master_key_id": id, "rewrapped": rewrapped }))
+        Ok(gust_api::MasterKeyRotated {
+            master_key_id: id,
+            rewrapped: rewrapped as u64,
+        })
     }
 
     fn get_for(&self, function: &str, name: &str) -> Result<Option<Vec<u8>>, String> {

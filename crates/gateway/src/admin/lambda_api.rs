@@ -15,7 +15,7 @@ use crate::error::Body;
 use crate::sigv4::{self, SigV4Error};
 use bytes::Bytes;
 use gust_runtime::{Invocation, Trigger};
-use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 
@@ -85,12 +85,11 @@ impl Admin {
             "Lambda API request"
         );
         let path = parts.uri.path();
-        let name = path
-            .strip_prefix(super::INVOKE_PREFIX)
-            .and_then(|r| r.strip_suffix("/invocations"))
-            .filter(|n| !n.contains('/'));
-        match (name, &parts.method) {
-            (Some(name), &Method::POST) => self.invoke(name, &parts.headers, payload, request_id).await,
+        match gust_api::Endpoint::resolve(parts.method.as_str(), path) {
+            Ok(route) if route.endpoint == gust_api::Endpoint::Invoke => {
+                self.invoke(route.param("name"), &parts.headers, payload, request_id)
+                    .await
+            }
             _ => lambda_error(
                 LambdaErrorType::UnknownOperationException,
                 &format!("no Lambda API operation {} {path}", parts.method),

@@ -13,7 +13,6 @@ use crate::error::Body;
 use crate::sigv4::SigV4Error;
 use gust_runtime::InvokeError;
 use http::{HeaderValue, Response, StatusCode};
-use serde_json::json;
 
 /// Declares [`LambdaErrorType`], its list of every variant and its status table.
 macro_rules! lambda_error_types {
@@ -74,12 +73,22 @@ impl LambdaErrorType {
 /// A Lambda-style service error: `x-amzn-ErrorType`, and `{"Type","message"}` (which the AWS
 /// SDKs turn into typed exceptions) or, for a credential refusal, `{"message"}`.
 pub(crate) fn lambda_error(kind: LambdaErrorType, message: &str) -> Response<Body> {
-    let body = if kind.is_auth() {
-        json!({ "message": message })
+    let mut r = if kind.is_auth() {
+        json_response(
+            kind.status(),
+            gust_api::LambdaAuthError {
+                message: message.into(),
+            },
+        )
     } else {
-        json!({ "Type": if kind.status_code() < 500 { "User" } else { "Service" }, "message": message })
+        json_response(
+            kind.status(),
+            gust_api::LambdaError {
+                kind: if kind.status_code() < 500 { "User" } else { "Service" }.into(),
+                message: message.into(),
+            },
+        )
     };
-    let mut r = json_response(kind.status(), body);
     r.headers_mut()
         .insert("x-amzn-errortype", HeaderValue::from_static(kind.as_str()));
     r
@@ -115,7 +124,10 @@ pub(crate) fn invoke_failure(e: &InvokeError) -> Response<Body> {
         | InvokeError::ResponseTooLarge { .. } => {
             let mut r = json_response(
                 StatusCode::OK,
-                json!({ "errorType": e.lambda_error_type(), "errorMessage": e.to_string() }),
+                gust_api::FunctionError {
+                    error_type: e.lambda_error_type().to_string(),
+                    error_message: e.to_string(),
+                },
             );
             r.headers_mut()
                 .insert("x-amz-function-error", HeaderValue::from_static("Unhandled"));

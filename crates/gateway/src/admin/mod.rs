@@ -11,8 +11,9 @@
 //!   with the operator token.
 //!
 //! Before any of them, [`guard`] refuses a `Host` that is not loopback or configured (DNS
-//! rebinding) and a browser `Origin` other than the admin's own (CSRF). `/healthz` needs no
-//! credential. The address is meant for loopback or a private network, not the internet: the
+//! rebinding) and a browser `Origin` other than the admin's own (CSRF). `/healthz` and
+//! `/gust/v1/openapi.json` (the contract, the same document as the repository's
+//! `docs/openapi.json`) need no credential. The address is meant for loopback or a private network, not the internet: the
 //! gateway is the public face.
 
 mod credentials;
@@ -35,7 +36,6 @@ use gust_store::{BlobStore, KvStore, TelemetryDb};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use serde_json::json;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -64,10 +64,10 @@ pub struct Admin {
 
 /// Secrets management and granted reads (implemented by the binary, which owns the store).
 pub trait SecretsApi: Send + Sync + 'static {
-    fn list(&self) -> Result<serde_json::Value, String>;
-    fn set(&self, name: &str, value: &[u8]) -> Result<serde_json::Value, String>;
+    fn list(&self) -> Result<gust_api::SecretList, String>;
+    fn set(&self, name: &str, value: &[u8]) -> Result<gust_api::SecretSet, String>;
     fn remove(&self, name: &str) -> Result<bool, String>;
-    fn rotate_master(&self) -> Result<serde_json::Value, String>;
+    fn rotate_master(&self) -> Result<gust_api::MasterKeyRotated, String>;
     /// A secret's value for a function, only when its manifest grants it.
     fn get_for(&self, function: &str, name: &str) -> Result<Option<Vec<u8>>, String>;
 }
@@ -75,10 +75,12 @@ pub trait SecretsApi: Send + Sync + 'static {
 /// What the admin API needs from the scheduler (implemented by the binary, which owns it).
 pub trait SchedulesApi: Send + Sync + 'static {
     /// Every schedule with its next fire times and last fired tick.
-    fn list(&self) -> Pin<Box<dyn Future<Output = serde_json::Value> + Send + '_>>;
+    fn list(&self) -> Pin<Box<dyn Future<Output = gust_api::ScheduleList> + Send + '_>>;
     /// Queues a run of `name` now; `Err` when there is no such schedule.
-    fn run<'a>(&'a self, name: &'a str)
-        -> Pin<Box<dyn Future<Output = Result<serde_json::Value, String>> + Send + 'a>>;
+    fn run<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> Pin<Box<dyn Future<Output = Result<gust_api::ScheduleRun, String>> + Send + 'a>>;
 }
 
 impl std::fmt::Debug for Admin {
@@ -87,11 +89,25 @@ impl std::fmt::Debug for Admin {
     }
 }
 
-fn json_response(status: StatusCode, value: serde_json::Value) -> Response<Body> {
+/// A JSON answer: one of the contract's types (`gust_api`), or a `serde_json::Value` where
+/// the answer is not part of it (the platform API).
+fn json_response(status: StatusCode, value: impl serde::Serialize) -> Response<Body> {
+    let body = serde_json::to_vec(&value).expect("answer bodies serialise to JSON");
     Response::builder()
         .status(status)
         .header(http::header::CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from(value.to_string())))
+        .body(Full::new(Bytes::from(body)))
+        .expect("static response parts are valid")
+}
+
+/// The contract (`docs/openapi.json`), generated once.
+fn openapi_response() -> Response<Body> {
+    static DOCUMENT: std::sync::OnceLock<Bytes> = std::sync::OnceLock::new();
+    let body = DOCUMENT.get_or_init(|| Bytes::from(gust_api::openapi())).clone();
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(body))
         .expect("static response parts are valid")
 }
 
@@ -124,6 +140,8 @@ fn trace_of(headers: &http::HeaderMap) -> Option<gust_model::TraceParent> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Face {
     Health,
+    /// `GET /gust/v1/openapi.json`: public, like the document in the repository.
+    Contract,
     Lambda,
     Platform,
     Operator,
@@ -143,6 +161,9 @@ fn face_of(method: &Method, path: &str) -> Face {
     }
     if path.starts_with(INVOKE_PREFIX) {
         return Face::Lambda;
+    }
+    if path == gust_api::Endpoint::OpenApi.path() && method == Method::GET {
+        return Face::Contract;
     }
     let Some(rest) = path.strip_prefix("/gust/v1/") else {
         return if path == "/metrics" {
@@ -257,7 +278,8 @@ impl HttpHandler for Admin {
         }
         let path = req.uri().path().to_string();
         match face_of(req.method(), &path) {
-            Face::Health => json_response(StatusCode::OK, json!({ "status": "ok" })),
+            Face::Health => json_response(StatusCode::OK, gust_api::Health { status: "ok".into() }),
+            Face::Contract => openapi_response(),
             Face::Lambda => self.lambda_api(req, &request_id).await,
             Face::Platform => self
                 .platform_api(&path, req, remote, &request_id)
@@ -292,6 +314,8 @@ mod tests {
     fn every_path_has_one_face() {
         let cases = [
             (Method::GET, "/healthz", Face::Health),
+            (Method::GET, "/gust/v1/openapi.json", Face::Contract),
+            (Method::POST, "/gust/v1/openapi.json", Face::Operator),
             (Method::POST, "/healthz", Face::NotFound),
             (Method::POST, "/2015-03-31/functions/f/invocations", Face::Lambda),
             (Method::GET, "/gust/v1/kv/x", Face::Platform),

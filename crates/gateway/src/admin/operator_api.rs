@@ -4,108 +4,118 @@
 //! operator token (`Authorization: Bearer`, from `<state>/operator.token`); a function's
 //! `GUST_TOKEN` is refused with `403 OperatorOnly`, anything else with
 //! `401 OperatorTokenRequired`.
+//!
+//! Requests are routed through the contract's endpoint table ([`gust_api::Endpoint`]) and
+//! answered with its types, so what is served here is what `docs/openapi.json` describes.
 
 use super::{json_response, Admin, MAX_INVOKE_PAYLOAD};
 use crate::codes::ErrorCode;
 use crate::error::{storage_failure, ApiError, Body};
 use crate::routes::percent_decode;
 use bytes::Bytes;
+use gust_api::{Endpoint, Miss, Route};
 use gust_runtime::metric_names;
-use http::{Method, Request, Response, StatusCode};
+use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use serde_json::json;
 
 impl Admin {
     pub(super) async fn operator_api(&self, path: &str, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
         self.require_operator(req.headers())?;
         let method = req.method().clone();
-        if path == "/metrics" {
-            return match method {
-                Method::GET => Ok(self.metrics().await),
-                _ => Err(ApiError::new(ErrorCode::MethodNotAllowed, "use GET")),
-            };
+        let route = match Endpoint::resolve(method.as_str(), path) {
+            Ok(route) => route,
+            Err(Miss::WrongMethod(allowed)) => {
+                return Err(ApiError::new(
+                    ErrorCode::MethodNotAllowed,
+                    format!("use {}", allowed.join(" or ")),
+                ))
+            }
+            _ => {
+                return Err(ApiError::new(
+                    ErrorCode::NotFound,
+                    format!("no admin endpoint {method} {path}"),
+                ))
+            }
+        };
+        use Endpoint as E;
+        match route.endpoint {
+            E::Metrics => Ok(self.metrics().await),
+            E::ListFunctions => Ok(self.functions()),
+            E::ListAccessKeys | E::CreateAccessKey | E::RemoveAccessKey => self.access_keys_api(&route).await,
+            E::ListApiKeys | E::CreateApiKey | E::RemoveApiKey => self.apikeys_api(&route, req).await,
+            E::ListSecrets | E::SetSecret | E::RemoveSecret | E::RotateMasterKey => self.secrets_api(&route, req).await,
+            E::ListInvocations | E::ListLogs | E::GetTrace | E::GetUsage => self.telemetry_api(&route, &req).await,
+            E::ListSchedules | E::RunSchedule => self.schedules_api(&route).await,
+            E::Publish
+            | E::ListSubscriptions
+            | E::ListDeadLetters
+            | E::GetDeadLetter
+            | E::RedriveDeadLetters
+            | E::PurgeDeadLetters => self.events_api(&route, req).await,
+            // Other faces' endpoints: `face_of` never sends them here.
+            E::Invoke | E::Health | E::OpenApi => Err(ApiError::new(
+                ErrorCode::NotFound,
+                format!("no admin endpoint {method} {path}"),
+            )),
         }
-        if let Some(rest) = path.strip_prefix("/gust/v1/apikeys") {
-            return self.apikeys_api(rest, req).await;
-        }
-        if let Some(rest) = path.strip_prefix("/gust/v1/access-keys") {
-            return self.access_keys_api(rest, &method).await;
-        }
-        if let Some(rest) = path.strip_prefix("/gust/v1/secrets") {
-            return self.secrets_api(rest, req).await;
-        }
-        if let Some(rest) = path.strip_prefix("/gust/v1/schedules") {
-            return self.schedules_api(rest, &method).await;
-        }
-        let rest = path.strip_prefix("/gust/v1/").unwrap_or_default();
-        if method == Method::GET
-            && (rest == "invocations" || rest == "logs" || rest == "usage" || rest.starts_with("traces/"))
-        {
-            return self.telemetry_api(rest, &req).await;
-        }
-        if rest.starts_with("events/") || rest.starts_with("dlq") || rest == "subscriptions" {
-            return self.events_api(rest, req).await;
-        }
-        if method == Method::GET && rest == "functions" {
-            return Ok(self.functions());
-        }
-        Err(ApiError::new(
-            ErrorCode::NotFound,
-            format!("no admin endpoint {method} {path}"),
-        ))
     }
 
     /// `GET /gust/v1/access-keys` (ids only), `POST` (a new key; its secret is in this answer
     /// only), `DELETE /gust/v1/access-keys/{id}`.
-    async fn access_keys_api(&self, rest: &str, method: &Method) -> Result<Response<Body>, ApiError> {
+    async fn access_keys_api(&self, route: &Route) -> Result<Response<Body>, ApiError> {
         let keys = self.access_keys.clone().ok_or_else(|| {
             ApiError::new(
                 ErrorCode::AccessKeysDisabled,
                 "access keys are not enabled on this Gust",
             )
         })?;
-        let id = percent_decode(rest.trim_start_matches('/'));
         let blocking = |f: Box<dyn FnOnce() -> Result<Response<Body>, ApiError> + Send>| async move {
             tokio::task::spawn_blocking(f)
                 .await
                 .map_err(|e| storage_failure(&e, "the access key store"))?
         };
-        match (method, id.as_str()) {
-            (&Method::GET, "") => {
+        match route.endpoint {
+            Endpoint::ListAccessKeys => {
                 blocking(Box::new(move || {
                     let list = keys.list().map_err(|e| storage_failure(&e, "the access key store"))?;
-                    let items: Vec<_> = list
+                    let access_keys = list
                         .iter()
                         .map(|k| {
                             let created: chrono::DateTime<chrono::Utc> = k.created_at.into();
-                            json!({ "access_key_id": k.id, "created_at": created.to_rfc3339() })
+                            gust_api::AccessKey {
+                                access_key_id: k.id.clone(),
+                                created_at: created.to_rfc3339(),
+                            }
                         })
                         .collect();
-                    Ok(json_response(StatusCode::OK, json!({ "access_keys": items })))
+                    Ok(json_response(StatusCode::OK, gust_api::AccessKeyList { access_keys }))
                 }))
                 .await
             }
-            (&Method::POST, "") => {
+            Endpoint::CreateAccessKey => {
                 blocking(Box::new(move || {
                     let key = keys.create().map_err(|e| storage_failure(&e, "the access key store"))?;
                     tracing::info!(access_key_id = %key.id, "access key created");
                     Ok(json_response(
                         StatusCode::CREATED,
-                        json!({ "access_key_id": key.id, "secret_access_key": key.secret.as_str() }),
+                        gust_api::NewAccessKey {
+                            access_key_id: key.id.clone(),
+                            secret_access_key: key.secret.as_str().to_string(),
+                        },
                     ))
                 }))
                 .await
             }
-            (&Method::DELETE, id) if !id.is_empty() => {
-                let id = id.to_string();
+            _ => {
+                let id = percent_decode(route.param("id"));
                 blocking(Box::new(move || {
                     if keys
                         .remove(&id)
                         .map_err(|e| storage_failure(&e, "the access key store"))?
                     {
                         tracing::info!(access_key_id = %id, "access key removed");
-                        Ok(json_response(StatusCode::OK, json!({ "removed": id })))
+                        Ok(json_response(StatusCode::OK, gust_api::Removed { removed: id }))
                     } else {
                         Err(ApiError::new(
                             ErrorCode::AccessKeyNotFound,
@@ -115,38 +125,34 @@ impl Admin {
                 }))
                 .await
             }
-            _ => Err(ApiError::new(ErrorCode::MethodNotAllowed, "use GET, POST or DELETE")),
         }
     }
 
-    async fn apikeys_api(&self, rest: &str, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    async fn apikeys_api(&self, route: &Route, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
         let store = self
             .api_keys
             .as_ref()
             .ok_or_else(|| ApiError::new(ErrorCode::ApiKeysDisabled, "API keys are not enabled on this Gust"))?;
         let fail = |e: String| storage_failure(&e, "the API key store");
-        let name = percent_decode(rest.trim_start_matches('/'));
-        match (req.method().clone(), name.as_str()) {
-            (Method::GET, "") => {
+        match route.endpoint {
+            Endpoint::ListApiKeys => {
                 let list = crate::apikeys::list(self.kv.as_ref()).await.map_err(fail)?;
-                let items: Vec<_> = list
+                let api_keys = list
                     .iter()
-                    .map(|k| json!({ "name": k.name, "key_id": &k.hash[..16], "rate": k.rate, "burst": k.burst, "quota_per_day": k.quota_per_day }))
+                    .map(|k| gust_api::ApiKey {
+                        name: k.name.clone(),
+                        key_id: k.hash[..16].to_string(),
+                        rate: k.rate,
+                        burst: k.burst,
+                        quota_per_day: k.quota_per_day,
+                    })
                     .collect();
-                Ok(json_response(StatusCode::OK, json!({ "api_keys": items })))
+                Ok(json_response(StatusCode::OK, gust_api::ApiKeyList { api_keys }))
             }
-            (Method::POST, "") => {
+            Endpoint::CreateApiKey => {
                 let (parts, body) = req.into_parts();
                 let body = crate::gateway::read_limited(&parts.headers, body, 16 * 1024).await?;
-                #[derive(serde::Deserialize)]
-                #[serde(deny_unknown_fields)]
-                struct Create {
-                    name: String,
-                    rate: Option<f64>,
-                    burst: Option<u32>,
-                    quota_per_day: Option<u64>,
-                }
-                let c: Create = serde_json::from_slice(&body).map_err(|e| {
+                let c: gust_api::CreateApiKey = serde_json::from_slice(&body).map_err(|e| {
                     ApiError::new(
                         ErrorCode::InvalidParameter,
                         format!("expected {{name, rate, burst, quota_per_day}}: {e}"),
@@ -168,9 +174,9 @@ impl Admin {
                     .await
                     .map_err(fail)?
                 {
-                    Some(key) => Ok(json_response(
+                    Some(api_key) => Ok(json_response(
                         StatusCode::CREATED,
-                        json!({ "name": c.name, "api_key": key }),
+                        gust_api::NewApiKey { name: c.name, api_key },
                     )),
                     None => Err(ApiError::new(
                         ErrorCode::ApiKeyExists,
@@ -178,9 +184,13 @@ impl Admin {
                     )),
                 }
             }
-            (Method::DELETE, n) if !n.is_empty() => {
-                if crate::apikeys::remove(self.kv.as_ref(), store, n).await.map_err(fail)? {
-                    Ok(json_response(StatusCode::OK, json!({ "removed": n })))
+            _ => {
+                let n = percent_decode(route.param("name"));
+                if crate::apikeys::remove(self.kv.as_ref(), store, &n)
+                    .await
+                    .map_err(fail)?
+                {
+                    Ok(json_response(StatusCode::OK, gust_api::Removed { removed: n }))
                 } else {
                     Err(ApiError::new(
                         ErrorCode::ApiKeyNotFound,
@@ -188,32 +198,30 @@ impl Admin {
                     ))
                 }
             }
-            _ => Err(ApiError::new(ErrorCode::MethodNotAllowed, "use GET, POST or DELETE")),
         }
     }
 
     /// Operators manage secrets (values never come back; a function reads a granted one through
     /// the platform API). Errors never contain a value.
-    async fn secrets_api(&self, rest: &str, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    async fn secrets_api(&self, route: &Route, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
         let secrets = self
             .secrets
             .as_ref()
             .ok_or_else(|| ApiError::new(ErrorCode::SecretsDisabled, "secrets are not enabled on this Gust"))?;
         let fail = |e: String| ApiError::new(ErrorCode::SecretError, e);
-        let name = percent_decode(rest.trim_start_matches('/'));
-        match (req.method().clone(), name.as_str()) {
-            (Method::GET, "") => Ok(json_response(StatusCode::OK, secrets.list().map_err(fail)?)),
-            (Method::POST, "master/rotate") => {
-                Ok(json_response(StatusCode::OK, secrets.rotate_master().map_err(fail)?))
-            }
-            (Method::PUT, _) => {
+        match route.endpoint {
+            Endpoint::ListSecrets => Ok(json_response(StatusCode::OK, secrets.list().map_err(fail)?)),
+            Endpoint::RotateMasterKey => Ok(json_response(StatusCode::OK, secrets.rotate_master().map_err(fail)?)),
+            Endpoint::SetSecret => {
+                let name = percent_decode(route.param("name"));
                 let (parts, body) = req.into_parts();
                 let value = crate::gateway::read_limited(&parts.headers, body, 64 * 1024).await?;
                 Ok(json_response(StatusCode::OK, secrets.set(&name, &value).map_err(fail)?))
             }
-            (Method::DELETE, _) => {
+            _ => {
+                let name = percent_decode(route.param("name"));
                 if secrets.remove(&name).map_err(fail)? {
-                    Ok(json_response(StatusCode::OK, json!({ "removed": name })))
+                    Ok(json_response(StatusCode::OK, gust_api::Removed { removed: name }))
                 } else {
                     Err(ApiError::new(
                         ErrorCode::SecretNotFound,
@@ -221,11 +229,10 @@ impl Admin {
                     ))
                 }
             }
-            _ => Err(ApiError::new(ErrorCode::MethodNotAllowed, "use GET, PUT or DELETE")),
         }
     }
 
-    async fn telemetry_api(&self, rest: &str, req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    async fn telemetry_api(&self, route: &Route, req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
         let db = self
             .telemetry
             .as_ref()
@@ -246,26 +253,30 @@ impl Admin {
                 .transpose()
         };
         let fail = |e: String| storage_failure(&e, "reading telemetry");
-        let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
-        match segments.as_slice() {
-            ["invocations"] => {
+        match route.endpoint {
+            Endpoint::ListInvocations => {
                 let limit = num("limit")?.unwrap_or(50).clamp(1, 10_000) as usize;
                 let list = db.invocations(param("function"), limit).await.map_err(fail)?;
-                let items: Vec<_> = list
-                    .iter()
-                    .map(|r| {
-                        json!({
-                            "request_id": r.request_id, "function": r.function, "trigger": r.trigger,
-                            "start_ms": r.start_ms, "duration_ms": r.duration_us as f64 / 1000.0,
-                            "billed_ms": r.billed_ms, "memory_mb": r.memory_mb, "cold_start": r.cold_start,
-                            "init_ms": r.init_us.map(|v| v as f64 / 1000.0), "outcome": r.outcome,
-                            "error_type": r.error_type, "trace_id": r.trace_id,
-                        })
+                let invocations = list
+                    .into_iter()
+                    .map(|r| gust_api::Invocation {
+                        request_id: r.request_id,
+                        function: r.function,
+                        trigger: r.trigger,
+                        start_ms: r.start_ms,
+                        duration_ms: r.duration_us as f64 / 1000.0,
+                        billed_ms: r.billed_ms,
+                        memory_mb: r.memory_mb,
+                        cold_start: r.cold_start,
+                        init_ms: r.init_us.map(|v| v as f64 / 1000.0),
+                        outcome: r.outcome,
+                        error_type: r.error_type,
+                        trace_id: r.trace_id,
                     })
                     .collect();
-                Ok(json_response(StatusCode::OK, json!({ "invocations": items })))
+                Ok(json_response(StatusCode::OK, gust_api::InvocationList { invocations }))
             }
-            ["logs"] => {
+            Endpoint::ListLogs => {
                 let q = gust_store::LogQuery {
                     function: param("function"),
                     since_ms: num("since_ms")?,
@@ -275,54 +286,62 @@ impl Admin {
                     limit: num("limit")?.unwrap_or(1000).clamp(1, 10_000) as usize,
                 };
                 let rows = db.logs(q).await.map_err(fail)?;
-                let lines: Vec<_> = rows
-                    .iter()
-                    .map(|l| {
-                        json!({ "id": l.id, "ts_ms": l.ts_ms, "function": l.function,
-                                "request_id": l.request_id, "stream": l.stream, "line": l.line })
+                let lines = rows
+                    .into_iter()
+                    .map(|l| gust_api::LogLine {
+                        id: l.id,
+                        ts_ms: l.ts_ms,
+                        function: l.function,
+                        request_id: l.request_id,
+                        stream: l.stream,
+                        line: l.line,
                     })
                     .collect();
-                Ok(json_response(StatusCode::OK, json!({ "lines": lines })))
+                Ok(json_response(StatusCode::OK, gust_api::LogLines { lines }))
             }
-            ["traces", id] => {
-                let spans = db.trace((*id).to_string()).await.map_err(fail)?;
+            Endpoint::GetTrace => {
+                let id = percent_decode(route.param("trace_id"));
+                let spans = db.trace(id.clone()).await.map_err(fail)?;
                 if spans.is_empty() {
                     return Err(ApiError::new(
                         ErrorCode::TraceNotFound,
                         format!("no spans recorded for trace `{id}`"),
                     ));
                 }
-                let items: Vec<_> = spans
-                    .iter()
-                    .map(|s| {
-                        json!({
-                            "trace_id": s.trace_id, "span_id": s.span_id, "parent_id": s.parent_id, "name": s.name,
-                            "kind": s.kind, "start_us": s.start_us, "duration_us": s.duration_us, "error": s.error,
-                            "attributes": s.attributes.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
-                        })
+                let spans = spans
+                    .into_iter()
+                    .map(|s| gust_api::Span {
+                        trace_id: s.trace_id,
+                        span_id: s.span_id,
+                        parent_id: s.parent_id,
+                        name: s.name,
+                        kind: s.kind,
+                        start_us: s.start_us,
+                        duration_us: s.duration_us,
+                        error: s.error,
+                        attributes: s.attributes.into_iter().collect(),
                     })
                     .collect();
-                Ok(json_response(StatusCode::OK, json!({ "trace_id": id, "spans": items })))
+                Ok(json_response(StatusCode::OK, gust_api::Trace { trace_id: id, spans }))
             }
-            ["usage"] => {
+            _ => {
                 let since = num("since_ms")?.unwrap_or(0);
                 let usage = db.usage(since).await.map_err(fail)?;
-                let items: Vec<_> = usage
-                    .iter()
-                    .map(|u| {
-                        json!({ "function": u.function, "requests": u.requests, "billed_mb_ms": u.billed_mb_ms,
-                                "cold_starts": u.cold_starts, "errors": u.errors })
+                let usage = usage
+                    .into_iter()
+                    .map(|u| gust_api::FunctionUsage {
+                        function: u.function,
+                        requests: u.requests,
+                        billed_mb_ms: u.billed_mb_ms,
+                        cold_starts: u.cold_starts,
+                        errors: u.errors,
                     })
                     .collect();
                 Ok(json_response(
                     StatusCode::OK,
-                    json!({ "since_ms": since, "usage": items }),
+                    gust_api::UsageReport { since_ms: since, usage },
                 ))
             }
-            _ => Err(ApiError::new(
-                ErrorCode::NotFound,
-                format!("no admin endpoint /gust/v1/{rest}"),
-            )),
         }
     }
 
@@ -363,26 +382,21 @@ impl Admin {
             .expect("static response parts are valid")
     }
 
-    async fn schedules_api(&self, rest: &str, method: &Method) -> Result<Response<Body>, ApiError> {
+    async fn schedules_api(&self, route: &Route) -> Result<Response<Body>, ApiError> {
         let schedules = self
             .schedules
             .as_ref()
             .ok_or_else(|| ApiError::new(ErrorCode::SchedulesDisabled, "schedules are not enabled on this Gust"))?;
-        let segments: Vec<&str> = rest.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
-        match (method, segments.as_slice()) {
-            (&Method::GET, []) => Ok(json_response(StatusCode::OK, schedules.list().await)),
-            (&Method::POST, [name, "run"]) => match schedules.run(&percent_decode(name)).await {
+        match route.endpoint {
+            Endpoint::ListSchedules => Ok(json_response(StatusCode::OK, schedules.list().await)),
+            _ => match schedules.run(&percent_decode(route.param("name"))).await {
                 Ok(v) => Ok(json_response(StatusCode::ACCEPTED, v)),
                 Err(e) => Err(ApiError::new(ErrorCode::ScheduleNotFound, e)),
             },
-            _ => Err(ApiError::new(
-                ErrorCode::NotFound,
-                format!("no admin endpoint {method} /gust/v1/schedules{rest}"),
-            )),
         }
     }
 
-    async fn events_api(&self, rest: &str, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    async fn events_api(&self, route: &Route, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
         let events = self.events()?;
         let (parts, body) = req.into_parts();
         let query = parts.uri.query().unwrap_or("").to_string();
@@ -404,106 +418,121 @@ impl Admin {
             })
             .transpose()
         };
-        let segments: Vec<&str> = rest.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
-        match (&parts.method, segments.as_slice()) {
-            (&Method::POST, ["events", topic]) => {
+        match route.endpoint {
+            Endpoint::Publish => {
                 let body = crate::gateway::read_limited(&parts.headers, body, MAX_INVOKE_PAYLOAD).await?;
-                let topic = crate::routes::percent_decode(topic);
+                let topic = percent_decode(route.param("topic"));
                 crate::publish::publish(events, &topic, &parts.headers, &body).await
             }
-            (&Method::GET, ["subscriptions"]) => {
-                let mut list = Vec::new();
+            Endpoint::ListSubscriptions => {
+                let mut subscriptions = Vec::new();
                 let dead = events.log().dlq_list(None).await?;
                 for s in events.subscriptions() {
                     let backlog = events.log().backlog(s.name.as_str()).await?;
                     let dlq = dead.iter().filter(|d| d.subscription == s.name.as_str()).count();
-                    list.push(json!({
-                        "name": s.name.as_str(), "topic": s.topic.as_str(), "function": s.function.as_str(),
-                        "backlog": backlog, "dead_letters": dlq, "batch_size": s.batch_size,
-                        "max_attempts": s.max_attempts, "max_event_age_s": s.max_event_age.as_secs(),
-                    }));
+                    subscriptions.push(gust_api::Subscription {
+                        name: s.name.to_string(),
+                        topic: s.topic.to_string(),
+                        function: s.function.to_string(),
+                        backlog,
+                        dead_letters: dlq as u64,
+                        batch_size: s.batch_size,
+                        max_attempts: s.max_attempts,
+                        max_event_age_s: s.max_event_age.as_secs(),
+                    });
                 }
-                Ok(json_response(StatusCode::OK, json!({ "subscriptions": list })))
+                Ok(json_response(
+                    StatusCode::OK,
+                    gust_api::SubscriptionList { subscriptions },
+                ))
             }
-            (&Method::GET, ["dlq"]) => {
+            Endpoint::ListDeadLetters => {
                 let sub = param("subscription");
                 let list = events.log().dlq_list(sub.as_deref()).await?;
                 Ok(json_response(
                     StatusCode::OK,
-                    json!({ "dead_letters": list.iter().map(dead_letter_json).collect::<Vec<_>>() }),
+                    gust_api::DeadLetterList {
+                        dead_letters: list.iter().map(dead_letter).collect(),
+                    },
                 ))
             }
-            (&Method::GET, ["dlq", sub, seq]) => {
+            Endpoint::GetDeadLetter => {
+                let (sub, seq) = (percent_decode(route.param("subscription")), route.param("seq"));
                 let seq: i64 = seq
                     .parse()
                     .map_err(|_| ApiError::new(ErrorCode::InvalidParameter, "seq must be a number"))?;
-                let list = events.log().dlq_list(Some(sub)).await?;
+                let list = events.log().dlq_list(Some(&sub)).await?;
                 let d = list.iter().find(|d| d.seq == seq).ok_or_else(|| {
                     ApiError::new(
                         ErrorCode::DeadLetterNotFound,
                         format!("no dead letter {seq} in `{sub}`"),
                     )
                 })?;
-                Ok(json_response(StatusCode::OK, dead_letter_json(d)))
+                Ok(json_response(StatusCode::OK, dead_letter(d)))
             }
-            (&Method::POST, ["dlq", sub, "redrive"]) => {
-                if !events.knows_subscription(sub) {
+            Endpoint::RedriveDeadLetters => {
+                let sub = percent_decode(route.param("subscription"));
+                if !events.knows_subscription(&sub) {
                     return Err(ApiError::new(
                         ErrorCode::SubscriptionNotFound,
                         format!("subscription `{sub}` does not exist"),
                     ));
                 }
                 let seqs = seqs(param("seq"))?;
-                let n = events.redrive(sub, seqs.as_deref()).await?;
-                Ok(json_response(StatusCode::OK, json!({ "redriven": n })))
+                let n = events.redrive(&sub, seqs.as_deref()).await?;
+                Ok(json_response(StatusCode::OK, gust_api::Redriven { redriven: n as u64 }))
             }
-            (&Method::DELETE, ["dlq", sub]) => {
+            _ => {
+                let sub = percent_decode(route.param("subscription"));
                 let seqs = seqs(param("seq"))?;
-                let n = events.log().dlq_purge(sub, seqs.as_deref()).await?;
-                Ok(json_response(StatusCode::OK, json!({ "purged": n })))
+                let n = events.log().dlq_purge(&sub, seqs.as_deref()).await?;
+                Ok(json_response(StatusCode::OK, gust_api::Purged { purged: n as u64 }))
             }
-            _ => Err(ApiError::new(
-                ErrorCode::NotFound,
-                format!("no admin endpoint {} /gust/v1/{rest}", parts.method),
-            )),
         }
     }
 
     fn functions(&self) -> Response<Body> {
-        let list: Vec<_> = self
+        let functions = self
             .invoker
             .function_names()
             .into_iter()
             .filter_map(|name| {
                 let spec = self.invoker.spec(&name)?;
                 let stats = self.invoker.pool_stats(&name)?;
-                Some(json!({
-                    "name": name,
-                    "runtime": spec.runtime,
-                    "handler": spec.handler,
-                    "memory_mb": spec.memory_mb,
-                    "timeout_ms": spec.timeout.as_millis() as u64,
-                    "instances": { "total": stats.total, "idle": stats.idle, "waiting": stats.waiting },
-                }))
+                Some(gust_api::Function {
+                    runtime: spec.runtime.clone(),
+                    handler: spec.handler.clone(),
+                    memory_mb: spec.memory_mb,
+                    timeout_ms: spec.timeout.as_millis() as u64,
+                    instances: gust_api::Instances {
+                        total: stats.total,
+                        idle: stats.idle,
+                        waiting: stats.waiting,
+                    },
+                    name,
+                })
             })
             .collect();
-        json_response(StatusCode::OK, json!({ "functions": list }))
+        json_response(StatusCode::OK, gust_api::FunctionList { functions })
     }
 }
 
-fn dead_letter_json(d: &gust_events::DeadLetter) -> serde_json::Value {
-    let (data, b64) = d.event.data_text();
-    json!({
-        "subscription": d.subscription,
-        "seq": d.seq,
-        "message_id": d.message_id,
-        "attempts": d.attempts,
-        "reason": d.reason,
-        "last_error": d.last_error,
-        "failed_at": chrono::DateTime::from_timestamp_millis(d.failed_ms).map(|t| t.to_rfc3339()),
-        "event": {
-            "id": d.event.id, "type": d.event.event_type, "source": d.event.source,
-            "data": data, "data_base64": b64,
+fn dead_letter(d: &gust_events::DeadLetter) -> gust_api::DeadLetter {
+    let (data, data_base64) = d.event.data_text();
+    gust_api::DeadLetter {
+        subscription: d.subscription.clone(),
+        seq: d.seq,
+        message_id: d.message_id.clone(),
+        attempts: d.attempts,
+        reason: d.reason.clone(),
+        last_error: d.last_error.clone(),
+        failed_at: chrono::DateTime::from_timestamp_millis(d.failed_ms).map(|t| t.to_rfc3339()),
+        event: gust_api::DeadLetterEvent {
+            id: d.event.id.clone(),
+            event_type: d.event.event_type.clone(),
+            source: d.event.source.clone(),
+            data,
+            data_base64,
         },
-    })
+    }
 }

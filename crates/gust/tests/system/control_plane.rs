@@ -54,8 +54,9 @@ fn code(v: &Value) -> &str {
     v["error"]["code"].as_str().unwrap_or("")
 }
 
-/// Every operator action: (method, path, body).
-fn operator_actions() -> Vec<(Method, &'static str, &'static str)> {
+/// Every operator action: (method, path, body). One per operator endpoint of the contract but
+/// publishing, which is both faces and checked on its own (`contract.rs` holds the two together).
+pub(crate) fn operator_actions() -> Vec<(Method, &'static str, &'static str)> {
     vec![
         (Method::GET, "/gust/v1/secrets", ""),
         (Method::PUT, "/gust/v1/secrets/GRANTED_SECRET", "overwritten"),
@@ -127,6 +128,13 @@ async fn every_operator_action_needs_the_operator_token() {
         assert_eq!(status, 403, "{v}");
         assert!(v["message"].is_string(), "{v}");
         assert!(h.contains_key("x-amzn-errortype"), "{h:?}");
+        crate::contract::conforms(
+            "POST",
+            "/2015-03-31/functions/plain/invocations",
+            status,
+            &v.to_string(),
+        )
+        .unwrap_or_else(|e| panic!("a refused invoke: {e}"));
     }
 
     // Nothing of that happened: the secret, the keys and the master key are as they were.
@@ -144,13 +152,24 @@ async fn every_operator_action_needs_the_operator_token() {
     let (_, _, body) = app.invoke("granted", "{}").await;
     assert!(body.contains("token"), "{body}");
 
-    // With the operator token every one of them is served (whatever its own answer).
+    // With the operator token every one of them is served (whatever its own answer), as the
+    // contract documents it: a status `docs/openapi.json` lists, a body of its schema.
     for (method, path, body) in operator_actions() {
-        let (status, v, _) = send(app.op(method.clone(), path).body(body.to_string())).await;
+        let r = app
+            .op(method.clone(), path)
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        let v = serde_json::from_str(&text).unwrap_or(Value::String(text.clone()));
         assert!(
             status != 401 && status != 403 && code(&v) != "NotFound",
             "{method} {path} as the operator: {status} {v}"
         );
+        crate::contract::conforms(method.as_str(), path, status, &text)
+            .unwrap_or_else(|e| panic!("{method} {path} as the operator: {e}"));
     }
     // Publishing is both: `gust publish` (operator) and a function granted the topic (its
     // token, `publishes`); nobody else, and not a function without the grant.
@@ -162,6 +181,8 @@ async fn every_operator_action_needs_the_operator_token() {
     assert_eq!((status, code(&v)), (401, "Unauthorized"), "{v}");
     let (status, v, _) = send(app.op(Method::POST, "/gust/v1/events/news").body("{}")).await;
     assert_eq!(status, 202, "{v}");
+    crate::contract::conforms("POST", "/gust/v1/events/news", status, &v.to_string())
+        .unwrap_or_else(|e| panic!("gust publish: {e}"));
     let (status, v, _) = send(app.client.post(&news).bearer_auth(&granted_token).body("{}")).await;
     assert_eq!(status, 202, "{v}");
     let (status, v, _) = send(app.client.post(&news).bearer_auth(&plain_token).body("{}")).await;

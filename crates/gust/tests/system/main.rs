@@ -4,6 +4,7 @@
 mod support;
 
 mod aws_sdk;
+mod contract;
 mod control_plane;
 mod counters;
 mod crashloop;
