@@ -8,6 +8,7 @@ mod control_plane;
 mod counters;
 mod events;
 mod failures;
+mod freezer;
 mod gateway;
 mod integration;
 mod limits;
