@@ -1092,7 +1092,8 @@ def table(R, mode):
 
 ORDER = [
     "gust-node", "gust-python", "gust-provided", "gust-node-unconfined", "gust-python-unconfined",
-    "gust-provided-unconfined", "gust-node-before", "sls-default", "sls-inprocess", "node-http", "floor",
+    "gust-provided-unconfined", "gust-node-before", "gust-node-nofreeze", "gust-node-freeze0", "sls-default", "sls-inprocess",
+    "node-http", "floor",
     "node-e0", "python-c0", "echo-start", "gust-routes-1", "gust-routes-1000", "gust-fns-1", "gust-fns-1000",
 ]
 
@@ -1174,6 +1175,11 @@ def main():
                    apps["gust-provided"], extra=["--sandbox", "off"]),
         *([GustSystem("gust-node-before", f"Gust — Node.js handler, built from `{args.before_rev}`",
                       args.gust_before, apps["gust-node"])] if args.gust_before else []),
+        # Freezing idle instances (on by default, 10 ms after an invocation): off, and at once.
+        GustSystem("gust-node-nofreeze", "Gust — Node.js handler, `--freeze-idle-after off`", args.gust,
+                   apps["gust-node"], extra=["--freeze-idle-after", "off"]),
+        GustSystem("gust-node-freeze0", "Gust — Node.js handler, `--freeze-idle-after 0`", args.gust,
+                   apps["gust-node"], extra=["--freeze-idle-after", "0"]),
         SlsSystem("sls-default", "serverless-offline 13 — default (worker threads)", apps["sls"], node, []),
         SlsSystem("sls-inprocess", "serverless-offline 13 — `--useInProcess`", apps["sls"], node, ["--useInProcess"]),
         PlainSystem("node-http", "plain Node.js `http` server, same handler",

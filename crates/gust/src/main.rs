@@ -79,6 +79,11 @@ enum Command {
         /// uids instances get when Gust runs as root, `FIRST-LAST` (one per instance).
         #[arg(long, default_value = "2000000-2065535", env = "GUST_SANDBOX_UIDS")]
         sandbox_uids: String,
+        /// Milliseconds an instance stays idle (its runtime waiting for the next event) before
+        /// its processes are frozen until the next invocation, as Lambda freezes idle
+        /// environments; `off` keeps idle instances running.
+        #[arg(long, default_value = "10", env = "GUST_FREEZE_IDLE_AFTER")]
+        freeze_idle_after: String,
     },
     /// List what confines function instances on this host (the sandbox's protections).
     Doctor {
@@ -451,6 +456,17 @@ fn worker_threads() -> Result<Option<usize>> {
     }
 }
 
+/// `--freeze-idle-after MS|off`.
+fn parse_freeze_after(text: &str) -> Result<Option<std::time::Duration>> {
+    match text.trim() {
+        "off" => Ok(None),
+        ms => match ms.parse::<u64>() {
+            Ok(ms) if ms <= 60_000 => Ok(Some(std::time::Duration::from_millis(ms))),
+            _ => bail!("--freeze-idle-after must be a number of milliseconds up to 60000, or `off` (got `{text}`)"),
+        },
+    }
+}
+
 /// `--sandbox-uids FIRST-LAST`.
 fn parse_uid_range(text: &str) -> Result<(u32, u32)> {
     let parsed = text
@@ -509,11 +525,13 @@ async fn run(cli: Cli) -> Result<()> {
             stage,
             sandbox,
             sandbox_uids,
+            freeze_idle_after,
         } => {
             let mut config = PlatformConfig::new(dir);
             config.stage = stage;
             config.sandbox.mode = sandbox;
             (config.sandbox.uid_first, config.sandbox.uid_count) = parse_uid_range(&sandbox_uids)?;
+            config.sandbox.freeze_idle_after = parse_freeze_after(&freeze_idle_after)?;
             config.gateway_addr = SocketAddr::new(host, port);
             config.admin_addr = SocketAddr::new([127, 0, 0, 1].into(), admin_port);
             config.admin_hosts = admin_host;

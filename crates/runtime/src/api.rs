@@ -62,6 +62,9 @@ pub(crate) struct ApiState {
     /// The request last handed to the function, for tagging its output. Not cleared at the
     /// response: output read from the pipe just after the response still belongs to it.
     pub current: Mutex<Option<Arc<str>>>,
+    /// Whether the runtime is parked on `/next` with nothing handed to it: the point where an
+    /// idle instance may be frozen (`sandbox/freezer.rs`).
+    pub at_next: tokio::sync::watch::Sender<bool>,
 }
 
 pub(crate) struct ApiServer {
@@ -121,6 +124,7 @@ impl ApiServer {
             pending: Mutex::new(HashMap::new()),
             init: Mutex::new(Some(init_tx)),
             current: Mutex::new(None),
+            at_next: tokio::sync::watch::Sender::new(false),
         });
         let served = state.clone();
         let (owner_tx, owner) = tokio::sync::watch::channel(0);
@@ -367,6 +371,15 @@ async fn next(state: &ApiState) -> Response<Full<Bytes>> {
     }
     let work = {
         let mut rx = state.next.lock().await;
+        // Cleared however the wait ends (an event, or the runtime hanging up).
+        struct Parked<'a>(&'a tokio::sync::watch::Sender<bool>);
+        impl Drop for Parked<'_> {
+            fn drop(&mut self) {
+                self.0.send_replace(false);
+            }
+        }
+        state.at_next.send_replace(true);
+        let _parked = Parked(&state.at_next);
         rx.recv().await
     };
     let Some(work) = work else {

@@ -4,7 +4,7 @@ use crate::api::{ApiServer, InitSignal, Outcome, Work, MAX_RESPONSE_BYTES};
 use crate::error::InvokeError;
 use crate::logs::{LogLine, LogSink, Stream};
 use crate::reconcile::Reconciler;
-use crate::sandbox::{Confined, Limits, Plan, Sandbox};
+use crate::sandbox::{Confined, IdleFreezer, Limits, Plan, Sandbox};
 use crate::Prepared;
 use bytes::Bytes;
 use nix::sys::signal::{killpg, Signal};
@@ -74,6 +74,8 @@ pub(crate) struct Spawned {
     confined: Option<Arc<Confined>>,
     /// A sandboxed spare's control socket to its init.
     control: Option<tokio::sync::Mutex<tokio::net::UnixStream>>,
+    /// Freezes the instance while it is idle (`sandbox/freezer.rs`), when confined.
+    freezer: Option<Arc<IdleFreezer>>,
 }
 
 /// How a process is confined (`sandbox/mod.rs`).
@@ -163,6 +165,10 @@ impl Spawned {
             .map(|p| p as i32)
             .ok_or_else(|| std::io::Error::other("the process vanished at start"))?;
         api.set_owner(pid);
+        let freezer = confined
+            .as_ref()
+            .and_then(|c| c.freezer())
+            .map(|(freezer, grace)| IdleFreezer::start(freezer, grace, api.state.at_next.subscribe()));
         let orphan_guard = crate::orphans::OrphanGuard::new(pid);
         if let Some(out) = child.stdout.take() {
             pipe_lines(
@@ -186,6 +192,7 @@ impl Spawned {
         let wake = became_busy.clone();
         let watched = identity.clone();
         let held = confined.clone();
+        let thaw = freezer.clone();
         // A cgroup limit counts every process of the instance; without one, the leader's
         // resident memory is sampled while it is busy.
         let sample_rss = held.as_ref().is_none_or(|c| c.cgroup.is_none());
@@ -213,6 +220,10 @@ impl Spawned {
             };
             // Reaped: the group id may be reused from here on.
             drop(orphan_guard);
+            if let Some(f) = &thaw {
+                // Left frozen, the instance's other processes would not die with it.
+                f.end();
+            }
             if let Some(held) = &held {
                 out_of_memory |= held.oom_kills() > 0;
             }
@@ -237,6 +248,7 @@ impl Spawned {
             id,
             confined,
             control,
+            freezer,
         })
     }
 
@@ -328,6 +340,24 @@ impl Spawned {
     fn kill(&self) {
         if !self.dead.swap(true, Ordering::Relaxed) {
             kill_group(self.pid);
+            // A frozen process acts on the SIGKILL only once thawed (cgroup v1).
+            if let Some(f) = &self.freezer {
+                f.end();
+            }
+        }
+    }
+
+    /// Work is about to be handed over: thawed if frozen.
+    fn busy(&self) {
+        if let Some(f) = &self.freezer {
+            f.busy();
+        }
+    }
+
+    /// Idle until the next invocation: frozen after the grace.
+    fn idle(&self) {
+        if let Some(f) = &self.freezer {
+            f.idle();
         }
     }
 }
@@ -544,6 +574,7 @@ impl Prepared {
         match result {
             Ok(()) => {
                 instance.init_duration = started.elapsed();
+                instance.process.idle();
                 tracing::debug!(function = %function, instance = %instance.id, pid = instance.process.pid, prewarmed, init_ms = instance.init_duration.as_millis() as u64, "instance started");
                 Ok(instance)
             }
@@ -614,12 +645,14 @@ impl Instance {
             payload,
             done,
         };
+        self.process.busy();
         self.process.busy.store(true, Ordering::Relaxed);
         self.process.became_busy.notify_one();
         let result = self.run(work, answer, deadline, timeout).await;
         self.process.busy.store(false, Ordering::Relaxed);
-        if result.is_err() {
-            self.kill();
+        match &result {
+            Ok(_) => self.process.idle(),
+            Err(_) => self.kill(),
         }
         result
     }

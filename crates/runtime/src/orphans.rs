@@ -14,6 +14,10 @@
 //! first process. If the watchdog cannot be started, supervised commands fall back to the
 //! death signal.
 //!
+//! Instances frozen between invocations (`sandbox/freezer.rs`) do not act on `SIGKILL` under
+//! cgroup v1 until thawed, so the watchdog is also told Gust's freezer directories (`*DIR`):
+//! after killing the groups it thaws every `DIR/i-*` cgroup, and the pending kills land.
+//!
 //! The watchdog sits in a process group of its own (a Ctrl-C in the terminal does not reach
 //! it) and is named `gust-orphan-guard` in its command line.
 
@@ -25,17 +29,23 @@ use std::sync::{Mutex, OnceLock};
 /// The watchdog's name, its `$0` (in `/proc/<pid>/cmdline`).
 pub const WATCHDOG_NAME: &str = "gust-orphan-guard";
 
-/// The watchdog: keeps a space-separated list of groups; on end of input, kills them.
+/// The watchdog: keeps a space-separated list of groups and of freezer directories; on end
+/// of input, kills the groups, then thaws the directories' instance cgroups.
 const SCRIPT: &str = r#"trap '' HUP INT
 groups=' '
+thaw=''
 while IFS= read -r line; do
   case $line in
     +*) groups="$groups${line#+} " ;;
     -*) p=${line#-}
         case $groups in *" $p "*) groups="${groups%%" $p "*} ${groups#*" $p "}" ;; esac ;;
+    \**) thaw="$thaw ${line#?}" ;;
   esac
 done
 for p in $groups; do kill -KILL -"$p" 2>/dev/null; done
+for d in $thaw; do
+  for f in "$d"/i-*/freezer.state; do [ -f "$f" ] && echo THAWED > "$f"; done
+done 2>/dev/null
 "#;
 
 struct Watchdog {
@@ -43,6 +53,8 @@ struct Watchdog {
     input: ChildStdin,
     /// The groups it was told about, to tell a restarted watchdog again.
     groups: HashSet<i32>,
+    /// The freezer directories it thaws at the end, likewise.
+    thaw: Vec<String>,
 }
 
 static WATCHDOG: OnceLock<Mutex<Option<Watchdog>>> = OnceLock::new();
@@ -70,6 +82,7 @@ fn start_watchdog() -> std::io::Result<Watchdog> {
         child,
         input,
         groups: HashSet::new(),
+        thaw: Vec::new(),
     })
 }
 
@@ -100,13 +113,15 @@ pub(crate) fn watchdog_running() -> bool {
 
 /// Replaces a watchdog that died, telling the new one every group the old one knew.
 fn restart(slot: &mut Option<Watchdog>) -> bool {
-    let groups = slot.take().map(|w| w.groups).unwrap_or_default();
+    let (groups, thaw) = slot.take().map(|w| (w.groups, w.thaw)).unwrap_or_default();
     tracing::warn!("the orphan watchdog exited; starting it again");
     match start_watchdog() {
         Ok(mut w) => {
-            let lines: String = groups.iter().map(|g| format!("+{g}\n")).collect();
+            let mut lines: String = groups.iter().map(|g| format!("+{g}\n")).collect();
+            lines.extend(thaw.iter().map(|d| format!("*{d}\n")));
             let _ = w.input.write_all(lines.as_bytes());
             w.groups = groups;
+            w.thaw = thaw;
             *slot = Some(w);
             true
         }
@@ -115,6 +130,24 @@ fn restart(slot: &mut Option<Watchdog>) -> bool {
             false
         }
     }
+}
+
+/// Has the watchdog thaw `dir`'s instance cgroups (`DIR/i-*`, cgroup v1) after it has killed
+/// the groups, when Gust dies. A directory whose path the script cannot take as one word
+/// (white space, glob characters) is left out, with a warning.
+pub(crate) fn thaw_on_exit(dir: &std::path::Path) {
+    let text = dir.to_string_lossy().into_owned();
+    if text.is_empty() || text.contains(|c: char| c.is_whitespace() || "*?[]\\".contains(c)) {
+        tracing::warn!(dir = %text, "the orphan watchdog cannot thaw this freezer directory: frozen instances may outlive a killed Gust");
+        return;
+    }
+    let mut slot = watchdog().lock().unwrap_or_else(|p| p.into_inner());
+    let Some(w) = slot.as_mut() else { return };
+    if w.thaw.contains(&text) {
+        return;
+    }
+    w.thaw.push(text.clone());
+    send(&mut slot, format!("*{text}\n"));
 }
 
 /// Records a group as supervised or not, and tells the watchdog, under one lock.
@@ -128,10 +161,16 @@ fn update(pgid: i32, supervised: bool) {
         w.groups.remove(&pgid);
         format!("-{pgid}\n")
     };
+    send(&mut slot, line);
+}
+
+/// Writes one line to the watchdog, restarting it if it died (a restarted watchdog is told
+/// the whole state, this change included).
+fn send(slot: &mut Option<Watchdog>, line: String) {
+    let Some(w) = slot.as_mut() else { return };
     if let Err(e) = w.input.write_all(line.as_bytes()) {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
-            // A restarted watchdog is told the whole set, this change included.
-            restart(&mut slot);
+            restart(slot);
         } else {
             tracing::warn!(error = %e, "cannot reach the orphan watchdog");
         }
@@ -242,6 +281,42 @@ mod tests {
         assert!(spared_members.iter().all(|p| alive(*p)), "a removed group was killed");
         nix::sys::signal::killpg(nix::unistd::Pid::from_raw(spared_id), nix::sys::signal::Signal::SIGKILL).unwrap();
         spared.wait().unwrap();
+    }
+
+    #[test]
+    fn end_of_input_thaws_frozen_instance_cgroups_so_their_kill_lands() {
+        // cgroup v1 only (as root): a frozen task acts on SIGKILL only once thawed.
+        let base = std::path::Path::new("/sys/fs/cgroup/freezer");
+        if !nix::unistd::geteuid().is_root() || !base.is_dir() {
+            eprintln!("skipped: no cgroup v1 freezer writable here");
+            return;
+        }
+        let parent = base.join(format!("gust-unit-orphans-{}", std::process::id()));
+        let cgroup = parent.join("i-1");
+        std::fs::create_dir_all(&cgroup).unwrap();
+        let mut frozen = group_of_sleepers();
+        let id = frozen.id() as i32;
+        wait_until("the sleepers to start", || members(id).len() == 2);
+        let pids = members(id);
+        for p in &pids {
+            std::fs::write(cgroup.join("cgroup.procs"), p.to_string()).unwrap();
+        }
+        std::fs::write(cgroup.join("freezer.state"), "FROZEN").unwrap();
+        wait_until("the group to freeze", || {
+            std::fs::read_to_string(cgroup.join("freezer.state")).unwrap().trim() == "FROZEN"
+        });
+
+        let mut w = start_watchdog().unwrap();
+        let lines = format!("+{id}\n*{}\n", parent.display());
+        w.input.write_all(lines.as_bytes()).unwrap();
+        drop(w.input);
+        assert!(w.child.wait().unwrap().success());
+        wait_until("the frozen group to die", || pids.iter().all(|p| !alive(*p)));
+        frozen.wait().unwrap();
+        wait_until("the cgroups to be removable", || {
+            std::fs::remove_dir(&cgroup).is_ok() || !cgroup.exists()
+        });
+        std::fs::remove_dir(&parent).unwrap();
     }
 
     #[test]

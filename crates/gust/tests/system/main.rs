@@ -10,6 +10,7 @@ mod counters;
 mod crashloop;
 mod events;
 mod failures;
+mod freezer;
 mod gateway;
 mod integration;
 mod limits;

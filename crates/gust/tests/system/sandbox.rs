@@ -426,6 +426,16 @@ async fn a_confined_instance_ends_when_gust_is_killed() {
         })
     };
     wait_for("the detached child to start", Duration::from_secs(10), leftover).await;
+    // Killed while frozen (idle): under cgroup v1 its processes act on SIGKILL only once
+    // thawed, which the orphan watchdog does after killing the groups.
+    // (A prewarmed spare, the other child, is never frozen.)
+    let gust_pid = gust.pid().as_raw() as u32;
+    wait_for("the idle instance to be frozen", Duration::from_secs(10), || {
+        children_of(gust_pid)
+            .iter()
+            .any(|p| crate::freezer::frozen(&crate::freezer::freezer_dir(*p)))
+    })
+    .await;
     gust.kill_9().await;
     // It left the process group, but not the pid namespace: it ends with the instance.
     wait_for("the detached child to end with Gust", Duration::from_secs(10), || {

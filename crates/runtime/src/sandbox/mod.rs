@@ -15,6 +15,8 @@
 //!   directory (masked where it lies inside the code), other apps or other functions' code;
 //! - **a pid namespace** whose init reaps zombies and whose end kills every leftover process;
 //! - **a cgroup** (`cgroup.rs`): memory as a hard limit counting children, pids, CPU weight;
+//!   and frozen while idle between invocations (`freezer.rs`), as Lambda freezes its
+//!   execution environments;
 //! - **seccomp** (`seccomp.rs`), `no_new_privs`, every capability dropped, no core dumps,
 //!   `RLIMIT_NOFILE` 1,024 (Lambda's figure);
 //! - **a Runtime API only its own processes can use** (`peer.rs`).
@@ -23,15 +25,19 @@
 //! is named with its reason ([`Protection`]), and `strict` refuses to start instead.
 
 mod cgroup;
+mod freezer;
 mod peer;
 mod seccomp;
 
 pub(crate) use cgroup::Limits;
+pub use freezer::Freezer;
+pub(crate) use freezer::IdleFreezer;
 pub(crate) use peer::{namespace_of, tcp_peer_allowed, unix_peer_allowed};
 
 use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// Where the function's code is inside the sandbox (as on Lambda).
 pub const TASK_ROOT: &str = "/var/task";
@@ -41,6 +47,9 @@ pub const MAX_PIDS: u32 = 1024;
 pub const MAX_OPEN_FILES: u32 = 1024;
 /// The memory limit of a prewarmed spare until it is given a function.
 const SPARE_MEMORY_MB: u32 = 1024;
+/// How long an instance is idle, its runtime parked on `/next`, before it is frozen
+/// (`freezer.rs` says why not at once).
+pub const FREEZE_IDLE_AFTER: Duration = Duration::from_millis(10);
 
 /// `--sandbox`: whether instances are confined.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -76,6 +85,8 @@ pub struct SandboxSettings {
     /// Paths no instance may see even where they lie inside a function's code (the state
     /// directory).
     pub hidden: Vec<PathBuf>,
+    /// Freeze an instance once idle this long (`None`: idle instances keep running).
+    pub freeze_idle_after: Option<Duration>,
 }
 
 impl Default for SandboxSettings {
@@ -85,6 +96,7 @@ impl Default for SandboxSettings {
             uid_first: 2_000_000,
             uid_count: 65_536,
             hidden: Vec::new(),
+            freeze_idle_after: Some(FREEZE_IDLE_AFTER),
         }
     }
 }
@@ -109,6 +121,8 @@ pub struct Sandbox {
     /// Read-only directories every instance gets: the system's, interpreters', bootstraps'.
     read_only: Mutex<BTreeSet<PathBuf>>,
     hidden: Vec<PathBuf>,
+    /// When idle instances are frozen; `None` when they are not (turned off, or no freezer).
+    freeze_idle_after: Option<Duration>,
     report: Vec<Protection>,
 }
 
@@ -244,6 +258,40 @@ pub fn probe(
             None
         }
     };
+    let freezer_missing = match (&cgroups, settings.freeze_idle_after) {
+        (_, None) => Some("turned off (--freeze-idle-after off)".to_string()),
+        (None, Some(_)) => Some("no cgroups (resource limits are off)".to_string()),
+        (Some(layout), Some(_)) => layout.freezer_missing(),
+    };
+    let freeze_idle_after = match (&freezer_missing, settings.freeze_idle_after) {
+        (None, Some(after)) => {
+            report.push(Protection {
+                name: "freezer",
+                enforced: true,
+                detail: format!(
+                    "idle instances are frozen {} ms after an invocation (cgroup freezer); background work waits for the next one",
+                    after.as_millis()
+                ),
+            });
+            if let Some(layout) = &cgroups {
+                layout.hold_freezer();
+                if let Some(dir) = layout.v1_freezer_parent() {
+                    crate::orphans::thaw_on_exit(dir);
+                }
+            }
+            Some(after)
+        }
+        (why, _) => {
+            report.push(off(
+                "freezer",
+                format!(
+                    "{}: idle instances keep running between invocations",
+                    why.as_deref().unwrap_or("unavailable")
+                ),
+            ));
+            None
+        }
+    };
     let seccomp = match seccomp::programs() {
         Ok(bytes) => {
             let path = files.dir.join("lib").join("seccomp.bpf");
@@ -290,6 +338,7 @@ pub fn probe(
         uids: Mutex::new(UidPool::new(settings.uid_first, settings.uid_count)),
         read_only: Mutex::new(read_only),
         hidden: settings.hidden.clone(),
+        freeze_idle_after,
         report: report.clone(),
     });
     refuse_or_run(settings, report, Some(sandbox))
@@ -305,7 +354,9 @@ fn refuse_or_run(
     report: Vec<Protection>,
     sandbox: Option<Arc<Sandbox>>,
 ) -> Result<Option<Arc<Sandbox>>, SandboxUnavailable> {
-    let all = sandbox.is_some() && report.iter().all(|p| p.enforced);
+    // A freezer the operator turned off is a choice, not a protection the host lacks.
+    let chosen = |p: &Protection| p.name == "freezer" && settings.freeze_idle_after.is_none();
+    let all = sandbox.is_some() && report.iter().all(|p| p.enforced || chosen(p));
     if settings.mode == SandboxMode::Strict && !all {
         return Err(SandboxUnavailable(report));
     }
@@ -449,6 +500,11 @@ impl Sandbox {
         self.as_root
     }
 
+    /// How long an instance is idle before it is frozen, when idle instances are frozen.
+    pub(crate) fn freeze_idle_after(&self) -> Option<Duration> {
+        self.freeze_idle_after
+    }
+
     pub(crate) fn launcher(&self) -> &Path {
         &self.launcher
     }
@@ -503,6 +559,13 @@ impl Confined {
     /// The instance's own uid (when Gust runs as root).
     pub(crate) fn uid(&self) -> Option<u32> {
         self.uid
+    }
+
+    /// The cgroup's freezer and the grace before an idle instance is frozen, when idle
+    /// instances are frozen.
+    pub(crate) fn freezer(&self) -> Option<(Freezer, Duration)> {
+        let after = self.sandbox.freeze_idle_after()?;
+        Some((self.cgroup.as_ref()?.freezer()?, after))
     }
 
     /// Out-of-memory kills the cgroup recorded.
