@@ -595,7 +595,16 @@ async fn run(cli: Cli) -> Result<()> {
                 admin_call(target.client()?.get(url), &admin, gust_api::Endpoint::ListInvocations).await?;
             println!(
                 "{:<36}  {:<18} {:<8} {:<24} {:>10} {:>7} {:>6}  {:<12} {:<11} {:<24} TRACE",
-                "REQUEST", "FUNCTION", "TRIGGER", "START", "DURATION", "BILLED", "MEM", "COLD(INIT)", "OUTCOME", "ERROR"
+                "REQUEST",
+                "FUNCTION",
+                "TRIGGER",
+                "START",
+                "DURATION",
+                "BILLED",
+                "MEM",
+                "COLD(INIT)",
+                "OUTCOME",
+                "ERROR"
             );
             for r in v.invocations {
                 let start = chrono::DateTime::from_timestamp_millis(r.start_ms)
