@@ -273,6 +273,33 @@ pub struct FunctionSpec {
     pub secrets: Vec<String>,
     /// Topics this function may publish to through `GUST_API`.
     pub publishes: Vec<TopicName>,
+    /// Which network its instances get (`network` in gust.toml).
+    pub network: Network,
+}
+
+/// The network a function's instances get.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Network {
+    /// The host's network, as any process of Gust's: outbound connections to services and
+    /// databases.
+    #[default]
+    Default,
+    /// No network but the instance's Runtime API and the platform API (`GUST_API`): a
+    /// network namespace of its own with only loopback (`gust-runtime::sandbox::netns`).
+    None,
+}
+
+impl Network {
+    /// Parses the manifest's value; the error says which values there are.
+    pub fn parse(value: &str) -> Result<Self, String> {
+        match value {
+            "default" => Ok(Self::Default),
+            "none" => Ok(Self::None),
+            other => Err(format!(
+                "unknown network `{other}`: use \"default\" (the host's network) or \"none\" (only the Runtime API and GUST_API)"
+            )),
+        }
+    }
 }
 
 /// Defaults shared by both manifest formats (the same as Lambda's where Lambda has one).

@@ -24,8 +24,8 @@ mod vars;
 pub use app::defaults;
 pub use app::{
     event_defaults, is_env_name, App, CatchUp, CorsSpec, EventFilter, EventShape, FunctionSpec, JwtAuthorizerSpec,
-    Overlap, PayloadFormat, RouteAuth, RouteSpec, RouteTarget, RuntimeKind, Scaling, ScheduleSpec, SubscriptionSpec,
-    UpstreamSpec,
+    Network, Overlap, PayloadFormat, RouteAuth, RouteSpec, RouteTarget, RuntimeKind, Scaling, ScheduleSpec,
+    SubscriptionSpec, UpstreamSpec,
 };
 pub use error::ManifestError;
 pub use ids::{AppName, FunctionName, NameError, TopicName};

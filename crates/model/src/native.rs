@@ -3,7 +3,7 @@
 
 use crate::app::{
     defaults::{self, DEFAULT_REGION},
-    CorsSpec, FunctionSpec, JwtAuthorizerSpec, PayloadFormat, RouteAuth, RouteSpec, RouteTarget, UpstreamSpec,
+    CorsSpec, FunctionSpec, JwtAuthorizerSpec, Network, PayloadFormat, RouteAuth, RouteSpec, RouteTarget, UpstreamSpec,
 };
 use crate::vars::{Resolver, DEFAULT_STAGE};
 use crate::{
@@ -202,6 +202,8 @@ struct FunctionSection {
     /// Topics this function may publish to through GUST_API.
     #[serde(default)]
     publishes: Vec<String>,
+    /// `"default"` (the host's network) or `"none"`.
+    network: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -363,6 +365,10 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path, options: &LoadOptions)
             check_ephemeral_storage(f.ephemeral_storage).map_err(|m| err(key("ephemeral_storage"), m))?;
         let timeout = check_timeout(f.timeout).map_err(|m| err(key("timeout"), m))?;
         let init_timeout = check_init_timeout(f.init_timeout).map_err(|m| err(key("init_timeout"), m))?;
+        let network = match &f.network {
+            Some(v) => Network::parse(v).map_err(|m| err(key("network"), m))?,
+            None => Network::Default,
+        };
         let mut scaling = Scaling::default();
         let s = f.scaling;
         if let Some(v) = s.min_instances {
@@ -416,6 +422,7 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path, options: &LoadOptions)
                     .iter()
                     .map(|t| TopicName::new(t).map_err(|e| err(key("publishes"), e.to_string())))
                     .collect::<Result<_, _>>()?,
+                network,
             },
         );
     }
@@ -1200,6 +1207,25 @@ burst = 10
         assert!(e.message.contains("positive number of seconds"), "{e}");
         let e = load(&format!("{base}init_timeout = 901\n")).unwrap_err();
         assert!(e.message.contains("exceeds the maximum of 900s"), "{e}");
+    }
+
+    #[test]
+    fn network_is_default_or_none_and_anything_else_is_refused_by_key() {
+        let base = "[app]\nname = \"a\"\n[functions.f]\nruntime = \"nodejs20.x\"\nhandler = \"h.h\"\n";
+        let f = |l: &Loaded| l.app.functions[&FunctionName::new("f").unwrap()].network;
+        assert_eq!(f(&load(base).unwrap()), Network::Default);
+        assert_eq!(
+            f(&load(&format!("{base}network = \"default\"\n")).unwrap()),
+            Network::Default
+        );
+        assert_eq!(f(&load(&format!("{base}network = \"none\"\n")).unwrap()), Network::None);
+        for bad in ["\"host\"", "\"None\"", "\"\""] {
+            let e = load(&format!("{base}network = {bad}\n")).unwrap_err();
+            assert_eq!(e.key, "functions.f.network", "{bad}: {e}");
+            assert!(e.message.contains("use \"default\""), "{bad}: {e}");
+        }
+        let e = load(&format!("{base}network = false\n")).unwrap_err();
+        assert_eq!(e.key, "functions.f.network", "{e}");
     }
 
     #[test]

@@ -325,6 +325,8 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path, options: &LoadOptions)
                 invokes: Vec::new(),
                 secrets: Vec::new(),
                 publishes: Vec::new(),
+                // serverless.yml has no such property: the host's network.
+                network: crate::Network::Default,
             },
         );
     }

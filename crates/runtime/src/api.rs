@@ -5,6 +5,7 @@
 //! /runtime/init/error`. One endpoint per instance means a request id can only ever be
 //! answered by the process it was handed to.
 
+use crate::sandbox::NetNs;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
@@ -108,9 +109,18 @@ impl ApiServer {
 
     /// Listens on a free 127.0.0.1 port, and on a Unix socket in `socket_dir` when given.
     /// With `check_peers`, a connection is served only if it comes from a process of the
-    /// instance [`set_owner`](Self::set_owner) names (`sandbox/peer.rs`).
-    pub async fn bind(socket_dir: Option<&Path>, check_peers: bool) -> std::io::Result<Self> {
-        let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+    /// instance [`set_owner`](Self::set_owner) names (`sandbox/peer.rs`). `inside`: the
+    /// listener already bound in the instance's own network namespace, and that namespace
+    /// (`network = "none"`, `sandbox/netns.rs`).
+    pub async fn bind(
+        socket_dir: Option<&Path>,
+        check_peers: bool,
+        inside: Option<(std::net::TcpListener, Arc<NetNs>)>,
+    ) -> std::io::Result<Self> {
+        let (listener, netns) = match inside {
+            Some((listener, netns)) => (TcpListener::from_std(listener)?, Some(netns)),
+            None => (TcpListener::bind(("127.0.0.1", 0)).await?, None),
+        };
         let addr = listener.local_addr()?;
         let unix = bind_unix(socket_dir);
         let socket_path = unix.as_ref().map(|(path, _)| path.clone());
@@ -136,11 +146,11 @@ impl ApiServer {
                     accepted = listener.accept() => {
                         let Ok((stream, peer)) = accepted else { continue };
                         let _ = stream.set_nodelay(true);
-                        let (state, owner) = (served.clone(), owner.clone());
+                        let (state, owner, netns) = (served.clone(), owner.clone(), netns.clone());
                         conns.spawn(async move {
                             if let Some(owner) = owner {
                                 let Some(pid) = owner_pid(owner).await else { return };
-                                if !crate::sandbox::tcp_peer_allowed(addr, peer, pid) {
+                                if !crate::sandbox::tcp_peer_allowed(addr, peer, pid, netns.as_deref()) {
                                     refused("tcp");
                                     return;
                                 }

@@ -8,7 +8,7 @@ use crate::sandbox::{Sandbox, TASK_ROOT};
 use crate::spares::{Spares, Template};
 use crate::RuntimeFiles;
 use bytes::Bytes;
-use gust_model::{FunctionSpec, RuntimeKind};
+use gust_model::{FunctionSpec, Network, RuntimeKind};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
@@ -66,6 +66,9 @@ pub struct Prepared {
     pub(crate) masks: Vec<String>,
     /// Files outside the code a sandboxed instance reads at their own path.
     pub(crate) extra_read_only: Vec<PathBuf>,
+    /// `GUST_API` as given to functions on the host's network; a `network = "none"` instance
+    /// gets a relay to it inside its namespace instead.
+    pub(crate) platform_api: Option<String>,
     /// A `provided` function's executable, kept mapped while this deployment lives.
     _code: Option<Holding>,
 }
@@ -202,6 +205,19 @@ impl Executor {
         if let Some(sb) = &self.config.sandbox {
             sb.check_readable(&spec.code_dir).map_err(fail)?;
         }
+        if spec.network == Network::None {
+            // Never started on the host's network: refused where no namespace can be made.
+            match &self.config.sandbox {
+                None => {
+                    return Err(fail(
+                        "network = \"none\" needs the sandbox, and instances run unconfined here (--sandbox off, or --sandbox auto on a host without namespaces): they would keep the host's network".into(),
+                    ))
+                }
+                Some(sb) => sb
+                    .network_none()
+                    .map_err(|why| fail(format!("network = \"none\" is not available here: {why}")))?,
+            }
+        }
         let (program, args) = match spec.kind {
             RuntimeKind::Node => {
                 let node = node_interpreter().ok_or_else(|| fail("runtime `node` was not found on PATH".into()))?;
@@ -310,8 +326,11 @@ impl Executor {
         };
         // A sandboxed spare takes its function's code from its init, which only a root Gust
         // can keep out of the function's reach; its /tmp is the default size.
+        // A spare was started on the host's network and cannot move into a namespace of its
+        // own: `network = "none"` starts a process.
         let spare_fits = sandbox.as_ref().is_none_or(|sb| sb.supports_spares())
-            && (sandbox.is_none() || spec.ephemeral_storage_mb == gust_model::defaults::EPHEMERAL_STORAGE_MB);
+            && (sandbox.is_none() || spec.ephemeral_storage_mb == gust_model::defaults::EPHEMERAL_STORAGE_MB)
+            && spec.network == Network::Default;
         let spares = match spec.kind {
             _ if !self.spares.enabled() || !spare_fits => None,
             // Unconfined, a `provided` start is the function's own process start: nothing to
@@ -391,6 +410,7 @@ impl Executor {
             sandbox,
             masks,
             extra_read_only,
+            platform_api: c.platform_api.clone(),
             _code: code,
         })
     }

@@ -4,7 +4,7 @@ use crate::api::{ApiServer, InitSignal, Outcome, Work, MAX_RESPONSE_BYTES};
 use crate::error::InvokeError;
 use crate::logs::{LogLine, LogSink, Stream};
 use crate::reconcile::Reconciler;
-use crate::sandbox::{Confined, IdleFreezer, Limits, Plan, Sandbox};
+use crate::sandbox::{authority, relay_platform_api, Confined, IdleFreezer, Limits, NetNs, Plan, Relay, Sandbox};
 use crate::Prepared;
 use bytes::Bytes;
 use nix::sys::signal::{killpg, Signal};
@@ -76,6 +76,8 @@ pub(crate) struct Spawned {
     control: Option<tokio::sync::Mutex<tokio::net::UnixStream>>,
     /// Freezes the instance while it is idle (`sandbox/freezer.rs`), when confined.
     freezer: Option<Arc<IdleFreezer>>,
+    /// The platform API relay into the instance's own network namespace (`network = "none"`).
+    _relay: Option<Relay>,
 }
 
 /// How a process is confined (`sandbox/mod.rs`).
@@ -88,6 +90,11 @@ pub(crate) struct Confine<'a> {
     pub extra_read_only: &'a [std::path::PathBuf],
     /// A spare whose program comes later ([`Spawned::exec`]), for `provided` functions.
     pub exec_later: bool,
+    /// A network namespace of its own (`network = "none"`, `sandbox/netns.rs`); never for a
+    /// spare.
+    pub network_none: bool,
+    /// `GUST_API` as the host's functions get it, relayed into the namespace.
+    pub platform_api: Option<&'a str>,
 }
 
 impl Spawned {
@@ -104,7 +111,54 @@ impl Spawned {
         socket_dir: Option<&std::path::Path>,
         confine: Option<Confine<'_>>,
     ) -> std::io::Result<Self> {
-        let api = ApiServer::bind(socket_dir, confine.is_some()).await?;
+        let network_none = confine.as_ref().is_some_and(|c| c.network_none);
+        let made = match &confine {
+            Some(c) if c.network_none && c.code.is_none() => {
+                return Err(std::io::Error::other(
+                    "a prewarmed spare cannot have a network namespace",
+                ))
+            }
+            Some(c) if c.network_none => {
+                let making = Instant::now();
+                let made = NetNs::create().await.map_err(|e| {
+                    std::io::Error::new(e.kind(), format!("making the instance's network namespace: {e}"))
+                })?;
+                tracing::debug!(
+                    netns_us = making.elapsed().as_micros() as u64,
+                    "made an instance's network namespace"
+                );
+                Some(made)
+            }
+            _ => None,
+        };
+        let mut netns_fd = None;
+        let mut relay = None;
+        let rewritten: Vec<(String, String)>;
+        let mut env = env;
+        let api = match made {
+            Some(made) => {
+                // GUST_API (and the service URLs under it) point at the relay inside.
+                if let Some(url) = confine.as_ref().and_then(|c| c.platform_api) {
+                    let target = authority(url)
+                        .ok_or_else(|| std::io::Error::other(format!("cannot relay the platform API at {url}")))?;
+                    let inside = format!("http://{}", made.platform_api.local_addr()?);
+                    relay = Some(relay_platform_api(made.platform_api, target.to_string())?);
+                    rewritten = env
+                        .iter()
+                        .map(|(k, v)| match v.strip_prefix(url) {
+                            Some(rest) if k == "GUST_API" || k.starts_with("GUST_SERVICE_") => {
+                                (k.clone(), format!("{inside}{rest}"))
+                            }
+                            _ => (k.clone(), v.clone()),
+                        })
+                        .collect();
+                    env = &rewritten;
+                }
+                netns_fd = Some(made.ns);
+                ApiServer::bind(socket_dir, true, Some((made.runtime_api, Arc::new(made.netns)))).await?
+            }
+            None => ApiServer::bind(socket_dir, confine.is_some(), None).await?,
+        };
         let id = InstanceId(NEXT_ID.fetch_add(1, Ordering::Relaxed));
         let mut control = None;
         let mut confined = None;
@@ -123,6 +177,7 @@ impl Spawned {
                     extra_read_only: c.extra_read_only,
                     exec_later: c.exec_later,
                     cwd: &cwd.to_string_lossy(),
+                    netns_on_stdin: network_none,
                 };
                 let held = c.sandbox.confine(&plan, id.0)?;
                 if let (Some(uid), Some(socket)) = (held.uid(), api.socket_path.as_deref()) {
@@ -142,6 +197,9 @@ impl Spawned {
                     ours.set_nonblocking(true)?;
                     control = Some(tokio::sync::Mutex::new(tokio::net::UnixStream::from_std(ours)?));
                     cmd.stdin(Stdio::from(std::os::fd::OwnedFd::from(theirs)));
+                } else if let Some(ns) = netns_fd.take() {
+                    // The launcher joins it (`--netns 0`) and puts /dev/null in its place.
+                    cmd.stdin(Stdio::from(ns));
                 } else {
                     cmd.stdin(Stdio::null());
                 }
@@ -249,6 +307,7 @@ impl Spawned {
             confined,
             control,
             freezer,
+            _relay: relay,
         })
     }
 
@@ -519,6 +578,8 @@ impl Prepared {
                     tmp_mb: spec.ephemeral_storage_mb,
                     extra_read_only: &self.extra_read_only,
                     exec_later: false,
+                    network_none: spec.network == gust_model::Network::None,
+                    platform_api: self.platform_api.as_deref(),
                 });
                 let cwd = match confine {
                     Some(_) => std::path::Path::new(crate::sandbox::TASK_ROOT),

@@ -126,6 +126,8 @@ impl Spares {
                             tmp_mb: gust_model::defaults::EPHEMERAL_STORAGE_MB,
                             extra_read_only: &[],
                             exec_later: kind == RuntimeKind::Provided,
+                            network_none: false,
+                            platform_api: None,
                         }),
                     )
                     .await

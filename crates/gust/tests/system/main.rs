@@ -14,6 +14,7 @@ mod freezer;
 mod gateway;
 mod integration;
 mod limits;
+mod network;
 mod observability;
 mod output;
 mod runtimes;

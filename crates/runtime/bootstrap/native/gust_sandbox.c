@@ -23,6 +23,9 @@
  *   --uid N --gid N     run the function as N (Gust runs as root)
  *   --userns            create a user namespace mapping our own uid/gid (Gust is not root)
  *   --net-none          a new network namespace with only a loopback interface
+ *   --netns FD          join the network namespace open as FD first (`network = "none"`: Gust
+ *                       made it, with the instance's Runtime API and platform API listeners
+ *                       inside; sandbox/netns.rs); FD 0 is then replaced by /dev/null
  *   --seccomp FILE      seccomp programs to load before exec: [u32 count][count * 8 bytes]...
  *   --nofile N          RLIMIT_NOFILE; --nproc N RLIMIT_NPROC (per-instance uid only)
  *   --cwd DIR           working directory inside (default /var/task)
@@ -101,10 +104,10 @@ static struct {
     const char *cgroup[MAX_LIST];
     int n_cgroup;
     unsigned long long tmp_bytes;
-    long uid, gid, nofile, nproc;
+    long uid, gid, nofile, nproc, netns;
     int userns, net_none, control, exec_later;
     char **argv, **envp;
-} opt = {.uid = -1, .gid = -1, .nofile = -1, .nproc = -1};
+} opt = {.uid = -1, .gid = -1, .nofile = -1, .nproc = -1, .netns = -1};
 
 /* The seccomp programs, read before the root changes. */
 static struct sock_fprog filters[4];
@@ -621,6 +624,7 @@ static void parse(int argc, char **argv) {
         else if (!strcmp(a, "--gid")) { TAKE(); opt.gid = atol(v); }
         else if (!strcmp(a, "--nofile")) { TAKE(); opt.nofile = atol(v); }
         else if (!strcmp(a, "--nproc")) { TAKE(); opt.nproc = atol(v); }
+        else if (!strcmp(a, "--netns")) { TAKE(); opt.netns = atol(v); }
         else if (!strcmp(a, "--userns")) opt.userns = 1;
         else if (!strcmp(a, "--net-none")) opt.net_none = 1;
         else if (!strcmp(a, "--control")) opt.control = 1;
@@ -657,6 +661,10 @@ static void parse(int argc, char **argv) {
         errno = EINVAL;
         die("usage: gust-sandbox --root DIR [options] -- PROGRAM [ARGS...] (or --control --exec-later)");
     }
+    if (opt.netns >= 0 && (opt.net_none || opt.userns || (opt.netns == 0 && opt.control))) {
+        errno = EINVAL;
+        die("--netns goes with neither --net-none, --userns nor (as fd 0) --control");
+    }
     opt.argv = i < argc ? argv + i : NULL;
 }
 
@@ -672,6 +680,17 @@ int main(int argc, char **argv) {
         write_file(path, pid);
     }
     if (opt.seccomp) read_seccomp(opt.seccomp);
+    if (opt.netns >= 0) {
+        /* Before the other namespaces: the function's whole tree is inside. */
+        if (setns((int)opt.netns, CLONE_NEWNET) < 0) die("setns (network namespace fd %ld)", opt.netns);
+        if (opt.netns == 0) {
+            int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+            if (devnull < 0 || dup2(devnull, 0) < 0) die("/dev/null as stdin");
+            close(devnull);
+        } else {
+            close((int)opt.netns);
+        }
+    }
     int flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC;
     if (opt.userns) flags |= CLONE_NEWUSER;
     if (opt.net_none) flags |= CLONE_NEWNET;

@@ -19,19 +19,23 @@
 //!   execution environments;
 //! - **seccomp** (`seccomp.rs`), `no_new_privs`, every capability dropped, no core dumps,
 //!   `RLIMIT_NOFILE` 1,024 (Lambda's figure);
-//! - **a Runtime API only its own processes can use** (`peer.rs`).
+//! - **a Runtime API only its own processes can use** (`peer.rs`);
+//! - for a `network = "none"` function, **a network namespace of its own** with only loopback,
+//!   its Runtime API and a relay to the platform API inside (`netns.rs`).
 //!
 //! What is available is found once at start ([`Sandbox::new`]); each protection that is off
 //! is named with its reason ([`Protection`]), and `strict` refuses to start instead.
 
 mod cgroup;
 mod freezer;
+mod netns;
 mod peer;
 mod seccomp;
 
 pub(crate) use cgroup::Limits;
 pub use freezer::Freezer;
 pub(crate) use freezer::IdleFreezer;
+pub(crate) use netns::{authority, relay_platform_api, NetNs, Relay};
 pub(crate) use peer::{namespace_of, tcp_peer_allowed, unix_peer_allowed};
 
 use std::collections::{BTreeSet, HashSet};
@@ -123,6 +127,9 @@ pub struct Sandbox {
     hidden: Vec<PathBuf>,
     /// When idle instances are frozen; `None` when they are not (turned off, or no freezer).
     freeze_idle_after: Option<Duration>,
+    /// Whether an instance can get a network namespace of its own (`network = "none"`), or why
+    /// not.
+    network_none: Result<(), String>,
     report: Vec<Protection>,
 }
 
@@ -320,6 +327,22 @@ pub fn probe(
         enforced: true,
         detail: "only the instance's own processes may connect (peer traced by SO_PEERCRED / sock_diag)".into(),
     });
+    // Not a protection of every instance (a function asks for it), so not in the report:
+    // where it is missing, such functions are refused at deploy.
+    let network_none = if as_root {
+        match network_namespace_works() {
+            Ok(()) => {
+                tracing::debug!("sandbox: network = \"none\" functions get a network namespace each");
+                Ok(())
+            }
+            Err(e) => {
+                tracing::warn!("sandbox: network = \"none\" functions cannot start here: {e}");
+                Err(e)
+            }
+        }
+    } else {
+        Err("a network namespace per instance needs Gust to run as root (CAP_SYS_ADMIN)".to_string())
+    };
     let mut read_only: BTreeSet<PathBuf> = SYSTEM_DIRS.iter().map(PathBuf::from).collect();
     for d in [&files.node_bootstrap, &files.python_bootstrap] {
         if let Some(parent) = d.parent() {
@@ -339,9 +362,17 @@ pub fn probe(
         read_only: Mutex::new(read_only),
         hidden: settings.hidden.clone(),
         freeze_idle_after,
+        network_none,
         report: report.clone(),
     });
     refuse_or_run(settings, report, Some(sandbox))
+}
+
+/// One network namespace made and let go, as an instance's would be.
+fn network_namespace_works() -> Result<(), String> {
+    NetNs::create_blocking()
+        .map(drop)
+        .map_err(|e| format!("cannot make a network namespace: {e}"))
 }
 
 /// `strict` with a protection off.
@@ -489,6 +520,9 @@ impl Sandbox {
             a.opt("--seccomp", &s.to_string_lossy());
         }
         a.opt("--nofile", &MAX_OPEN_FILES.to_string());
+        if plan.netns_on_stdin {
+            a.opt("--netns", "0");
+        }
         a.opt("--cwd", plan.cwd);
         confined.args = a.0;
         Ok(confined)
@@ -498,6 +532,11 @@ impl Sandbox {
     /// is given a function, out of the function's reach only under a uid of its own.
     pub(crate) fn supports_spares(&self) -> bool {
         self.as_root
+    }
+
+    /// Whether a `network = "none"` function's instances can start here, or why not.
+    pub fn network_none(&self) -> Result<(), &str> {
+        self.network_none.as_ref().map(|_| ()).map_err(String::as_str)
     }
 
     /// How long an instance is idle before it is frozen, when idle instances are frozen.
@@ -544,6 +583,9 @@ pub(crate) struct Plan<'a> {
     pub exec_later: bool,
     /// The working directory inside.
     pub cwd: &'a str,
+    /// The launcher's stdin is the instance's network namespace, to join (`network = "none"`,
+    /// `netns.rs`).
+    pub netns_on_stdin: bool,
 }
 
 /// What one confined instance holds: its uid and cgroup, given back when it is reaped.

@@ -14,8 +14,9 @@
 //! before a byte is read. The check costs a few `/proc` reads per connection, not per
 //! request; runtime clients keep their connection.
 
+use super::netns::NetNs;
 use std::net::{IpAddr, SocketAddr};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 
 /// The pid namespace of the instance whose launcher is `launcher`, as `/proc` names it.
 pub(crate) fn namespace_of(launcher: i32) -> Option<std::path::PathBuf> {
@@ -35,10 +36,15 @@ pub(crate) fn unix_peer_allowed(stream: &tokio::net::UnixStream, ns: &std::path:
 }
 
 /// Whether the peer of a loopback TCP connection is a process of the instance whose launcher
-/// is `launcher`.
-pub(crate) fn tcp_peer_allowed(local: SocketAddr, peer: SocketAddr, launcher: i32) -> bool {
+/// is `launcher`. `netns`: the instance's own network namespace, where the listener is
+/// (`network = "none"`); the connection is looked up there.
+pub(crate) fn tcp_peer_allowed(local: SocketAddr, peer: SocketAddr, launcher: i32, netns: Option<&NetNs>) -> bool {
     let Some(ns) = namespace_of(launcher) else { return false };
-    let Some(inode) = peer_socket_inode(local, peer) else {
+    let inode = match netns {
+        Some(n) => n.with_diag(|diag| peer_socket_inode(local, peer, Some(diag))),
+        None => peer_socket_inode(local, peer, None),
+    };
+    let Some(inode) = inode else {
         return false;
     };
     let wanted = format!("socket:[{inode}]");
@@ -79,8 +85,9 @@ const NLMSG_ERROR: u16 = 2;
 const IPPROTO_TCP: u8 = 6;
 
 /// The inode of the socket at the other end of a loopback TCP connection (local `peer`,
-/// remote `local`), from the kernel's socket diagnostics.
-fn peer_socket_inode(local: SocketAddr, peer: SocketAddr) -> Option<u32> {
+/// remote `local`), from the kernel's socket diagnostics: asked on `diag` when given (a
+/// socket made in another network namespace), else on a new socket in Gust's own.
+fn peer_socket_inode(local: SocketAddr, peer: SocketAddr, diag: Option<&OwnedFd>) -> Option<u32> {
     use nix::sys::socket::{
         recv, sendto, socket, AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType,
     };
@@ -113,13 +120,20 @@ fn peer_socket_inode(local: SocketAddr, peer: SocketAddr) -> Option<u32> {
     req.extend_from_slice(&u32::MAX.to_ne_bytes()); // no cookie
     req.extend_from_slice(&u32::MAX.to_ne_bytes());
     debug_assert_eq!(req.len(), 72);
-    let fd = socket(
-        AddressFamily::Netlink,
-        SockType::Datagram,
-        SockFlag::SOCK_CLOEXEC,
-        SockProtocol::NetlinkSockDiag,
-    )
-    .ok()?;
+    let own;
+    let fd = match diag {
+        Some(d) => d,
+        None => {
+            own = socket(
+                AddressFamily::Netlink,
+                SockType::Datagram,
+                SockFlag::SOCK_CLOEXEC,
+                SockProtocol::NetlinkSockDiag,
+            )
+            .ok()?;
+            &own
+        }
+    };
     sendto(fd.as_raw_fd(), &req, &NetlinkAddr::new(0, 0), MsgFlags::empty()).ok()?;
     let mut buf = [0u8; 1024];
     let n = recv(fd.as_raw_fd(), &mut buf, MsgFlags::empty()).ok()?;
@@ -142,12 +156,12 @@ mod tests {
         let local = listener.local_addr().unwrap();
         let client = std::net::TcpStream::connect(local).unwrap();
         let (_served, peer) = listener.accept().unwrap();
-        let inode = peer_socket_inode(local, peer).expect("sock_diag answers for a live connection");
+        let inode = peer_socket_inode(local, peer, None).expect("sock_diag answers for a live connection");
         let link = std::fs::read_link(format!("/proc/self/fd/{}", client.as_raw_fd())).unwrap();
         assert_eq!(link.to_string_lossy(), format!("socket:[{inode}]"));
         // A port nobody uses has no socket.
         let gone: SocketAddr = "127.0.0.1:1".parse().unwrap();
-        assert_eq!(peer_socket_inode(local, gone), None);
+        assert_eq!(peer_socket_inode(local, gone, None), None);
     }
 
     #[test]
