@@ -201,6 +201,20 @@ async fn overlap_skip_drops_a_tick_while_the_previous_run_is_going() {
     app.stop().await;
 }
 
+/// The dead letters of `queue`, once there is one (or none after 10 s).
+async fn dead_letters(app: &TestApp, queue: &str) -> Vec<gust_events::DeadLetter> {
+    let log = app.platform().events.log().clone();
+    let mut dead = Vec::new();
+    for _ in 0..500 {
+        dead = log.dlq_list(Some(queue)).await.unwrap();
+        if !dead.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    dead
+}
+
 #[tokio::test]
 async fn a_failing_scheduled_run_is_retried_then_dead_lettered() {
     let clock = ManualClock::new(at("2026-11-26T10:00:30Z"));
@@ -217,15 +231,7 @@ async fn a_failing_scheduled_run_is_retried_then_dead_lettered() {
     let app = TestApp::start_with_clock(dir, clock.clone()).await;
     settled(&clock, 1).await;
     clock.advance(TimeDelta::seconds(30));
-    let log = app.platform().events.log().clone();
-    let mut dead = Vec::new();
-    for _ in 0..500 {
-        dead = log.dlq_list(Some("gust.schedule.flaky")).await.unwrap();
-        if !dead.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let dead = dead_letters(&app, "gust.schedule.flaky").await;
     assert_eq!(dead.len(), 1, "the run ends in the schedule's DLQ");
     assert_eq!(dead[0].attempts, 2);
     assert_eq!(dead[0].reason, "MaxAttemptsExceeded");
@@ -254,15 +260,7 @@ async fn a_scheduled_run_no_retry_can_fix_is_dead_lettered_at_once() {
     let app = TestApp::start_with_clock(dir, clock.clone()).await;
     settled(&clock, 1).await;
     clock.advance(TimeDelta::seconds(30));
-    let log = app.platform().events.log().clone();
-    let mut dead = Vec::new();
-    for _ in 0..500 {
-        dead = log.dlq_list(Some("gust.schedule.huge")).await.unwrap();
-        if !dead.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let dead = dead_letters(&app, "gust.schedule.huge").await;
     assert_eq!(dead.len(), 1, "the run ends in the schedule's DLQ");
     assert_eq!(dead[0].reason, "NonRetryable: FunctionResponseTooLarge");
     assert_eq!(dead[0].attempts, 1, "5 were allowed; none was retried");
