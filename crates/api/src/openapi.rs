@@ -69,6 +69,15 @@ fn path(name: &'static str, description: &'static str) -> Param {
     }
 }
 
+/// `?seq=1,2` of the dead-letter actions.
+fn seq_list() -> Param {
+    query(
+        "seq",
+        inline::<String>,
+        "Only these, comma-separated (`1,2`); default: all.",
+    )
+}
+
 fn query(name: &'static str, schema: SchemaOf, description: &'static str) -> Param {
     Param {
         name,
@@ -411,11 +420,7 @@ fn contract(e: Endpoint) -> Contract {
             ok::<Redriven>(200, "How many were queued again."),
         )
         .param(path("subscription", "The subscription's name."))
-        .param(query(
-            "seq",
-            inline::<String>,
-            "Only these, comma-separated (`1,2`); default: all.",
-        ))
+        .param(seq_list())
         .error(400, "InvalidParameter", "`seq` is not a list of numbers")
         .error(404, "SubscriptionNotFound", "no subscription with this name")
         .error(404, "EventsDisabled", "events are not enabled on this Gust")
@@ -426,11 +431,7 @@ fn contract(e: Endpoint) -> Contract {
             ok::<Purged>(200, "How many were deleted."),
         )
         .param(path("subscription", "The subscription's name."))
-        .param(query(
-            "seq",
-            inline::<String>,
-            "Only these, comma-separated (`1,2`); default: all.",
-        ))
+        .param(seq_list())
         .error(400, "InvalidParameter", "`seq` is not a list of numbers")
         .error(404, "EventsDisabled", "events are not enabled on this Gust")
         .storage_error(),
