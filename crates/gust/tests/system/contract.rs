@@ -173,7 +173,7 @@ const BROKEN: &str = r#"exports.handler = async () => { throw new Error("contrac
 async fn cli(dir: &str, args: &[&str]) -> String {
     let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
     all.extend(["--app".to_string(), dir.to_string()]);
-    let out = run_gust(all).await;
+    let out = gust_cli(all, vec![]).await;
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(
         out.status.success(),
@@ -181,20 +181,6 @@ async fn cli(dir: &str, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     stdout
-}
-
-async fn run_gust(args: Vec<String>) -> std::process::Output {
-    tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_gust"))
-            .args(args)
-            .env_remove("GUST_OPERATOR_TOKEN")
-            .env_remove("GUST_ADMIN")
-            .env_remove("GUST_STATE_DIR")
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap()
 }
 
 fn parse<T: serde::de::DeserializeOwned>(what: &str, text: &str) -> T {
@@ -310,7 +296,7 @@ async fn the_admin_address_serves_its_contract_to_anyone_on_it() {
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-type"], "application/json");
     assert_eq!(r.text().await.unwrap(), gust_api::openapi());
-    let printed = run_gust(vec!["openapi".into()]).await;
+    let printed = gust_cli(vec!["openapi".into()], vec![]).await;
     assert!(printed.status.success());
     assert_eq!(String::from_utf8_lossy(&printed.stdout), gust_api::openapi());
     // The health check is in it too.
@@ -380,10 +366,10 @@ async fn the_cli_refuses_an_answer_that_is_not_the_contract() {
             .map(|s| s.to_string())
             .collect()
     };
-    let out = run_gust(args()).await;
+    let out = gust_cli(args(), vec![]).await;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("v2"));
-    let out = run_gust(args()).await;
+    let out = gust_cli(args(), vec![]).await;
     assert!(!out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -324,22 +324,6 @@ async fn python(script: &'static str, args: Vec<String>, env: Vec<(&'static str,
     json(String::from_utf8_lossy(&out.stdout).trim())
 }
 
-/// `gust ARGS` (off the runtime thread).
-async fn gust_cli(args: Vec<String>, env: Vec<(&'static str, String)>) -> std::process::Output {
-    tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_gust"))
-            .args(args)
-            .env_remove("GUST_OPERATOR_TOKEN")
-            .env_remove("GUST_ADMIN")
-            .env_remove("GUST_STATE_DIR")
-            .envs(env)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap()
-}
-
 fn contains_bytes(dir: &Path, needle: &str) -> bool {
     ["state.db", "state.db-wal"]
         .iter()

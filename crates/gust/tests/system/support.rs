@@ -430,3 +430,20 @@ impl Drop for GustUp {
         let _ = self.child.wait();
     }
 }
+
+/// `gust ARGS` with `env` (off the runtime thread), none of the caller's own `GUST_*`
+/// settings leaking in.
+pub async fn gust_cli(args: Vec<String>, env: Vec<(&'static str, String)>) -> std::process::Output {
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_gust"))
+            .args(args)
+            .env_remove("GUST_OPERATOR_TOKEN")
+            .env_remove("GUST_ADMIN")
+            .env_remove("GUST_STATE_DIR")
+            .envs(env)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}
