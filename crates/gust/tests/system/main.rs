@@ -4,6 +4,7 @@
 mod support;
 
 mod aws_sdk;
+mod cgroup_v2;
 mod contract;
 mod control_plane;
 mod counters;

@@ -5,9 +5,13 @@
 //! - **cgroup v1** (one hierarchy per controller, `/sys/fs/cgroup/<controller>`): Gust makes
 //!   `gust-<pid>-<n>/i-<n>` under its own cgroup of each of `memory`, `pids`, `cpu`, `freezer`.
 //! - **cgroup v2** (one unified tree): Gust needs a subtree it may write to (root, or one
-//!   delegated to it, e.g. systemd's `Delegate=yes`). Its own cgroup may hold no process once
-//!   controllers are enabled for children, so Gust moves itself into `<own>/gust` and makes
-//!   instances `<own>/i-<n>` with `memory`, `pids` and `cpu` enabled.
+//!   delegated to it, e.g. systemd's `Delegate=yes`) with the `memory` and `pids` controllers
+//!   available (`cpu` is used where it is). A cgroup with controllers enabled for its children
+//!   may hold no process itself ("no internal processes"), so Gust first moves itself into a
+//!   leaf `<own>/gust`, then enables the controllers in `<own>` and makes, as under v1,
+//!   `<own>/gust-<pid>-<n>/i-<n>`. The `gust` leaf, where Gust's own process is, stays when Gust
+//!   exits (it cannot remove the cgroup it is in; the next start uses it again, systemd removes
+//!   a unit's tree when it stops).
 //!
 //! Gust writes the limits before the process starts (`gust-sandbox --cgroup` joins the
 //! cgroups, so every process of the instance is counted) and again when a prewarmed spare is
@@ -26,7 +30,10 @@ pub(crate) enum Layout {
         freezer: Option<PathBuf>,
     },
     V2 {
+        /// `<own>/gust-<pid>-<n>`: this sandbox's instances are `i-<n>` under it.
         parent: PathBuf,
+        /// Whether instances get the `cpu` controller (CPU weight).
+        cpu: bool,
     },
 }
 
@@ -58,11 +65,7 @@ impl Layout {
             dir.is_dir().then_some(dir)
         };
         if let (Some(memory), Some(pids)) = (v1_path("memory"), v1_path("pids")) {
-            // One parent per sandbox (tests run several Gusts in one process), named by pid so
-            // that a dead Gust's can be told apart.
-            static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let gust = format!("gust-{}-{n}", std::process::id());
+            let gust = sandbox_dir_name();
             let make = |dir: &Path| -> Result<PathBuf, String> {
                 let d = dir.join(&gust);
                 std::fs::create_dir_all(&d).map_err(|e| format!("cannot create {}: {e}", d.display()))?;
@@ -83,35 +86,26 @@ impl Layout {
             });
         }
         if mount.join("cgroup.controllers").is_file() {
-            let rel = own
-                .lines()
-                .find_map(|l| l.strip_prefix("0::"))
-                .ok_or("no cgroup v2 entry in /proc/self/cgroup")?;
-            let parent = mount.join(rel.trim_start_matches('/'));
-            let controllers = std::fs::read_to_string(parent.join("cgroup.controllers")).unwrap_or_default();
-            for c in ["memory", "pids"] {
-                if !controllers.split_whitespace().any(|x| x == c) {
-                    return Err(format!(
-                        "cgroup v2: the `{c}` controller is not delegated to {}",
-                        parent.display()
-                    ));
-                }
-            }
-            // No internal processes: Gust leaves the parent for a leaf of its own.
-            let leaf = parent.join("gust");
-            std::fs::create_dir_all(&leaf).map_err(|e| format!("cannot create {}: {e}", leaf.display()))?;
-            std::fs::write(leaf.join("cgroup.procs"), std::process::id().to_string())
-                .map_err(|e| format!("cannot move Gust into {}: {e}", leaf.display()))?;
-            let enable = if controllers.split_whitespace().any(|x| x == "cpu") {
-                "+memory +pids +cpu"
-            } else {
-                "+memory +pids"
-            };
-            std::fs::write(parent.join("cgroup.subtree_control"), enable)
-                .map_err(|e| format!("cannot enable controllers in {}: {e}", parent.display()))?;
-            return Ok(Layout::V2 { parent });
+            return detect_v2(mount, &own);
         }
         Err("no writable cgroup hierarchy with the memory and pids controllers (cgroup v1 under /sys/fs/cgroup/<controller>, or a delegated cgroup v2 subtree)".into())
+    }
+
+    /// What instances are confined by, for the report ("cgroup v2 (DIR): memory ...").
+    pub(crate) fn summary(&self, max_pids: u32) -> String {
+        let (version, dir, cpu) = match self {
+            Layout::V1 { memory, cpu, .. } => ("v1", memory, cpu.is_some()),
+            Layout::V2 { parent, cpu } => ("v2", parent, *cpu),
+        };
+        format!(
+            "cgroup {version} ({}): memory (children count), {max_pids} pids{}",
+            dir.display(),
+            if cpu {
+                ", CPU weight by memory"
+            } else {
+                "; no CPU weight (no `cpu` controller)"
+            }
+        )
     }
 
     /// Why instances cannot be frozen here, or `None` when they can.
@@ -121,8 +115,8 @@ impl Layout {
             Layout::V1 { freezer: None, .. } => {
                 Some("cgroup v1 without a writable `freezer` controller for Gust's cgroup".into())
             }
-            // Gust's own leaf has the same files as an instance's would.
-            Layout::V2 { parent } => (!parent.join("gust").join("cgroup.freeze").is_file())
+            // This sandbox's parent has the same files as an instance's will.
+            Layout::V2 { parent, .. } => (!parent.join("cgroup.freeze").is_file())
                 .then(|| "cgroup v2 without `cgroup.freeze` (Linux before 5.2)".into()),
         }
     }
@@ -159,7 +153,7 @@ impl Layout {
                 cpu: cpu.as_ref().map(|d| d.join(&name)),
                 freezer: freezer.as_ref().map(|d| d.join(&name)),
             },
-            Layout::V2 { parent } => Cgroup::V2(parent.join(&name)),
+            Layout::V2 { parent, .. } => Cgroup::V2(parent.join(&name)),
         };
         for d in group.dirs() {
             match std::fs::create_dir(&d) {
@@ -183,8 +177,17 @@ impl Layout {
                 cpu,
                 freezer,
             } => v1_dirs(memory, pids, cpu, freezer).collect(),
-            // v2: Gust itself lives in `<parent>/gust`; the parent is not Gust's to remove.
-            Layout::V2 { .. } => Vec::new(),
+            Layout::V2 { parent, .. } => {
+                // The last instances' cgroups may still be going (`Cgroup::remove` runs on a
+                // thread of its own): this is the last chance before Gust exits.
+                if let Ok(entries) = std::fs::read_dir(parent) {
+                    for e in entries.flatten().filter(|e| e.path().is_dir()) {
+                        Cgroup::V2(e.path()).remove();
+                    }
+                }
+                Cgroup::V2(parent.clone()).remove();
+                return;
+            }
         };
         for d in dirs {
             if let Some(f) = super::Freezer::v1(&d.join(HOLD)) {
@@ -194,6 +197,82 @@ impl Layout {
             let _ = std::fs::remove_dir(d);
         }
     }
+}
+
+/// `gust-<pid>-<n>`: one parent per sandbox (tests run several Gusts in one process), named by
+/// pid so that a dead Gust's can be told apart.
+fn sandbox_dir_name() -> String {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("gust-{}-{n}", std::process::id())
+}
+
+/// The cgroup v2 directory this process was started in, once Gust has moved itself out of it
+/// into its `gust` leaf: later sandboxes of the same process (tests) use the same one.
+static V2_OWN: std::sync::Mutex<Option<PathBuf>> = std::sync::Mutex::new(None);
+
+/// The cgroup v2 layout under the cgroup Gust was started in (`own`: /proc/self/cgroup).
+fn detect_v2(mount: &Path, own: &str) -> Result<Layout, String> {
+    let mut moved = V2_OWN.lock().unwrap_or_else(|p| p.into_inner());
+    let base = match &*moved {
+        Some(base) => base.clone(),
+        None => {
+            let rel = own
+                .lines()
+                .find_map(|l| l.strip_prefix("0::"))
+                .ok_or("no cgroup v2 entry in /proc/self/cgroup")?;
+            mount.join(rel.trim().trim_start_matches('/'))
+        }
+    };
+    let controllers = std::fs::read_to_string(base.join("cgroup.controllers"))
+        .map_err(|e| format!("cgroup v2: cannot read {}/cgroup.controllers: {e}", base.display()))?;
+    let has = |c: &str| controllers.split_whitespace().any(|x| x == c);
+    for c in ["memory", "pids"] {
+        if !has(c) {
+            return Err(format!(
+                "cgroup v2: the `{c}` controller is not available in {} (it has: {}); enable it in the parent's cgroup.subtree_control, or run Gust in a subtree delegated with it (systemd: Delegate=yes)",
+                base.display(),
+                controllers.trim()
+            ));
+        }
+    }
+    if moved.is_none() {
+        // No internal processes: Gust leaves its cgroup for a leaf of its own first.
+        let leaf = base.join("gust");
+        std::fs::create_dir_all(&leaf).map_err(|e| {
+            format!(
+                "cgroup v2: cannot create {}: {e} (Gust needs {} writable: root, or a subtree delegated to its user)",
+                leaf.display(),
+                base.display()
+            )
+        })?;
+        std::fs::write(leaf.join("cgroup.procs"), std::process::id().to_string())
+            .map_err(|e| format!("cgroup v2: cannot move Gust into {}: {e}", leaf.display()))?;
+        *moved = Some(base.clone());
+    }
+    drop(moved);
+    let enable = |dir: &Path, what: &str| {
+        std::fs::write(dir.join("cgroup.subtree_control"), what).map_err(|e| {
+            let why = if e.raw_os_error() == Some(nix::libc::EBUSY) {
+                " (other processes are in it: cgroup v2 lets only leaves hold processes, so Gust needs a cgroup of its own, e.g. a systemd service with Delegate=yes)"
+            } else {
+                ""
+            };
+            format!(
+                "cgroup v2: cannot enable `{what}` in {}: {e}{why}",
+                dir.display()
+            )
+        })
+    };
+    enable(&base, "+memory +pids")?;
+    // CPU weight where the host lets it be enabled (not with realtime tasks under
+    // CONFIG_RT_GROUP_SCHED, for one); memory and pids are what the sandbox cannot do without.
+    let cpu = has("cpu") && enable(&base, "+cpu").is_ok();
+    let parent = base.join(sandbox_dir_name());
+    std::fs::create_dir_all(&parent).map_err(|e| format!("cgroup v2: cannot create {}: {e}", parent.display()))?;
+    enable(&parent, if cpu { "+memory +pids +cpu" } else { "+memory +pids" })?;
+    remove_stale_siblings(&parent);
+    Ok(Layout::V2 { parent, cpu })
 }
 
 /// The empty cgroup Gust keeps frozen beside its instances' (cgroup v1).

@@ -244,14 +244,7 @@ pub fn probe(
             report.push(Protection {
                 name: "resource limits",
                 enforced: true,
-                detail: format!(
-                    "cgroup {}: memory (children count), {MAX_PIDS} pids, CPU weight by memory",
-                    if matches!(layout, cgroup::Layout::V1 { .. }) {
-                        "v1"
-                    } else {
-                        "v2"
-                    }
-                ),
+                detail: layout.summary(MAX_PIDS),
             });
             Some(layout)
         }
@@ -399,6 +392,10 @@ fn refuse_or_run(
         Some(_) => {
             let on: Vec<&str> = report.iter().filter(|p| p.enforced).map(|p| p.name).collect();
             tracing::info!("sandbox: instances are confined: {}", on.join(", "));
+            // Which cgroup tree, where: the one host-dependent choice an operator checks.
+            if let Some(limits) = report.iter().find(|p| p.enforced && p.name == "resource limits") {
+                tracing::info!("sandbox: resource limits: {}", limits.detail);
+            }
         }
     }
     Ok(sandbox)
