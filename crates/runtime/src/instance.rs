@@ -323,6 +323,7 @@ impl Spawned {
             cg.set_limits(Limits {
                 memory_mb,
                 pids: crate::sandbox::MAX_PIDS,
+                cpu_mb: crate::sandbox::INIT_CPU_MB,
             })
             .map_err(|e| format!("setting the spare's limits: {e}"))?;
         }
@@ -410,6 +411,13 @@ impl Spawned {
     fn busy(&self) {
         if let Some(f) = &self.freezer {
             f.busy();
+        }
+    }
+
+    /// The init phase is over: from now on the instance gets the CPU weight of its memory.
+    fn end_init(&self, memory_mb: u32) {
+        if let Some(cg) = self.confined.as_ref().and_then(|c| c.cgroup.as_ref()) {
+            cg.set_cpu_weight(memory_mb);
         }
     }
 
@@ -545,6 +553,9 @@ impl Prepared {
         let started = Instant::now();
         let init_deadline = tokio::time::Instant::from_std(started + spec.init_timeout);
         let mut spare = self.spares.as_ref().and_then(|s| s.take(spec.kind.clone()));
+        // The replacement spare is built once this cold start is over, not beside it on the
+        // same cores.
+        let _replenish = self.spares.as_ref().map(|s| s.replenish_after(spec.kind.clone()));
         if let (Some(sp), Some(_)) = (&spare, &self.sandbox) {
             let taken = async {
                 sp.take_function(&spec.code_dir, &self.masks, spec.memory_mb).await?;
@@ -635,6 +646,7 @@ impl Prepared {
         match result {
             Ok(()) => {
                 instance.init_duration = started.elapsed();
+                instance.process.end_init(spec.memory_mb);
                 instance.process.idle();
                 tracing::debug!(function = %function, instance = %instance.id, pid = instance.process.pid, prewarmed, init_ms = instance.init_duration.as_millis() as u64, "instance started");
                 Ok(instance)

@@ -463,6 +463,9 @@ async fn a_provided_cold_start_takes_a_prewarmed_sandbox() {
         invoker.prewarmed_ready() >= 1
     })
     .await;
+    // A spare is background work: the smallest CPU weight until it is given a function.
+    let spare = invoker.prewarmed_pids()[0];
+    assert_eq!(cpu_shares(spare), 2, "a spare's CPU weight");
     let out = invoker
         .invoke(gust_runtime::Invocation::new(
             "echo",
@@ -478,6 +481,9 @@ async fn a_provided_cold_start_takes_a_prewarmed_sandbox() {
     let v = json(std::str::from_utf8(&out.payload).unwrap());
     assert_eq!(v["echo"]["hello"], "spare");
     assert_eq!(v["function_name"], "echo");
+    // Its init over, the instance (the spare it was) has the weight of its memory: 128 MB of
+    // the 1,769 MB that make a vCPU's 1,024 shares.
+    assert_eq!(cpu_shares(spare), 128 * 1024 / 1769, "the instance's CPU weight");
     // A new spare is made ready for the next cold start.
     wait_for("the spare to be replaced", Duration::from_secs(10), || {
         invoker.prewarmed_ready() >= 1
@@ -654,4 +660,23 @@ fn scopeguard(child: std::process::Child) -> impl Drop {
         }
     }
     Guard(child)
+}
+
+/// `cpu.shares` of the cgroup v1 `cpu` controller that process `pid` is in.
+fn cpu_shares(pid: i32) -> u64 {
+    let own = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let rel = own
+        .lines()
+        .find_map(|l| {
+            let mut parts = l.splitn(3, ':');
+            let (_, ctrls, path) = (parts.next()?, parts.next()?, parts.next()?);
+            ctrls.split(',').any(|c| c == "cpu").then(|| path.to_string())
+        })
+        .unwrap_or_else(|| panic!("no cpu cgroup for {pid}: {own}"));
+    let file = format!("/sys/fs/cgroup/cpu{rel}/cpu.shares");
+    std::fs::read_to_string(&file)
+        .unwrap_or_else(|e| panic!("{file}: {e}"))
+        .trim()
+        .parse()
+        .unwrap()
 }
