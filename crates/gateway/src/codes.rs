@@ -135,6 +135,8 @@ error_codes! {
     PlatformError => 500, Platform, false;
     /// A route names a JWT authorizer that is not loaded.
     AuthorizerUnavailable => 500, Platform, false;
+    /// A route's Lambda authorizer failed, timed out or answered garbage (never an Allow).
+    AuthorizerError => 500, Function, false;
     StorageError => 500, Platform, false;
 
     // The admin address.

@@ -16,6 +16,7 @@ pub mod auth;
 pub mod codes;
 mod error;
 mod gateway;
+pub mod lambda_auth;
 mod payload;
 mod publish;
 pub mod quotas;

@@ -27,8 +27,9 @@ pub struct RequestParts<'a> {
     pub host: &'a str,
     /// Epoch milliseconds when the request arrived.
     pub time_epoch_ms: i64,
-    /// What an authorizer established (`{"jwt": {"claims", "scopes"}}`), as API Gateway puts it
-    /// in `requestContext.authorizer`.
+    /// What an authorizer established, in the payload's shape (2.0: `{"jwt": {"claims",
+    /// "scopes"}}` or `{"lambda": {...}}`; 1.0: `{"claims", "scopes"}` or `{"principalId", ...}`),
+    /// as API Gateway puts it in `requestContext.authorizer`.
     pub authorizer: Option<&'a Value>,
 }
 
@@ -73,7 +74,7 @@ fn body_field(body: &Bytes, headers: &HeaderMap) -> (Value, bool) {
     (text.map_or(Value::Null, |t| Value::String(t.into_owned())), b64)
 }
 
-fn query_pairs(raw: &str) -> Vec<(String, String)> {
+pub(crate) fn query_pairs(raw: &str) -> Vec<(String, String)> {
     raw.split('&')
         .filter(|p| !p.is_empty())
         .map(|p| {
@@ -218,7 +219,7 @@ fn path_params_as_map<S: serde::Serializer>(params: &[(Arc<str>, String)], ser: 
     )
 }
 
-fn v2_event(r: &RequestParts<'_>) -> Vec<u8> {
+pub(crate) fn v2_event(r: &RequestParts<'_>) -> Vec<u8> {
     let mut cookies = Vec::new();
     for v in r.headers.get_all(http::header::COOKIE) {
         let v = String::from_utf8_lossy(v.as_bytes());
@@ -281,7 +282,7 @@ fn v2_event(r: &RequestParts<'_>) -> Vec<u8> {
     serde_json::to_vec(&event).expect("the event serialises")
 }
 
-fn v1_event(r: &RequestParts<'_>) -> Value {
+pub(crate) fn v1_event(r: &RequestParts<'_>) -> Value {
     let mut headers = Map::new();
     let mut multi: Map<String, Value> = Map::new();
     for (name, value) in r.headers {
@@ -347,9 +348,9 @@ fn v1_event(r: &RequestParts<'_>) -> Value {
         "isBase64Encoded": b64,
     });
     if let Some(a) = r.authorizer {
-        // REST APIs put a JWT's claims directly under `authorizer.claims`.
-        let a = a.get("jwt").cloned().unwrap_or_else(|| a.clone());
-        e["requestContext"]["authorizer"] = a;
+        // The gateway gives the 1.0 shape: a JWT's `{claims, scopes}`, a Lambda authorizer's
+        // `{principalId, ...context}`.
+        e["requestContext"]["authorizer"] = a.clone();
     }
     e
 }

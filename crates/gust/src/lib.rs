@@ -10,6 +10,7 @@
 
 pub mod auth;
 pub mod cost;
+pub mod handlers;
 pub mod operator;
 pub mod otlp;
 pub mod schedules;
@@ -95,6 +96,9 @@ pub struct Platform {
     pub state_dir: PathBuf,
     pub app: gust_model::App,
     pub warnings: Vec<String>,
+    /// API keys the manifest declares without a value, generated at this start:
+    /// `(name, key)`. The only time their plaintext exists; `gust up` prints them once.
+    pub new_api_keys: Vec<(String, String)>,
     pub invoker: Arc<Invoker>,
     pub events: Arc<Events>,
     /// Held for the platform's lifetime: the state directory is this Gust's alone.
@@ -219,6 +223,10 @@ impl Platform {
         gust_gateway::load_api_keys(kv.as_ref(), &api_keys)
             .await
             .map_err(|e| anyhow::anyhow!("api keys: {e}"))?;
+        // The manifest's keys (serverless.yml apiKeys): created, updated or revoked to match it.
+        let new_api_keys = gust_gateway::apikeys::sync_manifest_keys(kv.as_ref(), &api_keys, &app.api_keys)
+            .await
+            .map_err(|e| anyhow::anyhow!("{}: {e}", loaded.file.display()))?;
         // Quota counts survive a restart: read back here, written behind while running.
         let quota_store =
             gust_store::QuotaStore::open(&state_dir.join("state.db")).context("cannot open the quota counters")?;
@@ -226,7 +234,9 @@ impl Platform {
             .await
             .map_err(|e| anyhow::anyhow!("quota counters: {e}"))?;
         quotas.start(gust_gateway::quotas::FLUSH_EVERY);
-        let gateway_auth = auth::gateway_auth(&app, &secret_store, api_keys.clone(), quotas.counter()).await?;
+        let gateway_auth = auth::gateway_auth(&app, &secret_store, api_keys.clone(), quotas.counter())
+            .await
+            .with_context(|| loaded.file.display().to_string())?;
         let upstreams = upstreams::start(
             &app,
             &upstreams::GustAddresses {
@@ -298,6 +308,7 @@ impl Platform {
             state_dir,
             app,
             warnings: loaded.warnings,
+            new_api_keys,
             invoker,
             events,
             _lock: lock,

@@ -889,24 +889,103 @@ async fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// What `gust up` runs: functions and routes (on stderr, beside the log).
 fn print_app(app: &gust_model::App) {
+    let mut err = std::io::stderr().lock();
+    let _ = write_app(&mut err, app, false);
+}
+
+/// Functions and routes; with `all`, also topics, subscriptions, schedules and authorizers.
+fn write_app(out: &mut dyn std::io::Write, app: &gust_model::App, all: bool) -> std::io::Result<()> {
     for f in app.functions.values() {
-        eprintln!(
+        writeln!(
+            out,
             "  function {:<24} {:<16} {:<28} {} MB, timeout {:?}",
             f.name.as_str(),
             f.runtime,
             f.handler,
             f.memory_mb,
             f.timeout
-        );
+        )?;
     }
     for r in &app.routes {
         let target = match &r.target {
             gust_model::RouteTarget::Function { function, .. } => function.to_string(),
             gust_model::RouteTarget::Upstream { upstream, .. } => format!("upstream {upstream}"),
         };
-        eprintln!("  route    {:<24} -> {target}", r.key.to_string());
+        let mut checks = Vec::new();
+        if r.auth.api_key {
+            checks.push("api key".to_string());
+        }
+        if let Some(j) = &r.auth.jwt {
+            checks.push(format!("jwt {j}"));
+        }
+        if let Some(l) = &r.auth.lambda {
+            checks.push(format!("lambda authorizer {l}"));
+        }
+        let checks = if checks.is_empty() {
+            String::new()
+        } else {
+            format!("  [{}]", checks.join(", "))
+        };
+        writeln!(out, "  route    {:<24} -> {target}{checks}", r.key.to_string())?;
     }
+    if !all {
+        return Ok(());
+    }
+    for t in &app.topics {
+        let public = if app.public_topics.contains_key(t) {
+            "  (public: POST /events/{topic} on the gateway)"
+        } else {
+            ""
+        };
+        writeln!(out, "  topic    {t}{public}")?;
+    }
+    for s in &app.subscriptions {
+        writeln!(
+            out,
+            "  subscription {:<20} {} -> {} (batch {}, {} attempts)",
+            s.name.as_str(),
+            s.topic,
+            s.function,
+            s.batch_size,
+            s.max_attempts
+        )?;
+    }
+    for s in &app.schedules {
+        let off = if s.enabled { "" } else { " (disabled)" };
+        writeln!(
+            out,
+            "  schedule {:<24} {} ({}) -> {}{off}",
+            s.name.as_str(),
+            s.expression,
+            s.timezone,
+            s.function
+        )?;
+    }
+    for a in app.authorizers.values() {
+        writeln!(out, "  jwt authorizer {:<18} issuer {}", a.name.as_str(), a.issuer)?;
+    }
+    for a in app.lambda_authorizers.values() {
+        writeln!(
+            out,
+            "  lambda authorizer {:<15} function {}, {:?} {:?}, cache {:?}",
+            a.name.as_str(),
+            a.function,
+            a.kind,
+            a.format,
+            a.ttl
+        )?;
+    }
+    for k in &app.api_keys {
+        let value = if k.value.is_some() {
+            "value from the manifest"
+        } else {
+            "generated at the first start"
+        };
+        writeln!(out, "  api key  {:<24} {value}", k.name)?;
+    }
+    Ok(())
 }
 
 fn validate(dir: PathBuf, stage: Option<String>) -> Result<()> {
@@ -919,13 +998,56 @@ fn validate(dir: PathBuf, stage: Option<String>) -> Result<()> {
     for w in &loaded.warnings {
         eprintln!("warning: {w}");
     }
-    eprintln!("app `{}` (stage `{}`) is valid:", loaded.app.name, loaded.app.stage);
-    print_app(&loaded.app);
+    let file = loaded.file.display();
+    // What the gateway compiles at start (a Lambda authorizer's validation expression).
+    for a in loaded.app.lambda_authorizers.values() {
+        gust_gateway::lambda_auth::LambdaAuthorizer::new(a.clone()).map_err(|e| {
+            anyhow::anyhow!(
+                "{file}: Lambda authorizer `{}` (function `{}`): {e}",
+                a.name,
+                a.function
+            )
+        })?;
+    }
+    // Every handler's code, where its runtime will look for it.
+    let mut problems = 0;
+    let mut found = Vec::new();
+    for f in loaded.app.functions.values() {
+        let key = format!("functions.{}.handler", f.name);
+        match gust::handlers::check(f) {
+            gust::handlers::Finding::Ok(what) => found.push(format!("  handler  {:<24} ok: {what}", f.name.as_str())),
+            gust::handlers::Finding::Warning(why) => {
+                eprintln!("warning: {file}: `{key}`: {why}");
+                found.push(format!(
+                    "  handler  {:<24} not verified (see the warning)",
+                    f.name.as_str()
+                ));
+            }
+            gust::handlers::Finding::Error(why) => {
+                eprintln!("error: {file}: `{key}`: {why}");
+                problems += 1;
+            }
+        }
+    }
+    if problems > 0 {
+        anyhow::bail!("{file}: {problems} handler(s) would not be found at the first request");
+    }
+    let mut out = std::io::stdout().lock();
+    use std::io::Write as _;
+    writeln!(
+        out,
+        "app `{}` (stage `{}`) is valid:",
+        loaded.app.name, loaded.app.stage
+    )?;
+    write_app(&mut out, &loaded.app, true)?;
+    for line in found {
+        writeln!(out, "{line}")?;
+    }
     Ok(())
 }
 
 async fn up(config: PlatformConfig) -> Result<()> {
-    let platform = Platform::start(config).await?;
+    let mut platform = Platform::start(config).await?;
     for w in &platform.warnings {
         tracing::warn!("{w}");
     }
@@ -944,6 +1066,11 @@ async fn up(config: PlatformConfig) -> Result<()> {
         gust::operator::token_path(&platform.state_dir).display()
     );
     eprintln!("  state    {}", platform.state_dir.display());
+    // Printed once, then dropped: only the keys' hashes stay.
+    for (name, key) in std::mem::take(&mut platform.new_api_keys) {
+        eprintln!("  API key `{name}` generated from the manifest; it is shown this once (only its hash is kept):");
+        println!("{key}");
+    }
     tracing::info!(gateway = %platform.gateway_addr, admin = %platform.admin_addr, "ready");
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

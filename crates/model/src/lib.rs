@@ -11,6 +11,8 @@
 //! Gust crate. Everything here is plain data plus parsing, so every other crate can use it.
 
 mod app;
+#[cfg(test)]
+mod auth_tests;
 mod error;
 mod ids;
 mod native;
@@ -23,9 +25,10 @@ mod vars;
 
 pub use app::defaults;
 pub use app::{
-    event_defaults, is_env_name, App, CatchUp, CorsSpec, EventFilter, EventShape, FunctionSpec, JwtAuthorizerSpec,
-    Network, Overlap, PayloadFormat, RouteAuth, RouteSpec, RouteTarget, RuntimeKind, Scaling, ScheduleSpec,
-    SubscriptionSpec, UpstreamSpec,
+    event_defaults, is_env_name, ApiKeySpec, App, AuthorizerFormat, CatchUp, CorsSpec, EventFilter, EventShape,
+    FunctionSpec, IdentitySource, JwtAuthorizerSpec, LambdaAuthorizerKind, LambdaAuthorizerSpec, Network, Overlap,
+    PayloadFormat, RouteAuth, RouteSpec, RouteTarget, RuntimeKind, Scaling, ScheduleSpec, SubscriptionSpec,
+    UpstreamSpec,
 };
 pub use error::ManifestError;
 pub use ids::{AppName, FunctionName, NameError, TopicName};

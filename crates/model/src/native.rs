@@ -3,7 +3,8 @@
 
 use crate::app::{
     defaults::{self, DEFAULT_REGION},
-    CorsSpec, FunctionSpec, JwtAuthorizerSpec, Network, PayloadFormat, RouteAuth, RouteSpec, RouteTarget, UpstreamSpec,
+    AuthorizerFormat, CorsSpec, FunctionSpec, IdentitySource, JwtAuthorizerSpec, LambdaAuthorizerKind,
+    LambdaAuthorizerSpec, Network, PayloadFormat, RouteAuth, RouteSpec, RouteTarget, UpstreamSpec,
 };
 use crate::vars::{Resolver, DEFAULT_STAGE};
 use crate::{
@@ -98,6 +99,45 @@ struct AuthorizerSection {
     jwks_file: Option<String>,
     jwks_url: Option<String>,
     hs256_secret: Option<String>,
+    /// Find the JWKS through `{issuer}/.well-known/openid-configuration`.
+    #[serde(default)]
+    openid_discovery: bool,
+}
+
+/// A route's inline Lambda authorizer (`authorizer = { function = "...", ... }`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LambdaAuthorizerSection {
+    function: String,
+    /// "request" (default) or "token".
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    /// API Gateway identity source expressions (default: the Authorization header).
+    identity_source: Option<OneOrMany>,
+    /// "2.0" (default for request), "1.0", or "rest" (the REST API shape; token's only one).
+    format: Option<String>,
+    #[serde(default)]
+    simple_responses: bool,
+    /// Seconds an answer is cached per identity (default 300; 0 turns caching off).
+    ttl: Option<u64>,
+    /// Token authorizers: a regular expression the token must match.
+    validation: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -229,6 +269,11 @@ struct RouteSection {
     #[serde(default)]
     api_key: bool,
     jwt: Option<String>,
+    /// With `jwt`: scopes of which the token must grant one.
+    #[serde(default)]
+    scopes: Vec<String>,
+    /// A Lambda authorizer for this route.
+    authorizer: Option<LambdaAuthorizerSection>,
     rate_limit: Option<f64>,
     burst: Option<u32>,
 }
@@ -341,18 +386,14 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path, options: &LoadOptions)
 
     let name = AppName::new(&manifest.app.name).map_err(|e| err("app.name".into(), e.to_string()))?;
     let mut functions = BTreeMap::new();
+    let mut warnings = Vec::new();
     for (fname, f) in manifest.functions {
         let key = |k: &str| format!("functions.{fname}.{k}");
         let name = FunctionName::new(&fname).map_err(|e| err(format!("functions.{fname}"), e.to_string()))?;
-        let kind = RuntimeKind::parse(&f.runtime).ok_or_else(|| {
-            err(
-                key("runtime"),
-                format!(
-                    "unsupported runtime `{}`: use nodejs18.x, nodejs20.x, nodejs22.x, python3.x, provided, provided.al2 or provided.al2023",
-                    f.runtime
-                ),
-            )
-        })?;
+        let (kind, old) = RuntimeKind::check(&f.runtime).map_err(|m| err(key("runtime"), m))?;
+        if let Some(w) = old {
+            warnings.push(format!("{}: `{}`: {w}", file.display(), key("runtime")));
+        }
         if kind != RuntimeKind::Provided && f.handler.is_empty() {
             return Err(err(key("handler"), "a handler (`file.export`) is required".into()));
         }
@@ -428,6 +469,7 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path, options: &LoadOptions)
     }
 
     let mut routes = Vec::new();
+    let mut lambda_authorizers = BTreeMap::new();
     for (i, r) in manifest.routes.into_iter().enumerate() {
         let at = |k: &str| format!("routes[{i}].{k}");
         let key = RouteKey::parse(&r.route).map_err(|m| err(at("route"), m))?;
@@ -472,7 +514,27 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path, options: &LoadOptions)
                 ))
             }
         };
-        let auth = route_auth(r.api_key, r.jwt, r.rate_limit, r.burst, &at).map_err(|(k, m)| err(k, m))?;
+        let mut auth = route_auth(r.api_key, r.jwt, r.rate_limit, r.burst, &at).map_err(|(k, m)| err(k, m))?;
+        if !r.scopes.is_empty() && auth.jwt.is_none() {
+            return Err(err(at("scopes"), "scopes are checked on a JWT: add `jwt`".into()));
+        }
+        auth.scopes = r.scopes;
+        if let Some(a) = r.authorizer {
+            if auth.jwt.is_some() {
+                return Err(err(
+                    at("authorizer"),
+                    "a route has one authorizer: `jwt` or `authorizer`, not both".into(),
+                ));
+            }
+            let spec = lambda_authorizer(a).map_err(|(k, m)| err(at(&format!("authorizer.{k}")), m))?;
+            if !functions.contains_key(&spec.function) {
+                return Err(err(
+                    at("authorizer.function"),
+                    format!("no function named `{}` is declared", spec.function),
+                ));
+            }
+            auth.lambda = Some(crate::app::add_lambda_authorizer(&mut lambda_authorizers, spec));
+        }
         routes.push(RouteSpec { key, target, auth });
     }
 
@@ -532,11 +594,16 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path, options: &LoadOptions)
     for (aname, a) in manifest.authorizers {
         let key = |k: &str| format!("authorizers.{aname}.{k}");
         let name = FunctionName::new(&aname).map_err(|e| err(format!("authorizers.{aname}"), e.to_string()))?;
-        let sources = [a.jwks_file.is_some(), a.jwks_url.is_some(), a.hs256_secret.is_some()];
+        let sources = [
+            a.jwks_file.is_some(),
+            a.jwks_url.is_some(),
+            a.hs256_secret.is_some(),
+            a.openid_discovery,
+        ];
         if sources.iter().filter(|s| **s).count() != 1 {
             return Err(err(
                 key("jwks_file"),
-                "set exactly one of `jwks_file`, `jwks_url`, `hs256_secret`".into(),
+                "set exactly one of `jwks_file`, `jwks_url`, `hs256_secret`, `openid_discovery = true`".into(),
             ));
         }
         if a.audiences.is_empty() {
@@ -551,6 +618,7 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path, options: &LoadOptions)
                 jwks_file: a.jwks_file.map(|f| root.join(f)),
                 jwks_url: a.jwks_url,
                 hs256_secret: a.hs256_secret,
+                openid_discovery: a.openid_discovery,
             },
         );
     }
@@ -672,6 +740,8 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path, options: &LoadOptions)
     let app = App {
         upstreams,
         authorizers,
+        lambda_authorizers,
+        api_keys: Vec::new(),
         schedules,
         topics,
         public_topics,
@@ -687,7 +757,7 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path, options: &LoadOptions)
     app.check_references().map_err(|(k, m)| err(k, m))?;
     Ok(Loaded {
         app,
-        warnings: Vec::new(),
+        warnings,
         file: file.to_path_buf(),
     })
 }
@@ -890,6 +960,84 @@ fn route_auth(
         jwt,
         rate_limit,
         burst,
+        ..RouteAuth::default()
+    })
+}
+
+/// A route's inline `authorizer = {...}`; errors are (key under `authorizer`, message).
+fn lambda_authorizer(a: LambdaAuthorizerSection) -> Result<LambdaAuthorizerSpec, (String, String)> {
+    let function = FunctionName::new(&a.function).map_err(|e| ("function".to_string(), e.to_string()))?;
+    let kind = match a.kind.as_deref() {
+        None | Some("request") => LambdaAuthorizerKind::Request,
+        Some("token") => LambdaAuthorizerKind::Token,
+        Some(other) => {
+            return Err((
+                "type".into(),
+                format!("unknown authorizer type `{other}`: use \"request\" or \"token\""),
+            ))
+        }
+    };
+    let format = match (kind, a.format.as_deref()) {
+        (LambdaAuthorizerKind::Token, None | Some("rest")) => AuthorizerFormat::Rest,
+        (LambdaAuthorizerKind::Token, Some(_)) => {
+            return Err((
+                "format".into(),
+                "a token authorizer has the REST shape only: leave `format` out or use \"rest\"".into(),
+            ))
+        }
+        (_, None | Some("2.0")) => AuthorizerFormat::HttpV2,
+        (_, Some("1.0")) => AuthorizerFormat::HttpV1,
+        (_, Some("rest")) => AuthorizerFormat::Rest,
+        (_, Some(other)) => {
+            return Err((
+                "format".into(),
+                format!("unknown format `{other}`: use \"2.0\", \"1.0\" or \"rest\""),
+            ))
+        }
+    };
+    if a.simple_responses && format != AuthorizerFormat::HttpV2 {
+        return Err((
+            "simple_responses".into(),
+            "simple responses exist only with format \"2.0\"".into(),
+        ));
+    }
+    if a.validation.is_some() && kind != LambdaAuthorizerKind::Token {
+        return Err((
+            "validation".into(),
+            "a validation expression applies to token authorizers".into(),
+        ));
+    }
+    let sources = a
+        .identity_source
+        .map(OneOrMany::into_vec)
+        .unwrap_or_else(|| vec!["$request.header.Authorization".into()]);
+    let identity_sources = sources
+        .iter()
+        .map(|s| IdentitySource::parse(s))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|m| ("identity_source".to_string(), m))?;
+    if kind == LambdaAuthorizerKind::Token && !matches!(identity_sources.as_slice(), [IdentitySource::Header(_)]) {
+        return Err((
+            "identity_source".into(),
+            "a token authorizer reads exactly one header".into(),
+        ));
+    }
+    let ttl = a.ttl.unwrap_or(crate::app::DEFAULT_AUTHORIZER_TTL_SECS);
+    if ttl > crate::app::MAX_AUTHORIZER_TTL_SECS {
+        return Err((
+            "ttl".into(),
+            format!("at most {} seconds", crate::app::MAX_AUTHORIZER_TTL_SECS),
+        ));
+    }
+    Ok(LambdaAuthorizerSpec {
+        name: function.clone(),
+        function,
+        kind,
+        format,
+        identity_sources,
+        ttl: Duration::from_secs(ttl),
+        validation: a.validation,
+        simple_responses: a.simple_responses,
     })
 }
 

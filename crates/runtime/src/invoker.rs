@@ -28,6 +28,8 @@ pub enum Trigger {
     Schedule,
     Direct,
     Async,
+    /// A gateway Lambda authorizer deciding on a request.
+    Authorizer,
 }
 
 impl Trigger {
@@ -38,6 +40,7 @@ impl Trigger {
             Self::Schedule => "schedule",
             Self::Direct => "direct",
             Self::Async => "async",
+            Self::Authorizer => "authorizer",
         }
     }
 }

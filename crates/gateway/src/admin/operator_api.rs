@@ -145,6 +145,7 @@ impl Admin {
                         rate: k.rate,
                         burst: k.burst,
                         quota_per_day: k.quota_per_day,
+                        managed: k.managed,
                     })
                     .collect();
                 Ok(json_response(StatusCode::OK, gust_api::ApiKeyList { api_keys }))

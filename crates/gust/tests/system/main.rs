@@ -3,6 +3,7 @@
 
 mod support;
 
+mod authorizers;
 mod aws_sdk;
 mod contract;
 mod control_plane;
@@ -23,3 +24,4 @@ mod scaling;
 mod schedules;
 mod serverless;
 mod users;
+mod validate;
