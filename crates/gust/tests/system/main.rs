@@ -6,6 +6,7 @@ mod support;
 mod aws_sdk;
 mod contract;
 mod control_plane;
+mod conventions;
 mod counters;
 mod crashloop;
 mod events;
