@@ -161,6 +161,8 @@ error_codes! {
     SecretError => 400, Caller, false;
     TraceNotFound => 404, Caller, false;
     ScheduleNotFound => 404, Caller, false;
+    /// `gust schedules run FUNCTION` for a function with more than one schedule.
+    ScheduleAmbiguous => 409, Caller, false;
     SubscriptionNotFound => 404, Caller, false;
     DeadLetterNotFound => 404, Caller, false;
 

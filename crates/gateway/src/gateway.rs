@@ -7,7 +7,7 @@ use crate::routes::{Lookup, RouteTable};
 use crate::server::HttpHandler;
 use bytes::Bytes;
 use gust_model::{App, CorsSpec, RouteTarget, SpanRecord, TraceParent};
-use gust_runtime::{Invocation, Invoker, Trigger};
+use gust_runtime::{Invocation, InvokeError, Invoker, Trigger};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -192,7 +192,13 @@ impl Gateway {
             }
         }
 
-        let lookup = routing.table.lookup(&method, &path);
+        let mut lookup = routing.table.lookup(&method, &path);
+        // HEAD is answered by the GET route of the path, without the body (`handle`).
+        if method == "HEAD" && !matches!(lookup, Lookup::Found(_)) {
+            if let found @ Lookup::Found(_) = routing.table.lookup("GET", &path) {
+                lookup = found;
+            }
+        }
         // `POST /events/{topic}` publishes to a public topic, unless an app route claims that
         // path. A topic that is not public answers as an unknown one: the gateway does not
         // tell outsiders which internal topics exist.
@@ -230,12 +236,11 @@ impl Gateway {
                     format!("{method} is not allowed on {path}"),
                 )
                 .into_response(request_id);
-                let allow = allowed
-                    .iter()
-                    .filter(|m| *m != "*")
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", ");
+                let mut allow: Vec<String> = allowed.iter().filter(|m| *m != "*").cloned().collect();
+                if allow.iter().any(|m| m == "GET") && !allow.iter().any(|m| m == "HEAD") {
+                    allow.push("HEAD".into());
+                }
+                let allow = allow.join(", ");
                 if let Ok(v) = HeaderValue::from_str(&allow) {
                     resp.headers_mut().insert(http::header::ALLOW, v);
                 }
@@ -281,6 +286,7 @@ impl Gateway {
                 host: &host,
                 time_epoch_ms: chrono::Utc::now().timestamp_millis(),
                 authorizer: None,
+                header_case: req.extensions().get(),
             };
             claims = Some(
                 self.lambda_authorize(name, &parts, payload, &routing.region, &server)
@@ -375,13 +381,25 @@ impl Gateway {
                 host: &host,
                 time_epoch_ms: chrono::Utc::now().timestamp_millis(),
                 authorizer: c.claims.as_ref(),
+                header_case: c.parts.extensions.get(),
             },
         );
         let mut inv = Invocation::new(function.as_str(), event, Trigger::Http);
         inv.request_id = Some(c.request_id.to_string());
         inv.trace = Some(invocation);
         inv.parent_span = Some(c.server.span_id.clone());
-        let out = self.invoker.invoke(inv).await?;
+        let out = self.invoker.invoke(inv).await.map_err(|e| match e {
+            // Why a function could not start is for its operators (the function's log has the
+            // error, `gust logs`), not for whoever called the route.
+            InvokeError::InitFailed { .. } => {
+                tracing::warn!(function = %function, request_id = c.request_id, error = %e, "init failed -> 502");
+                ApiError::new(
+                    ErrorCode::FunctionInitError,
+                    "the function could not start; its log has the details under this request id",
+                )
+            }
+            e => ApiError::from(e),
+        })?;
         if let Some(error_type) = &out.function_error {
             tracing::debug!(function = %function, request_id = c.request_id, error_type, "handler error -> 502");
             return Err(ApiError::new(
@@ -559,10 +577,20 @@ fn preflight(cors: &CorsSpec, origin: &HeaderValue) -> Response<Body> {
 impl HttpHandler for Gateway {
     async fn handle(self: Arc<Self>, req: Request<Incoming>, remote: SocketAddr) -> Response<Body> {
         let request_id = uuid::Uuid::new_v4().to_string();
+        let head = req.method() == Method::HEAD;
         let mut resp = match self.route(req, remote, &request_id).await {
             Ok(r) => r,
             Err(e) => e.into_response(&request_id),
         };
+        if head {
+            // The headers GET would have, no body; `Content-Length` says what GET would send.
+            let len = hyper::body::Body::size_hint(resp.body()).exact();
+            *resp.body_mut() = Body::default();
+            if let Some(len) = len.filter(|_| !resp.headers().contains_key(http::header::CONTENT_LENGTH)) {
+                resp.headers_mut()
+                    .insert(http::header::CONTENT_LENGTH, HeaderValue::from(len));
+            }
+        }
         if let Ok(v) = HeaderValue::from_str(&request_id) {
             resp.headers_mut().insert("apigw-requestid", v);
         }

@@ -171,8 +171,11 @@ impl Platform {
         let telemetry_db = TelemetryDb::open(&state_dir.join("telemetry.db"), Retention::default())
             .map_err(|e| anyhow::anyhow!("cannot open the telemetry tables: {e}"))?;
         let exporter = config.otlp.clone().map(otlp::OtlpExporter::start);
+        // The Lambda API's `LogType: Tail` reads what the telemetry sink passes on: redacted
+        // and within the per-invocation budget, as `gust logs` shows it.
+        let tail = gust_runtime::Tail::new(sink);
         let telemetry =
-            telemetry::PlatformTelemetry::new(telemetry_db.clone(), sink, telemetry::LOG_LIMIT_BYTES, exporter);
+            telemetry::PlatformTelemetry::new(telemetry_db.clone(), tail.clone(), telemetry::LOG_LIMIT_BYTES, exporter);
 
         let gateway_listener = TcpListener::bind(config.gateway_addr)
             .await
@@ -271,6 +274,7 @@ impl Platform {
         let blobs: Arc<dyn BlobStore> = Arc::new(FsBlobStore::new(&state_dir.join("blobs")));
         let admin = Admin::new(invoker.clone(), kv, blobs, Some(events.clone()), Some(schedules_api))
             .with_telemetry(telemetry_db.clone())
+            .with_log_tail(tail)
             .with_upstreams(&upstreams.upstreams)
             .with_secrets(platform_secrets)
             .with_api_keys(api_keys)

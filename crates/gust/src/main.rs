@@ -117,6 +117,10 @@ enum Command {
         /// CloudEvents `id`; a repeat within the dedup window is not delivered twice.
         #[arg(long)]
         id: Option<String>,
+        /// A CloudEvents extension attribute, `NAME=VALUE` (repeatable; names are lower-case
+        /// letters and digits, as CloudEvents requires). The event is then sent in binary mode.
+        #[arg(long = "ext", value_name = "NAME=VALUE")]
+        extensions: Vec<String>,
         #[command(flatten)]
         target: Target,
     },
@@ -289,7 +293,10 @@ enum ScheduleAction {
     /// Every schedule with its next three fire times (the default).
     List,
     /// Fire a schedule now, outside its ticks.
-    Run { name: String },
+    Run {
+        /// The schedule's name, or the name of a function with exactly one schedule.
+        name: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -555,20 +562,65 @@ async fn run(cli: Cli) -> Result<()> {
             data,
             event_type,
             id,
+            extensions,
             target,
         } => {
             serde_json::from_str::<serde_json::Value>(&data).context("--data is not valid JSON")?;
+            let mut ext = Vec::new();
+            for e in &extensions {
+                let (name, value) = e
+                    .split_once('=')
+                    .with_context(|| format!("--ext `{e}` is not NAME=VALUE"))?;
+                let valid = !name.is_empty()
+                    && name.len() <= 64
+                    && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+                anyhow::ensure!(
+                    valid,
+                    "--ext `{name}`: an extension attribute name is 1-64 lower-case letters and digits"
+                );
+                let reserved = [
+                    "id",
+                    "source",
+                    "type",
+                    "specversion",
+                    "subject",
+                    "time",
+                    "dataschema",
+                    "datacontenttype",
+                ];
+                anyhow::ensure!(
+                    !reserved.contains(&name),
+                    "--ext `{name}` is a CloudEvents context attribute, not an extension (use --id or --type)"
+                );
+                ext.push((format!("ce-{name}"), value.to_string()));
+            }
             let admin = target.admin_url()?;
             let mut req = target
                 .client()?
                 .post(format!("{admin}/gust/v1/events/{topic}"))
                 .header("content-type", "application/json")
                 .body(data);
-            if let Some(t) = event_type {
-                req = req.header("x-event-type", t);
-            }
-            if let Some(id) = id {
-                req = req.header("idempotency-key", id);
+            if ext.is_empty() {
+                if let Some(t) = event_type {
+                    req = req.header("x-event-type", t);
+                }
+                if let Some(id) = id {
+                    req = req.header("idempotency-key", id);
+                }
+            } else {
+                // Extensions travel as `ce-*` headers: CloudEvents binary mode.
+                req = req
+                    .header("ce-specversion", "1.0")
+                    .header("ce-id", id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string()))
+                    .header("ce-source", "/gust/cli")
+                    .header("ce-type", event_type.unwrap_or_else(|| topic.clone()))
+                    .header(
+                        "ce-time",
+                        chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                    );
+                for (name, value) in ext {
+                    req = req.header(name, value);
+                }
             }
             let v: gust_api::Published = admin_call(req, &admin, gust_api::Endpoint::Publish).await?;
             print_json(&v)
@@ -798,7 +850,7 @@ async fn run(cli: Cli) -> Result<()> {
                 ScheduleAction::Run { name } => {
                     let req = c.post(format!("{admin}/gust/v1/schedules/{name}/run"));
                     let v: gust_api::ScheduleRun = admin_call(req, &admin, gust_api::Endpoint::RunSchedule).await?;
-                    println!("queued a run of `{name}` ({})", v.id);
+                    println!("queued a run of `{}` ({})", v.schedule, v.id);
                 }
             }
             Ok(())

@@ -78,6 +78,9 @@ pub(crate) struct Spawned {
     freezer: Option<Arc<IdleFreezer>>,
     /// The platform API relay into the instance's own network namespace (`network = "none"`).
     _relay: Option<Relay>,
+    /// Second read ends of the stdout and stderr pipes, to see whether the readers have caught
+    /// up ([`Spawned::output_drained`]).
+    output: Vec<std::os::fd::OwnedFd>,
 }
 
 /// How a process is confined (`sandbox/mod.rs`).
@@ -228,7 +231,9 @@ impl Spawned {
             .and_then(|c| c.freezer())
             .map(|(freezer, grace)| IdleFreezer::start(freezer, grace, api.state.at_next.subscribe()));
         let orphan_guard = crate::orphans::OrphanGuard::new(pid);
+        let mut output = Vec::new();
         if let Some(out) = child.stdout.take() {
+            output.extend(std::os::fd::AsFd::as_fd(&out).try_clone_to_owned());
             pipe_lines(
                 out,
                 Stream::Stdout,
@@ -239,6 +244,7 @@ impl Spawned {
             );
         }
         if let Some(err) = child.stderr.take() {
+            output.extend(std::os::fd::AsFd::as_fd(&err).try_clone_to_owned());
             pipe_lines(err, Stream::Stderr, identity.clone(), id, api.state.clone(), sink);
         }
 
@@ -308,7 +314,38 @@ impl Spawned {
             control,
             freezer,
             _relay: relay,
+            output,
         })
+    }
+
+    /// Waits (until `deadline` at most) until what the function wrote to stdout and stderr so
+    /// far has been read off the pipes, so that the lines it printed before answering are
+    /// delivered before the platform's `END` and `REPORT`. A line being split at that very
+    /// moment on another thread may still follow them.
+    pub(crate) async fn output_drained(&self, deadline: Instant) {
+        loop {
+            let pending = self
+                .output
+                .iter()
+                .any(|fd| rustix::io::ioctl_fionread(fd).is_ok_and(|n| n > 0));
+            if !pending || Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        tokio::task::yield_now().await;
+    }
+
+    /// The most memory the instance has used, in MB: the cgroup's peak when it is confined in
+    /// one (`memory.max_usage_in_bytes`, cgroup v2 `memory.peak`), else the process's own
+    /// high-water mark (`VmHWM` in `/proc/<pid>/status`). `None` once neither can be read.
+    pub(crate) fn max_memory_used_mb(&self) -> Option<u64> {
+        let cgroup = self.confined.as_ref().and_then(|c| c.cgroup.as_ref());
+        let bytes = match cgroup.and_then(|c| c.peak_memory_bytes()) {
+            Some(b) => b,
+            None => hwm_kb(self.pid)? * 1024,
+        };
+        Some(bytes.div_ceil(1 << 20))
     }
 
     /// Gives a sandboxed spare its function: the function's limits on its cgroup, then its
@@ -474,6 +511,12 @@ fn epoch_ms(at: Instant) -> u64 {
 fn rss_kb(pid: i32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn hwm_kb(pid: i32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
@@ -683,6 +726,16 @@ impl Instance {
 
     pub fn invocations(&self) -> u64 {
         self.invocations.load(Ordering::Relaxed)
+    }
+
+    /// See [`Spawned::max_memory_used_mb`].
+    pub(crate) fn max_memory_used_mb(&self) -> Option<u64> {
+        self.process.max_memory_used_mb()
+    }
+
+    /// See [`Spawned::output_drained`].
+    pub(crate) async fn output_drained(&self, deadline: Instant) {
+        self.process.output_drained(deadline).await
     }
 
     /// Kills the process group at once. Idempotent.

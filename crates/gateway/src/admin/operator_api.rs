@@ -54,7 +54,13 @@ impl Admin {
             | E::RedriveDeadLetters
             | E::PurgeDeadLetters => self.events_api(&route, req).await,
             // Other faces' endpoints: `face_of` never sends them here.
-            E::Invoke | E::Health | E::OpenApi => Err(ApiError::new(
+            E::Invoke
+            | E::LambdaListFunctions
+            | E::LambdaGetFunction
+            | E::LambdaGetFunctionConfiguration
+            | E::LambdaGetAccountSettings
+            | E::Health
+            | E::OpenApi => Err(ApiError::new(
                 ErrorCode::NotFound,
                 format!("no admin endpoint {method} {path}"),
             )),
@@ -392,7 +398,12 @@ impl Admin {
             Endpoint::ListSchedules => Ok(json_response(StatusCode::OK, schedules.list().await)),
             _ => match schedules.run(&percent_decode(route.param("name"))).await {
                 Ok(v) => Ok(json_response(StatusCode::ACCEPTED, v)),
-                Err(e) => Err(ApiError::new(ErrorCode::ScheduleNotFound, e)),
+                Err(super::ScheduleRunError::NotFound(e)) => Err(ApiError::new(ErrorCode::ScheduleNotFound, e)),
+                Err(super::ScheduleRunError::Ambiguous(e)) => Err(ApiError::new(ErrorCode::ScheduleAmbiguous, e)),
+                Err(super::ScheduleRunError::Failed(e)) => {
+                    tracing::error!(error = %e, "queueing a schedule run failed");
+                    Err(ApiError::new(ErrorCode::StorageError, "the run could not be queued"))
+                }
             },
         }
     }

@@ -40,6 +40,7 @@ fn with_request<T>(f: impl FnOnce(&RequestParts<'_>) -> T) -> T {
         host: "localhost",
         time_epoch_ms: 0,
         authorizer: None,
+        header_case: None,
     };
     f(&r)
 }

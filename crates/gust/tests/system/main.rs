@@ -7,6 +7,7 @@ mod authorizers;
 mod aws_sdk;
 mod contract;
 mod control_plane;
+mod conventions;
 mod counters;
 mod crashloop;
 mod events;

@@ -349,6 +349,16 @@ impl Cgroup {
         }
     }
 
+    /// The most memory the cgroup's processes have used at once, in bytes (page cache and
+    /// the `/tmp` tmpfs included, as the limit counts them).
+    pub(crate) fn peak_memory_bytes(&self) -> Option<u64> {
+        let file = match self {
+            Cgroup::V1 { memory, .. } => memory.join("memory.max_usage_in_bytes"),
+            Cgroup::V2(d) => d.join("memory.peak"),
+        };
+        std::fs::read_to_string(file).ok()?.trim().parse().ok()
+    }
+
     /// How many times the kernel's out-of-memory killer acted in this cgroup.
     pub(crate) fn oom_kills(&self) -> u64 {
         let file = match self {
