@@ -22,4 +22,5 @@ mod sandbox;
 mod scaling;
 mod schedules;
 mod serverless;
+mod sources;
 mod users;
