@@ -32,7 +32,7 @@ pub use endpoints::{Endpoint, Face, Miss, Route};
 pub use error::{ErrorBody, ErrorDetail};
 pub use events::{
     DeadLetter, DeadLetterEvent, DeadLetterList, Published, PublishedEvent, Purged, Redriven, Subscription,
-    SubscriptionList,
+    SubscriptionList, SubscriptionSource,
 };
 pub use functions::{Function, FunctionList, Health, Instances};
 pub use keys::{AccessKey, AccessKeyList, ApiKey, ApiKeyList, CreateApiKey, NewAccessKey, NewApiKey};

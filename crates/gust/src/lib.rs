@@ -221,7 +221,19 @@ impl Platform {
         invoker.deploy_with(&app, &secret_env, None)?;
         let log: Arc<dyn EventLog> =
             Arc::new(SqliteLog::open(&state_dir.join("state.db")).context("cannot open the event log")?);
-        let events = Events::start(log, invoker.clone(), &app, gust_gateway::ACCOUNT_ID);
+        // Broker sources read their passwords from Gust secrets (`password_secret`); a missing
+        // one is reported as the source's state, and Gust still starts.
+        let broker_secret = |name: &str| -> Option<String> {
+            match secret_store.get(name) {
+                Ok(Some((value, _))) => Some(String::from_utf8_lossy(&value).into_owned()),
+                Ok(None) => None,
+                Err(e) => {
+                    tracing::error!(secret = name, error = %e, "cannot read a broker source's secret");
+                    None
+                }
+            }
+        };
+        let events = Events::start(log, invoker.clone(), &app, gust_gateway::ACCOUNT_ID, &broker_secret);
         let api_keys = Arc::new(gust_gateway::auth::MemoryApiKeyStore::new());
         gust_gateway::load_api_keys(kv.as_ref(), &api_keys)
             .await

@@ -124,6 +124,15 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// List subscriptions: backlog, dead letters, and for broker sources their state
+    /// (connected / reconnecting with the last error) and lag.
+    Subscriptions {
+        /// Also list the hidden queues (`gust.async.*`, `gust.schedule.*`).
+        #[arg(long)]
+        all: bool,
+        #[command(flatten)]
+        target: Target,
+    },
     /// Inspect and act on dead-letter queues.
     Dlq {
         #[command(subcommand)]
@@ -419,7 +428,9 @@ impl std::io::Write for RedactingStderr {
 
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("GUST_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        // Broker clients' own connection chatter is left out: the sources log their state
+        // changes themselves, once per change.
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,async_nats=warn,redis=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(|| RedactingStderr);
@@ -855,6 +866,39 @@ async fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Subscriptions { all, target } => {
+            let admin = target.admin_url()?;
+            let c = target.client()?;
+            let req = c.get(format!("{admin}/gust/v1/subscriptions"));
+            let v: gust_api::SubscriptionList = admin_call(req, &admin, gust_api::Endpoint::ListSubscriptions).await?;
+            println!(
+                "{:<28} {:<20} {:<16} {:<14} {:>8} {:>8} {:>5}  LAST ERROR",
+                "NAME", "FUNCTION", "SOURCE", "STATE", "LAG", "BACKLOG", "DLQ"
+            );
+            for s in v.subscriptions.iter().filter(|s| all || !s.name.starts_with("gust.")) {
+                let (kind, state, lag, error) = match &s.source {
+                    Some(src) => (
+                        src.kind.as_str(),
+                        src.state.as_str(),
+                        src.lag.map(|l| l.to_string()).unwrap_or_else(|| "-".into()),
+                        src.last_error.clone().unwrap_or_default(),
+                    ),
+                    None => ("topic", "-", "-".into(), String::new()),
+                };
+                println!(
+                    "{:<28} {:<20} {:<16} {:<14} {:>8} {:>8} {:>5}  {}",
+                    s.name,
+                    s.function,
+                    kind,
+                    state,
+                    lag,
+                    s.backlog,
+                    s.dead_letters,
+                    error.chars().take(80).collect::<String>()
+                );
+            }
+            Ok(())
+        }
         Command::Dlq { action, target } => {
             let admin = target.admin_url()?;
             let c = target.client()?;
@@ -981,6 +1025,23 @@ fn write_app(out: &mut dyn std::io::Write, app: &gust_model::App, all: bool) -> 
             format!("  [{}]", checks.join(", "))
         };
         writeln!(out, "  route    {:<24} -> {target}{checks}", r.key.to_string())?;
+    }
+    for s in &app.subscriptions {
+        let Some(src) = &s.source else { continue };
+        let guarantee = if src.at_least_once() {
+            "at-least-once"
+        } else {
+            "AT-MOST-ONCE: a message in flight when Gust stops is lost"
+        };
+        writeln!(
+            out,
+            "  source   {:<24} {} {} ({}) -> {} [{guarantee}]",
+            s.name.as_str(),
+            src.kind(),
+            src.url(),
+            src.address(),
+            s.function
+        )?;
     }
     if !all {
         return Ok(());

@@ -339,6 +339,9 @@ pub struct SubscriptionSpec {
     pub report_batch_item_failures: bool,
     /// First retry delay; each further retry doubles it (with jitter), up to 5 minutes.
     pub retry_delay: Duration,
+    /// A broker this subscription reads directly instead of `topic` (then `topic` is the
+    /// subscription's own name, under which its dead letters and redrives are kept).
+    pub source: Option<crate::SourceSpec>,
 }
 
 /// Event delivery defaults (documented in docs/events.md).

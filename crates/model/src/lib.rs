@@ -18,6 +18,7 @@ mod ids;
 mod native;
 mod route_key;
 mod serverless;
+mod source;
 #[cfg(test)]
 mod stages_tests;
 mod telemetry;
@@ -33,6 +34,7 @@ pub use app::{
 pub use error::ManifestError;
 pub use ids::{AppName, FunctionName, NameError, TopicName};
 pub use route_key::{MethodMatch, RouteKey};
+pub use source::{CoreNatsSource, JetStreamSource, RedisStreamsSource, SourceSpec, StartPosition};
 pub use telemetry::{InvocationRecord, InvokeSpan, SpanRecord, TraceParent};
 
 use std::collections::BTreeMap;

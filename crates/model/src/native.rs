@@ -181,7 +181,9 @@ struct TopicSection {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SubscriptionSection {
-    topic: String,
+    /// A Gust topic, or (instead) a broker `source`.
+    topic: Option<String>,
+    source: Option<crate::source::SourceSection>,
     function: String,
     name: Option<String>,
     #[serde(default)]
@@ -667,10 +669,46 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path, options: &LoadOptions)
     let mut subscriptions = Vec::new();
     for (i, s) in manifest.subscriptions.into_iter().enumerate() {
         let key = |k: &str| format!("subscriptions[{i}].{k}");
-        let topic = TopicName::new(&s.topic).map_err(|e| err(key("topic"), e.to_string()))?;
         let function = FunctionName::new(&s.function).map_err(|e| err(key("function"), e.to_string()))?;
-        let name = s.name.unwrap_or_else(|| format!("{}.{}", s.function, s.topic));
+        let (topic, source) = match (s.topic, s.source) {
+            (Some(_), Some(_)) => {
+                return Err(err(
+                    key("source"),
+                    "a subscription reads either a Gust `topic` or a broker `source`, not both".into(),
+                ))
+            }
+            (None, None) => {
+                return Err(err(
+                    key("topic"),
+                    "missing: name a Gust `topic` or a broker `source = { type = ... }`".into(),
+                ))
+            }
+            (Some(t), None) => (
+                Some(TopicName::new(&t).map_err(|e| err(key("topic"), e.to_string()))?),
+                None,
+            ),
+            (None, Some(src)) => (
+                None,
+                Some(crate::source::source(src).map_err(|(k, m)| err(key(&format!("source.{k}")), m))?),
+            ),
+        };
+        let default_name = match (&topic, &source) {
+            (Some(t), _) => format!("{}.{t}", s.function),
+            (None, Some(src)) => format!("{}.{}", s.function, src.default_name()),
+            (None, None) => unreachable!("checked above"),
+        };
+        let name = s.name.unwrap_or(default_name);
         let name = TopicName::new(&name).map_err(|e| err(key("name"), e.to_string()))?;
+        if source.is_some() && name.as_str().starts_with("gust.") {
+            return Err(err(
+                key("name"),
+                "names starting with `gust.` are reserved for Gust".into(),
+            ));
+        }
+        // A source subscription has no Gust topic: its records are addressed by its own name
+        // (dead letters and redrives live under it in the embedded log).
+        let is_source = source.is_some();
+        let topic = topic.unwrap_or_else(|| name.clone());
         let shape = match s.shape.as_deref() {
             None | Some("sqs") => EventShape::Sqs,
             Some("sns") => EventShape::Sns,
@@ -701,12 +739,15 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path, options: &LoadOptions)
                 visibility_timeout: s.visibility_timeout,
                 report_batch_item_failures: s.report_batch_item_failures,
                 retry_delay: s.retry_delay,
+                source,
             },
             fn_timeout,
             max_instances,
         )
         .map_err(|(k, m)| err(key(k), m))?;
-        topics.insert(topic);
+        if !is_source {
+            topics.insert(topic);
+        }
         subscriptions.push(sub);
     }
 
@@ -869,6 +910,7 @@ pub(crate) struct SubscriptionInput {
     pub visibility_timeout: Option<f64>,
     pub report_batch_item_failures: bool,
     pub retry_delay: Option<f64>,
+    pub source: Option<crate::SourceSpec>,
 }
 
 /// Applies the delivery defaults and limits; errors name the key.
@@ -935,6 +977,7 @@ pub(crate) fn subscription(
         visibility_timeout,
         report_batch_item_failures: s.report_batch_item_failures,
         retry_delay,
+        source: s.source,
     })
 }
 
@@ -1374,6 +1417,113 @@ burst = 10
         }
         let e = load(&format!("{base}network = false\n")).unwrap_err();
         assert_eq!(e.key, "functions.f.network", "{e}");
+    }
+
+    const SOURCE_BASE: &str = "[app]\nname = \"a\"\n[functions.f]\nruntime = \"nodejs20.x\"\nhandler = \"h.h\"\n[[subscriptions]]\nfunction = \"f\"\n";
+
+    #[test]
+    fn parses_broker_sources() {
+        use crate::{SourceSpec, StartPosition};
+        let l = load(&format!(
+            "{SOURCE_BASE}source = {{ type = \"redis-streams\", url = \"redis://127.0.0.1:6379\", stream = \"orders\", group = \"invoices\", start = \"earliest\", ordering_key = \"customer\", password_secret = \"REDIS_PASSWORD\" }}\n"
+        ))
+        .unwrap();
+        let s = &l.app.subscriptions[0];
+        assert_eq!(s.name.as_str(), "f.orders");
+        assert_eq!(
+            s.topic.as_str(),
+            "f.orders",
+            "a source subscription is addressed by its name"
+        );
+        assert!(l.app.topics.is_empty(), "no Gust topic is made for a source");
+        let Some(SourceSpec::RedisStreams(r)) = &s.source else {
+            panic!("{:?}", s.source)
+        };
+        assert_eq!(
+            (r.stream.as_str(), r.group.as_str(), r.start),
+            ("orders", "invoices", StartPosition::Earliest)
+        );
+        assert_eq!(r.ordering_key.as_deref(), Some("customer"));
+        assert_eq!(r.password_secret.as_deref(), Some("REDIS_PASSWORD"));
+
+        let l = load(&format!(
+            "{SOURCE_BASE}name = \"inv\"\nsource = {{ type = \"nats-jetstream\", stream = \"ORDERS\", subject = \"orders.>\", durable = \"invoices\" }}\n"
+        ))
+        .unwrap();
+        let Some(SourceSpec::NatsJetStream(j)) = &l.app.subscriptions[0].source else {
+            panic!()
+        };
+        assert_eq!(
+            (j.url.as_str(), j.subject.as_str(), j.start),
+            ("nats://127.0.0.1:4222", "orders.>", StartPosition::Latest)
+        );
+
+        let l = load(&format!(
+            "{SOURCE_BASE}source = {{ type = \"nats\", url = \"nats://127.0.0.1:4222\", subject = \"orders.created\", queue_group = \"invoices\" }}\n"
+        ))
+        .unwrap();
+        let s = &l.app.subscriptions[0];
+        assert_eq!(s.name.as_str(), "f.orders.created");
+        assert!(!s.source.as_ref().unwrap().at_least_once());
+    }
+
+    #[test]
+    fn bad_sources_name_the_key_and_the_value() {
+        let cases = [
+            ("source = { type = \"kafka\" }", "subscriptions[0].source.type", "kafka"),
+            (
+                "source = { type = \"redis-streams\", group = \"g\" }",
+                "subscriptions[0].source.stream",
+                "needs `stream`",
+            ),
+            (
+                "source = { type = \"redis-streams\", stream = \"s\", group = \"g\", url = \"http://x\" }",
+                "subscriptions[0].source.url",
+                "http://x",
+            ),
+            (
+                "source = { type = \"redis-streams\", stream = \"s\", group = \"g\", url = \"redis://:pw@h:6379\" }",
+                "subscriptions[0].source.url",
+                "password_secret",
+            ),
+            (
+                "source = { type = \"redis-streams\", stream = \"s\", group = \"g\", start = \"yesterday\" }",
+                "subscriptions[0].source.start",
+                "yesterday",
+            ),
+            (
+                "source = { type = \"nats\", subject = \"a\", durable = \"d\" }",
+                "subscriptions[0].source.durable",
+                "does not apply",
+            ),
+            (
+                "source = { type = \"nats-jetstream\", stream = \"A.B\", subject = \"a\", durable = \"d\" }",
+                "subscriptions[0].source.stream",
+                "A.B",
+            ),
+            (
+                "source = { type = \"nats\", subject = \"a\", colour = \"red\" }",
+                "subscriptions[0]",
+                "colour",
+            ),
+            (
+                "topic = \"t\"\nsource = { type = \"nats\", subject = \"a\" }",
+                "subscriptions[0].source",
+                "not both",
+            ),
+            ("", "subscriptions[0].topic", "missing"),
+        ];
+        for (extra, key, needle) in cases {
+            let e = load(&format!("{SOURCE_BASE}{extra}\n")).unwrap_err();
+            assert!(
+                e.key.starts_with(key),
+                "{extra}: key {} (want {key}): {}",
+                e.key,
+                e.message
+            );
+            assert!(e.to_string().contains(needle), "{extra}: {e}");
+            assert!(e.to_string().contains("/app/gust.toml"), "{e}");
+        }
     }
 
     #[test]

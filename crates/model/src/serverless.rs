@@ -459,6 +459,7 @@ fn queue_event(
         visibility_timeout: None,
         report_batch_item_failures: false,
         retry_delay: None,
+        source: None,
     };
     let mut topic = None;
     match &*w.val(v, path)? {

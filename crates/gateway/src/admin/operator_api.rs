@@ -451,6 +451,26 @@ impl Admin {
                         batch_size: s.batch_size,
                         max_attempts: s.max_attempts,
                         max_event_age_s: s.max_event_age.as_secs(),
+                        source: events.source_status(s.name.as_str()).map(|st| {
+                            let now = st.state();
+                            gust_api::SubscriptionSource {
+                                kind: st.kind.to_string(),
+                                url: st.url.clone(),
+                                address: st.address.clone(),
+                                guarantee: if st.at_least_once {
+                                    "at-least-once"
+                                } else {
+                                    "at-most-once"
+                                }
+                                .into(),
+                                state: now.state.to_string(),
+                                since: chrono::DateTime::from_timestamp_millis(now.since_ms)
+                                    .unwrap_or_default()
+                                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                                last_error: now.last_error,
+                                lag: now.lag,
+                            }
+                        }),
                     });
                 }
                 Ok(json_response(

@@ -24,5 +24,6 @@ mod sandbox;
 mod scaling;
 mod schedules;
 mod serverless;
+mod sources;
 mod users;
 mod validate;
