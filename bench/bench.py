@@ -402,6 +402,21 @@ def make_apps(echo_bin, py_version):
                           extra=events_manifest(batch)),
             echo=echo_bin,
         )
+    # Lambda authorizers: the same Node handler behind no authorizer, a cached one (TTL 300 s, so
+    # every measured request is a cache hit) and an uncached one (TTL 0: one authorizer
+    # invocation per request), in one Gust.
+    auth_fns = {
+        "hello": {"runtime": "nodejs20.x", "handler": "handler.hello", "scaling": WARM},
+        "auth": {"runtime": "nodejs20.x", "handler": "authorizer.handler", "scaling": WARM},
+    }
+    auth_routes = "\n".join(
+        f"[[routes]]\nroute = {toml_str(route)}\nfunction = \"hello\"\n"
+        + (f"authorizer = {{ function = \"auth\", type = \"token\", ttl = {ttl} }}\n" if ttl is not None else "")
+        for route, ttl in AUTH_ROUTES.values()
+    )
+    apps["gust-auth"] = write_app(
+        "gust-auth", gust_manifest("bench-auth", auth_fns, [], extra=auth_routes), files=["handler.js", "authorizer.js"]
+    )
     sls = APPS / "sls"
     if sls.exists():
         shutil.rmtree(sls)
@@ -410,6 +425,36 @@ def make_apps(echo_bin, py_version):
         shutil.copy2(BENCH / "app" / f, sls / f)
     apps["sls"] = sls
     return apps
+
+
+# Lambda authorizer rows: key -> (route, authorizer TTL or None for no authorizer).
+AUTH_ROUTES = {
+    "gust-auth-none": ("GET /plain", None),
+    "gust-auth-cached": ("GET /cached", 300),
+    "gust-auth-uncached": ("GET /uncached", 0),
+}
+AUTH_LABELS = {
+    "gust-auth-none": "Gust — Node handler, no authorizer",
+    "gust-auth-cached": "Gust — Node handler behind a Lambda authorizer, cached (TTL 300 s)",
+    "gust-auth-uncached": "Gust — Node handler behind a Lambda authorizer, uncached (TTL 0)",
+}
+
+
+def auth_table(R):
+    base = R.get("gust-auth-none", {}).get("p50_c1")
+    rows = [
+        "| route | p50 at 1 connection (ms) | added by the authorizer, p50 (ms) | req/s at 1 connection |",
+        "|---|---:|---:|---:|",
+    ]
+    for key in AUTH_ROUTES:
+        r = R.get(key)
+        if not r or not r.get("load_c1"):
+            continue
+        p50 = r.get("p50_c1")
+        added = "—" if key == "gust-auth-none" or base is None or p50 is None else fmt(p50 - base, 2)
+        warn = " ⚠" if r.get("problems") or r.get("bad") else ""
+        rows.append(f"| {r['label']}{warn} | {fmt(p50, 2)} | {added} | {fmt(r.get('rps_c1'), 0)} |")
+    return "\n".join(rows)
 
 
 ROUTE_TARGET = "GET /svc137/items/{id}"
@@ -1250,6 +1295,50 @@ def main():
         print("- Gust routes: 1 vs 1,000", flush=True)
         guarded(["gust-routes-1", "gust-routes-1000"], "Gust routes: 1 vs 1,000", routes)
 
+    # Lambda authorizers: the latency they add at 1 connection, the three routes of one Gust
+    # measured alternately (so drift hits them alike).
+    def authorizers():
+        sysm = GustSystem("gust-auth", "Gust — Lambda authorizers", args.gust, apps["gust-auth"], load_function="hello")
+        p, port, _ = start_system(sysm)
+        lua = BENCH / "auth_header.lua"
+        for key, (route, _) in AUTH_ROUTES.items():
+            path = route.split(" ", 1)[1]
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            try:
+                c.request("GET", path, headers={"Authorization": "Bearer bench-token"})
+                r = c.getresponse()
+                body = r.read().decode("utf-8", "replace")
+            finally:
+                c.close()
+            if r.status != 200 or "hello" not in body:
+                raise BenchError(f"{AUTH_LABELS[key]}: GET {path} answered {r.status} {body[:200]}")
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            try:
+                c.request("GET", path)
+                r = c.getresponse()
+                r.read()
+            finally:
+                c.close()
+            if (r.status == 401) != (key != "gust-auth-none"):
+                raise BenchError(f"{AUTH_LABELS[key]}: GET {path} without a token answered {r.status}")
+            R[key] = {"label": AUTH_LABELS[key], "load_c1": []}
+            wrk(f"http://127.0.0.1:{port}{path}", mode.conns, mode.warmup, lua)  # warm-up, unrecorded
+        for _ in range(mode.runs):
+            for key, (route, _) in AUTH_ROUTES.items():
+                url = f"http://127.0.0.1:{port}{route.split(' ', 1)[1]}"
+                R[key]["load_c1"].append(wrk(url, 1, mode.duration_c1, lua))
+        for key in AUTH_ROUTES:
+            r = R[key]
+            r["p50_c1"] = median(x["p50"] for x in r["load_c1"])
+            r["rps_c1"] = median(x["rps"] for x in r["load_c1"])
+            r["bad"] = sum(x["non2xx"] + x["errors"] for x in r["load_c1"])
+            print(f"  {r['label']}: p50 {fmt(r['p50_c1'], 2)} ms @1, {fmt(r['rps_c1'], 0)} req/s" + bad_note(r), flush=True)
+        PROCS.stop(p)
+
+    if any(want(k) for k in AUTH_ROUTES):
+        print("- Gust Lambda authorizers: none, cached, uncached", flush=True)
+        guarded(list(AUTH_ROUTES), "Gust Lambda authorizers", authorizers)
+
     # Idle memory of deployed functions: 1 vs 1,000, nothing invoked.
     def idle_fns(sysm):
         p, _ = measure_starts(sysm, mode, R, cold=False)
@@ -1310,6 +1399,15 @@ def main():
             f"{int(EVENT_POLL * 1000)} ms), median of the runs; `gust_event_deliveries_total` (success) on /metrics must "
             f"grow by exactly the events published (else ⚠). Publish latency: {mode.event_singles} sequential plain-JSON "
             f"1-event publishes on one keep-alive connection after the runs drained (202 is sent after the commit).")
+    if any(R.get(k, {}).get("load_c1") for k in AUTH_ROUTES):
+        report += ["", "Lambda authorizers:", "", auth_table(R)]
+        notes.append(
+            f"Lambda authorizers: one Gust, `GET /plain`, `/cached` and `/uncached` on the same Node handler "
+            f"(`handler.hello`); the last two behind a Node TOKEN authorizer (`bench/app/authorizer.js`, an Allow "
+            f"policy) with `ttl = 300` and `ttl = 0`. `Authorization: Bearer bench-token` on every request, so the "
+            f"cached route answers from the authorizer cache and the uncached one invokes the authorizer every time. "
+            f"{mode.runs} wrk run(s) of {mode.duration_c1} s at 1 connection per route, alternating routes, after "
+            f"{mode.warmup} s warm-up each at {mode.conns} connections; added = p50 minus the no-authorizer p50.")
     problems = [(r["label"], why) for k, r in R.items() if isinstance(r, dict) for why in r.get("problems", [])]
     if problems:
         report += ["", "Problems seen (⚠; after a problem in a load run the system was restarted and warmed up before its next run):", ""]

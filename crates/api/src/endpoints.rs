@@ -88,6 +88,14 @@ endpoints! {
     Metrics = Operator "GET" "/metrics",
     /// Lambda's `Invoke`.
     Invoke = Lambda "POST" "/2015-03-31/functions/{name}/invocations",
+    /// Lambda's `ListFunctions`.
+    LambdaListFunctions = Lambda "GET" "/2015-03-31/functions",
+    /// Lambda's `GetFunction`.
+    LambdaGetFunction = Lambda "GET" "/2015-03-31/functions/{name}",
+    /// Lambda's `GetFunctionConfiguration`.
+    LambdaGetFunctionConfiguration = Lambda "GET" "/2015-03-31/functions/{name}/configuration",
+    /// Lambda's `GetAccountSettings`.
+    LambdaGetAccountSettings = Lambda "GET" "/2016-08-19/account-settings",
     Health = Public "GET" "/healthz",
     /// This document.
     OpenApi = Public "GET" "/gust/v1/openapi.json",

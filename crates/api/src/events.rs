@@ -44,6 +44,37 @@ pub struct Subscription {
     pub batch_size: u32,
     pub max_attempts: u32,
     pub max_event_age_s: u64,
+    /// The broker it reads, for a subscription with a `source` (`null` for a Gust topic).
+    #[serde(deserialize_with = "crate::nullable")]
+    #[schema(required = true)]
+    pub source: Option<SubscriptionSource>,
+}
+
+/// A broker source and its live state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SubscriptionSource {
+    /// `redis-streams`, `nats-jetstream` or `nats`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The broker URL (never with credentials).
+    pub url: String,
+    /// What is read: stream and group, subject, durable consumer.
+    pub address: String,
+    /// `at-least-once`, or `at-most-once` (core NATS).
+    pub guarantee: String,
+    /// `connecting`, `connected` or `reconnecting`.
+    pub state: String,
+    /// RFC 3339: when the state last changed.
+    pub since: String,
+    /// The last connection or broker error, kept after a reconnect.
+    #[serde(deserialize_with = "crate::nullable")]
+    #[schema(required = true)]
+    pub last_error: Option<String>,
+    /// Messages the broker holds that this subscription has not finished (Redis: the group's
+    /// lag plus pending entries; JetStream: pending plus unacknowledged), when it tells.
+    #[serde(deserialize_with = "crate::nullable")]
+    #[schema(required = true)]
+    pub lag: Option<u64>,
 }
 
 /// `GET /gust/v1/dlq`.

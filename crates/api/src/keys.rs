@@ -52,6 +52,10 @@ pub struct ApiKey {
     #[serde(deserialize_with = "crate::nullable")]
     #[schema(required = true)]
     pub quota_per_day: Option<u64>,
+    /// Declared by the manifest (serverless.yml `apiKeys`) and kept in step with it at each
+    /// start; `false`: made with `gust apikeys create`.
+    #[serde(default)]
+    pub managed: bool,
 }
 
 /// The body of `POST /gust/v1/apikeys`. Unknown fields are refused.

@@ -32,11 +32,15 @@ pub use endpoints::{Endpoint, Face, Miss, Route};
 pub use error::{ErrorBody, ErrorDetail};
 pub use events::{
     DeadLetter, DeadLetterEvent, DeadLetterList, Published, PublishedEvent, Purged, Redriven, Subscription,
-    SubscriptionList,
+    SubscriptionList, SubscriptionSource,
 };
 pub use functions::{Function, FunctionList, Health, Instances};
 pub use keys::{AccessKey, AccessKeyList, ApiKey, ApiKeyList, CreateApiKey, NewAccessKey, NewApiKey};
-pub use lambda::{FunctionError, LambdaAuthError, LambdaError};
+pub use lambda::{
+    AccountLimit, AccountSettings, AccountUsage, EphemeralStorage, FunctionCodeLocation, FunctionConfiguration,
+    FunctionEnvironment, FunctionError, LambdaAuthError, LambdaError, LambdaFunction, LambdaFunctionList,
+    TracingConfig,
+};
 pub use openapi::{document, openapi};
 pub use schedules::{Schedule, ScheduleList, ScheduleRun};
 pub use secrets::{MasterKeyRotated, Secret, SecretList, SecretSet};

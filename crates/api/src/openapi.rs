@@ -359,8 +359,20 @@ fn contract(e: Endpoint) -> Contract {
             "Run a schedule now, outside its ticks",
             ok::<ScheduleRun>(202, "The run is queued (with the events machinery's retries)."),
         )
-        .param(path("name", "The schedule's name."))
-        .error(404, "ScheduleNotFound", "no schedule with this name")
+        .param(path(
+            "name",
+            "The schedule's name, or the name of a function with exactly one schedule.",
+        ))
+        .error(
+            404,
+            "ScheduleNotFound",
+            "no schedule with this name, and no function with a schedule",
+        )
+        .error(
+            409,
+            "ScheduleAmbiguous",
+            "a function name, and the function has more than one schedule (the message lists them)",
+        )
         .error(404, "SchedulesDisabled", "schedules are not enabled on this Gust"),
         Endpoint::Publish => Contract::new(
             "events",
@@ -446,6 +458,26 @@ fn contract(e: Endpoint) -> Contract {
         )
         .describe("Metric names are listed in `docs/observability.md`."),
         Endpoint::Invoke => invoke_contract(),
+        Endpoint::LambdaListFunctions => lambda_read_contract(
+            "List the functions (Lambda's ListFunctions)",
+            ok::<crate::LambdaFunctionList>(200, "Every deployed function, on one page."),
+            false,
+        ),
+        Endpoint::LambdaGetFunction => lambda_read_contract(
+            "Describe a function (Lambda's GetFunction)",
+            ok::<crate::LambdaFunction>(200, "The function's configuration and where its code is."),
+            true,
+        ),
+        Endpoint::LambdaGetFunctionConfiguration => lambda_read_contract(
+            "A function's settings (Lambda's GetFunctionConfiguration)",
+            ok::<crate::FunctionConfiguration>(200, "The function's configuration."),
+            true,
+        ),
+        Endpoint::LambdaGetAccountSettings => lambda_read_contract(
+            "Limits and usage (Lambda's GetAccountSettings)",
+            ok::<crate::AccountSettings>(200, "Gust's limits in Lambda's terms, and what is deployed."),
+            false,
+        ),
         Endpoint::Health => Contract::new("admin", "Health check", ok::<Health>(200, "The admin address answers.")),
         Endpoint::OpenApi => Contract::new(
             "admin",
@@ -549,6 +581,38 @@ fn invoke_contract() -> Contract {
             a.headers.push(("x-amzn-ErrorType", "The error's kind."));
         }
     }
+    c
+}
+
+/// A Lambda API read (`ListFunctions`, `GetFunction`, ...): Lambda's shapes, Lambda's errors.
+fn lambda_read_contract(summary: &'static str, ok: Answer, named_function: bool) -> Contract {
+    use crate::{LambdaAuthError, LambdaError};
+    let mut c = Contract::new("lambda", summary, ok).describe(
+        "As AWS Lambda answers it, for the AWS CLI and SDKs; signed as `Invoke` is. A Lambda API          operation Gust does not have answers 404 `UnknownOperationException` naming it.",
+    );
+    if named_function {
+        c = c.param(path(
+            "name",
+            "A function name, or a partial or full ARN (the name is the last part).",
+        ));
+    }
+    c.errors.clear();
+    let error = |status: u16, description: &'static str| Answer {
+        headers: vec![("x-amzn-ErrorType", "The error's kind.")],
+        ..answer(status, description, Body::Json(named::<LambdaError>))
+    };
+    c.answers.extend([
+        Answer {
+            status: 403,
+            description: "Not authenticated, as for `Invoke`.",
+            body: Body::Json(named::<LambdaAuthError>),
+            headers: vec![("x-amzn-ErrorType", "The error's kind.")],
+        },
+        error(
+            404,
+            "`x-amzn-ErrorType`: `ResourceNotFoundException` (no such function).",
+        ),
+    ]);
     c
 }
 

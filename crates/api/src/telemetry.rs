@@ -17,7 +17,7 @@ pub struct InvocationList {
 pub struct Invocation {
     pub request_id: String,
     pub function: String,
-    /// `http`, `event`, `schedule`, `direct`, `async`.
+    /// `http`, `event`, `schedule`, `direct`, `async`, `authorizer` (a gateway Lambda authorizer).
     pub trigger: String,
     /// Epoch milliseconds when the invocation was accepted.
     pub start_ms: i64,

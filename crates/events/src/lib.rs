@@ -4,19 +4,25 @@
 //! subscriptions with filters, the durable log behind the [`EventLog`] seam (embedded SQLite
 //! today, NATS JetStream for clusters later), delivery with batches, partial batch failure,
 //! retries with backoff and jitter, maximum age, and dead-letter queues, and asynchronous
-//! invocation (Lambda's `InvocationType: Event`), which is a hidden subscription per function.
+//! invocation (Lambda's `InvocationType: Event`), which is a hidden subscription per function,
+//! and broker sources (`source/`: Redis Streams, NATS), consumed directly and settled at the
+//! broker only after the handler succeeded, through the same delivery core as the log.
 //!
 //! Every delivery is an invocation through the shared `gust_runtime::Invoker`: no second
 //! invoke path. Must not depend on: HTTP serving, the gateway, the CLI.
 
 mod cloudevent;
+mod delivery;
 mod dispatcher;
 mod log;
 pub mod shape;
+pub mod source;
 
 pub use cloudevent::{from_http, CloudEvent, EventError, MAX_EVENT_BYTES};
+pub use delivery::{Outcome, Record};
 pub use dispatcher::Dispatcher;
-pub use log::{Claimed, DeadLetter, EventLog, LogError, Published, SqliteLog};
+pub use log::{Claimed, DeadLetter, EventLog, LogError, NewDeadLetter, Published, SqliteLog};
+pub use source::{SourceState, SourceStatus};
 
 use gust_model::{event_defaults, App, EventFilter, EventShape, FunctionName, Overlap, SubscriptionSpec, TopicName};
 use gust_runtime::Invoker;
@@ -63,6 +69,7 @@ fn raw_queue(
         visibility_timeout: (f.timeout * 6).max(event_defaults::MIN_VISIBILITY),
         report_batch_item_failures: false,
         retry_delay,
+        source: None,
     }
 }
 
@@ -80,6 +87,8 @@ pub struct Events {
     log: Arc<dyn EventLog>,
     invoker: Arc<Invoker>,
     dispatcher: Arc<Dispatcher>,
+    /// Subscriptions that read a broker: their workers, by subscription name.
+    sources: HashMap<String, source::SourceWorker>,
     /// topic -> (subscription, filter)
     fanout: HashMap<String, Vec<(String, EventFilter)>>,
 }
@@ -92,8 +101,14 @@ impl std::fmt::Debug for Events {
 
 impl Events {
     /// Starts delivery for `app`'s subscriptions plus one asynchronous-invocation queue per
-    /// function.
-    pub fn start(log: Arc<dyn EventLog>, invoker: Arc<Invoker>, app: &App, account: &str) -> Arc<Self> {
+    /// function. `secret` resolves the Gust secrets broker sources name (`password_secret`).
+    pub fn start(
+        log: Arc<dyn EventLog>,
+        invoker: Arc<Invoker>,
+        app: &App,
+        account: &str,
+        secret: &dyn Fn(&str) -> Option<String>,
+    ) -> Arc<Self> {
         let mut subs: Vec<SubscriptionSpec> = app.subscriptions.clone();
         for f in app.functions.values() {
             let name = TopicName::new(async_queue(f.name.as_str())).expect("function names make valid topic names");
@@ -118,17 +133,30 @@ impl Events {
         }
         let mut fanout: HashMap<String, Vec<(String, EventFilter)>> =
             app.topics.iter().map(|t| (t.to_string(), Vec::new())).collect();
-        for s in &subs {
+        // A broker source's subscription is fed by its broker, not by a topic; its worker in
+        // the dispatcher delivers only what is redriven from its DLQ.
+        for s in subs.iter().filter(|s| s.source.is_none()) {
             fanout
                 .entry(s.topic.to_string())
                 .or_default()
                 .push((s.name.to_string(), s.filter.clone()));
         }
         let dispatcher = Dispatcher::start(log.clone(), invoker.clone(), subs, &app.region, account);
+        let mut sources = HashMap::new();
+        for s in app.subscriptions.iter() {
+            let Some(src) = &s.source else { continue };
+            let password = src.password_secret().and_then(secret);
+            let built = source::build(s, src, password);
+            sources.insert(
+                s.name.to_string(),
+                source::SourceWorker::start(s.clone(), built, dispatcher.deliverer.clone(), log.clone()),
+            );
+        }
         Arc::new(Self {
             log,
             invoker,
             dispatcher,
+            sources,
             fanout,
         })
     }
@@ -257,6 +285,11 @@ impl Events {
         &self.log
     }
 
+    /// The state of a broker source's subscription (`None` for one on a Gust topic).
+    pub fn source_status(&self, subscription: &str) -> Option<Arc<SourceStatus>> {
+        self.sources.get(subscription).map(|w| w.status.clone())
+    }
+
     pub fn knows_subscription(&self, name: &str) -> bool {
         self.dispatcher.subscription(name).is_some()
     }
@@ -269,6 +302,15 @@ impl Events {
 
     /// Stops delivering; batches in flight finish within `grace`.
     pub async fn stop(&self, grace: Duration) {
+        for w in self.sources.values() {
+            w.signal_stop();
+        }
+        let _ = tokio::time::timeout(grace, async {
+            for w in self.sources.values() {
+                w.join(grace).await;
+            }
+        })
+        .await;
         self.dispatcher.stop(grace).await;
     }
 }

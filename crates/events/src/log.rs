@@ -56,6 +56,17 @@ pub struct DeadLetter {
     pub event: CloudEvent,
 }
 
+/// A dead letter from a broker source (see [`EventLog::store_dead_letter`]).
+#[derive(Debug, Clone)]
+pub struct NewDeadLetter {
+    pub message_id: String,
+    pub attempts: u32,
+    pub reason: String,
+    pub error: String,
+    pub published_ms: i64,
+    pub event: CloudEvent,
+}
+
 #[async_trait]
 pub trait EventLog: Send + Sync + 'static {
     /// Stores events with the subscriptions each one fans out to, atomically and durably.
@@ -75,6 +86,10 @@ pub trait EventLog: Send + Sync + 'static {
     /// Moves a delivery to the DLQ. `ran`: whether its current claim invoked the function
     /// (if not, that claim is not counted as an attempt).
     async fn dead_letter(&self, sub: &str, seq: i64, reason: &str, error: &str, ran: bool) -> Result<(), LogError>;
+    /// Stores a record read from a broker source straight into `sub`'s dead-letter queue
+    /// (durably, before the broker is told it is done with it), under the broker's
+    /// `message_id`; returns its seq. `gust dlq redrive` then delivers it from this log.
+    async fn store_dead_letter(&self, sub: &str, letter: NewDeadLetter) -> Result<i64, LogError>;
     /// When the next delivery of `sub` becomes due, if any is waiting.
     async fn next_due(&self, sub: &str) -> Result<Option<i64>, LogError>;
     /// How many deliveries wait (due or not) for `sub`.
@@ -417,6 +432,33 @@ impl EventLog for SqliteLog {
         .await
     }
 
+    async fn store_dead_letter(&self, sub: &str, letter: NewDeadLetter) -> Result<i64, LogError> {
+        let sub = sub.to_string();
+        self.with(move |c| {
+            let tx = c.transaction().map_err(db)?;
+            tx.execute(
+                "INSERT INTO events (topic, message_id, attributes, data, published_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    sub,
+                    letter.message_id,
+                    encode_attributes(&letter.event),
+                    &letter.event.data[..],
+                    letter.published_ms
+                ],
+            )
+            .map_err(db)?;
+            let seq = tx.last_insert_rowid();
+            tx.execute(
+                "INSERT INTO dead_letters (subscription, seq, attempts, reason, last_error, failed_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![sub, seq, letter.attempts, letter.reason, letter.error, now_ms()],
+            )
+            .map_err(db)?;
+            tx.commit().map_err(db)?;
+            Ok(seq)
+        })
+        .await
+    }
+
     async fn next_due(&self, sub: &str) -> Result<Option<i64>, LogError> {
         let sub = sub.to_string();
         self.with(move |c| {
@@ -674,6 +716,44 @@ mod tests {
         assert_eq!(log.claim("a", 10, 60_000).await.unwrap().len(), 1);
         log.dead_letter("a", back[0].seq, "r", "e", true).await.unwrap();
         assert_eq!(log.dlq_purge("a", None).await.unwrap(), 1);
+        assert!(log.dlq_list(None).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_source_dead_letter_is_stored_durably_and_redrives_into_delivery() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let log = SqliteLog::open(&path).unwrap();
+        let seq = log
+            .store_dead_letter(
+                "redis-sub",
+                NewDeadLetter {
+                    message_id: "1700000000000-0".into(),
+                    attempts: 3,
+                    reason: "MaxAttemptsExceeded".into(),
+                    error: "boom".into(),
+                    published_ms: 1_700_000_000_000,
+                    event: ev("1700000000000-0", None),
+                },
+            )
+            .await
+            .unwrap();
+        drop(log);
+        let log = SqliteLog::open(&path).unwrap();
+        let dl = log.dlq_list(Some("redis-sub")).await.unwrap();
+        assert_eq!(dl.len(), 1);
+        assert_eq!(
+            (dl[0].seq, dl[0].attempts, dl[0].message_id.as_str()),
+            (seq, 3, "1700000000000-0")
+        );
+        assert_eq!(log.backlog("redis-sub").await.unwrap(), 0);
+        assert_eq!(log.dlq_redrive("redis-sub", None).await.unwrap(), 1);
+        let c = log.claim("redis-sub", 10, 60_000).await.unwrap();
+        assert_eq!(
+            (c.len(), c[0].message_id.as_str(), c[0].attempts),
+            (1, "1700000000000-0", 1)
+        );
+        log.ack("redis-sub", &[c[0].seq]).await.unwrap();
         assert!(log.dlq_list(None).await.unwrap().is_empty());
     }
 

@@ -1,12 +1,41 @@
 //! What a subscriber receives: SQS-style and SNS-style record batches (CloudEvents attributes
 //! as message attributes), and the `batchItemFailures` answer for partial batch failure.
 
-use crate::log::Claimed;
+use crate::delivery::Record;
+use gust_model::{SourceSpec, SubscriptionSpec};
 use serde_json::{json, Map, Value};
 
+/// Where a subscription's records come from, as the SQS shape names it: `eventSource` and
+/// `eventSourceARN`. A Gust topic is `aws:sqs` (handlers written for SQS check it); a broker
+/// source is `gust:<type>` with an ARN-like name of the stream or subject.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub event_source: String,
+    pub arn: String,
+}
+
+impl Origin {
+    pub fn of(spec: &SubscriptionSpec, region: &str, account: &str) -> Self {
+        let Some(source) = &spec.source else {
+            return Self {
+                event_source: "aws:sqs".into(),
+                arn: format!("arn:aws:sqs:{region}:{account}:{}", spec.topic),
+            };
+        };
+        let what = match source {
+            SourceSpec::RedisStreams(s) => s.stream.as_str(),
+            SourceSpec::NatsJetStream(s) => s.stream.as_str(),
+            SourceSpec::Nats(s) => s.subject.as_str(),
+        };
+        Self {
+            event_source: format!("gust:{}", source.kind()),
+            arn: format!("arn:gust:{}:{region}:{account}:{what}", source.kind()),
+        }
+    }
+}
+
 /// Builds `{"Records":[...]}` in SQS's shape.
-pub fn sqs_event(records: &[Claimed], topic: &str, region: &str, account: &str) -> Value {
-    let arn = format!("arn:aws:sqs:{region}:{account}:{topic}");
+pub fn sqs_event(records: &[&Record], origin: &Origin, region: &str) -> Value {
     let records: Vec<Value> = records
         .iter()
         .map(|c| {
@@ -20,7 +49,7 @@ pub fn sqs_event(records: &[Claimed], topic: &str, region: &str, account: &str) 
             }
             json!({
                 "messageId": c.message_id,
-                "receiptHandle": format!("{}:{}", c.seq, c.attempts),
+                "receiptHandle": c.receipt,
                 "body": body,
                 "attributes": {
                     "ApproximateReceiveCount": c.attempts.to_string(),
@@ -29,8 +58,8 @@ pub fn sqs_event(records: &[Claimed], topic: &str, region: &str, account: &str) 
                     "ApproximateFirstReceiveTimestamp": c.first_ms.to_string(),
                 },
                 "messageAttributes": attrs,
-                "eventSource": "aws:sqs",
-                "eventSourceARN": arn,
+                "eventSource": origin.event_source,
+                "eventSourceARN": origin.arn,
                 "awsRegion": region,
             })
         })
@@ -39,7 +68,7 @@ pub fn sqs_event(records: &[Claimed], topic: &str, region: &str, account: &str) 
 }
 
 /// Builds `{"Records":[...]}` in SNS's shape.
-pub fn sns_event(records: &[Claimed], topic: &str, subscription: &str, region: &str, account: &str) -> Value {
+pub fn sns_event(records: &[&Record], topic: &str, subscription: &str, region: &str, account: &str) -> Value {
     let topic_arn = format!("arn:aws:sns:{region}:{account}:{topic}");
     let records: Vec<Value> = records
         .iter()
@@ -75,11 +104,11 @@ pub fn sns_event(records: &[Claimed], topic: &str, subscription: &str, region: &
     json!({ "Records": records })
 }
 
-/// The message ids a handler reported as failed, or `None` when the answer is not a
-/// `batchItemFailures` response (then the whole batch succeeded).
+/// The positions in `batch` of the records a handler reported as failed (none when the answer
+/// is not a `batchItemFailures` response: then the whole batch succeeded).
 ///
 /// As Lambda does, an item identifier that is empty or not in the batch fails the whole batch.
-pub fn batch_item_failures(answer: &[u8], batch: &[Claimed]) -> Result<Vec<i64>, String> {
+pub fn batch_item_failures(answer: &[u8], batch: &[&Record]) -> Result<Vec<usize>, String> {
     let Ok(v) = serde_json::from_slice::<Value>(answer) else {
         return Ok(vec![]);
     };
@@ -92,8 +121,8 @@ pub fn batch_item_failures(answer: &[u8], batch: &[Claimed]) -> Result<Vec<i64>,
     let mut failed = Vec::new();
     for item in items {
         let id = item.get("itemIdentifier").and_then(Value::as_str).unwrap_or("");
-        match batch.iter().find(|c| c.message_id == id) {
-            Some(c) => failed.push(c.seq),
+        match batch.iter().position(|c| c.message_id == id) {
+            Some(i) => failed.push(i),
             None => return Err(format!("batchItemFailures names an unknown itemIdentifier `{id}`")),
         }
     }

@@ -59,6 +59,7 @@ fn payloads(c: &mut Criterion) {
         host: "localhost",
         time_epoch_ms: 1_583_348_638_390,
         authorizer: None,
+        header_case: None,
     };
     c.bench_function("build event, payload 2.0", |b| {
         b.iter(|| black_box(build_event(PayloadFormat::V2, black_box(&parts))))

@@ -64,6 +64,15 @@ pub enum AuthFailure {
     MissingScope,
     RateLimited,
     QuotaExhausted,
+    /// A Lambda authorizer answered the error `Unauthorized` (401).
+    AuthorizerUnauthorized,
+    /// A Lambda authorizer's policy denies the request: a Deny covers it (`explicit`) or no
+    /// Allow does (403).
+    AuthorizerDenied {
+        explicit: bool,
+    },
+    /// A Lambda authorizer failed, timed out or answered garbage (500).
+    AuthorizerFailed(String),
 }
 
 impl AuthFailure {
@@ -85,6 +94,9 @@ impl AuthFailure {
             AuthFailure::MissingScope => "missing_scope",
             AuthFailure::RateLimited => "rate_limited",
             AuthFailure::QuotaExhausted => "quota_exhausted",
+            AuthFailure::AuthorizerUnauthorized => "authorizer_unauthorized",
+            AuthFailure::AuthorizerDenied { .. } => "authorizer_denied",
+            AuthFailure::AuthorizerFailed(_) => "authorizer_failed",
         }
     }
 }
@@ -110,6 +122,12 @@ impl std::fmt::Display for AuthFailure {
             AuthFailure::MissingScope => f.write_str("none of the required scopes granted"),
             AuthFailure::RateLimited => f.write_str("rate limit reached"),
             AuthFailure::QuotaExhausted => f.write_str("daily quota spent"),
+            AuthFailure::AuthorizerUnauthorized => f.write_str("the Lambda authorizer answered Unauthorized"),
+            AuthFailure::AuthorizerDenied { explicit: true } => f.write_str("the Lambda authorizer's policy denies"),
+            AuthFailure::AuthorizerDenied { explicit: false } => {
+                f.write_str("the Lambda authorizer's policy does not allow this resource")
+            }
+            AuthFailure::AuthorizerFailed(detail) => write!(f, "the Lambda authorizer failed: {detail}"),
         }
     }
 }
@@ -130,6 +148,9 @@ pub enum AuthError {
     /// A daily quota (429 with `Retry-After`: the next UTC midnight).
     #[error("Limit Exceeded")]
     QuotaExceeded { retry_after: Duration },
+    /// A Lambda authorizer failed or answered garbage (500): never an Allow.
+    #[error("Internal Server Error")]
+    AuthorizerFailed { reason: AuthFailure },
 }
 
 impl AuthError {
@@ -144,6 +165,7 @@ impl AuthError {
             AuthError::Forbidden { .. } => ErrorCode::Forbidden,
             AuthError::TooManyRequests { .. } => ErrorCode::TooManyRequests,
             AuthError::QuotaExceeded { .. } => ErrorCode::QuotaExceeded,
+            AuthError::AuthorizerFailed { .. } => ErrorCode::AuthorizerError,
         }
     }
 
@@ -157,16 +179,19 @@ impl AuthError {
     /// The detailed reason, for logs. Never put it in a response.
     pub fn reason(&self) -> AuthFailure {
         match self {
-            AuthError::Unauthorized { reason } | AuthError::Forbidden { reason } => reason.clone(),
+            AuthError::Unauthorized { reason }
+            | AuthError::Forbidden { reason }
+            | AuthError::AuthorizerFailed { reason } => reason.clone(),
             AuthError::TooManyRequests { .. } => AuthFailure::RateLimited,
             AuthError::QuotaExceeded { .. } => AuthFailure::QuotaExhausted,
         }
     }
 
     /// Gust's JSON error response (public message only; `Retry-After` in whole seconds,
-    /// rounded up, at least 1).
+    /// rounded up, at least 1), with API Gateway's `{"message": ...}` beside Gust's `error`
+    /// so clients written for API Gateway read it too.
     pub fn to_api_error(&self) -> ApiError {
-        let err = ApiError::new(self.code(), self.to_string());
+        let err = ApiError::new(self.code(), self.to_string()).aws_body("message", Value::String(self.to_string()));
         match self.retry_after() {
             Some(wait) => err.retry_after(wait),
             None => err,

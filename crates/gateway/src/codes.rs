@@ -135,6 +135,8 @@ error_codes! {
     PlatformError => 500, Platform, false;
     /// A route names a JWT authorizer that is not loaded.
     AuthorizerUnavailable => 500, Platform, false;
+    /// A route's Lambda authorizer failed, timed out or answered garbage (never an Allow).
+    AuthorizerError => 500, Function, false;
     StorageError => 500, Platform, false;
 
     // The admin address.
@@ -159,6 +161,8 @@ error_codes! {
     SecretError => 400, Caller, false;
     TraceNotFound => 404, Caller, false;
     ScheduleNotFound => 404, Caller, false;
+    /// `gust schedules run FUNCTION` for a function with more than one schedule.
+    ScheduleAmbiguous => 409, Caller, false;
     SubscriptionNotFound => 404, Caller, false;
     DeadLetterNotFound => 404, Caller, false;
 

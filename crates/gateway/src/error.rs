@@ -25,6 +25,9 @@ pub struct ApiError {
     pub message: String,
     /// Seconds for `Retry-After`, sent only for codes that take it (1 when unset).
     pub retry_after_secs: Option<u64>,
+    /// A top-level field of API Gateway's own error body (`"message": "Unauthorized"`), sent
+    /// beside `error` by the gateway's authorizers so that API Gateway clients read it.
+    pub aws_field: Option<(&'static str, serde_json::Value)>,
 }
 
 impl ApiError {
@@ -33,7 +36,14 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after_secs: None,
+            aws_field: None,
         }
+    }
+
+    /// Adds API Gateway's top-level `key: value` to the body (`error` stays as it is).
+    pub fn aws_body(mut self, key: &'static str, value: serde_json::Value) -> Self {
+        self.aws_field = Some((key, value));
+        self
     }
 
     /// Sets `Retry-After` to `wait`, in whole seconds rounded up, at least 1.
@@ -46,11 +56,15 @@ impl ApiError {
         self.code.status()
     }
 
-    /// `{"error":{"code","message","request_id"}}`
+    /// `{"error":{"code","message","request_id"}}` (and API Gateway's field, if set)
     pub fn body(&self, request_id: &str) -> serde_json::Value {
-        serde_json::json!({
+        let mut body = serde_json::json!({
             "error": { "code": self.code.as_str(), "message": self.message, "request_id": request_id }
-        })
+        });
+        if let Some((k, v)) = &self.aws_field {
+            body[*k] = v.clone();
+        }
+        body
     }
 
     /// The `Retry-After` seconds this answer carries, if its code takes one.

@@ -7,7 +7,7 @@ use crate::routes::{Lookup, RouteTable};
 use crate::server::HttpHandler;
 use bytes::Bytes;
 use gust_model::{App, CorsSpec, RouteTarget, SpanRecord, TraceParent};
-use gust_runtime::{Invocation, Invoker, Trigger};
+use gust_runtime::{Invocation, InvokeError, Invoker, Trigger};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -24,14 +24,17 @@ struct Routing {
     /// Topics that take publishes here, with their checks; other topics are not reachable
     /// from the public gateway at all (they answer as unknown ones do).
     public_topics: std::collections::HashMap<String, gust_model::RouteAuth>,
+    /// The app's region, in the ARNs Lambda authorizers' policies are checked against.
+    region: String,
 }
 
-/// The gateway's authorizers: API keys (hashed, with per-key limits), JWT authorizers by
-/// name, and per-route token buckets.
+/// The gateway's authorizers: API keys (hashed, with per-key limits), JWT authorizers and
+/// Lambda authorizers by name, and per-route token buckets.
 #[derive(Default)]
 pub struct GatewayAuth {
     pub api_keys: Option<crate::auth::ApiKeyAuthorizer>,
     pub jwt: std::collections::HashMap<String, crate::auth::JwtAuthorizer>,
+    pub lambda: std::collections::HashMap<String, crate::lambda_auth::LambdaAuthorizer>,
     pub routes: crate::ratelimit::RateLimiter,
 }
 
@@ -60,6 +63,7 @@ impl Gateway {
                 cors: None,
                 upstreams: Default::default(),
                 public_topics: Default::default(),
+                region: gust_model::defaults::DEFAULT_REGION.into(),
             })),
             max_body_bytes,
         })
@@ -70,8 +74,10 @@ impl Gateway {
         *self.auth.write().expect("auth lock") = Arc::new(auth);
     }
 
-    /// Route checks, in order: the route's rate limit, its API key, its JWT. A refusal never
-    /// says which part of a credential was wrong (the reason goes to the log).
+    /// Route checks, in order: the route's rate limit, its API key, its JWT (and its scopes).
+    /// A refusal never says which part of a credential was wrong (the reason goes to the log).
+    /// Returns a JWT's `requestContext.authorizer` in payload 2.0's shape. The Lambda
+    /// authorizer, which needs the whole request, is [`Gateway::lambda_authorize`].
     fn authorize(
         &self,
         route_key: &str,
@@ -110,9 +116,41 @@ impl Gateway {
                     )
                 })?;
                 let identity = jwt.authorize(headers).map_err(logged)?;
+                identity.require_any_scope(&auth.scopes).map_err(logged)?;
                 Ok(Some(identity.authorizer_context()))
             }
             None => Ok(None),
+        }
+    }
+
+    /// The route's Lambda authorizer: `Ok(Some(requestContext.authorizer))` on an Allow, in
+    /// the route's payload shape.
+    async fn lambda_authorize(
+        &self,
+        name: &gust_model::FunctionName,
+        parts: &RequestParts<'_>,
+        payload: gust_model::PayloadFormat,
+        region: &str,
+        trace: &TraceParent,
+    ) -> Result<serde_json::Value, ApiError> {
+        let gate = self.auth.read().expect("auth lock").clone();
+        let authorizer = gate.lambda.get(name.as_str()).ok_or_else(|| {
+            tracing::error!(authorizer = %name, "Lambda authorizer not loaded");
+            ApiError::new(
+                ErrorCode::AuthorizerUnavailable,
+                "the route's authorizer is not available",
+            )
+        })?;
+        let arn = crate::lambda_auth::event::request_arn(region, parts.method, parts.raw_path);
+        match authorizer.authorize(&self.invoker, parts, &arn, trace).await {
+            Ok(allowed) => {
+                tracing::debug!(authorizer = %name, cached = allowed.cached, "Lambda authorizer allowed");
+                Ok(allowed.request_context(payload))
+            }
+            Err(refused) => {
+                tracing::info!(route = parts.route_key, authorizer = %name, reason = %refused.error.reason(), "request refused by the gateway");
+                Err(crate::lambda_auth::refusal(&refused))
+            }
         }
     }
 
@@ -130,6 +168,7 @@ impl Gateway {
                 .iter()
                 .map(|(t, auth)| (t.to_string(), auth.clone()))
                 .collect(),
+            region: app.region.clone(),
         };
         *self.routing.write().expect("routing lock") = Arc::new(routing);
     }
@@ -153,7 +192,13 @@ impl Gateway {
             }
         }
 
-        let lookup = routing.table.lookup(&method, &path);
+        let mut lookup = routing.table.lookup(&method, &path);
+        // HEAD is answered by the GET route of the path, without the body (`handle`).
+        if method == "HEAD" && !matches!(lookup, Lookup::Found(_)) {
+            if let found @ Lookup::Found(_) = routing.table.lookup("GET", &path) {
+                lookup = found;
+            }
+        }
         // `POST /events/{topic}` publishes to a public topic, unless an app route claims that
         // path. A topic that is not public answers as an unknown one: the gateway does not
         // tell outsiders which internal topics exist.
@@ -191,26 +236,20 @@ impl Gateway {
                     format!("{method} is not allowed on {path}"),
                 )
                 .into_response(request_id);
-                let allow = allowed
-                    .iter()
-                    .filter(|m| *m != "*")
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", ");
+                let mut allow: Vec<String> = allowed.iter().filter(|m| *m != "*").cloned().collect();
+                if allow.iter().any(|m| m == "GET") && !allow.iter().any(|m| m == "HEAD") {
+                    allow.push("HEAD".into());
+                }
+                let allow = allow.join(", ");
                 if let Ok(v) = HeaderValue::from_str(&allow) {
                     resp.headers_mut().insert(http::header::ALLOW, v);
                 }
                 return Ok(resp);
             }
         };
-        // Gateway checks first: API key, JWT, rate limits (401/403/429 before any work).
-        let claims = self.authorize(&m.route.key, &m.route.auth, req.headers())?;
-
-        let (parts, body) = req.into_parts();
-        let body = read_limited(&parts.headers, body, self.max_body_bytes).await?;
         // Trace: the caller's context (or a new trace) -> this gateway span -> the target.
-        let incoming = parts
-            .headers
+        let incoming = req
+            .headers()
             .get("traceparent")
             .and_then(|v| v.to_str().ok())
             .and_then(TraceParent::parse);
@@ -219,6 +258,44 @@ impl Gateway {
             .map(TraceParent::child)
             .unwrap_or_else(TraceParent::new_root);
         let started_us = chrono::Utc::now().timestamp_micros();
+        let payload = match &m.route.target {
+            RouteTarget::Function { payload, .. } => *payload,
+            RouteTarget::Upstream { .. } => gust_model::PayloadFormat::V2,
+        };
+        // Gateway checks first: rate limits, API key, JWT (401/403/429 before any work), then
+        // the Lambda authorizer (before the body is read: API Gateway does not send it).
+        let mut claims = self.authorize(&m.route.key, &m.route.auth, req.headers())?;
+        if payload == gust_model::PayloadFormat::V1 {
+            // REST APIs put a JWT's claims directly under `authorizer.claims`.
+            claims = claims.map(|c| c.get("jwt").cloned().unwrap_or(c));
+        }
+        if let Some(name) = &m.route.auth.lambda {
+            let host = host_of(req.headers());
+            let empty = Bytes::new();
+            let parts = RequestParts {
+                method: req.method().as_str(),
+                raw_path: req.uri().path(),
+                raw_query: req.uri().query().unwrap_or(""),
+                headers: req.headers(),
+                body: &empty,
+                route_key: &m.route.key,
+                resource: &m.route.resource,
+                path_params: &m.params,
+                request_id,
+                remote,
+                host: &host,
+                time_epoch_ms: chrono::Utc::now().timestamp_millis(),
+                authorizer: None,
+                header_case: req.extensions().get(),
+            };
+            claims = Some(
+                self.lambda_authorize(name, &parts, payload, &routing.region, &server)
+                    .await?,
+            );
+        }
+
+        let (parts, body) = req.into_parts();
+        let body = read_limited(&parts.headers, body, self.max_body_bytes).await?;
         let call = Call {
             parts: &parts,
             body: &body,
@@ -282,13 +359,7 @@ impl Gateway {
         payload: gust_model::PayloadFormat,
         c: Call<'_>,
     ) -> Result<Response<Body>, ApiError> {
-        let host = c
-            .parts
-            .headers
-            .get(http::header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .map(|h| h.split(':').next().unwrap_or(h).to_string())
-            .unwrap_or_else(|| "localhost".into());
+        let host = host_of(&c.parts.headers);
         let invocation = c.server.child();
         let mut headers = c.parts.headers.clone();
         if let Ok(v) = HeaderValue::from_str(&invocation.to_string()) {
@@ -310,13 +381,25 @@ impl Gateway {
                 host: &host,
                 time_epoch_ms: chrono::Utc::now().timestamp_millis(),
                 authorizer: c.claims.as_ref(),
+                header_case: c.parts.extensions.get(),
             },
         );
         let mut inv = Invocation::new(function.as_str(), event, Trigger::Http);
         inv.request_id = Some(c.request_id.to_string());
         inv.trace = Some(invocation);
         inv.parent_span = Some(c.server.span_id.clone());
-        let out = self.invoker.invoke(inv).await?;
+        let out = self.invoker.invoke(inv).await.map_err(|e| match e {
+            // Why a function could not start is for its operators (the function's log has the
+            // error, `gust logs`), not for whoever called the route.
+            InvokeError::InitFailed { .. } => {
+                tracing::warn!(function = %function, request_id = c.request_id, error = %e, "init failed -> 502");
+                ApiError::new(
+                    ErrorCode::FunctionInitError,
+                    "the function could not start; its log has the details under this request id",
+                )
+            }
+            e => ApiError::from(e),
+        })?;
         if let Some(error_type) = &out.function_error {
             tracing::debug!(function = %function, request_id = c.request_id, error_type, "handler error -> 502");
             return Err(ApiError::new(
@@ -382,6 +465,15 @@ impl Gateway {
         });
         result
     }
+}
+
+/// The `Host` header without its port (`localhost` when there is none).
+fn host_of(headers: &HeaderMap) -> String {
+    headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(|h| h.split(':').next().unwrap_or(h).to_string())
+        .unwrap_or_else(|| "localhost".into())
 }
 
 /// One request on its way to a function or an upstream.
@@ -485,10 +577,20 @@ fn preflight(cors: &CorsSpec, origin: &HeaderValue) -> Response<Body> {
 impl HttpHandler for Gateway {
     async fn handle(self: Arc<Self>, req: Request<Incoming>, remote: SocketAddr) -> Response<Body> {
         let request_id = uuid::Uuid::new_v4().to_string();
+        let head = req.method() == Method::HEAD;
         let mut resp = match self.route(req, remote, &request_id).await {
             Ok(r) => r,
             Err(e) => e.into_response(&request_id),
         };
+        if head {
+            // The headers GET would have, no body; `Content-Length` says what GET would send.
+            let len = hyper::body::Body::size_hint(resp.body()).exact();
+            *resp.body_mut() = Body::default();
+            if let Some(len) = len.filter(|_| !resp.headers().contains_key(http::header::CONTENT_LENGTH)) {
+                resp.headers_mut()
+                    .insert(http::header::CONTENT_LENGTH, HeaderValue::from(len));
+            }
+        }
         if let Ok(v) = HeaderValue::from_str(&request_id) {
             resp.headers_mut().insert("apigw-requestid", v);
         }

@@ -16,6 +16,8 @@ pub mod auth;
 pub mod codes;
 mod error;
 mod gateway;
+mod header_case;
+pub mod lambda_auth;
 mod payload;
 mod publish;
 pub mod quotas;
@@ -25,7 +27,7 @@ mod server;
 pub mod sigv4;
 pub mod upstream;
 
-pub use admin::{AccessKeys, Admin, HostPolicy, OperatorToken, SchedulesApi, SecretsApi};
+pub use admin::{AccessKeys, Admin, HostPolicy, OperatorToken, ScheduleRunError, SchedulesApi, SecretsApi};
 pub use apikeys::load_api_keys;
 pub use auth::{
     generate_api_key, hash_api_key, ApiKeyAuthorizer, ApiKeyHash, ApiKeyIdentity, ApiKeyPolicy, ApiKeyStore, AuthError,
@@ -35,6 +37,7 @@ pub use auth::{
 pub use codes::{Blame, ErrorCode};
 pub use error::{ApiError, Body};
 pub use gateway::{Gateway, GatewayAuth, DEFAULT_MAX_BODY_BYTES};
+pub use header_case::ClientCase;
 pub use payload::{build_event, parse_response, HttpAnswer, RequestParts, ResponseError};
 pub use ratelimit::{Decision, QuotaCounter, QuotaDecision, RateLimit, RateLimiter, NO_REFILL_RETRY_AFTER};
 pub use server::{serve, HttpHandler, ServerLimits};

@@ -27,9 +27,12 @@ pub struct RequestParts<'a> {
     pub host: &'a str,
     /// Epoch milliseconds when the request arrived.
     pub time_epoch_ms: i64,
-    /// What an authorizer established (`{"jwt": {"claims", "scopes"}}`), as API Gateway puts it
-    /// in `requestContext.authorizer`.
+    /// What an authorizer established, in the payload's shape (2.0: `{"jwt": {"claims",
+    /// "scopes"}}` or `{"lambda": {...}}`; 1.0: `{"claims", "scopes"}` or `{"principalId", ...}`),
+    /// as API Gateway puts it in `requestContext.authorizer`.
     pub authorizer: Option<&'a Value>,
+    /// Header names as the client spelled them (payload 1.0 keeps them); lower case without.
+    pub header_case: Option<&'a crate::header_case::ClientCase>,
 }
 
 /// Content types API Gateway passes as text; everything else is base64-encoded.
@@ -73,7 +76,7 @@ fn body_field(body: &Bytes, headers: &HeaderMap) -> (Value, bool) {
     (text.map_or(Value::Null, |t| Value::String(t.into_owned())), b64)
 }
 
-fn query_pairs(raw: &str) -> Vec<(String, String)> {
+pub(crate) fn query_pairs(raw: &str) -> Vec<(String, String)> {
     raw.split('&')
         .filter(|p| !p.is_empty())
         .map(|p| {
@@ -218,7 +221,7 @@ fn path_params_as_map<S: serde::Serializer>(params: &[(Arc<str>, String)], ser: 
     )
 }
 
-fn v2_event(r: &RequestParts<'_>) -> Vec<u8> {
+pub(crate) fn v2_event(r: &RequestParts<'_>) -> Vec<u8> {
     let mut cookies = Vec::new();
     for v in r.headers.get_all(http::header::COOKIE) {
         let v = String::from_utf8_lossy(v.as_bytes());
@@ -281,16 +284,20 @@ fn v2_event(r: &RequestParts<'_>) -> Vec<u8> {
     serde_json::to_vec(&event).expect("the event serialises")
 }
 
-fn v1_event(r: &RequestParts<'_>) -> Value {
+pub(crate) fn v1_event(r: &RequestParts<'_>) -> Value {
     let mut headers = Map::new();
     let mut multi: Map<String, Value> = Map::new();
     for (name, value) in r.headers {
         let v = String::from_utf8_lossy(value.as_bytes()).into_owned();
-        headers.insert(name.as_str().to_string(), Value::String(v.clone()));
-        match multi.get_mut(name.as_str()) {
+        let name = match r.header_case {
+            Some(case) => case.spell(name.as_str()),
+            None => name.as_str().to_string(),
+        };
+        headers.insert(name.clone(), Value::String(v.clone()));
+        match multi.get_mut(&name) {
             Some(Value::Array(a)) => a.push(Value::String(v)),
             _ => {
-                multi.insert(name.as_str().to_string(), json!([v]));
+                multi.insert(name, json!([v]));
             }
         }
     }
@@ -347,9 +354,9 @@ fn v1_event(r: &RequestParts<'_>) -> Value {
         "isBase64Encoded": b64,
     });
     if let Some(a) = r.authorizer {
-        // REST APIs put a JWT's claims directly under `authorizer.claims`.
-        let a = a.get("jwt").cloned().unwrap_or_else(|| a.clone());
-        e["requestContext"]["authorizer"] = a;
+        // The gateway gives the 1.0 shape: a JWT's `{claims, scopes}`, a Lambda authorizer's
+        // `{principalId, ...context}`.
+        e["requestContext"]["authorizer"] = a.clone();
     }
     e
 }
@@ -408,6 +415,8 @@ pub fn parse_response(format: PayloadFormat, payload: &[u8]) -> Result<HttpAnswe
         .get("statusCode")
         .and_then(|s| s.as_u64().or_else(|| s.as_str()?.parse().ok()))
         .and_then(|s| u16::try_from(s).ok())
+        // HTTP's status range; `http` would take up to 999.
+        .filter(|s| (100..=599).contains(s))
         .and_then(|s| StatusCode::from_u16(s).ok())
         .ok_or(ResponseError::NoStatusCode)?;
     let mut headers = HeaderMap::new();
@@ -484,6 +493,7 @@ mod tests {
             host: "localhost",
             time_epoch_ms: 1_583_348_638_390,
             authorizer: None,
+            header_case: None,
         }
     }
 
@@ -591,9 +601,15 @@ mod tests {
             parse_response(PayloadFormat::V2, br#"{"statusCode":200,"body":{"a":1}}"#),
             Err(ResponseError::BadField("body"))
         ));
-        assert!(matches!(
-            parse_response(PayloadFormat::V2, br#"{"statusCode":99}"#),
-            Err(ResponseError::NoStatusCode)
-        ));
+        for bad in [99, 600, 700, 999] {
+            let answer = format!(r#"{{"statusCode":{bad}}}"#);
+            assert!(
+                matches!(
+                    parse_response(PayloadFormat::V2, answer.as_bytes()),
+                    Err(ResponseError::NoStatusCode)
+                ),
+                "{bad}"
+            );
+        }
     }
 }

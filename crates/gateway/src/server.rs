@@ -326,8 +326,11 @@ pub async fn serve<L: Accept, H: HttpHandler>(
         let handler = handler.clone();
         let max_head = limits.max_header_bytes;
         let body_timeout = limits.body_read_timeout;
-        let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+        // Header names as the client spelled them, for payload format 1.0 (`header_case.rs`).
+        let (stream, case) = crate::header_case::CaseWatch::new(stream);
+        let svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
             let handler = handler.clone();
+            req.extensions_mut().insert(case.clone());
             let timer = BodyTimer {
                 timeout: body_timeout,
                 expired: Cell::new(false),

@@ -142,17 +142,21 @@ impl Upstream {
     }
 
     /// Whether a request may go through now; moves Open -> HalfOpen after the cooldown.
-    fn admit(&self) -> bool {
+    /// A refusal says how long until a request may be let through: what is left of the
+    /// cooldown, or (while a trial request is out) nothing known, which `Retry-After` rounds
+    /// to its one second.
+    fn admit(&self) -> Result<(), Option<Duration>> {
         let mut b = self.breaker.lock().expect("breaker lock");
+        let now = Instant::now();
         match b.state {
-            BreakerState::Closed => true,
-            BreakerState::Open { until } if Instant::now() >= until => {
+            BreakerState::Closed => Ok(()),
+            BreakerState::Open { until } if now >= until => {
                 b.state = BreakerState::HalfOpen;
-                true
+                Ok(())
             }
-            BreakerState::Open { .. } => false,
+            BreakerState::Open { until } => Err(Some(until - now)),
             // One trial at a time: the others are refused until it settles.
-            BreakerState::HalfOpen => false,
+            BreakerState::HalfOpen => Err(None),
         }
     }
 
@@ -176,11 +180,12 @@ impl Upstream {
 
     /// Forwards a request, retrying idempotent ones on another target.
     pub async fn forward(&self, r: ForwardRequest<'_>) -> Result<Response<Body>, ApiError> {
-        if !self.admit() {
-            return Err(unavailable(
-                self.spec.name.as_str(),
-                "its circuit is open after repeated failures",
-            ));
+        if let Err(wait) = self.admit() {
+            let err = unavailable(self.spec.name.as_str(), "its circuit is open after repeated failures");
+            return Err(match wait {
+                Some(wait) => err.retry_after(wait),
+                None => err,
+            });
         }
         let attempts = 1 + if idempotent(&r.method) { self.spec.retries } else { 0 };
         let mut tried = Vec::new();

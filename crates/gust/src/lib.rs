@@ -10,6 +10,7 @@
 
 pub mod auth;
 pub mod cost;
+pub mod handlers;
 pub mod operator;
 pub mod otlp;
 pub mod schedules;
@@ -95,6 +96,9 @@ pub struct Platform {
     pub state_dir: PathBuf,
     pub app: gust_model::App,
     pub warnings: Vec<String>,
+    /// API keys the manifest declares without a value, generated at this start:
+    /// `(name, key)`. The only time their plaintext exists; `gust up` prints them once.
+    pub new_api_keys: Vec<(String, String)>,
     pub invoker: Arc<Invoker>,
     pub events: Arc<Events>,
     /// Held for the platform's lifetime: the state directory is this Gust's alone.
@@ -167,8 +171,11 @@ impl Platform {
         let telemetry_db = TelemetryDb::open(&state_dir.join("telemetry.db"), Retention::default())
             .map_err(|e| anyhow::anyhow!("cannot open the telemetry tables: {e}"))?;
         let exporter = config.otlp.clone().map(otlp::OtlpExporter::start);
+        // The Lambda API's `LogType: Tail` reads what the telemetry sink passes on: redacted
+        // and within the per-invocation budget, as `gust logs` shows it.
+        let tail = gust_runtime::Tail::new(sink);
         let telemetry =
-            telemetry::PlatformTelemetry::new(telemetry_db.clone(), sink, telemetry::LOG_LIMIT_BYTES, exporter);
+            telemetry::PlatformTelemetry::new(telemetry_db.clone(), tail.clone(), telemetry::LOG_LIMIT_BYTES, exporter);
 
         let gateway_listener = TcpListener::bind(config.gateway_addr)
             .await
@@ -214,11 +221,27 @@ impl Platform {
         invoker.deploy_with(&app, &secret_env, None)?;
         let log: Arc<dyn EventLog> =
             Arc::new(SqliteLog::open(&state_dir.join("state.db")).context("cannot open the event log")?);
-        let events = Events::start(log, invoker.clone(), &app, gust_gateway::ACCOUNT_ID);
+        // Broker sources read their passwords from Gust secrets (`password_secret`); a missing
+        // one is reported as the source's state, and Gust still starts.
+        let broker_secret = |name: &str| -> Option<String> {
+            match secret_store.get(name) {
+                Ok(Some((value, _))) => Some(String::from_utf8_lossy(&value).into_owned()),
+                Ok(None) => None,
+                Err(e) => {
+                    tracing::error!(secret = name, error = %e, "cannot read a broker source's secret");
+                    None
+                }
+            }
+        };
+        let events = Events::start(log, invoker.clone(), &app, gust_gateway::ACCOUNT_ID, &broker_secret);
         let api_keys = Arc::new(gust_gateway::auth::MemoryApiKeyStore::new());
         gust_gateway::load_api_keys(kv.as_ref(), &api_keys)
             .await
             .map_err(|e| anyhow::anyhow!("api keys: {e}"))?;
+        // The manifest's keys (serverless.yml apiKeys): created, updated or revoked to match it.
+        let new_api_keys = gust_gateway::apikeys::sync_manifest_keys(kv.as_ref(), &api_keys, &app.api_keys)
+            .await
+            .map_err(|e| anyhow::anyhow!("{}: {e}", loaded.file.display()))?;
         // Quota counts survive a restart: read back here, written behind while running.
         let quota_store =
             gust_store::QuotaStore::open(&state_dir.join("state.db")).context("cannot open the quota counters")?;
@@ -226,7 +249,9 @@ impl Platform {
             .await
             .map_err(|e| anyhow::anyhow!("quota counters: {e}"))?;
         quotas.start(gust_gateway::quotas::FLUSH_EVERY);
-        let gateway_auth = auth::gateway_auth(&app, &secret_store, api_keys.clone(), quotas.counter()).await?;
+        let gateway_auth = auth::gateway_auth(&app, &secret_store, api_keys.clone(), quotas.counter())
+            .await
+            .with_context(|| loaded.file.display().to_string())?;
         let upstreams = upstreams::start(
             &app,
             &upstreams::GustAddresses {
@@ -261,6 +286,7 @@ impl Platform {
         let blobs: Arc<dyn BlobStore> = Arc::new(FsBlobStore::new(&state_dir.join("blobs")));
         let admin = Admin::new(invoker.clone(), kv, blobs, Some(events.clone()), Some(schedules_api))
             .with_telemetry(telemetry_db.clone())
+            .with_log_tail(tail)
             .with_upstreams(&upstreams.upstreams)
             .with_secrets(platform_secrets)
             .with_api_keys(api_keys)
@@ -298,6 +324,7 @@ impl Platform {
             state_dir,
             app,
             warnings: loaded.warnings,
+            new_api_keys,
             invoker,
             events,
             _lock: lock,

@@ -117,6 +117,19 @@ enum Command {
         /// CloudEvents `id`; a repeat within the dedup window is not delivered twice.
         #[arg(long)]
         id: Option<String>,
+        /// A CloudEvents extension attribute, `NAME=VALUE` (repeatable; names are lower-case
+        /// letters and digits, as CloudEvents requires). The event is then sent in binary mode.
+        #[arg(long = "ext", value_name = "NAME=VALUE")]
+        extensions: Vec<String>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// List subscriptions: backlog, dead letters, and for broker sources their state
+    /// (connected / reconnecting with the last error) and lag.
+    Subscriptions {
+        /// Also list the hidden queues (`gust.async.*`, `gust.schedule.*`).
+        #[arg(long)]
+        all: bool,
         #[command(flatten)]
         target: Target,
     },
@@ -289,7 +302,10 @@ enum ScheduleAction {
     /// Every schedule with its next three fire times (the default).
     List,
     /// Fire a schedule now, outside its ticks.
-    Run { name: String },
+    Run {
+        /// The schedule's name, or the name of a function with exactly one schedule.
+        name: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -412,7 +428,9 @@ impl std::io::Write for RedactingStderr {
 
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("GUST_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        // Broker clients' own connection chatter is left out: the sources log their state
+        // changes themselves, once per change.
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,async_nats=warn,redis=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(|| RedactingStderr);
@@ -555,20 +573,65 @@ async fn run(cli: Cli) -> Result<()> {
             data,
             event_type,
             id,
+            extensions,
             target,
         } => {
             serde_json::from_str::<serde_json::Value>(&data).context("--data is not valid JSON")?;
+            let mut ext = Vec::new();
+            for e in &extensions {
+                let (name, value) = e
+                    .split_once('=')
+                    .with_context(|| format!("--ext `{e}` is not NAME=VALUE"))?;
+                let valid = !name.is_empty()
+                    && name.len() <= 64
+                    && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+                anyhow::ensure!(
+                    valid,
+                    "--ext `{name}`: an extension attribute name is 1-64 lower-case letters and digits"
+                );
+                let reserved = [
+                    "id",
+                    "source",
+                    "type",
+                    "specversion",
+                    "subject",
+                    "time",
+                    "dataschema",
+                    "datacontenttype",
+                ];
+                anyhow::ensure!(
+                    !reserved.contains(&name),
+                    "--ext `{name}` is a CloudEvents context attribute, not an extension (use --id or --type)"
+                );
+                ext.push((format!("ce-{name}"), value.to_string()));
+            }
             let admin = target.admin_url()?;
             let mut req = target
                 .client()?
                 .post(format!("{admin}/gust/v1/events/{topic}"))
                 .header("content-type", "application/json")
                 .body(data);
-            if let Some(t) = event_type {
-                req = req.header("x-event-type", t);
-            }
-            if let Some(id) = id {
-                req = req.header("idempotency-key", id);
+            if ext.is_empty() {
+                if let Some(t) = event_type {
+                    req = req.header("x-event-type", t);
+                }
+                if let Some(id) = id {
+                    req = req.header("idempotency-key", id);
+                }
+            } else {
+                // Extensions travel as `ce-*` headers: CloudEvents binary mode.
+                req = req
+                    .header("ce-specversion", "1.0")
+                    .header("ce-id", id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string()))
+                    .header("ce-source", "/gust/cli")
+                    .header("ce-type", event_type.unwrap_or_else(|| topic.clone()))
+                    .header(
+                        "ce-time",
+                        chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                    );
+                for (name, value) in ext {
+                    req = req.header(name, value);
+                }
             }
             let v: gust_api::Published = admin_call(req, &admin, gust_api::Endpoint::Publish).await?;
             print_json(&v)
@@ -798,8 +861,41 @@ async fn run(cli: Cli) -> Result<()> {
                 ScheduleAction::Run { name } => {
                     let req = c.post(format!("{admin}/gust/v1/schedules/{name}/run"));
                     let v: gust_api::ScheduleRun = admin_call(req, &admin, gust_api::Endpoint::RunSchedule).await?;
-                    println!("queued a run of `{name}` ({})", v.id);
+                    println!("queued a run of `{}` ({})", v.schedule, v.id);
                 }
+            }
+            Ok(())
+        }
+        Command::Subscriptions { all, target } => {
+            let admin = target.admin_url()?;
+            let c = target.client()?;
+            let req = c.get(format!("{admin}/gust/v1/subscriptions"));
+            let v: gust_api::SubscriptionList = admin_call(req, &admin, gust_api::Endpoint::ListSubscriptions).await?;
+            println!(
+                "{:<28} {:<20} {:<16} {:<14} {:>8} {:>8} {:>5}  LAST ERROR",
+                "NAME", "FUNCTION", "SOURCE", "STATE", "LAG", "BACKLOG", "DLQ"
+            );
+            for s in v.subscriptions.iter().filter(|s| all || !s.name.starts_with("gust.")) {
+                let (kind, state, lag, error) = match &s.source {
+                    Some(src) => (
+                        src.kind.as_str(),
+                        src.state.as_str(),
+                        src.lag.map(|l| l.to_string()).unwrap_or_else(|| "-".into()),
+                        src.last_error.clone().unwrap_or_default(),
+                    ),
+                    None => ("topic", "-", "-".into(), String::new()),
+                };
+                println!(
+                    "{:<28} {:<20} {:<16} {:<14} {:>8} {:>8} {:>5}  {}",
+                    s.name,
+                    s.function,
+                    kind,
+                    state,
+                    lag,
+                    s.backlog,
+                    s.dead_letters,
+                    error.chars().take(80).collect::<String>()
+                );
             }
             Ok(())
         }
@@ -889,24 +985,120 @@ async fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// What `gust up` runs: functions and routes (on stderr, beside the log).
 fn print_app(app: &gust_model::App) {
+    let mut err = std::io::stderr().lock();
+    let _ = write_app(&mut err, app, false);
+}
+
+/// Functions and routes; with `all`, also topics, subscriptions, schedules and authorizers.
+fn write_app(out: &mut dyn std::io::Write, app: &gust_model::App, all: bool) -> std::io::Result<()> {
     for f in app.functions.values() {
-        eprintln!(
+        writeln!(
+            out,
             "  function {:<24} {:<16} {:<28} {} MB, timeout {:?}",
             f.name.as_str(),
             f.runtime,
             f.handler,
             f.memory_mb,
             f.timeout
-        );
+        )?;
     }
     for r in &app.routes {
         let target = match &r.target {
             gust_model::RouteTarget::Function { function, .. } => function.to_string(),
             gust_model::RouteTarget::Upstream { upstream, .. } => format!("upstream {upstream}"),
         };
-        eprintln!("  route    {:<24} -> {target}", r.key.to_string());
+        let mut checks = Vec::new();
+        if r.auth.api_key {
+            checks.push("api key".to_string());
+        }
+        if let Some(j) = &r.auth.jwt {
+            checks.push(format!("jwt {j}"));
+        }
+        if let Some(l) = &r.auth.lambda {
+            checks.push(format!("lambda authorizer {l}"));
+        }
+        let checks = if checks.is_empty() {
+            String::new()
+        } else {
+            format!("  [{}]", checks.join(", "))
+        };
+        writeln!(out, "  route    {:<24} -> {target}{checks}", r.key.to_string())?;
     }
+    for s in &app.subscriptions {
+        let Some(src) = &s.source else { continue };
+        let guarantee = if src.at_least_once() {
+            "at-least-once"
+        } else {
+            "AT-MOST-ONCE: a message in flight when Gust stops is lost"
+        };
+        writeln!(
+            out,
+            "  source   {:<24} {} {} ({}) -> {} [{guarantee}]",
+            s.name.as_str(),
+            src.kind(),
+            src.url(),
+            src.address(),
+            s.function
+        )?;
+    }
+    if !all {
+        return Ok(());
+    }
+    for t in &app.topics {
+        let public = if app.public_topics.contains_key(t) {
+            "  (public: POST /events/{topic} on the gateway)"
+        } else {
+            ""
+        };
+        writeln!(out, "  topic    {t}{public}")?;
+    }
+    for s in &app.subscriptions {
+        writeln!(
+            out,
+            "  subscription {:<20} {} -> {} (batch {}, {} attempts)",
+            s.name.as_str(),
+            s.topic,
+            s.function,
+            s.batch_size,
+            s.max_attempts
+        )?;
+    }
+    for s in &app.schedules {
+        let off = if s.enabled { "" } else { " (disabled)" };
+        writeln!(
+            out,
+            "  schedule {:<24} {} ({}) -> {}{off}",
+            s.name.as_str(),
+            s.expression,
+            s.timezone,
+            s.function
+        )?;
+    }
+    for a in app.authorizers.values() {
+        writeln!(out, "  jwt authorizer {:<18} issuer {}", a.name.as_str(), a.issuer)?;
+    }
+    for a in app.lambda_authorizers.values() {
+        writeln!(
+            out,
+            "  lambda authorizer {:<15} function {}, {:?} {:?}, cache {:?}",
+            a.name.as_str(),
+            a.function,
+            a.kind,
+            a.format,
+            a.ttl
+        )?;
+    }
+    for k in &app.api_keys {
+        let value = if k.value.is_some() {
+            "value from the manifest"
+        } else {
+            "generated at the first start"
+        };
+        writeln!(out, "  api key  {:<24} {value}", k.name)?;
+    }
+    Ok(())
 }
 
 fn validate(dir: PathBuf, stage: Option<String>) -> Result<()> {
@@ -919,13 +1111,56 @@ fn validate(dir: PathBuf, stage: Option<String>) -> Result<()> {
     for w in &loaded.warnings {
         eprintln!("warning: {w}");
     }
-    eprintln!("app `{}` (stage `{}`) is valid:", loaded.app.name, loaded.app.stage);
-    print_app(&loaded.app);
+    let file = loaded.file.display();
+    // What the gateway compiles at start (a Lambda authorizer's validation expression).
+    for a in loaded.app.lambda_authorizers.values() {
+        gust_gateway::lambda_auth::LambdaAuthorizer::new(a.clone()).map_err(|e| {
+            anyhow::anyhow!(
+                "{file}: Lambda authorizer `{}` (function `{}`): {e}",
+                a.name,
+                a.function
+            )
+        })?;
+    }
+    // Every handler's code, where its runtime will look for it.
+    let mut problems = 0;
+    let mut found = Vec::new();
+    for f in loaded.app.functions.values() {
+        let key = format!("functions.{}.handler", f.name);
+        match gust::handlers::check(f) {
+            gust::handlers::Finding::Ok(what) => found.push(format!("  handler  {:<24} ok: {what}", f.name.as_str())),
+            gust::handlers::Finding::Warning(why) => {
+                eprintln!("warning: {file}: `{key}`: {why}");
+                found.push(format!(
+                    "  handler  {:<24} not verified (see the warning)",
+                    f.name.as_str()
+                ));
+            }
+            gust::handlers::Finding::Error(why) => {
+                eprintln!("error: {file}: `{key}`: {why}");
+                problems += 1;
+            }
+        }
+    }
+    if problems > 0 {
+        anyhow::bail!("{file}: {problems} handler(s) would not be found at the first request");
+    }
+    let mut out = std::io::stdout().lock();
+    use std::io::Write as _;
+    writeln!(
+        out,
+        "app `{}` (stage `{}`) is valid:",
+        loaded.app.name, loaded.app.stage
+    )?;
+    write_app(&mut out, &loaded.app, true)?;
+    for line in found {
+        writeln!(out, "{line}")?;
+    }
     Ok(())
 }
 
 async fn up(config: PlatformConfig) -> Result<()> {
-    let platform = Platform::start(config).await?;
+    let mut platform = Platform::start(config).await?;
     for w in &platform.warnings {
         tracing::warn!("{w}");
     }
@@ -944,6 +1179,11 @@ async fn up(config: PlatformConfig) -> Result<()> {
         gust::operator::token_path(&platform.state_dir).display()
     );
     eprintln!("  state    {}", platform.state_dir.display());
+    // Printed once, then dropped: only the keys' hashes stay.
+    for (name, key) in std::mem::take(&mut platform.new_api_keys) {
+        eprintln!("  API key `{name}` generated from the manifest; it is shown this once (only its hash is kept):");
+        println!("{key}");
+    }
     tracing::info!(gateway = %platform.gateway_addr, admin = %platform.admin_addr, "ready");
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

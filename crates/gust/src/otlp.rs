@@ -74,11 +74,48 @@ fn hex_bytes(s: &str) -> Vec<u8> {
         .collect()
 }
 
+/// The type an attribute Gust writes has in OTLP. Span records keep attributes as text (that
+/// is how `telemetry.db` stores them and `gust trace` shows them); the exporter gives these
+/// keys their OpenTelemetry types back, so a backend can sum, compare and filter them as
+/// numbers and booleans. Every other key is a string.
+const TYPED_ATTRIBUTES: &[(&str, AttributeType)] = &[
+    ("http.response.status_code", AttributeType::Int),
+    ("gust.wait_us", AttributeType::Int),
+    ("gust.attempt", AttributeType::Int),
+    ("messaging.batch.message_count", AttributeType::Int),
+    ("faas.coldstart", AttributeType::Bool),
+    ("prewarmed", AttributeType::Bool),
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AttributeType {
+    Int,
+    Bool,
+}
+
+/// `value` as the OTLP value its key's type says; a value that does not parse as that type
+/// stays a string rather than being lost.
+fn typed(key: &str, value: &str) -> any_value::Value {
+    let kind = TYPED_ATTRIBUTES.iter().find(|(k, _)| *k == key).map(|(_, t)| *t);
+    match kind {
+        Some(AttributeType::Int) => match value.parse::<i64>() {
+            Ok(n) => any_value::Value::IntValue(n),
+            Err(_) => any_value::Value::StringValue(value.into()),
+        },
+        Some(AttributeType::Bool) => match value {
+            "true" => any_value::Value::BoolValue(true),
+            "false" => any_value::Value::BoolValue(false),
+            _ => any_value::Value::StringValue(value.into()),
+        },
+        None => any_value::Value::StringValue(value.into()),
+    }
+}
+
 fn kv(key: &str, value: &str) -> KeyValue {
     KeyValue {
         key: key.into(),
         value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(value.into())),
+            value: Some(typed(key, value)),
         }),
         ..Default::default()
     }
@@ -238,7 +275,12 @@ mod tests {
             start_us: 1_000,
             duration_us: 500,
             error: true,
-            attributes: vec![("k".into(), "v".into())],
+            attributes: vec![
+                ("k".into(), "v".into()),
+                ("http.response.status_code".into(), "404".into()),
+                ("faas.coldstart".into(), "true".into()),
+                ("gust.wait_us".into(), "not a number".into()),
+            ],
         };
         let req = export_request(&[s], "gust");
         let bytes = req.encode_to_vec();
@@ -253,5 +295,19 @@ mod tests {
             (1_000_000, 1_500_000)
         );
         assert_eq!(span.status.as_ref().unwrap().code, StatusCode::Error as i32);
+        let values: Vec<_> = span
+            .attributes
+            .iter()
+            .map(|a| a.value.as_ref().unwrap().value.clone().unwrap())
+            .collect();
+        assert_eq!(
+            values,
+            [
+                any_value::Value::StringValue("v".into()),
+                any_value::Value::IntValue(404),
+                any_value::Value::BoolValue(true),
+                any_value::Value::StringValue("not a number".into()),
+            ]
+        );
     }
 }

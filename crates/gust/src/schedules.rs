@@ -6,7 +6,7 @@
 use anyhow::{anyhow, Result};
 use chrono::{DateTime, Utc};
 use gust_events::Events;
-use gust_gateway::SchedulesApi;
+use gust_gateway::{ScheduleRunError, SchedulesApi};
 use gust_model::{App, ScheduleSpec};
 use gust_scheduler::{Clock, Firer, Schedule};
 use serde_json::json;
@@ -134,25 +134,82 @@ impl SchedulesApi for SchedulesInfo {
     fn run<'a>(
         &'a self,
         name: &'a str,
-    ) -> Pin<Box<dyn Future<Output = Result<gust_api::ScheduleRun, String>> + Send + 'a>> {
+    ) -> Pin<Box<dyn Future<Output = Result<gust_api::ScheduleRun, ScheduleRunError>> + Send + 'a>> {
         Box::pin(async move {
-            let (spec, _) = self
-                .schedules
-                .iter()
-                .find(|(s, _)| s.name.as_str() == name)
-                .ok_or_else(|| format!("schedule `{name}` does not exist"))?;
+            let spec = find_schedule(self.schedules.iter().map(|(s, _)| s), name)?;
             let body = payload(spec, self.clock.now(), &self.firer.region, &self.firer.account);
             let id = self
                 .firer
                 .events
-                .run_schedule_now(name, body)
+                .run_schedule_now(spec.name.as_str(), body)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| ScheduleRunError::Failed(e.to_string()))?;
             Ok(gust_api::ScheduleRun {
-                schedule: name.to_string(),
+                schedule: spec.name.to_string(),
                 function: spec.function.to_string(),
                 id,
             })
         })
+    }
+}
+
+/// The schedule `name` asks for: the schedule of that name, else the one schedule of the
+/// function of that name (serverless.yml schedules get generated names, so users know the
+/// function's). A function with several is ambiguous: the error lists them.
+fn find_schedule<'a>(
+    mut schedules: impl Iterator<Item = &'a ScheduleSpec> + Clone,
+    name: &str,
+) -> Result<&'a ScheduleSpec, ScheduleRunError> {
+    if let Some(s) = schedules.clone().find(|s| s.name.as_str() == name) {
+        return Ok(s);
+    }
+    let of_function: Vec<&ScheduleSpec> = schedules.by_ref().filter(|s| s.function.as_str() == name).collect();
+    match of_function.as_slice() {
+        [one] => Ok(one),
+        [] => Err(ScheduleRunError::NotFound(format!(
+            "no schedule `{name}`, and no function `{name}` with a schedule"
+        ))),
+        many => Err(ScheduleRunError::Ambiguous(format!(
+            "function `{name}` has {} schedules: {}; run one by its name",
+            many.len(),
+            many.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod find_tests {
+    use super::*;
+
+    fn spec(name: &str, function: &str) -> ScheduleSpec {
+        ScheduleSpec {
+            name: gust_model::TopicName::new(name).unwrap(),
+            function: gust_model::FunctionName::new(function).unwrap(),
+            expression: "rate(1 hour)".into(),
+            timezone: "UTC".into(),
+            input: None,
+            description: None,
+            enabled: true,
+            catch_up: gust_model::CatchUp::None,
+            overlap: gust_model::Overlap::Skip,
+            jitter: std::time::Duration::ZERO,
+            max_attempts: 1,
+            retry_delay: std::time::Duration::ZERO,
+        }
+    }
+
+    #[test]
+    fn a_schedule_is_found_by_its_name_or_its_functions() {
+        let all = [spec("report-daily", "report"), spec("a", "twice"), spec("b", "twice")];
+        let find = |n: &str| find_schedule(all.iter(), n).map(|s| s.name.to_string());
+        assert_eq!(find("report-daily"), Ok("report-daily".into()));
+        assert_eq!(find("report"), Ok("report-daily".into()));
+        // A schedule's own name wins over a function's.
+        assert_eq!(find("a"), Ok("a".into()));
+        match find("twice") {
+            Err(ScheduleRunError::Ambiguous(m)) => assert!(m.contains("a, b"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(find("nothing"), Err(ScheduleRunError::NotFound(_))));
     }
 }

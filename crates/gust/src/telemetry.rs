@@ -71,7 +71,9 @@ impl LogSink for PlatformTelemetry {
         // Cut first: an invocation's budget counts what is stored, so one long line costs its
         // stored 16 KiB, not the bytes it was printed with.
         let mut text = cut(&l.line, LINE_LIMIT_BYTES);
-        if let Some(req) = &l.request_id {
+        // The platform's own lines (`START`, `REPORT`, ...) are not the function's output.
+        let counted = l.request_id.as_ref().filter(|_| l.stream != Stream::Platform);
+        if let Some(req) = counted {
             let mut seen = self.seen.lock().expect("log limit lock");
             if seen.len() > 10_000 {
                 let stale = Instant::now() - Duration::from_secs(600);

@@ -29,6 +29,11 @@ pub struct App {
     pub upstreams: BTreeMap<FunctionName, UpstreamSpec>,
     /// JWT authorizers routes may name.
     pub authorizers: BTreeMap<FunctionName, JwtAuthorizerSpec>,
+    /// Lambda (custom) authorizers routes may name: a function of the app decides.
+    pub lambda_authorizers: BTreeMap<FunctionName, LambdaAuthorizerSpec>,
+    /// API keys the manifest declares (serverless.yml `provider.apiGateway.apiKeys`), created
+    /// or updated at start. Keys made with `gust apikeys create` are not listed here.
+    pub api_keys: Vec<ApiKeySpec>,
 }
 
 /// An existing HTTP microservice behind the gateway.
@@ -72,6 +77,153 @@ pub struct JwtAuthorizerSpec {
     pub jwks_url: Option<String>,
     /// For HS256: the name of a Gust secret holding the shared key.
     pub hs256_secret: Option<String>,
+    /// Find the JWKS through OpenID discovery at start: `jwks_uri` of
+    /// `{issuer}/.well-known/openid-configuration` (as API Gateway does with `issuerUrl`).
+    pub openid_discovery: bool,
+}
+
+/// A Lambda (custom) authorizer: a function of the app is invoked with API Gateway's
+/// authorizer event and its answer allows or denies the request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LambdaAuthorizerSpec {
+    pub name: FunctionName,
+    /// The authorizer function (declared in the same app).
+    pub function: FunctionName,
+    pub kind: LambdaAuthorizerKind,
+    /// Which event it receives and which answers it may give.
+    pub format: AuthorizerFormat,
+    /// Where the identity comes from; a request missing any of them is refused with 401
+    /// without an invocation. Also the cache key.
+    pub identity_sources: Vec<IdentitySource>,
+    /// How long an answer is reused for the same identity values (0: never).
+    pub ttl: Duration,
+    /// TOKEN only: a regular expression the token must match, else 401 without invocation.
+    pub validation: Option<String>,
+    /// HTTP API payload 2.0 only: the answer is `{isAuthorized, context}` instead of a policy.
+    pub simple_responses: bool,
+}
+
+/// Longest API key value accepted (the gateway's limit).
+pub const MAX_API_KEY_VALUE: usize = 1024;
+
+/// API Gateway's default `resultTtlInSeconds`.
+pub const DEFAULT_AUTHORIZER_TTL_SECS: u64 = 300;
+/// API Gateway's largest `resultTtlInSeconds`.
+pub const MAX_AUTHORIZER_TTL_SECS: u64 = 3600;
+
+/// Adds `spec` under its function's name, or under `NAME-2`, `NAME-3`, ... when another
+/// route configured the same function differently; returns the name it is known by.
+pub(crate) fn add_lambda_authorizer(
+    all: &mut BTreeMap<FunctionName, LambdaAuthorizerSpec>,
+    mut spec: LambdaAuthorizerSpec,
+) -> FunctionName {
+    let base = spec.function.as_str().to_string();
+    for n in 1.. {
+        let candidate = if n == 1 {
+            spec.function.clone()
+        } else {
+            // Function names are at most 64 characters: shorten the base to fit the suffix.
+            let suffix = format!("-{n}");
+            let keep = base.len().min(64 - suffix.len());
+            FunctionName::new(format!("{}{suffix}", &base[..keep])).expect("a function name with a suffix is valid")
+        };
+        spec.name = candidate.clone();
+        match all.get(&candidate) {
+            Some(existing) if *existing == spec => return candidate,
+            Some(_) => continue,
+            None => {
+                all.insert(candidate.clone(), spec);
+                return candidate;
+            }
+        }
+    }
+    unreachable!("the loop returns")
+}
+
+/// API Gateway's two kinds of Lambda authorizers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LambdaAuthorizerKind {
+    /// `{type: "TOKEN", authorizationToken, methodArn}` (REST APIs only).
+    Token,
+    /// The request's headers, query string, path parameters and context.
+    Request,
+}
+
+/// The authorizer event shape and the answers it may give.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthorizerFormat {
+    /// A REST API (`http` events): TOKEN or REQUEST events, IAM policy answers.
+    Rest,
+    /// An HTTP API authorizer with payload version 1.0: the REST REQUEST shape with
+    /// `version: "1.0"`, IAM policy answers.
+    HttpV1,
+    /// An HTTP API authorizer with payload version 2.0: `routeArn`, `identitySource` as a list;
+    /// IAM policy or simple answers.
+    HttpV2,
+}
+
+/// One identity source of a Lambda authorizer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdentitySource {
+    /// A request header (name lower-cased).
+    Header(String),
+    /// A query string parameter.
+    Query(String),
+}
+
+impl IdentitySource {
+    /// Parses `method.request.header.NAME` / `method.request.querystring.NAME` (REST) and
+    /// `$request.header.NAME` / `$request.querystring.NAME` (HTTP API); the error says what
+    /// Gust supports.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let t = text.trim();
+        let rest = t
+            .strip_prefix("method.request.")
+            .or_else(|| t.strip_prefix("$request."))
+            .or_else(|| t.strip_prefix("route.request."));
+        let parsed = rest.and_then(|r| {
+            if let Some(h) = r.strip_prefix("header.") {
+                (!h.is_empty()).then(|| Self::Header(h.to_ascii_lowercase()))
+            } else if let Some(q) = r.strip_prefix("querystring.") {
+                (!q.is_empty()).then(|| Self::Query(q.to_string()))
+            } else {
+                None
+            }
+        });
+        parsed.ok_or_else(|| {
+            format!(
+                "identity source `{t}` is not supported: use a header or a query string parameter \
+                 (`method.request.header.NAME`, `method.request.querystring.NAME`, \
+                 `$request.header.NAME`, `$request.querystring.NAME`); stage and context variables do not exist in Gust"
+            )
+        })
+    }
+}
+
+/// An API key a manifest declares, with its usage plan's limits. `Debug` never shows the
+/// value.
+#[derive(Clone, PartialEq)]
+pub struct ApiKeySpec {
+    pub name: String,
+    /// The key as written in the manifest; `None`: Gust generates one at the first start and
+    /// prints it once.
+    pub value: Option<String>,
+    /// Requests per second (token bucket), with `burst`.
+    pub rate: Option<f64>,
+    pub burst: Option<u32>,
+    pub quota_per_day: Option<u64>,
+}
+
+impl std::fmt::Debug for ApiKeySpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiKeySpec")
+            .field("name", &self.name)
+            .field("value", &self.value.as_ref().map(|_| "(set)"))
+            .field("rate", &self.rate)
+            .field("burst", &self.burst)
+            .field("quota_per_day", &self.quota_per_day)
+            .finish()
+    }
 }
 
 /// How a route checks callers, and how fast they may call.
@@ -81,6 +233,10 @@ pub struct RouteAuth {
     pub api_key: bool,
     /// Requires a bearer JWT accepted by this authorizer.
     pub jwt: Option<FunctionName>,
+    /// With `jwt`: the token must grant one of these scopes (else 403); empty: any token.
+    pub scopes: Vec<String>,
+    /// Requires the Allow of this Lambda authorizer.
+    pub lambda: Option<FunctionName>,
     /// Requests per second (token bucket) for the whole route.
     pub rate_limit: Option<f64>,
     pub burst: Option<u32>,
@@ -183,6 +339,9 @@ pub struct SubscriptionSpec {
     pub report_batch_item_failures: bool,
     /// First retry delay; each further retry doubles it (with jitter), up to 5 minutes.
     pub retry_delay: Duration,
+    /// A broker this subscription reads directly instead of `topic` (then `topic` is the
+    /// subscription's own name, under which its dead letters and redrives are kept).
+    pub source: Option<crate::SourceSpec>,
 }
 
 /// Event delivery defaults (documented in docs/events.md).
@@ -208,17 +367,54 @@ pub enum RuntimeKind {
     Provided,
 }
 
+/// The runtime names the manifests take, for error messages and docs alike.
+pub const RUNTIME_NAMES: &str = "nodejs24.x, nodejs22.x, nodejs20.x, nodejs18.x (and Lambda's older nodejs*), \
+python3.14 ... python3.10 (any python3.N, and python2.7), provided, provided.al2, provided.al2023";
+
+/// Node runtimes Lambda lists that it no longer supports (python3.9 and older are the
+/// Python ones): they run on the installed interpreter, with a warning.
+const OLD_NODE: [&str; 10] = [
+    "nodejs",
+    "nodejs4.3",
+    "nodejs4.3-edge",
+    "nodejs6.10",
+    "nodejs8.10",
+    "nodejs10.x",
+    "nodejs12.x",
+    "nodejs14.x",
+    "nodejs16.x",
+    "nodejs18.x",
+];
+
 impl RuntimeKind {
     /// Maps a Lambda runtime identifier to the kind Gust runs it with.
     pub fn parse(id: &str) -> Option<Self> {
+        Self::check(id).ok().map(|(kind, _)| kind)
+    }
+
+    /// [`RuntimeKind::parse`] with the manifests' error text, and a warning for a runtime
+    /// Lambda has deprecated (it runs on the installed interpreter).
+    pub fn check(id: &str) -> Result<(Self, Option<String>), String> {
+        let old = |interpreter: &str| {
+            Some(format!(
+                "runtime `{id}` is deprecated by Lambda; Gust runs it on the installed `{interpreter}`"
+            ))
+        };
         match id {
-            "nodejs18.x" | "nodejs20.x" | "nodejs22.x" => Some(Self::Node),
-            "provided" | "provided.al2" | "provided.al2023" => Some(Self::Provided),
-            _ => {
-                let minor = id.strip_prefix("python3.")?;
-                (!minor.is_empty() && minor.bytes().all(|b| b.is_ascii_digit())).then_some(Self::Python)
+            "nodejs20.x" | "nodejs22.x" | "nodejs24.x" => return Ok((Self::Node, None)),
+            id if OLD_NODE.contains(&id) => return Ok((Self::Node, old("node"))),
+            "provided" | "provided.al2" | "provided.al2023" => return Ok((Self::Provided, None)),
+            "python2.7" => return Ok((Self::Python, old("python3"))),
+            _ => {}
+        }
+        if let Some(minor) = id.strip_prefix("python3.") {
+            if let Ok(n) = minor.parse::<u32>() {
+                if minor.bytes().all(|b| b.is_ascii_digit()) {
+                    return Ok((Self::Python, if n < 10 { old("python3") } else { None }));
+                }
             }
         }
+        Err(format!("unsupported runtime `{id}`: use {RUNTIME_NAMES}"))
     }
 }
 
@@ -408,6 +604,17 @@ impl App {
                     format!("no authorizer named `{a}` is declared"),
                 ));
             }
+            if let Some(a) = route
+                .auth
+                .lambda
+                .as_ref()
+                .filter(|a| !self.lambda_authorizers.contains_key(*a))
+            {
+                return Err((
+                    format!("routes[{i}].authorizer"),
+                    format!("no Lambda authorizer named `{a}` is declared"),
+                ));
+            }
             if !seen.insert(route.key.to_string()) {
                 return Err((
                     format!("routes[{i}]"),
@@ -444,6 +651,14 @@ impl App {
                 return Err((
                     format!("functions.{}.secrets", f.name),
                     format!("`{s}` is not a valid secret name ([A-Za-z_][A-Za-z0-9_]*, at most 128)"),
+                ));
+            }
+        }
+        for a in self.lambda_authorizers.values() {
+            if !self.functions.contains_key(&a.function) {
+                return Err((
+                    format!("authorizers.{}.function", a.name),
+                    format!("no function named `{}` is declared", a.function),
                 ));
             }
         }

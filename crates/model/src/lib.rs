@@ -11,11 +11,14 @@
 //! Gust crate. Everything here is plain data plus parsing, so every other crate can use it.
 
 mod app;
+#[cfg(test)]
+mod auth_tests;
 mod error;
 mod ids;
 mod native;
 mod route_key;
 mod serverless;
+mod source;
 #[cfg(test)]
 mod stages_tests;
 mod telemetry;
@@ -23,13 +26,15 @@ mod vars;
 
 pub use app::defaults;
 pub use app::{
-    event_defaults, is_env_name, App, CatchUp, CorsSpec, EventFilter, EventShape, FunctionSpec, JwtAuthorizerSpec,
-    Network, Overlap, PayloadFormat, RouteAuth, RouteSpec, RouteTarget, RuntimeKind, Scaling, ScheduleSpec,
-    SubscriptionSpec, UpstreamSpec,
+    event_defaults, is_env_name, ApiKeySpec, App, AuthorizerFormat, CatchUp, CorsSpec, EventFilter, EventShape,
+    FunctionSpec, IdentitySource, JwtAuthorizerSpec, LambdaAuthorizerKind, LambdaAuthorizerSpec, Network, Overlap,
+    PayloadFormat, RouteAuth, RouteSpec, RouteTarget, RuntimeKind, Scaling, ScheduleSpec, SubscriptionSpec,
+    UpstreamSpec,
 };
 pub use error::ManifestError;
 pub use ids::{AppName, FunctionName, NameError, TopicName};
 pub use route_key::{MethodMatch, RouteKey};
+pub use source::{CoreNatsSource, JetStreamSource, RedisStreamsSource, SourceSpec, StartPosition};
 pub use telemetry::{InvocationRecord, InvokeSpan, SpanRecord, TraceParent};
 
 use std::collections::BTreeMap;

@@ -3,7 +3,8 @@
 
 use crate::app::{
     defaults::{self, DEFAULT_REGION},
-    CorsSpec, FunctionSpec, JwtAuthorizerSpec, Network, PayloadFormat, RouteAuth, RouteSpec, RouteTarget, UpstreamSpec,
+    AuthorizerFormat, CorsSpec, FunctionSpec, IdentitySource, JwtAuthorizerSpec, LambdaAuthorizerKind,
+    LambdaAuthorizerSpec, Network, PayloadFormat, RouteAuth, RouteSpec, RouteTarget, UpstreamSpec,
 };
 use crate::vars::{Resolver, DEFAULT_STAGE};
 use crate::{
@@ -98,6 +99,45 @@ struct AuthorizerSection {
     jwks_file: Option<String>,
     jwks_url: Option<String>,
     hs256_secret: Option<String>,
+    /// Find the JWKS through `{issuer}/.well-known/openid-configuration`.
+    #[serde(default)]
+    openid_discovery: bool,
+}
+
+/// A route's inline Lambda authorizer (`authorizer = { function = "...", ... }`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LambdaAuthorizerSection {
+    function: String,
+    /// "request" (default) or "token".
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    /// API Gateway identity source expressions (default: the Authorization header).
+    identity_source: Option<OneOrMany>,
+    /// "2.0" (default for request), "1.0", or "rest" (the REST API shape; token's only one).
+    format: Option<String>,
+    #[serde(default)]
+    simple_responses: bool,
+    /// Seconds an answer is cached per identity (default 300; 0 turns caching off).
+    ttl: Option<u64>,
+    /// Token authorizers: a regular expression the token must match.
+    validation: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -141,7 +181,9 @@ struct TopicSection {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SubscriptionSection {
-    topic: String,
+    /// A Gust topic, or (instead) a broker `source`.
+    topic: Option<String>,
+    source: Option<crate::source::SourceSection>,
     function: String,
     name: Option<String>,
     #[serde(default)]
@@ -229,6 +271,11 @@ struct RouteSection {
     #[serde(default)]
     api_key: bool,
     jwt: Option<String>,
+    /// With `jwt`: scopes of which the token must grant one.
+    #[serde(default)]
+    scopes: Vec<String>,
+    /// A Lambda authorizer for this route.
+    authorizer: Option<LambdaAuthorizerSection>,
     rate_limit: Option<f64>,
     burst: Option<u32>,
 }
@@ -341,18 +388,14 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path, options: &LoadOptions)
 
     let name = AppName::new(&manifest.app.name).map_err(|e| err("app.name".into(), e.to_string()))?;
     let mut functions = BTreeMap::new();
+    let mut warnings = Vec::new();
     for (fname, f) in manifest.functions {
         let key = |k: &str| format!("functions.{fname}.{k}");
         let name = FunctionName::new(&fname).map_err(|e| err(format!("functions.{fname}"), e.to_string()))?;
-        let kind = RuntimeKind::parse(&f.runtime).ok_or_else(|| {
-            err(
-                key("runtime"),
-                format!(
-                    "unsupported runtime `{}`: use nodejs18.x, nodejs20.x, nodejs22.x, python3.x, provided, provided.al2 or provided.al2023",
-                    f.runtime
-                ),
-            )
-        })?;
+        let (kind, old) = RuntimeKind::check(&f.runtime).map_err(|m| err(key("runtime"), m))?;
+        if let Some(w) = old {
+            warnings.push(format!("{}: `{}`: {w}", file.display(), key("runtime")));
+        }
         if kind != RuntimeKind::Provided && f.handler.is_empty() {
             return Err(err(key("handler"), "a handler (`file.export`) is required".into()));
         }
@@ -428,6 +471,7 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path, options: &LoadOptions)
     }
 
     let mut routes = Vec::new();
+    let mut lambda_authorizers = BTreeMap::new();
     for (i, r) in manifest.routes.into_iter().enumerate() {
         let at = |k: &str| format!("routes[{i}].{k}");
         let key = RouteKey::parse(&r.route).map_err(|m| err(at("route"), m))?;
@@ -472,7 +516,27 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path, options: &LoadOptions)
                 ))
             }
         };
-        let auth = route_auth(r.api_key, r.jwt, r.rate_limit, r.burst, &at).map_err(|(k, m)| err(k, m))?;
+        let mut auth = route_auth(r.api_key, r.jwt, r.rate_limit, r.burst, &at).map_err(|(k, m)| err(k, m))?;
+        if !r.scopes.is_empty() && auth.jwt.is_none() {
+            return Err(err(at("scopes"), "scopes are checked on a JWT: add `jwt`".into()));
+        }
+        auth.scopes = r.scopes;
+        if let Some(a) = r.authorizer {
+            if auth.jwt.is_some() {
+                return Err(err(
+                    at("authorizer"),
+                    "a route has one authorizer: `jwt` or `authorizer`, not both".into(),
+                ));
+            }
+            let spec = lambda_authorizer(a).map_err(|(k, m)| err(at(&format!("authorizer.{k}")), m))?;
+            if !functions.contains_key(&spec.function) {
+                return Err(err(
+                    at("authorizer.function"),
+                    format!("no function named `{}` is declared", spec.function),
+                ));
+            }
+            auth.lambda = Some(crate::app::add_lambda_authorizer(&mut lambda_authorizers, spec));
+        }
         routes.push(RouteSpec { key, target, auth });
     }
 
@@ -532,11 +596,16 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path, options: &LoadOptions)
     for (aname, a) in manifest.authorizers {
         let key = |k: &str| format!("authorizers.{aname}.{k}");
         let name = FunctionName::new(&aname).map_err(|e| err(format!("authorizers.{aname}"), e.to_string()))?;
-        let sources = [a.jwks_file.is_some(), a.jwks_url.is_some(), a.hs256_secret.is_some()];
+        let sources = [
+            a.jwks_file.is_some(),
+            a.jwks_url.is_some(),
+            a.hs256_secret.is_some(),
+            a.openid_discovery,
+        ];
         if sources.iter().filter(|s| **s).count() != 1 {
             return Err(err(
                 key("jwks_file"),
-                "set exactly one of `jwks_file`, `jwks_url`, `hs256_secret`".into(),
+                "set exactly one of `jwks_file`, `jwks_url`, `hs256_secret`, `openid_discovery = true`".into(),
             ));
         }
         if a.audiences.is_empty() {
@@ -551,6 +620,7 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path, options: &LoadOptions)
                 jwks_file: a.jwks_file.map(|f| root.join(f)),
                 jwks_url: a.jwks_url,
                 hs256_secret: a.hs256_secret,
+                openid_discovery: a.openid_discovery,
             },
         );
     }
@@ -599,10 +669,46 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path, options: &LoadOptions)
     let mut subscriptions = Vec::new();
     for (i, s) in manifest.subscriptions.into_iter().enumerate() {
         let key = |k: &str| format!("subscriptions[{i}].{k}");
-        let topic = TopicName::new(&s.topic).map_err(|e| err(key("topic"), e.to_string()))?;
         let function = FunctionName::new(&s.function).map_err(|e| err(key("function"), e.to_string()))?;
-        let name = s.name.unwrap_or_else(|| format!("{}.{}", s.function, s.topic));
+        let (topic, source) = match (s.topic, s.source) {
+            (Some(_), Some(_)) => {
+                return Err(err(
+                    key("source"),
+                    "a subscription reads either a Gust `topic` or a broker `source`, not both".into(),
+                ))
+            }
+            (None, None) => {
+                return Err(err(
+                    key("topic"),
+                    "missing: name a Gust `topic` or a broker `source = { type = ... }`".into(),
+                ))
+            }
+            (Some(t), None) => (
+                Some(TopicName::new(&t).map_err(|e| err(key("topic"), e.to_string()))?),
+                None,
+            ),
+            (None, Some(src)) => (
+                None,
+                Some(crate::source::source(src).map_err(|(k, m)| err(key(&format!("source.{k}")), m))?),
+            ),
+        };
+        let default_name = match (&topic, &source) {
+            (Some(t), _) => format!("{}.{t}", s.function),
+            (None, Some(src)) => format!("{}.{}", s.function, src.default_name()),
+            (None, None) => unreachable!("checked above"),
+        };
+        let name = s.name.unwrap_or(default_name);
         let name = TopicName::new(&name).map_err(|e| err(key("name"), e.to_string()))?;
+        if source.is_some() && name.as_str().starts_with("gust.") {
+            return Err(err(
+                key("name"),
+                "names starting with `gust.` are reserved for Gust".into(),
+            ));
+        }
+        // A source subscription has no Gust topic: its records are addressed by its own name
+        // (dead letters and redrives live under it in the embedded log).
+        let is_source = source.is_some();
+        let topic = topic.unwrap_or_else(|| name.clone());
         let shape = match s.shape.as_deref() {
             None | Some("sqs") => EventShape::Sqs,
             Some("sns") => EventShape::Sns,
@@ -633,12 +739,15 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path, options: &LoadOptions)
                 visibility_timeout: s.visibility_timeout,
                 report_batch_item_failures: s.report_batch_item_failures,
                 retry_delay: s.retry_delay,
+                source,
             },
             fn_timeout,
             max_instances,
         )
         .map_err(|(k, m)| err(key(k), m))?;
-        topics.insert(topic);
+        if !is_source {
+            topics.insert(topic);
+        }
         subscriptions.push(sub);
     }
 
@@ -672,6 +781,8 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path, options: &LoadOptions)
     let app = App {
         upstreams,
         authorizers,
+        lambda_authorizers,
+        api_keys: Vec::new(),
         schedules,
         topics,
         public_topics,
@@ -687,7 +798,7 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path, options: &LoadOptions)
     app.check_references().map_err(|(k, m)| err(k, m))?;
     Ok(Loaded {
         app,
-        warnings: Vec::new(),
+        warnings,
         file: file.to_path_buf(),
     })
 }
@@ -799,6 +910,7 @@ pub(crate) struct SubscriptionInput {
     pub visibility_timeout: Option<f64>,
     pub report_batch_item_failures: bool,
     pub retry_delay: Option<f64>,
+    pub source: Option<crate::SourceSpec>,
 }
 
 /// Applies the delivery defaults and limits; errors name the key.
@@ -865,6 +977,7 @@ pub(crate) fn subscription(
         visibility_timeout,
         report_batch_item_failures: s.report_batch_item_failures,
         retry_delay,
+        source: s.source,
     })
 }
 
@@ -890,6 +1003,84 @@ fn route_auth(
         jwt,
         rate_limit,
         burst,
+        ..RouteAuth::default()
+    })
+}
+
+/// A route's inline `authorizer = {...}`; errors are (key under `authorizer`, message).
+fn lambda_authorizer(a: LambdaAuthorizerSection) -> Result<LambdaAuthorizerSpec, (String, String)> {
+    let function = FunctionName::new(&a.function).map_err(|e| ("function".to_string(), e.to_string()))?;
+    let kind = match a.kind.as_deref() {
+        None | Some("request") => LambdaAuthorizerKind::Request,
+        Some("token") => LambdaAuthorizerKind::Token,
+        Some(other) => {
+            return Err((
+                "type".into(),
+                format!("unknown authorizer type `{other}`: use \"request\" or \"token\""),
+            ))
+        }
+    };
+    let format = match (kind, a.format.as_deref()) {
+        (LambdaAuthorizerKind::Token, None | Some("rest")) => AuthorizerFormat::Rest,
+        (LambdaAuthorizerKind::Token, Some(_)) => {
+            return Err((
+                "format".into(),
+                "a token authorizer has the REST shape only: leave `format` out or use \"rest\"".into(),
+            ))
+        }
+        (_, None | Some("2.0")) => AuthorizerFormat::HttpV2,
+        (_, Some("1.0")) => AuthorizerFormat::HttpV1,
+        (_, Some("rest")) => AuthorizerFormat::Rest,
+        (_, Some(other)) => {
+            return Err((
+                "format".into(),
+                format!("unknown format `{other}`: use \"2.0\", \"1.0\" or \"rest\""),
+            ))
+        }
+    };
+    if a.simple_responses && format != AuthorizerFormat::HttpV2 {
+        return Err((
+            "simple_responses".into(),
+            "simple responses exist only with format \"2.0\"".into(),
+        ));
+    }
+    if a.validation.is_some() && kind != LambdaAuthorizerKind::Token {
+        return Err((
+            "validation".into(),
+            "a validation expression applies to token authorizers".into(),
+        ));
+    }
+    let sources = a
+        .identity_source
+        .map(OneOrMany::into_vec)
+        .unwrap_or_else(|| vec!["$request.header.Authorization".into()]);
+    let identity_sources = sources
+        .iter()
+        .map(|s| IdentitySource::parse(s))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|m| ("identity_source".to_string(), m))?;
+    if kind == LambdaAuthorizerKind::Token && !matches!(identity_sources.as_slice(), [IdentitySource::Header(_)]) {
+        return Err((
+            "identity_source".into(),
+            "a token authorizer reads exactly one header".into(),
+        ));
+    }
+    let ttl = a.ttl.unwrap_or(crate::app::DEFAULT_AUTHORIZER_TTL_SECS);
+    if ttl > crate::app::MAX_AUTHORIZER_TTL_SECS {
+        return Err((
+            "ttl".into(),
+            format!("at most {} seconds", crate::app::MAX_AUTHORIZER_TTL_SECS),
+        ));
+    }
+    Ok(LambdaAuthorizerSpec {
+        name: function.clone(),
+        function,
+        kind,
+        format,
+        identity_sources,
+        ttl: Duration::from_secs(ttl),
+        validation: a.validation,
+        simple_responses: a.simple_responses,
     })
 }
 
@@ -1226,6 +1417,113 @@ burst = 10
         }
         let e = load(&format!("{base}network = false\n")).unwrap_err();
         assert_eq!(e.key, "functions.f.network", "{e}");
+    }
+
+    const SOURCE_BASE: &str = "[app]\nname = \"a\"\n[functions.f]\nruntime = \"nodejs20.x\"\nhandler = \"h.h\"\n[[subscriptions]]\nfunction = \"f\"\n";
+
+    #[test]
+    fn parses_broker_sources() {
+        use crate::{SourceSpec, StartPosition};
+        let l = load(&format!(
+            "{SOURCE_BASE}source = {{ type = \"redis-streams\", url = \"redis://127.0.0.1:6379\", stream = \"orders\", group = \"invoices\", start = \"earliest\", ordering_key = \"customer\", password_secret = \"REDIS_PASSWORD\" }}\n"
+        ))
+        .unwrap();
+        let s = &l.app.subscriptions[0];
+        assert_eq!(s.name.as_str(), "f.orders");
+        assert_eq!(
+            s.topic.as_str(),
+            "f.orders",
+            "a source subscription is addressed by its name"
+        );
+        assert!(l.app.topics.is_empty(), "no Gust topic is made for a source");
+        let Some(SourceSpec::RedisStreams(r)) = &s.source else {
+            panic!("{:?}", s.source)
+        };
+        assert_eq!(
+            (r.stream.as_str(), r.group.as_str(), r.start),
+            ("orders", "invoices", StartPosition::Earliest)
+        );
+        assert_eq!(r.ordering_key.as_deref(), Some("customer"));
+        assert_eq!(r.password_secret.as_deref(), Some("REDIS_PASSWORD"));
+
+        let l = load(&format!(
+            "{SOURCE_BASE}name = \"inv\"\nsource = {{ type = \"nats-jetstream\", stream = \"ORDERS\", subject = \"orders.>\", durable = \"invoices\" }}\n"
+        ))
+        .unwrap();
+        let Some(SourceSpec::NatsJetStream(j)) = &l.app.subscriptions[0].source else {
+            panic!()
+        };
+        assert_eq!(
+            (j.url.as_str(), j.subject.as_str(), j.start),
+            ("nats://127.0.0.1:4222", "orders.>", StartPosition::Latest)
+        );
+
+        let l = load(&format!(
+            "{SOURCE_BASE}source = {{ type = \"nats\", url = \"nats://127.0.0.1:4222\", subject = \"orders.created\", queue_group = \"invoices\" }}\n"
+        ))
+        .unwrap();
+        let s = &l.app.subscriptions[0];
+        assert_eq!(s.name.as_str(), "f.orders.created");
+        assert!(!s.source.as_ref().unwrap().at_least_once());
+    }
+
+    #[test]
+    fn bad_sources_name_the_key_and_the_value() {
+        let cases = [
+            ("source = { type = \"kafka\" }", "subscriptions[0].source.type", "kafka"),
+            (
+                "source = { type = \"redis-streams\", group = \"g\" }",
+                "subscriptions[0].source.stream",
+                "needs `stream`",
+            ),
+            (
+                "source = { type = \"redis-streams\", stream = \"s\", group = \"g\", url = \"http://x\" }",
+                "subscriptions[0].source.url",
+                "http://x",
+            ),
+            (
+                "source = { type = \"redis-streams\", stream = \"s\", group = \"g\", url = \"redis://:pw@h:6379\" }",
+                "subscriptions[0].source.url",
+                "password_secret",
+            ),
+            (
+                "source = { type = \"redis-streams\", stream = \"s\", group = \"g\", start = \"yesterday\" }",
+                "subscriptions[0].source.start",
+                "yesterday",
+            ),
+            (
+                "source = { type = \"nats\", subject = \"a\", durable = \"d\" }",
+                "subscriptions[0].source.durable",
+                "does not apply",
+            ),
+            (
+                "source = { type = \"nats-jetstream\", stream = \"A.B\", subject = \"a\", durable = \"d\" }",
+                "subscriptions[0].source.stream",
+                "A.B",
+            ),
+            (
+                "source = { type = \"nats\", subject = \"a\", colour = \"red\" }",
+                "subscriptions[0]",
+                "colour",
+            ),
+            (
+                "topic = \"t\"\nsource = { type = \"nats\", subject = \"a\" }",
+                "subscriptions[0].source",
+                "not both",
+            ),
+            ("", "subscriptions[0].topic", "missing"),
+        ];
+        for (extra, key, needle) in cases {
+            let e = load(&format!("{SOURCE_BASE}{extra}\n")).unwrap_err();
+            assert!(
+                e.key.starts_with(key),
+                "{extra}: key {} (want {key}): {}",
+                e.key,
+                e.message
+            );
+            assert!(e.to_string().contains(needle), "{extra}: {e}");
+            assert!(e.to_string().contains("/app/gust.toml"), "{e}");
+        }
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! does not act on yet (IAM, CloudFormation resources, plugins), and each one must become a
 //! line in one warning rather than an error. Supported keys are listed in `docs/manifest.md`.
 
-use crate::app::{defaults, CorsSpec, FunctionSpec, PayloadFormat, RouteSpec, RouteTarget};
+use crate::app::{defaults, CorsSpec, FunctionSpec, PayloadFormat, RouteAuth, RouteSpec, RouteTarget};
 use crate::native::{
     check_memory, check_scaling, check_timeout, schedule, subscription, ScheduleInput, SubscriptionInput,
 };
@@ -17,6 +17,12 @@ use serde_yaml::{Mapping, Value};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::Path;
+
+#[path = "serverless_auth.rs"]
+mod auth;
+
+/// The event types Gust maps (a bare string or any other type is refused or reported).
+const EVENT_TYPES: &str = "http, httpApi, schedule, sqs, sns";
 
 /// Serverless Framework v3's own defaults, which a serverless.yml author relies on.
 const SLS_MEMORY_MB: u32 = 1024;
@@ -165,6 +171,7 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path, options: &LoadOptions)
     let mut env_default = BTreeMap::new();
     let mut region = defaults::DEFAULT_REGION.to_string();
     let mut cors = None;
+    let mut auth = auth::Auth::default();
     for (k, v) in &provider {
         let key = str_key(k);
         let path = format!("provider.{key}");
@@ -188,8 +195,31 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path, options: &LoadOptions)
                     let hkey = str_key(hk);
                     match hkey.as_str() {
                         "cors" => cors = parse_cors(&w, hv, "provider.httpApi.cors")?,
+                        "authorizers" => auth.http_api_authorizers(&w, hv, "provider.httpApi.authorizers")?,
                         "payload" | "name" => {}
                         _ => w.unsupported(format!("provider.httpApi.{hkey}")),
+                    }
+                }
+            }
+            "apiKeys" => auth.api_keys(&w, v, &path)?,
+            "usagePlan" => auth.usage_plan(&w, v, &path)?,
+            "apiGateway" => {
+                for (gk, gv) in w.mapping(v, &path)?.iter() {
+                    let gkey = str_key(gk);
+                    let gpath = format!("{path}.{gkey}");
+                    match gkey.as_str() {
+                        "apiKeys" => auth.api_keys(&w, gv, &gpath)?,
+                        "usagePlan" => auth.usage_plan(&w, gv, &gpath)?,
+                        "apiKeySourceType" => {
+                            let source = w.string(gv, &gpath)?;
+                            if !source.eq_ignore_ascii_case("HEADER") {
+                                return Err(w.err(
+                                    gpath,
+                                    format!("`{source}` cannot be mapped: Gust reads API keys from the x-api-key header (HEADER)"),
+                                ));
+                            }
+                        }
+                        _ => w.unsupported(gpath),
                     }
                 }
             }
@@ -197,8 +227,10 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path, options: &LoadOptions)
             _ => w.unsupported(path),
         }
     }
+    let api_keys = auth.keys(&w)?;
 
     let mut fns = BTreeMap::new();
+    let mut runtime_warnings = Vec::new();
     let mut routes = Vec::new();
     let mut pending_subs = Vec::new();
     let mut schedules = Vec::new();
@@ -233,21 +265,27 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path, options: &LoadOptions)
                     };
                     for (i, ev) in events.iter().enumerate() {
                         let epath = format!("{path}[{i}]");
+                        if let Value::String(t) = &*w.val(ev, &epath)? {
+                            return Err(w.err(
+                                epath,
+                                format!("event `{t}` has no settings and is not an event type Gust supports: Gust maps {EVENT_TYPES} events (each a mapping such as `- http: GET /path`)"),
+                            ));
+                        }
                         let m = w.mapping(ev, &epath)?;
                         for (ek, evv) in m.iter() {
                             let etype = str_key(ek);
                             let tpath = format!("{epath}.{etype}");
                             match etype.as_str() {
                                 "http" => {
-                                    let (key, route_cors) = http_event(&mut w, evv, &tpath)?;
+                                    let (key, route_cors, route_auth) = http_event(&mut w, &mut auth, evv, &tpath)?;
                                     if route_cors && cors.is_none() {
                                         cors = Some(CorsSpec::default());
                                     }
-                                    routes.push(route(key, &name, PayloadFormat::V1));
+                                    routes.push(route(key, &name, PayloadFormat::V1, route_auth));
                                 }
                                 "httpApi" => {
-                                    let key = http_api_event(&mut w, evv, &tpath)?;
-                                    routes.push(route(key, &name, PayloadFormat::V2));
+                                    let (key, route_auth) = http_api_event(&mut w, &auth, evv, &tpath)?;
+                                    routes.push(route(key, &name, PayloadFormat::V2, route_auth));
                                 }
                                 "schedule" => {
                                     for input in schedule_event(&mut w, evv, &tpath, &name, schedules.len())? {
@@ -279,9 +317,10 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path, options: &LoadOptions)
                 "no runtime: set it on the function or on provider.runtime",
             )
         })?;
-        let kind = RuntimeKind::parse(&runtime).ok_or_else(|| {
-            w.err(format!("{base}.runtime"), format!("unsupported runtime `{runtime}`: use nodejs18.x, nodejs20.x, nodejs22.x, python3.x or provided.al2023"))
-        })?;
+        let (kind, old) = RuntimeKind::check(&runtime).map_err(|m| w.err(format!("{base}.runtime"), m))?;
+        if let Some(old) = old {
+            runtime_warnings.push(format!("{}: `{base}.runtime`: {old}", file.display()));
+        }
         let handler = handler.unwrap_or_default();
         if handler.is_empty() && kind != RuntimeKind::Provided {
             return Err(w.err(format!("{base}.handler"), "is required"));
@@ -353,10 +392,21 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path, options: &LoadOptions)
         subscriptions,
         schedules,
         upstreams: BTreeMap::new(),
-        authorizers: BTreeMap::new(),
+        authorizers: auth.jwt,
+        lambda_authorizers: auth.lambda,
+        api_keys,
     };
+    // An authorizer function named by an event or provider.httpApi.authorizers must exist.
+    for (key, f) in &auth.functions_named {
+        if !app.functions.contains_key(f) {
+            return Err(w.err(
+                key,
+                format!("no function named `{f}` is declared in this file (Lambda authorizers are functions of this service)"),
+            ));
+        }
+    }
     app.check_references().map_err(|(k, m)| w.err(k, m))?;
-    let mut warnings = Vec::new();
+    let mut warnings = runtime_warnings;
     if !w.unsupported.is_empty() {
         warnings.push(format!(
             "{}: these keys are not supported by Gust yet and are ignored: {}",
@@ -409,6 +459,7 @@ fn queue_event(
         visibility_timeout: None,
         report_batch_item_failures: false,
         retry_delay: None,
+        source: None,
     };
     let mut topic = None;
     match &*w.val(v, path)? {
@@ -524,9 +575,9 @@ fn schedule_event(
         .collect())
 }
 
-fn route(key: RouteKey, function: &FunctionName, payload: PayloadFormat) -> RouteSpec {
+fn route(key: RouteKey, function: &FunctionName, payload: PayloadFormat, auth: RouteAuth) -> RouteSpec {
     RouteSpec {
-        auth: Default::default(),
+        auth,
         key,
         target: RouteTarget::Function {
             function: function.clone(),
@@ -535,14 +586,25 @@ fn route(key: RouteKey, function: &FunctionName, payload: PayloadFormat) -> Rout
     }
 }
 
-/// `http: GET users/{id}` or `http: { path, method, cors }` (REST API, payload 1.0).
-fn http_event(w: &mut Walker<'_>, v: &Value, path: &str) -> Result<(RouteKey, bool), ManifestError> {
+/// `http: GET users/{id}` or `http: { path, method, cors, private, authorizer }` (REST API,
+/// payload 1.0).
+fn http_event(
+    w: &mut Walker<'_>,
+    auth: &mut auth::Auth,
+    v: &Value,
+    path: &str,
+) -> Result<(RouteKey, bool, RouteAuth), ManifestError> {
     match &*w.val(v, path)? {
-        Value::String(s) => Ok((RouteKey::parse(s).map_err(|m| w.err(path, m))?, false)),
+        Value::String(s) => Ok((
+            RouteKey::parse(s).map_err(|m| w.err(path, m))?,
+            false,
+            RouteAuth::default(),
+        )),
         Value::Mapping(m) => {
             let mut method = None;
             let mut rpath = None;
             let mut cors = false;
+            let mut route_auth = RouteAuth::default();
             for (k, v) in m {
                 let key = str_key(k);
                 let kpath = format!("{path}.{key}");
@@ -550,6 +612,8 @@ fn http_event(w: &mut Walker<'_>, v: &Value, path: &str) -> Result<(RouteKey, bo
                     "method" => method = Some(w.string(v, &kpath)?),
                     "path" => rpath = Some(w.string(v, &kpath)?),
                     "cors" => cors = !matches!(&*w.val(v, &kpath)?, Value::Bool(false) | Value::Null),
+                    "private" => route_auth.api_key = w.boolean(v, &kpath)?,
+                    "authorizer" => route_auth.lambda = Some(auth.rest_authorizer(w, v, &kpath)?),
                     "integration" => {
                         let i = w.string(v, &kpath)?;
                         if !matches!(i.to_ascii_lowercase().as_str(), "lambda-proxy" | "aws_proxy") {
@@ -561,31 +625,46 @@ fn http_event(w: &mut Walker<'_>, v: &Value, path: &str) -> Result<(RouteKey, bo
             }
             let method = method.ok_or_else(|| w.err(format!("{path}.method"), "is required"))?;
             let rpath = rpath.ok_or_else(|| w.err(format!("{path}.path"), "is required"))?;
-            Ok((RouteKey::from_parts(&method, &rpath).map_err(|m| w.err(path, m))?, cors))
+            Ok((
+                RouteKey::from_parts(&method, &rpath).map_err(|m| w.err(path, m))?,
+                cors,
+                route_auth,
+            ))
         }
         _ => Err(w.err(path, "must be `METHOD path` or a mapping with `method` and `path`")),
     }
 }
 
-/// `httpApi: '*'`, `httpApi: 'GET /users/{id}'` or `httpApi: { method, path }` (payload 2.0).
-fn http_api_event(w: &mut Walker<'_>, v: &Value, path: &str) -> Result<RouteKey, ManifestError> {
+/// `httpApi: '*'`, `httpApi: 'GET /users/{id}'` or `httpApi: { method, path, authorizer }`
+/// (payload 2.0).
+fn http_api_event(
+    w: &mut Walker<'_>,
+    auth: &auth::Auth,
+    v: &Value,
+    path: &str,
+) -> Result<(RouteKey, RouteAuth), ManifestError> {
     match &*w.val(v, path)? {
-        Value::String(s) => RouteKey::parse(s).map_err(|m| w.err(path, m)),
+        Value::String(s) => Ok((RouteKey::parse(s).map_err(|m| w.err(path, m))?, RouteAuth::default())),
         Value::Mapping(m) => {
             let mut method = None;
             let mut rpath = None;
+            let mut route_auth = RouteAuth::default();
             for (k, v) in m {
                 let key = str_key(k);
                 let kpath = format!("{path}.{key}");
                 match key.as_str() {
                     "method" => method = Some(w.string(v, &kpath)?),
                     "path" => rpath = Some(w.string(v, &kpath)?),
+                    "authorizer" => auth.http_api_route(w, v, &kpath, &mut route_auth)?,
                     _ => w.unsupported(kpath),
                 }
             }
             let method = method.unwrap_or_else(|| "*".into());
             match rpath {
-                Some(p) => RouteKey::from_parts(&method, &p).map_err(|m| w.err(path, m)),
+                Some(p) => Ok((
+                    RouteKey::from_parts(&method, &p).map_err(|m| w.err(path, m))?,
+                    route_auth,
+                )),
                 None => Err(w.err(format!("{path}.path"), "is required")),
             }
         }
@@ -744,6 +823,37 @@ resources:
             ("q", "getUser", "getUser.q")
         );
         assert_eq!(sub.shape, EventShape::Sqs);
+    }
+
+    #[test]
+    fn every_lambda_runtime_name_and_a_warning_for_the_old_ones() {
+        for (id, kind, old) in [
+            ("nodejs24.x", RuntimeKind::Node, false),
+            ("nodejs20.x", RuntimeKind::Node, false),
+            ("nodejs18.x", RuntimeKind::Node, true),
+            ("nodejs12.x", RuntimeKind::Node, true),
+            ("nodejs4.3-edge", RuntimeKind::Node, true),
+            ("python3.13", RuntimeKind::Python, false),
+            ("python3.8", RuntimeKind::Python, true),
+            ("python2.7", RuntimeKind::Python, true),
+            ("provided.al2023", RuntimeKind::Provided, false),
+        ] {
+            let l = load(&format!(
+                "service: s\nprovider:\n  name: aws\n  runtime: {id}\nfunctions:\n  f:\n    handler: h.h\n"
+            ))
+            .unwrap_or_else(|e| panic!("{id}: {e}"));
+            assert_eq!(l.app.functions[&FunctionName::new("f").unwrap()].kind, kind, "{id}");
+            let warned = l
+                .warnings
+                .iter()
+                .any(|w| w.contains("functions.f.runtime") && w.contains("deprecated"));
+            assert_eq!(warned, old, "{id}: {:?}", l.warnings);
+        }
+        let e = load("service: s\nprovider:\n  name: aws\n  runtime: python3.x\nfunctions:\n  f:\n    handler: h.h\n")
+            .unwrap_err();
+        assert!(e.message.contains("python3.N"), "the message lists what is valid: {e}");
+        let valid = e.message.split_once(": use ").unwrap().1;
+        assert!(!valid.contains("python3.x"), "and not the name it refuses: {e}");
     }
 
     #[test]

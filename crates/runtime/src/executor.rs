@@ -444,6 +444,11 @@ impl Prepared {
         &self.spec
     }
 
+    /// `arn:aws:lambda:<region>:<account>:function:<name>`, as its instances are told.
+    pub fn function_arn(&self) -> &str {
+        &self.function_arn
+    }
+
     pub(crate) fn specialization(&self) -> Bytes {
         self.specialization.clone()
     }

@@ -78,6 +78,9 @@ pub(crate) struct Spawned {
     freezer: Option<Arc<IdleFreezer>>,
     /// The platform API relay into the instance's own network namespace (`network = "none"`).
     _relay: Option<Relay>,
+    /// Second read ends of the stdout and stderr pipes, to see whether the readers have caught
+    /// up ([`Spawned::output_drained`]).
+    output: Vec<std::os::fd::OwnedFd>,
 }
 
 /// How a process is confined (`sandbox/mod.rs`).
@@ -228,7 +231,9 @@ impl Spawned {
             .and_then(|c| c.freezer())
             .map(|(freezer, grace)| IdleFreezer::start(freezer, grace, api.state.at_next.subscribe()));
         let orphan_guard = crate::orphans::OrphanGuard::new(pid);
+        let mut output = Vec::new();
         if let Some(out) = child.stdout.take() {
+            output.extend(std::os::fd::AsFd::as_fd(&out).try_clone_to_owned());
             pipe_lines(
                 out,
                 Stream::Stdout,
@@ -239,6 +244,7 @@ impl Spawned {
             );
         }
         if let Some(err) = child.stderr.take() {
+            output.extend(std::os::fd::AsFd::as_fd(&err).try_clone_to_owned());
             pipe_lines(err, Stream::Stderr, identity.clone(), id, api.state.clone(), sink);
         }
 
@@ -308,7 +314,38 @@ impl Spawned {
             control,
             freezer,
             _relay: relay,
+            output,
         })
+    }
+
+    /// Waits (until `deadline` at most) until what the function wrote to stdout and stderr so
+    /// far has been read off the pipes, so that the lines it printed before answering are
+    /// delivered before the platform's `END` and `REPORT`. A line being split at that very
+    /// moment on another thread may still follow them.
+    pub(crate) async fn output_drained(&self, deadline: Instant) {
+        loop {
+            let pending = self
+                .output
+                .iter()
+                .any(|fd| rustix::io::ioctl_fionread(fd).is_ok_and(|n| n > 0));
+            if !pending || Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        tokio::task::yield_now().await;
+    }
+
+    /// The most memory the instance has used, in MB: the cgroup's peak when it is confined in
+    /// one (`memory.max_usage_in_bytes`, cgroup v2 `memory.peak`), else the process's own
+    /// high-water mark (`VmHWM` in `/proc/<pid>/status`). `None` once neither can be read.
+    pub(crate) fn max_memory_used_mb(&self) -> Option<u64> {
+        let cgroup = self.confined.as_ref().and_then(|c| c.cgroup.as_ref());
+        let bytes = match cgroup.and_then(|c| c.peak_memory_bytes()) {
+            Some(b) => b,
+            None => hwm_kb(self.pid)? * 1024,
+        };
+        Some(bytes.div_ceil(1 << 20))
     }
 
     /// Gives a sandboxed spare its function: the function's limits on its cgroup, then its
@@ -323,6 +360,7 @@ impl Spawned {
             cg.set_limits(Limits {
                 memory_mb,
                 pids: crate::sandbox::MAX_PIDS,
+                cpu_mb: crate::sandbox::INIT_CPU_MB,
             })
             .map_err(|e| format!("setting the spare's limits: {e}"))?;
         }
@@ -413,6 +451,13 @@ impl Spawned {
         }
     }
 
+    /// The init phase is over: from now on the instance gets the CPU weight of its memory.
+    fn end_init(&self, memory_mb: u32) {
+        if let Some(cg) = self.confined.as_ref().and_then(|c| c.cgroup.as_ref()) {
+            cg.set_cpu_weight(memory_mb);
+        }
+    }
+
     /// Idle until the next invocation: frozen after the grace.
     fn idle(&self) {
         if let Some(f) = &self.freezer {
@@ -466,6 +511,12 @@ fn epoch_ms(at: Instant) -> u64 {
 fn rss_kb(pid: i32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn hwm_kb(pid: i32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
@@ -545,6 +596,9 @@ impl Prepared {
         let started = Instant::now();
         let init_deadline = tokio::time::Instant::from_std(started + spec.init_timeout);
         let mut spare = self.spares.as_ref().and_then(|s| s.take(spec.kind.clone()));
+        // The replacement spare is built once this cold start is over, not beside it on the
+        // same cores.
+        let _replenish = self.spares.as_ref().map(|s| s.replenish_after(spec.kind.clone()));
         if let (Some(sp), Some(_)) = (&spare, &self.sandbox) {
             let taken = async {
                 sp.take_function(&spec.code_dir, &self.masks, spec.memory_mb).await?;
@@ -635,6 +689,7 @@ impl Prepared {
         match result {
             Ok(()) => {
                 instance.init_duration = started.elapsed();
+                instance.process.end_init(spec.memory_mb);
                 instance.process.idle();
                 tracing::debug!(function = %function, instance = %instance.id, pid = instance.process.pid, prewarmed, init_ms = instance.init_duration.as_millis() as u64, "instance started");
                 Ok(instance)
@@ -671,6 +726,16 @@ impl Instance {
 
     pub fn invocations(&self) -> u64 {
         self.invocations.load(Ordering::Relaxed)
+    }
+
+    /// See [`Spawned::max_memory_used_mb`].
+    pub(crate) fn max_memory_used_mb(&self) -> Option<u64> {
+        self.process.max_memory_used_mb()
+    }
+
+    /// See [`Spawned::output_drained`].
+    pub(crate) async fn output_drained(&self, deadline: Instant) {
+        self.process.output_drained(deadline).await
     }
 
     /// Kills the process group at once. Idempotent.

@@ -6,7 +6,7 @@
 use crate::error::{InvokeError, PrepareError};
 use crate::executor::Executor;
 use crate::instance::{error_message, Answer};
-use crate::logs::LogSink;
+use crate::logs::{platform, LogLine, LogSink, Stream};
 use crate::pool::{Pool, PoolStats};
 use crate::reconcile::Reconciler;
 use crate::telemetry::{names, Metrics, Telemetry};
@@ -28,6 +28,8 @@ pub enum Trigger {
     Schedule,
     Direct,
     Async,
+    /// A gateway Lambda authorizer deciding on a request.
+    Authorizer,
 }
 
 impl Trigger {
@@ -38,6 +40,7 @@ impl Trigger {
             Self::Schedule => "schedule",
             Self::Direct => "direct",
             Self::Async => "async",
+            Self::Authorizer => "authorizer",
         }
     }
 }
@@ -101,6 +104,7 @@ pub struct PlatformApi {
 
 struct RunContext {
     pool: Arc<Pool>,
+    sink: Arc<dyn LogSink>,
     metrics: Arc<Metrics>,
     telemetry: Arc<dyn Telemetry>,
     _guard: InFlight,
@@ -122,6 +126,9 @@ struct Report<'a> {
     error_type: Option<String>,
 }
 
+/// How long an invocation's end waits at most for the function's output pipes to be read.
+const OUTPUT_DRAIN_WAIT: Duration = Duration::from_millis(50);
+
 fn epoch_us() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -131,6 +138,16 @@ fn epoch_us() -> i64 {
 
 struct Deployed {
     pool: Arc<Pool>,
+    at: std::time::SystemTime,
+}
+
+/// A deployed function as the Lambda API describes it.
+#[derive(Debug, Clone)]
+pub struct DeployedFunction {
+    pub spec: Arc<FunctionSpec>,
+    pub arn: String,
+    /// When this Gust deployed it.
+    pub at: std::time::SystemTime,
 }
 
 pub struct Invoker {
@@ -242,7 +259,10 @@ impl Invoker {
             let mut functions = self.functions.write().expect("functions lock");
             pools
                 .into_iter()
-                .filter_map(|(name, pool)| functions.insert(name, Deployed { pool }).map(|d| d.pool))
+                .filter_map(|(name, pool)| {
+                    let at = std::time::SystemTime::now();
+                    functions.insert(name, Deployed { pool, at }).map(|d| d.pool)
+                })
                 .collect()
         };
         {
@@ -266,6 +286,16 @@ impl Invoker {
     pub fn spec(&self, function: &str) -> Option<Arc<FunctionSpec>> {
         let f = self.functions.read().expect("functions lock");
         f.get(function).map(|d| d.pool.prepared().spec().clone())
+    }
+
+    /// A deployed function's spec, ARN and deployment time.
+    pub fn deployed(&self, function: &str) -> Option<DeployedFunction> {
+        let f = self.functions.read().expect("functions lock");
+        f.get(function).map(|d| DeployedFunction {
+            spec: d.pool.prepared().spec().clone(),
+            arn: d.pool.prepared().function_arn().to_string(),
+            at: d.at,
+        })
     }
 
     pub fn function_names(&self) -> Vec<String> {
@@ -316,6 +346,7 @@ impl Invoker {
         // scheduler hop and a cross-thread wake-up on every request).
         let ctx = RunContext {
             pool,
+            sink: self.sink.clone(),
             metrics: self.metrics.clone(),
             telemetry: self.telemetry.clone(),
             _guard: guard,
@@ -427,6 +458,7 @@ impl Drop for FinishOnDrop {
 async fn run_invocation(ctx: RunContext, inv: Invocation) -> Result<InvokeOutput, InvokeError> {
     let RunContext {
         pool,
+        sink,
         metrics,
         telemetry,
         _guard,
@@ -440,6 +472,17 @@ async fn run_invocation(ctx: RunContext, inv: Invocation) -> Result<InvokeOutput
     let trace = inv.trace.unwrap_or_else(TraceParent::new_root);
     let accepted_us = epoch_us();
     let trigger = inv.trigger.as_str();
+    let say = |lines: &[String]| {
+        for line in lines {
+            sink.line(LogLine {
+                function: spec.name.as_str().into(),
+                instance: 0,
+                request_id: Some(request_id.clone()),
+                stream: Stream::Platform,
+                line: line.clone(),
+            });
+        }
+    };
 
     // Waiting for an instance is bounded by the function timeout too; past it the caller
     // is told to come back later (429) rather than held indefinitely.
@@ -451,10 +494,31 @@ async fn run_invocation(ctx: RunContext, inv: Invocation) -> Result<InvokeOutput
             if matches!(e, InvokeError::TooManyRequests { .. }) {
                 metrics.incr(names::THROTTLES, &[("function", &inv.function)], 1);
             }
-            if let InvokeError::InitFailed { backoff, .. } = &e {
+            if let InvokeError::InitFailed {
+                backoff, error_type, ..
+            } = &e
+            {
                 // The function never ran, but the invocation failed because of it: recorded
                 // as any other failure. A failed init is a cold start (its time includes any
                 // wait for a slot); one refused by the crash-loop back-off started nothing.
+                // Its details are in the function's log (public callers get none of them).
+                let init = backoff.is_none().then(|| acquiring.elapsed());
+                say(&[platform::start(&request_id)]);
+                // The whole error: the init's own message, and the back-off's state when in it.
+                say(&platform::init_failed(&request_id, init, error_type, &e.to_string()));
+                say(&[
+                    platform::end(&request_id),
+                    platform::report(
+                        &request_id,
+                        &platform::Report {
+                            duration: Duration::ZERO,
+                            billed: Duration::ZERO,
+                            memory_mb: spec.memory_mb,
+                            max_memory_used_mb: 0,
+                            init,
+                        },
+                    ),
+                ]);
                 report(
                     &metrics,
                     telemetry.as_ref(),
@@ -479,6 +543,7 @@ async fn run_invocation(ctx: RunContext, inv: Invocation) -> Result<InvokeOutput
         }
     };
     let instance = lease.instance;
+    say(&[platform::start(&request_id)]);
     let started = Instant::now();
     let started_us = epoch_us();
     let result = instance
@@ -494,8 +559,35 @@ async fn run_invocation(ctx: RunContext, inv: Invocation) -> Result<InvokeOutput
     let duration = started.elapsed();
     let init_duration = lease.cold.then_some(instance.init_duration);
     let prewarmed = lease.cold && instance.prewarmed;
-    pool.release(instance);
     let billed_duration = Duration::from_millis(duration.as_micros().div_ceil(1000) as u64);
+    // What the function printed before it answered comes before END and REPORT.
+    instance.output_drained(Instant::now() + OUTPUT_DRAIN_WAIT).await;
+    let max_memory_used_mb = match &result {
+        Err(InvokeError::OutOfMemory { limit_mb, .. }) => Some(*limit_mb as u64),
+        _ => instance.max_memory_used_mb(),
+    };
+    match &result {
+        Err(InvokeError::Timeout { timeout, .. }) => say(&[platform::timed_out(&request_id, *timeout)]),
+        Err(InvokeError::Crashed { detail, .. }) => say(&platform::exited(&request_id, detail, "Runtime.ExitError")),
+        Err(InvokeError::OutOfMemory { .. }) => {
+            say(&platform::exited(&request_id, "signal: killed", "Runtime.OutOfMemory"))
+        }
+        _ => {}
+    }
+    say(&[
+        platform::end(&request_id),
+        platform::report(
+            &request_id,
+            &platform::Report {
+                duration,
+                billed: billed_duration,
+                memory_mb: spec.memory_mb,
+                max_memory_used_mb: max_memory_used_mb.unwrap_or(0),
+                init: init_duration,
+            },
+        ),
+    ]);
+    pool.release(instance);
 
     let (outcome, error_type) = match &result {
         Ok(Answer::Ok(_)) => ("success", None),

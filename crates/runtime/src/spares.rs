@@ -29,6 +29,22 @@ pub(crate) struct Template {
     pub sandbox: Option<Arc<crate::sandbox::Sandbox>>,
 }
 
+/// Refills one runtime's spares when dropped ([`Spares::replenish_after`]).
+pub(crate) struct Replenish {
+    spares: Arc<Spares>,
+    kind: Option<RuntimeKind>,
+}
+
+impl Drop for Replenish {
+    fn drop(&mut self) {
+        if let Some(kind) = self.kind.take() {
+            if self.spares.enabled() {
+                self.spares.refill(kind);
+            }
+        }
+    }
+}
+
 pub(crate) struct Spares {
     per_kind: usize,
     sink: Arc<dyn LogSink>,
@@ -67,7 +83,7 @@ impl Spares {
         self.refill(kind);
     }
 
-    /// A live spare of `kind`, if one is ready; a replacement is started either way.
+    /// A live spare of `kind`, if one is ready. The caller replenishes ([`Spares::replenish_after`]).
     pub fn take(self: &Arc<Self>, kind: RuntimeKind) -> Option<Spawned> {
         if !self.enabled() {
             return None;
@@ -84,8 +100,17 @@ impl Spares {
             }
             found
         };
-        self.refill(kind);
         spare
+    }
+
+    /// Starts the spares of `kind` that are missing when the returned guard is dropped: a
+    /// cold start holds it, so that the replacement for the spare it took does not compete
+    /// with it for the CPU (a sandboxed spare's setup is several milliseconds of kernel work).
+    pub fn replenish_after(self: &Arc<Self>, kind: RuntimeKind) -> Replenish {
+        Replenish {
+            spares: self.clone(),
+            kind: Some(kind),
+        }
     }
 
     pub fn ready_total(&self) -> usize {

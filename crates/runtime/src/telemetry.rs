@@ -40,11 +40,14 @@ pub mod names {
     pub const DEAD_LETTERS: &str = "gust_dead_letters_total";
     pub const EVENT_BACKLOG: &str = "gust_event_backlog";
     pub const DLQ_DEPTH: &str = "gust_dlq_depth";
+    pub const SOURCE_UP: &str = "gust_source_up";
+    pub const SOURCE_LAG: &str = "gust_source_lag";
+    pub const SOURCE_RECEIVED: &str = "gust_source_messages_total";
     pub const SCHEDULE_FIRES: &str = "gust_schedule_fires_total";
     pub const SCHEDULE_MISSES: &str = "gust_schedule_misses_total";
 
     /// `(name, type, help)` for the exposition's `# HELP`/`# TYPE` lines.
-    pub const ALL: [(&str, &str, &str); 15] = [
+    pub const ALL: [(&str, &str, &str); 18] = [
         (INVOCATIONS, "counter", "Invocations by function, trigger and outcome"),
         (INVOCATION_DURATION, "histogram", "Time in the function per invocation"),
         (COLD_STARTS, "counter", "Invocations that had to start an instance"),
@@ -66,6 +69,21 @@ pub mod names {
         (DEAD_LETTERS, "counter", "Records moved to a dead-letter queue"),
         (EVENT_BACKLOG, "gauge", "Records waiting per subscription"),
         (DLQ_DEPTH, "gauge", "Dead letters per subscription"),
+        (
+            SOURCE_UP,
+            "gauge",
+            "1 while a broker source is connected, 0 while it reconnects",
+        ),
+        (
+            SOURCE_LAG,
+            "gauge",
+            "Messages a broker holds that a source subscription has not finished",
+        ),
+        (
+            SOURCE_RECEIVED,
+            "counter",
+            "Messages read from a broker source (redeliveries included)",
+        ),
         (SCHEDULE_FIRES, "counter", "Schedule ticks that ran"),
         (
             SCHEDULE_MISSES,

@@ -12,7 +12,9 @@
 //!
 //! Overlap: with `skip`, an on-time tick that comes while a run is queued or going is recorded
 //! and not run; `queue` and `allow` are enforced by the run queue's concurrency (1, or the
-//! function's). Catch-up runs always queue: `all` asked for each of them.
+//! function's). Catch-up runs always queue: `all` asked for each of them. A catch-up run queued
+//! in the same look as an on-time tick does not make that tick skip: after downtime the
+//! on-time tick runs too, after the catch-up (`skip` looks at what was running before).
 
 use crate::{Clock, Schedule};
 use chrono::{DateTime, TimeDelta, Utc};
@@ -101,6 +103,12 @@ async fn run(spec: &ScheduleSpec, schedule: &Schedule, clock: &dyn Clock, firer:
             tracing::info!(schedule = name, missed = missed.len(), fired = to_fire.len(), policy = ?spec.catch_up, "missed ticks");
         }
         let catching_up = to_fire.len();
+        // Whether a run was queued or going before this look's catch-up runs were queued.
+        let busy_before = if catching_up > 0 && spec.overlap == Overlap::Skip {
+            firer.busy(name).await
+        } else {
+            false
+        };
         to_fire.extend(on_time);
         for (i, tick) in to_fire.iter().enumerate() {
             // Catch-up runs were asked for explicitly: they queue behind each other, and
@@ -112,7 +120,13 @@ async fn run(spec: &ScheduleSpec, schedule: &Schedule, clock: &dyn Clock, firer:
                     .sleep_until(clock.now() + TimeDelta::from_std(j).unwrap_or_default())
                     .await;
             }
-            let skip = on_time && spec.overlap == Overlap::Skip && firer.busy(name).await;
+            let skip = on_time
+                && spec.overlap == Overlap::Skip
+                && if catching_up > 0 {
+                    busy_before
+                } else {
+                    firer.busy(name).await
+                };
             if skip {
                 tracing::info!(schedule = name, tick = %tick, "previous run still going: tick skipped");
             }

@@ -1069,3 +1069,113 @@ async fn manual_clock_drives_a_daily_schedule_through_spring_forward() {
         ]
     );
 }
+
+/// A firer that records what it was asked, and is busy once it has queued a run (nothing
+/// drains its queue).
+#[derive(Default)]
+struct Recording {
+    last: Option<DateTime<Utc>>,
+    fired: std::sync::Mutex<Vec<(DateTime<Utc>, bool)>>,
+}
+
+#[async_trait::async_trait]
+impl crate::Firer for Recording {
+    async fn last_fired(&self, _: &str) -> Result<Option<DateTime<Utc>>, String> {
+        Ok(self.last)
+    }
+    async fn fire(&self, _: &gust_model::ScheduleSpec, tick: DateTime<Utc>, skip: bool) -> Result<bool, String> {
+        self.fired.lock().unwrap().push((tick, skip));
+        Ok(true)
+    }
+    async fn busy(&self, _: &str) -> bool {
+        self.fired.lock().unwrap().iter().any(|(_, skip)| !skip)
+    }
+}
+
+fn spec(catch_up: gust_model::CatchUp, overlap: gust_model::Overlap) -> gust_model::ScheduleSpec {
+    gust_model::ScheduleSpec {
+        name: gust_model::TopicName::new("hourly").unwrap(),
+        function: gust_model::FunctionName::new("f").unwrap(),
+        expression: "rate(1 hour)".into(),
+        timezone: "UTC".into(),
+        input: None,
+        description: None,
+        enabled: true,
+        catch_up,
+        overlap,
+        jitter: std::time::Duration::ZERO,
+        max_attempts: 1,
+        retry_delay: std::time::Duration::ZERO,
+    }
+}
+
+/// Runs the firing loop from `last` with the clock at `now` until it sleeps, and gives what
+/// it fired.
+async fn fired_after_downtime(
+    catch_up: gust_model::CatchUp,
+    overlap: gust_model::Overlap,
+    last: &str,
+    now: &str,
+) -> Vec<(String, bool)> {
+    let clock = ManualClock::new(utc(now));
+    let firer = std::sync::Arc::new(Recording {
+        last: Some(utc(last)),
+        ..Default::default()
+    });
+    let task = crate::spawn_runner(
+        spec(catch_up, overlap),
+        Schedule::parse("rate(1 hour)", "UTC").unwrap(),
+        std::sync::Arc::new(clock.clone()),
+        firer.clone(),
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while clock.sleepers() == 0 {
+        assert!(std::time::Instant::now() < deadline, "the loop never went to sleep");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    task.abort();
+    let fired = firer.fired.lock().unwrap().clone();
+    fired
+        .into_iter()
+        .map(|(t, skip)| (t.format("%H:%M").to_string(), skip))
+        .collect()
+}
+
+#[tokio::test]
+async fn catch_up_after_downtime_keeps_the_on_time_tick() {
+    use gust_model::{CatchUp, Overlap};
+    // Down from after the 09:00 tick until 12:00:10: 10:00 and 11:00 are missed, 12:00 is on
+    // time. `last` runs 11:00 and then 12:00; the catch-up run does not make 12:00 skip.
+    let fired = fired_after_downtime(
+        CatchUp::Last,
+        Overlap::Skip,
+        "2026-11-26T09:00:00Z",
+        "2026-11-26T12:00:10Z",
+    )
+    .await;
+    assert_eq!(fired, [("11:00".to_string(), false), ("12:00".to_string(), false)]);
+    let fired = fired_after_downtime(
+        CatchUp::All(5),
+        Overlap::Skip,
+        "2026-11-26T09:00:00Z",
+        "2026-11-26T12:00:10Z",
+    )
+    .await;
+    assert_eq!(
+        fired,
+        [
+            ("10:00".to_string(), false),
+            ("11:00".to_string(), false),
+            ("12:00".to_string(), false)
+        ]
+    );
+    // `none` drops the missed ones and still runs the on-time tick.
+    let fired = fired_after_downtime(
+        CatchUp::None,
+        Overlap::Skip,
+        "2026-11-26T09:00:00Z",
+        "2026-11-26T12:00:10Z",
+    )
+    .await;
+    assert_eq!(fired, [("12:00".to_string(), false)]);
+}

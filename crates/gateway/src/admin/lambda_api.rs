@@ -1,5 +1,13 @@
-//! The Lambda API face: `POST /2015-03-31/functions/{name}/invocations` as AWS Lambda answers
-//! it, so the AWS CLI and SDKs work with `--endpoint-url`.
+//! The Lambda API face: `Invoke` (`POST /2015-03-31/functions/{name}/invocations`) and the
+//! reads `ListFunctions`, `GetFunction`, `GetFunctionConfiguration` and `GetAccountSettings`,
+//! as AWS Lambda answers them, so the AWS CLI and SDKs work with `--endpoint-url`. Any other
+//! Lambda operation is refused with its name (`lambda_operations.rs`).
+//!
+//! `Invoke` follows Lambda's conventions: `X-Amz-Log-Type: Tail` answers the last 4 KB of the
+//! invocation's log (its output and the platform's `START`/`END`/`REPORT` lines), base64, in
+//! `X-Amz-Log-Result`; `X-Amz-Client-Context` (base64 JSON) is decoded and handed to the
+//! function as JSON (`Lambda-Runtime-Client-Context`), and one that is not base64 JSON is a
+//! 400 `InvalidRequestContentException`, as Lambda answers, before anything runs.
 //!
 //! Credentials: AWS Signature Version 4 with an access key Gust issued
 //! (`gust access-keys create`), or the operator token as a bearer token (`gust invoke`).
@@ -9,10 +17,11 @@
 //! what they were granted through the platform API.
 
 use super::lambda_errors::{invoke_failure, lambda_error, refused, LambdaErrorType};
-use super::{credentials::bearer, empty, trace_of, Admin, MAX_INVOKE_PAYLOAD};
+use super::{credentials::bearer, empty, json_response, trace_of, Admin, MAX_INVOKE_PAYLOAD};
 use crate::codes::ErrorCode;
 use crate::error::Body;
 use crate::sigv4::{self, SigV4Error};
+use base64::Engine as _;
 use bytes::Bytes;
 use gust_runtime::{Invocation, Trigger};
 use http::{HeaderValue, Request, Response, StatusCode};
@@ -85,22 +94,93 @@ impl Admin {
             "Lambda API request"
         );
         let path = parts.uri.path();
+        use gust_api::Endpoint as E;
         match gust_api::Endpoint::resolve(parts.method.as_str(), path) {
-            Ok(route) if route.endpoint == gust_api::Endpoint::Invoke => {
+            Ok(route) if route.endpoint == E::Invoke => {
                 self.invoke(route.param("name"), &parts.headers, payload, request_id)
                     .await
             }
+            Ok(route) if route.endpoint == E::LambdaListFunctions => {
+                let functions = self
+                    .invoker
+                    .function_names()
+                    .iter()
+                    .filter_map(|n| self.invoker.deployed(n))
+                    .map(|d| configuration(&d))
+                    .collect();
+                json_response(
+                    StatusCode::OK,
+                    gust_api::LambdaFunctionList {
+                        functions,
+                        next_marker: None,
+                    },
+                )
+            }
+            Ok(route) if route.endpoint == E::LambdaGetFunction => match self.deployed(route.param("name")) {
+                Ok(d) => json_response(
+                    StatusCode::OK,
+                    gust_api::LambdaFunction {
+                        configuration: configuration(&d),
+                        code: gust_api::FunctionCodeLocation {
+                            repository_type: "FileSystem".into(),
+                            location: format!("file://{}", d.spec.code_dir.display()),
+                        },
+                        tags: Default::default(),
+                    },
+                ),
+                Err(r) => *r,
+            },
+            Ok(route) if route.endpoint == E::LambdaGetFunctionConfiguration => {
+                match self.deployed(route.param("name")) {
+                    Ok(d) => json_response(StatusCode::OK, configuration(&d)),
+                    Err(r) => *r,
+                }
+            }
+            Ok(route) if route.endpoint == E::LambdaGetAccountSettings => {
+                let deployed: Vec<_> = self
+                    .invoker
+                    .function_names()
+                    .iter()
+                    .filter_map(|n| self.invoker.deployed(n))
+                    .collect();
+                let concurrency: u64 = deployed.iter().map(|d| d.spec.scaling.max_instances as u64).sum();
+                json_response(
+                    StatusCode::OK,
+                    gust_api::AccountSettings {
+                        account_limit: gust_api::AccountLimit {
+                            total_code_size: 75 * 1024 * 1024 * 1024,
+                            code_size_unzipped: 250 * 1024 * 1024,
+                            code_size_zipped: 50 * 1024 * 1024,
+                            concurrent_executions: concurrency,
+                            unreserved_concurrent_executions: concurrency,
+                        },
+                        account_usage: gust_api::AccountUsage {
+                            total_code_size: deployed.iter().map(|d| code_size(&d.spec.code_dir)).sum(),
+                            function_count: deployed.len() as u64,
+                        },
+                    },
+                )
+            }
             _ => lambda_error(
                 LambdaErrorType::UnknownOperationException,
-                &format!("no Lambda API operation {} {path}", parts.method),
+                &super::lambda_operations::unsupported(parts.method.as_str(), path),
             ),
         }
     }
 
+    /// The function a Lambda API path names (a name, or a partial or full ARN).
+    fn deployed(&self, name: &str) -> Result<gust_runtime::DeployedFunction, Box<Response<Body>>> {
+        let name = function_name(name);
+        self.invoker.deployed(&name).ok_or_else(|| {
+            Box::new(lambda_error(
+                LambdaErrorType::ResourceNotFoundException,
+                &format!("Function not found: {name}"),
+            ))
+        })
+    }
+
     async fn invoke(&self, name: &str, headers: &http::HeaderMap, payload: Bytes, request_id: &str) -> Response<Body> {
-        let name = crate::routes::percent_decode(name);
-        // Lambda accepts a name, a partial or a full ARN; the function name is the last part.
-        let name = name.rsplit(':').next().unwrap_or(&name).to_string();
+        let name = function_name(name);
         let kind = headers
             .get("x-amz-invocation-type")
             .and_then(|v| v.to_str().ok())
@@ -122,10 +202,19 @@ impl Admin {
                 )
             }
         }
-        let client_context = headers
-            .get("x-amz-client-context")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
+        let client_context = match headers.get("x-amz-client-context").map(client_context) {
+            None => None,
+            Some(Ok(json)) => Some(json),
+            Some(Err(())) => {
+                return lambda_error(
+                    LambdaErrorType::InvalidRequestContentException,
+                    "Client context must be a valid Base64-encoded JSON object.",
+                )
+            }
+        };
+        let tail = headers
+            .get("x-amz-log-type")
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"tail"));
         let Some(payload) = json_payload(payload) else {
             return not_json();
         };
@@ -136,7 +225,12 @@ impl Admin {
             inv.trace = Some(parent.child());
         }
         inv.client_context = client_context;
-        match self.invoker.invoke(inv).await {
+        let tail = self.log_tail.as_ref().filter(|_| tail);
+        if let Some(t) = tail {
+            t.follow(request_id);
+        }
+        let result = self.invoker.invoke(inv).await;
+        let mut resp = match result {
             Ok(out) => {
                 let mut r = Response::builder()
                     .status(StatusCode::OK)
@@ -151,7 +245,14 @@ impl Admin {
                 r
             }
             Err(e) => invoke_failure(&e),
+        };
+        if let Some(t) = tail {
+            let log = base64::engine::general_purpose::STANDARD.encode(t.take(request_id));
+            if let Ok(v) = HeaderValue::from_str(&log) {
+                resp.headers_mut().insert("x-amz-log-result", v);
+            }
         }
+        resp
     }
 
     /// `InvocationType: Event`: durable first, then 202; the function runs from the queue with
@@ -188,6 +289,95 @@ impl Admin {
             }
         }
     }
+}
+
+/// Lambda accepts a name, a partial or a full ARN; the function name is the last part.
+fn function_name(raw: &str) -> String {
+    let name = crate::routes::percent_decode(raw);
+    name.rsplit(':').next().unwrap_or(&name).to_string()
+}
+
+/// `X-Amz-Client-Context`: base64 of a JSON object, handed to the function as that JSON.
+fn client_context(v: &HeaderValue) -> Result<String, ()> {
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(v.as_bytes().trim_ascii())
+        .map_err(|_| ())?;
+    match serde_json::from_slice::<serde_json::Value>(&raw) {
+        Ok(serde_json::Value::Object(_)) => String::from_utf8(raw).map_err(|_| ()),
+        _ => Err(()),
+    }
+}
+
+/// A function in Lambda's `FunctionConfiguration` shape.
+fn configuration(d: &gust_runtime::DeployedFunction) -> gust_api::FunctionConfiguration {
+    use sha2::Digest as _;
+    let spec = &d.spec;
+    let settings = format!(
+        "{}\n{}\n{}\n{}\n{}\n{:?}",
+        spec.name,
+        spec.runtime,
+        spec.handler,
+        spec.memory_mb,
+        spec.timeout.as_millis(),
+        spec.environment
+    );
+    let account = d.arn.split(':').nth(4).unwrap_or(crate::ACCOUNT_ID);
+    gust_api::FunctionConfiguration {
+        function_name: spec.name.to_string(),
+        function_arn: d.arn.clone(),
+        runtime: spec.runtime.clone(),
+        role: format!("arn:aws:iam::{account}:role/gust"),
+        handler: spec.handler.clone(),
+        code_size: code_size(&spec.code_dir),
+        description: String::new(),
+        timeout: spec.timeout.as_secs().max(1),
+        memory_size: spec.memory_mb,
+        last_modified: chrono::DateTime::<chrono::Utc>::from(d.at)
+            .format("%Y-%m-%dT%H:%M:%S%.3f+0000")
+            .to_string(),
+        code_sha256: base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(settings.as_bytes())),
+        version: "$LATEST".into(),
+        environment: gust_api::FunctionEnvironment {
+            variables: spec.environment.clone().into_iter().collect(),
+        },
+        tracing_config: gust_api::TracingConfig {
+            mode: "PassThrough".into(),
+        },
+        state: "Active".into(),
+        last_update_status: "Successful".into(),
+        package_type: "Zip".into(),
+        architectures: vec![if cfg!(target_arch = "aarch64") {
+            "arm64"
+        } else {
+            "x86_64"
+        }
+        .into()],
+        ephemeral_storage: gust_api::EphemeralStorage {
+            size: spec.ephemeral_storage_mb,
+        },
+    }
+}
+
+/// Bytes of the files under `dir` (links not followed), counting at most 100,000 entries.
+fn code_size(dir: &std::path::Path) -> u64 {
+    let mut total = 0;
+    let mut seen = 0;
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for e in entries.flatten() {
+            seen += 1;
+            if seen > 100_000 {
+                return total;
+            }
+            match e.metadata() {
+                Ok(m) if m.is_dir() => todo.push(e.path()),
+                Ok(m) if m.is_file() => total += m.len(),
+                _ => {}
+            }
+        }
+    }
+    total
 }
 
 /// An Invoke payload: `{}` when empty; `None` when it is not JSON (Lambda refuses it).

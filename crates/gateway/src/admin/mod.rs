@@ -20,6 +20,7 @@ mod credentials;
 mod guard;
 mod lambda_api;
 pub(crate) mod lambda_errors;
+mod lambda_operations;
 mod operator_api;
 mod platform_api;
 
@@ -53,6 +54,8 @@ pub struct Admin {
     events: Option<Arc<Events>>,
     schedules: Option<Arc<dyn SchedulesApi>>,
     telemetry: Option<TelemetryDb>,
+    /// The tail of an invocation's log, for the Lambda API's `X-Amz-Log-Type: Tail`.
+    log_tail: Option<Arc<gust_runtime::Tail>>,
     upstreams: std::collections::HashMap<String, Arc<crate::upstream::Upstream>>,
     secrets: Option<Arc<dyn SecretsApi>>,
     api_keys: Option<Arc<crate::auth::MemoryApiKeyStore>>,
@@ -72,15 +75,26 @@ pub trait SecretsApi: Send + Sync + 'static {
     fn get_for(&self, function: &str, name: &str) -> Result<Option<Vec<u8>>, String>;
 }
 
+/// Why a schedule could not be run now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScheduleRunError {
+    /// No schedule has the name, and no function with a schedule has it.
+    NotFound(String),
+    /// The name is a function's with more than one schedule; the message lists them.
+    Ambiguous(String),
+    /// Queueing the run failed.
+    Failed(String),
+}
+
 /// What the admin API needs from the scheduler (implemented by the binary, which owns it).
 pub trait SchedulesApi: Send + Sync + 'static {
     /// Every schedule with its next fire times and last fired tick.
     fn list(&self) -> Pin<Box<dyn Future<Output = gust_api::ScheduleList> + Send + '_>>;
-    /// Queues a run of `name` now; `Err` when there is no such schedule.
+    /// Queues a run of `name` now: a schedule's name, or a function's with one schedule.
     fn run<'a>(
         &'a self,
         name: &'a str,
-    ) -> Pin<Box<dyn Future<Output = Result<gust_api::ScheduleRun, String>> + Send + 'a>>;
+    ) -> Pin<Box<dyn Future<Output = Result<gust_api::ScheduleRun, ScheduleRunError>> + Send + 'a>>;
 }
 
 impl std::fmt::Debug for Admin {
@@ -159,7 +173,7 @@ fn face_of(method: &Method, path: &str) -> Face {
             Face::NotFound
         };
     }
-    if path.starts_with(INVOKE_PREFIX) {
+    if path.starts_with(INVOKE_PREFIX) || lambda_operations::is_lambda_path(path) {
         return Face::Lambda;
     }
     if path == gust_api::Endpoint::OpenApi.path() && method == Method::GET {
@@ -207,6 +221,7 @@ impl Admin {
             events,
             schedules,
             telemetry: None,
+            log_tail: None,
             upstreams: Default::default(),
             secrets: None,
             api_keys: None,
@@ -250,6 +265,12 @@ impl Admin {
     /// The operator credential: required by every operator action, accepted by the Lambda API.
     pub fn with_operator_token(self: Arc<Self>, token: OperatorToken) -> Arc<Self> {
         self.change("with_operator_token", |me| me.operator = Some(token))
+    }
+
+    /// Where the Lambda API reads an invocation's log tail (`X-Amz-Log-Type: Tail`); without
+    /// it the tail is empty.
+    pub fn with_log_tail(self: Arc<Self>, tail: Arc<gust_runtime::Tail>) -> Arc<Self> {
+        self.change("with_log_tail", |me| me.log_tail = Some(tail))
     }
 
     /// Access keys for SigV4 on the Lambda API, and `/gust/v1/access-keys` to manage them.
@@ -318,6 +339,9 @@ mod tests {
             (Method::POST, "/gust/v1/openapi.json", Face::Operator),
             (Method::POST, "/healthz", Face::NotFound),
             (Method::POST, "/2015-03-31/functions/f/invocations", Face::Lambda),
+            (Method::GET, "/2015-03-31/functions", Face::Lambda),
+            (Method::GET, "/2016-08-19/account-settings", Face::Lambda),
+            (Method::DELETE, "/2017-03-31/tags/x", Face::Lambda),
             (Method::GET, "/gust/v1/kv/x", Face::Platform),
             (Method::GET, "/gust/v1/kv", Face::Platform),
             (Method::PUT, "/gust/v1/blobs/a/b", Face::Platform),

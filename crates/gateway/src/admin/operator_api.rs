@@ -54,7 +54,13 @@ impl Admin {
             | E::RedriveDeadLetters
             | E::PurgeDeadLetters => self.events_api(&route, req).await,
             // Other faces' endpoints: `face_of` never sends them here.
-            E::Invoke | E::Health | E::OpenApi => Err(ApiError::new(
+            E::Invoke
+            | E::LambdaListFunctions
+            | E::LambdaGetFunction
+            | E::LambdaGetFunctionConfiguration
+            | E::LambdaGetAccountSettings
+            | E::Health
+            | E::OpenApi => Err(ApiError::new(
                 ErrorCode::NotFound,
                 format!("no admin endpoint {method} {path}"),
             )),
@@ -145,6 +151,7 @@ impl Admin {
                         rate: k.rate,
                         burst: k.burst,
                         quota_per_day: k.quota_per_day,
+                        managed: k.managed,
                     })
                     .collect();
                 Ok(json_response(StatusCode::OK, gust_api::ApiKeyList { api_keys }))
@@ -391,7 +398,12 @@ impl Admin {
             Endpoint::ListSchedules => Ok(json_response(StatusCode::OK, schedules.list().await)),
             _ => match schedules.run(&percent_decode(route.param("name"))).await {
                 Ok(v) => Ok(json_response(StatusCode::ACCEPTED, v)),
-                Err(e) => Err(ApiError::new(ErrorCode::ScheduleNotFound, e)),
+                Err(super::ScheduleRunError::NotFound(e)) => Err(ApiError::new(ErrorCode::ScheduleNotFound, e)),
+                Err(super::ScheduleRunError::Ambiguous(e)) => Err(ApiError::new(ErrorCode::ScheduleAmbiguous, e)),
+                Err(super::ScheduleRunError::Failed(e)) => {
+                    tracing::error!(error = %e, "queueing a schedule run failed");
+                    Err(ApiError::new(ErrorCode::StorageError, "the run could not be queued"))
+                }
             },
         }
     }
@@ -439,6 +451,26 @@ impl Admin {
                         batch_size: s.batch_size,
                         max_attempts: s.max_attempts,
                         max_event_age_s: s.max_event_age.as_secs(),
+                        source: events.source_status(s.name.as_str()).map(|st| {
+                            let now = st.state();
+                            gust_api::SubscriptionSource {
+                                kind: st.kind.to_string(),
+                                url: st.url.clone(),
+                                address: st.address.clone(),
+                                guarantee: if st.at_least_once {
+                                    "at-least-once"
+                                } else {
+                                    "at-most-once"
+                                }
+                                .into(),
+                                state: now.state.to_string(),
+                                since: chrono::DateTime::from_timestamp_millis(now.since_ms)
+                                    .unwrap_or_default()
+                                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                                last_error: now.last_error,
+                                lag: now.lag,
+                            }
+                        }),
                     });
                 }
                 Ok(json_response(

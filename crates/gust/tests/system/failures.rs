@@ -125,14 +125,16 @@ async fn crash_answers_502_and_the_next_call_succeeds() {
 }
 
 #[tokio::test]
-async fn init_errors_answer_502_with_the_functions_message() {
+async fn init_errors_answer_502_without_details_and_the_invoke_api_keeps_them() {
     let app = app().await;
     let r = app.get("/broken").await;
     assert_eq!(r.status(), 502);
     let v = json(&r.text().await.unwrap());
     assert_eq!(v["error"]["code"], "FunctionInitError");
+    // Public callers get no details (they are in the function's log: `conventions.rs`).
     let msg = v["error"]["message"].as_str().unwrap();
-    assert!(msg.contains("cannot connect to the database"), "{msg}");
+    assert!(!msg.contains("cannot connect to the database"), "{msg}");
+    assert!(v["error"]["request_id"].is_string(), "{v}");
 
     let (status, fe, body) = app.invoke("missing", "{}").await;
     assert_eq!((status, fe.as_deref()), (200, Some("Unhandled")), "{body}");

@@ -592,3 +592,23 @@ burst = 1
     assert!(r.headers()["retry-after"].to_str().unwrap().parse::<u64>().unwrap() >= 1);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn an_open_circuit_says_when_to_retry_from_its_cooldown() {
+    let s = Service::start("s").await;
+    let manifest = format!(
+        "[app]\nname = \"cb2\"\n[upstreams.svc]\ntargets = [\"{}\"]\nretries = 0\nbreaker_failures = 2\nbreaker_cooldown = 30\nhealth_interval = 60\n[[routes]]\nroute = \"ANY /{{proxy+}}\"\nupstream = \"svc\"\n",
+        s.url()
+    );
+    let app = TestApp::start(&[("gust.toml", &manifest)]).await;
+    s.always_500.store(true, Ordering::SeqCst);
+    for _ in 0..2 {
+        assert_eq!(app.post("/a", "{}").await.status(), 500);
+    }
+    let r = app.post("/a", "{}").await;
+    assert_eq!(r.status(), 503);
+    let secs: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    // What is left of the 30 s cooldown (rounded up), with a wide margin for a busy machine.
+    assert!((20..=30).contains(&secs), "Retry-After {secs}");
+    app.stop().await;
+}

@@ -3,10 +3,12 @@
 
 mod support;
 
+mod authorizers;
 mod aws_sdk;
 mod cgroup_v2;
 mod contract;
 mod control_plane;
+mod conventions;
 mod counters;
 mod crashloop;
 mod events;
@@ -23,4 +25,6 @@ mod sandbox;
 mod scaling;
 mod schedules;
 mod serverless;
+mod sources;
 mod users;
+mod validate;

@@ -463,6 +463,9 @@ async fn a_provided_cold_start_takes_a_prewarmed_sandbox() {
         invoker.prewarmed_ready() >= 1
     })
     .await;
+    // A spare is background work: the smallest CPU weight until it is given a function.
+    let spare = invoker.prewarmed_pids()[0];
+    assert_eq!(cpu_shares(spare), 2, "a spare's CPU weight");
     let out = invoker
         .invoke(gust_runtime::Invocation::new(
             "echo",
@@ -478,10 +481,202 @@ async fn a_provided_cold_start_takes_a_prewarmed_sandbox() {
     let v = json(std::str::from_utf8(&out.payload).unwrap());
     assert_eq!(v["echo"]["hello"], "spare");
     assert_eq!(v["function_name"], "echo");
+    // Its init over, the instance (the spare it was) has the weight of its memory: 128 MB of
+    // the 1,769 MB that make a vCPU's 1,024 shares.
+    assert_eq!(cpu_shares(spare), 128 * 1024 / 1769, "the instance's CPU weight");
     // A new spare is made ready for the next cold start.
     wait_for("the spare to be replaced", Duration::from_secs(10), || {
         invoker.prewarmed_ready() >= 1
     })
     .await;
     app.stop().await;
+}
+
+/// The uid a Gust without root runs as in the next test (`nobody`).
+const UNPRIVILEGED: u32 = 65534;
+
+/// `gust up` as an unprivileged user, stderr kept: the exit status if it stopped within `within`.
+fn gust_up_unprivileged(
+    app: &std::path::Path,
+    state: &std::path::Path,
+    mode: &str,
+    stderr: &std::path::Path,
+) -> std::process::Child {
+    use std::os::unix::process::CommandExt;
+    std::process::Command::new(env!("CARGO_BIN_EXE_gust"))
+        .args(gust_up_args(app, state))
+        .args(["--sandbox", mode])
+        .env("HOME", state)
+        .uid(UNPRIVILEGED)
+        .gid(UNPRIVILEGED)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(stderr).unwrap())
+        .spawn()
+        .unwrap()
+}
+
+/// A directory the unprivileged user owns.
+fn unprivileged_dir() -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    let id = Some(nix::unistd::Uid::from_raw(UNPRIVILEGED));
+    nix::unistd::chown(d.path(), id, Some(nix::unistd::Gid::from_raw(UNPRIVILEGED))).unwrap();
+    d
+}
+
+#[tokio::test]
+async fn without_root_instances_are_confined_by_a_user_namespace_and_what_is_off_is_named() {
+    let dir = write_app(&[
+        ("gust.toml", MANIFEST),
+        ("hostile.js", HOSTILE),
+        ("victim.js", VICTIM),
+        ("pyvictim.py", PYVICTIM),
+    ]);
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let logs = tempfile::tempdir().unwrap();
+
+    // Without root there are no cgroups to write here (this host's are root's): `strict`
+    // refuses to start, naming the protection and why.
+    let state = unprivileged_dir();
+    let refused_log = logs.path().join("strict.log");
+    let mut refused = gust_up_unprivileged(dir.path(), state.path(), "strict", &refused_log);
+    let status = tokio::task::spawn_blocking(move || refused.wait().unwrap())
+        .await
+        .unwrap();
+    let text = std::fs::read_to_string(&refused_log).unwrap();
+    assert!(!status.success(), "strict started without root: {text}");
+    assert!(
+        text.contains("--sandbox strict") && text.contains("resource limits is off"),
+        "the refusal names what is off: {text}"
+    );
+
+    // `auto` starts, says in one line per protection what is off and why, and confines with a
+    // user namespace.
+    let state = unprivileged_dir();
+    let log = logs.path().join("auto.log");
+    let mut child = gust_up_unprivileged(dir.path(), state.path(), "auto", &log);
+    let info = state.path().join("gust.json");
+    let mut v = serde_json::Value::Null;
+    wait_for("the unprivileged gust up to be ready", Duration::from_secs(60), || {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!(
+                "gust up exited early ({status}): {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        v = std::fs::read_to_string(&info)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or(serde_json::Value::Null);
+        v["admin"].is_string()
+    })
+    .await;
+    let gust_pid = child.id();
+    let stop = scopeguard(child);
+    let admin = v["admin"].as_str().unwrap().to_string();
+    let token = std::fs::read_to_string(state.path().join("operator.token"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("sandbox: resource limits is off"), "{text}");
+    assert!(text.contains("instances are confined"), "{text}");
+    let client = reqwest::Client::new();
+    let call = |function: &'static str, event: serde_json::Value| {
+        let (client, admin, token) = (client.clone(), admin.clone(), token.clone());
+        async move {
+            let r = client
+                .post(format!("{admin}/2015-03-31/functions/{function}/invocations"))
+                .bearer_auth(token)
+                .body(event.to_string())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status().as_u16(), 200);
+            assert!(r.headers().get("x-amz-function-error").is_none());
+            json(&r.text().await.unwrap())
+        }
+    };
+    let sh = |cmd: &str| call("hostile", serde_json::json!({"op": "sh", "cmd": cmd}));
+
+    // Its code is at /var/task; Gust's state (same uid outside!) is not in its world.
+    let own = call(
+        "hostile",
+        serde_json::json!({"op": "read", "path": "/var/task/hostile.js"}),
+    )
+    .await;
+    assert_eq!(own["ok"], true, "{own}");
+    assert!(state.path().join("master.key").exists() || state.path().join("state.db").exists());
+    for path in [
+        state.path().join("master.key"),
+        state.path().join("state.db"),
+        state.path().join("operator.token"),
+    ] {
+        let r = call("hostile", serde_json::json!({"op": "read", "path": path})).await;
+        assert_eq!(r["ok"], false, "{} was readable: {r}", path.display());
+    }
+    for path in ["/var/task/hostile.js", "/etc/gust-was-here"] {
+        let r = call("hostile", serde_json::json!({"op": "write", "path": path})).await;
+        assert_eq!(r["ok"], false, "{path} was writable: {r}");
+    }
+    let tmp = call("hostile", serde_json::json!({"op": "write", "path": "/tmp/scratch"})).await;
+    assert_eq!(tmp["ok"], true, "{tmp}");
+
+    // It sees its own processes only; Gust cannot be signalled; the victim's environment and
+    // Runtime API stay out of reach.
+    let victim = call("victim", serde_json::json!({})).await;
+    let ps = sh("for p in /proc/[0-9]*; do cat $p/cmdline | tr '\\0' ' '; echo; done").await;
+    let listing = ps["out"].as_str().unwrap();
+    assert!(listing.contains("node"), "the scan works: {listing}");
+    assert!(!listing.contains("victim") && !listing.contains("gust up"), "{listing}");
+    let environs = sh("cat /proc/[0-9]*/environ 2>/dev/null | tr '\\0' '\\n'").await;
+    assert!(!environs["out"].as_str().unwrap().contains("victim-secret-4711"));
+    let kill = call("hostile", serde_json::json!({"op": "kill", "pid": gust_pid})).await;
+    assert_eq!(kill["ok"], false, "{kill}");
+    let stolen = call("hostile", serde_json::json!({"op": "fetch", "addr": victim["api"]})).await;
+    assert_eq!(stolen["ok"], false, "{stolen}");
+    let escape = sh("grep -E '^(NoNewPrivs|Seccomp):' /proc/self/status").await;
+    let escape = escape["out"].as_str().unwrap();
+    assert!(
+        escape.contains("NoNewPrivs:\t1") && escape.contains("Seccomp:\t2"),
+        "{escape}"
+    );
+    let again = call("victim", serde_json::json!({})).await;
+    assert_eq!(again["pid"], victim["pid"], "the victim's instance was disturbed");
+    assert!(pid_alive(gust_pid as i32), "Gust was killed");
+    drop(stop);
+}
+
+/// Kills and reaps the child when dropped (a failed assertion included).
+fn scopeguard(child: std::process::Child) -> impl Drop {
+    struct Guard(std::process::Child);
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    Guard(child)
+}
+
+/// `cpu.shares` of the cgroup v1 `cpu` controller that process `pid` is in.
+fn cpu_shares(pid: i32) -> u64 {
+    let own = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let rel = own
+        .lines()
+        .find_map(|l| {
+            let mut parts = l.splitn(3, ':');
+            let (_, ctrls, path) = (parts.next()?, parts.next()?, parts.next()?);
+            ctrls.split(',').any(|c| c == "cpu").then(|| path.to_string())
+        })
+        .unwrap_or_else(|| panic!("no cpu cgroup for {pid}: {own}"));
+    let file = format!("/sys/fs/cgroup/cpu{rel}/cpu.shares");
+    std::fs::read_to_string(&file)
+        .unwrap_or_else(|e| panic!("{file}: {e}"))
+        .trim()
+        .parse()
+        .unwrap()
 }

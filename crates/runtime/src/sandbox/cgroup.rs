@@ -42,10 +42,22 @@ pub(crate) enum Layout {
 pub(crate) struct Limits {
     pub memory_mb: u32,
     pub pids: u32,
+    /// The memory figure its CPU weight is taken from ([`Cgroup::set_cpu_weight`]):
+    /// [`INIT_CPU_MB`] while it starts, [`SPARE_CPU_MB`] for a prewarmed spare.
+    pub cpu_mb: u32,
 }
 
 /// Lambda gives 1 vCPU at 1,769 MB, in proportion below and above.
 const MB_PER_VCPU: u64 = 1769;
+/// The memory figure the CPU weight of an instance in its init phase is taken from: one
+/// vCPU's, whatever its memory. Lambda, too, runs init with more CPU than small functions
+/// get afterwards; here it keeps a 128 MB function's cold start from being starved (at its
+/// own weight, 74 of 1,024 CPU shares) by Gust's and the host's other work.
+pub(crate) const INIT_CPU_MB: u32 = MB_PER_VCPU as u32;
+/// A prewarmed spare is background work: it is built at the smallest CPU weight, so that it
+/// never takes CPU from an instance that serves (a sandboxed spare's setup is milliseconds of
+/// kernel work), and gets [`INIT_CPU_MB`]'s when it is given a function.
+pub(crate) const SPARE_CPU_MB: u32 = 0;
 
 impl Layout {
     /// Finds a writable layout, or says why there is none.
@@ -362,7 +374,8 @@ impl Cgroup {
         }
     }
 
-    /// Sets memory (hard, swap included where the host accounts swap), pids and CPU weight.
+    /// Sets memory (hard, swap included where the host accounts swap), pids and the CPU
+    /// weight; [`Cgroup::set_cpu_weight`] sets the function's own once its init is over.
     pub(crate) fn set_limits(&self, limits: Limits) -> std::io::Result<()> {
         let bytes = ((limits.memory_mb as u64) << 20).to_string();
         match self {
@@ -370,10 +383,8 @@ impl Cgroup {
                 std::fs::write(d.join("memory.max"), &bytes)?;
                 let _ = std::fs::write(d.join("memory.swap.max"), "0");
                 std::fs::write(d.join("pids.max"), limits.pids.to_string())?;
-                let weight = (limits.memory_mb as u64 * 100 / MB_PER_VCPU).clamp(1, 10_000);
-                let _ = std::fs::write(d.join("cpu.weight"), weight.to_string());
             }
-            Cgroup::V1 { memory, pids, cpu, .. } => {
+            Cgroup::V1 { memory, pids, .. } => {
                 // With swap accounting, memory+swap may not be below memory: write the pair
                 // in the order that keeps that true whether the limit grows or shrinks.
                 let memsw = memory.join("memory.memsw.limit_in_bytes");
@@ -386,13 +397,27 @@ impl Cgroup {
                     std::fs::write(sw, &bytes)?;
                 }
                 std::fs::write(pids.join("pids.max"), limits.pids.to_string())?;
-                if let Some(cpu) = cpu {
-                    let shares = (limits.memory_mb as u64 * 1024 / MB_PER_VCPU).max(2);
-                    let _ = std::fs::write(cpu.join("cpu.shares"), shares.to_string());
-                }
             }
         }
+        self.set_cpu_weight(limits.cpu_mb);
         Ok(())
+    }
+
+    /// CPU weight in proportion to `memory_mb` (Lambda's model: 1,769 MB is one vCPU, that is
+    /// the default weight of a process of the host). Best effort: a host without the CPU
+    /// controller has no weights.
+    pub(crate) fn set_cpu_weight(&self, memory_mb: u32) {
+        match self {
+            Cgroup::V2(d) => {
+                let weight = (memory_mb as u64 * 100 / MB_PER_VCPU).clamp(1, 10_000);
+                let _ = std::fs::write(d.join("cpu.weight"), weight.to_string());
+            }
+            Cgroup::V1 { cpu: Some(cpu), .. } => {
+                let shares = (memory_mb as u64 * 1024 / MB_PER_VCPU).max(2);
+                let _ = std::fs::write(cpu.join("cpu.shares"), shares.to_string());
+            }
+            Cgroup::V1 { cpu: None, .. } => {}
+        }
     }
 
     /// The cgroup's freezer, where the host has one (`freezer.rs`).
@@ -401,6 +426,16 @@ impl Cgroup {
             Cgroup::V1 { freezer, .. } => freezer.as_deref().and_then(super::Freezer::v1),
             Cgroup::V2(d) => super::Freezer::v2(d),
         }
+    }
+
+    /// The most memory the cgroup's processes have used at once, in bytes (page cache and
+    /// the `/tmp` tmpfs included, as the limit counts them).
+    pub(crate) fn peak_memory_bytes(&self) -> Option<u64> {
+        let file = match self {
+            Cgroup::V1 { memory, .. } => memory.join("memory.max_usage_in_bytes"),
+            Cgroup::V2(d) => d.join("memory.peak"),
+        };
+        std::fs::read_to_string(file).ok()?.trim().parse().ok()
     }
 
     /// How many times the kernel's out-of-memory killer acted in this cgroup.

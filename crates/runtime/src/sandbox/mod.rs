@@ -32,7 +32,7 @@ mod netns;
 mod peer;
 mod seccomp;
 
-pub(crate) use cgroup::Limits;
+pub(crate) use cgroup::{Limits, INIT_CPU_MB};
 pub use freezer::Freezer;
 pub(crate) use freezer::IdleFreezer;
 pub(crate) use netns::{authority, relay_platform_api, NetNs, Relay};
@@ -226,7 +226,7 @@ pub fn probe(
                 settings.uid_first as u64 + settings.uid_count as u64
             )
         } else {
-            "a user namespace (Gust is not root: instances share Gust's uid outside it)".into()
+            "a user namespace (Gust is not root: instances share Gust's uid outside it, and prewarmed spares are off, so every cold start starts a process)".into()
         },
     });
     report.push(Protection {
@@ -470,6 +470,10 @@ impl Sandbox {
         let limits = Limits {
             memory_mb: plan.memory_mb.unwrap_or(SPARE_MEMORY_MB),
             pids: MAX_PIDS,
+            cpu_mb: match plan.memory_mb {
+                Some(_) => cgroup::INIT_CPU_MB,
+                None => cgroup::SPARE_CPU_MB,
+            },
         };
         if let Some(layout) = &self.cgroups {
             confined.cgroup = Some(layout.create(instance, limits)?);
