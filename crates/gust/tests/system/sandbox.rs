@@ -464,8 +464,14 @@ async fn a_provided_cold_start_takes_a_prewarmed_sandbox() {
     })
     .await;
     // A spare is background work: the smallest CPU weight until it is given a function.
+    // (The launcher joins its cgroup itself, just after it starts.)
     let spare = invoker.prewarmed_pids()[0];
-    assert_eq!(cpu_shares(spare), 2, "a spare's CPU weight");
+    wait_for(
+        "the spare in its cgroup, at the smallest CPU weight",
+        Duration::from_secs(10),
+        || cpu_shares(spare) == 2,
+    )
+    .await;
     let out = invoker
         .invoke(gust_runtime::Invocation::new(
             "echo",
