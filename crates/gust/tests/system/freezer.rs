@@ -67,22 +67,29 @@ async fn ticks(app: &TestApp, function: &str, event: serde_json::Value) -> u64 {
 
 /// The cgroup v1 freezer directory of process `pid`.
 pub fn freezer_dir(pid: i32) -> PathBuf {
-    let own = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
-    let rel = own
-        .lines()
-        .find_map(|l| {
-            let mut parts = l.splitn(3, ':');
-            let (_, ctrls, path) = (parts.next()?, parts.next()?, parts.next()?);
-            ctrls.split(',').any(|c| c == "freezer").then(|| path.to_string())
-        })
-        .expect("a freezer cgroup");
-    let dir = Path::new("/sys/fs/cgroup/freezer").join(rel.trim_start_matches('/'));
+    let dir = cgroup_freezer_dir(pid).expect("a freezer cgroup");
     assert!(
         dir.file_name().unwrap().to_string_lossy().starts_with("i-"),
         "{pid} is in an instance's cgroup: {}",
         dir.display()
     );
     dir
+}
+
+/// The instance freezer cgroup of `pid`, if it is in one yet (a launcher joins its cgroup
+/// just after it starts).
+pub fn instance_freezer_dir(pid: i32) -> Option<PathBuf> {
+    cgroup_freezer_dir(pid).filter(|d| d.file_name().is_some_and(|n| n.to_string_lossy().starts_with("i-")))
+}
+
+fn cgroup_freezer_dir(pid: i32) -> Option<PathBuf> {
+    let own = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    let rel = own.lines().find_map(|l| {
+        let mut parts = l.splitn(3, ':');
+        let (_, ctrls, path) = (parts.next()?, parts.next()?, parts.next()?);
+        ctrls.split(',').any(|c| c == "freezer").then(|| path.to_string())
+    })?;
+    Some(Path::new("/sys/fs/cgroup/freezer").join(rel.trim_start_matches('/')))
 }
 
 pub fn frozen(dir: &Path) -> bool {

@@ -433,7 +433,7 @@ async fn a_confined_instance_ends_when_gust_is_killed() {
     wait_for("the idle instance to be frozen", Duration::from_secs(10), || {
         children_of(gust_pid)
             .iter()
-            .any(|p| crate::freezer::frozen(&crate::freezer::freezer_dir(*p)))
+            .any(|p| crate::freezer::instance_freezer_dir(*p).is_some_and(|d| crate::freezer::frozen(&d)))
     })
     .await;
     gust.kill_9().await;
