@@ -61,30 +61,7 @@ async fn boto3_invokes_functions_through_the_lambda_api() {
         ),
     ])
     .await;
-    let deps = pydeps();
-    let admin = app.admin("");
-    let key = app
-        .op(reqwest::Method::POST, "/gust/v1/access-keys")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(key.status(), 201);
-    let key = json(&key.text().await.unwrap());
-    let (id, secret) = (
-        key["access_key_id"].as_str().unwrap().to_string(),
-        key["secret_access_key"].as_str().unwrap().to_string(),
-    );
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("python3")
-            .args(["-c", SCRIPT, &admin, &id, &secret])
-            .env("PYTHONPATH", deps)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let v = json(String::from_utf8_lossy(&out.stdout).trim());
+    let v = run_boto3(&app, SCRIPT).await;
     assert_eq!(v["ok"]["status"], 200);
     assert_eq!(v["ok"]["payload"]["hello"], "sdk");
     assert_eq!(v["ok"]["error"], serde_json::Value::Null);
@@ -101,4 +78,33 @@ async fn boto3_invokes_functions_through_the_lambda_api() {
     )
     .await;
     app.stop().await;
+}
+
+/// Runs `script` with boto3 (installed by `pydeps`) as `python3 -c SCRIPT ADMIN KEY_ID SECRET`,
+/// with an access key created for it, and parses the JSON it prints.
+pub async fn run_boto3(app: &TestApp, script: &'static str) -> serde_json::Value {
+    let deps = pydeps();
+    let admin = app.admin("");
+    let key = app
+        .op(reqwest::Method::POST, "/gust/v1/access-keys")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(key.status(), 201);
+    let key = json(&key.text().await.unwrap());
+    let (id, secret) = (
+        key["access_key_id"].as_str().unwrap().to_string(),
+        key["secret_access_key"].as_str().unwrap().to_string(),
+    );
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("python3")
+            .args(["-c", script, &admin, &id, &secret])
+            .env("PYTHONPATH", deps)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    json(String::from_utf8_lossy(&out.stdout).trim())
 }

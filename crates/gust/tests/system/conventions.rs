@@ -5,7 +5,7 @@
 //! payload 1.0 header case, HEAD, an out-of-range `statusCode` and a failed init as public
 //! clients see them; `gust schedules run` by function name.
 
-use crate::aws_sdk::pydeps;
+use crate::aws_sdk::run_boto3;
 use crate::support::*;
 use std::time::Duration;
 
@@ -297,30 +297,7 @@ print(json.dumps(out))
 #[tokio::test]
 async fn boto3_reads_functions_tails_logs_and_passes_a_client_context() {
     let app = TestApp::start(&app_files()).await;
-    let deps = pydeps();
-    let admin = app.admin("");
-    let key = app
-        .op(reqwest::Method::POST, "/gust/v1/access-keys")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(key.status(), 201);
-    let key = json(&key.text().await.unwrap());
-    let (id, secret) = (
-        key["access_key_id"].as_str().unwrap().to_string(),
-        key["secret_access_key"].as_str().unwrap().to_string(),
-    );
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("python3")
-            .args(["-c", BOTO3, &admin, &id, &secret])
-            .env("PYTHONPATH", deps)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let v = json(String::from_utf8_lossy(&out.stdout).trim());
+    let v = run_boto3(&app, BOTO3).await;
 
     // LogType=Tail: the invocation's own log, platform lines included; the client context
     // reached the function decoded.
