@@ -61,6 +61,29 @@ fn check_size(e: CloudEvent) -> Result<CloudEvent, EventError> {
     Ok(e)
 }
 
+impl CloudEvent {
+    /// Sets the context attribute `name` (lower case: `type`, `subject`, an extension...) from
+    /// a broker's header or field. False when `name` is neither a CloudEvents attribute nor a
+    /// valid extension name (`specversion` is taken and ignored: every event here is 1.0).
+    pub(crate) fn set_attribute(&mut self, name: &str, value: String) -> bool {
+        match name {
+            "id" => self.id = value,
+            "source" => self.source = value,
+            "type" => self.event_type = value,
+            "subject" => self.subject = Some(value),
+            "time" => self.time = Some(value),
+            "datacontenttype" => self.datacontenttype = Some(value),
+            "dataschema" => self.dataschema = Some(value),
+            "specversion" => {}
+            other if check_ext_name(other).is_ok() => {
+                self.extensions.insert(other.to_string(), value);
+            }
+            _ => return false,
+        }
+        true
+    }
+}
+
 fn check_ext_name(name: &str) -> Result<(), EventError> {
     if name.is_empty() || name.len() > 64 || !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()) {
         return Err(EventError::Invalid(

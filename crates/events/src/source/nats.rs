@@ -99,20 +99,7 @@ fn message_event(
             let Some(value) = values.first().map(|v| v.to_string()) else {
                 continue;
             };
-            match attr.as_str() {
-                "id" => event.id = value,
-                "source" => event.source = value,
-                "type" => event.event_type = value,
-                "subject" => event.subject = Some(value),
-                "time" => event.time = Some(value),
-                "datacontenttype" => event.datacontenttype = Some(value),
-                "dataschema" => event.dataschema = Some(value),
-                "specversion" => {}
-                other if !other.is_empty() && other.chars().all(|c| c.is_ascii_alphanumeric()) => {
-                    event.extensions.insert(other.to_string(), value);
-                }
-                _ => {}
-            }
+            event.set_attribute(&attr, value);
         }
         if let Some(ct) = h.get("Content-Type") {
             event.datacontenttype.get_or_insert_with(|| ct.to_string());

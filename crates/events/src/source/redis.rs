@@ -508,19 +508,8 @@ pub(crate) fn entry_event(stream: &str, id: &str, fields: &[(String, Vec<u8>)], 
             continue;
         };
         let value = String::from_utf8_lossy(&f.1).into_owned();
-        match attr {
-            "id" => event.id = value,
-            "source" => event.source = value,
-            "type" => event.event_type = value,
-            "subject" => event.subject = Some(value),
-            "time" => event.time = Some(value),
-            "datacontenttype" => event.datacontenttype = Some(value),
-            "dataschema" => event.dataschema = Some(value),
-            "specversion" => {}
-            other if !other.is_empty() && other.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()) => {
-                event.extensions.insert(other.to_string(), value);
-            }
-            _ => rest.push(f),
+        if !event.set_attribute(attr, value) {
+            rest.push(f);
         }
     }
     event.data = match rest.as_slice() {
