@@ -457,6 +457,69 @@ def auth_table(R):
     return "\n".join(rows)
 
 
+REDEPLOY_FUNCTIONS = 10
+REDEPLOY_ROUNDS = 10
+# How often the steady client's run is interrupted by a redeploy (seconds).
+REDEPLOY_EVERY = 0.5
+
+
+def redeploy_app():
+    """Ten Node functions, each in its own directory (so each has its own code revision), each
+    behind `GET /fN`, answering the version written into its handler."""
+    fns = "".join(
+        f'[functions.f{i}]\nruntime = "nodejs20.x"\nhandler = "h.handler"\ndir = "f{i}"\n\n'
+        f'[[routes]]\nroute = "GET /f{i}"\nfunction = "f{i}"\n\n'
+        for i in range(REDEPLOY_FUNCTIONS)
+    )
+    d = write_app("gust-redeploy", f'[app]\nname = "bench-redeploy"\n\n{fns}')
+    redeploy_write(d, "v0", range(REDEPLOY_FUNCTIONS))
+    return d
+
+
+def redeploy_write(app, version, which):
+    for i in which:
+        f = app / f"f{i}" / "h.js"
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text(f"exports.handler = async () => ({{ statusCode: 200, body: '{version}' }});\n")
+
+
+def post_redeploy(admin_port):
+    """`POST /gust/v1/deployments`: (ms until the answer, the answer)."""
+    t0 = time.perf_counter()
+    c = http.client.HTTPConnection("127.0.0.1", admin_port, timeout=60)
+    try:
+        c.request("POST", "/gust/v1/deployments", headers=admin_headers(admin_port))
+        r = c.getresponse()
+        body = r.read().decode("utf-8", "replace")
+    finally:
+        c.close()
+    ms = (time.perf_counter() - t0) * 1000
+    if r.status != 200:
+        raise BenchError(f"POST /gust/v1/deployments answered {r.status}: {body[:300]}")
+    return ms, json.loads(body)
+
+
+def redeploy_table(R):
+    r = R.get("gust-redeploy")
+    if not r or not r.get("first"):
+        return ""
+    rows = [
+        "| measure | p50 | p90 / p99 | notes |",
+        "|---|---:|---:|---|",
+        f"| redeploy of {REDEPLOY_FUNCTIONS} changed Node functions: request -> switched (ms) "
+        f"| {fmt(median(r['switch']))} | {fmt(percentile(r['switch'], 90))} | {REDEPLOY_ROUNDS} rounds; each new function's first instance started before the switch |",
+        f"| ... -> first request of the new version served (ms) | {fmt(median(r['first']))} "
+        f"| {fmt(percentile(r['first'], 90))} | from the request to the redeploy |",
+    ]
+    for key, label in (("steady", "steady client, no redeploys"), ("during", f"same client, a redeploy of its function every {REDEPLOY_EVERY} s")):
+        x = r.get(key)
+        if x:
+            rows.append(f"| {label}: latency (ms) | {fmt(x['p50'], 2)} | {fmt(x['p99'], 2)} (p99) "
+                        f"| {fmt(x['rps'], 0)} req/s; {x['non2xx']} non-2xx, {x['errors']} socket errors"
+                        + (f"; {x.get('redeploys', 0)} redeploys" if key == "during" else "") + " |")
+    return "\n".join(rows)
+
+
 ROUTE_TARGET = "GET /svc137/items/{id}"
 ROUTE_URL = "/svc137/items/42"
 
@@ -1339,6 +1402,66 @@ def main():
         print("- Gust Lambda authorizers: none, cached, uncached", flush=True)
         guarded(list(AUTH_ROUTES), "Gust Lambda authorizers", authorizers)
 
+    # Redeploys: how long a switch takes, and what a steady client sees during redeploys.
+    def redeploys():
+        app = redeploy_app()
+        sysm = GustSystem("gust-redeploy", "Gust — redeploy (10 Node functions)", args.gust, app, load_function="f0")
+        r = R.setdefault("gust-redeploy", {"label": sysm.label})
+        r.update(switch=[], first=[])
+        p, port, _ = start_system(sysm)
+        st, body, _ = request(port, "GET", "/f0")
+        if st != 200 or body != "v0":
+            raise BenchError(f"GET /f0 answered {st} {body[:200]}")
+        for k in range(1, REDEPLOY_ROUNDS + 1):
+            redeploy_write(app, f"v{k}", range(REDEPLOY_FUNCTIONS))
+            t0 = time.perf_counter()
+            ms, d = post_redeploy(sysm.admin)
+            if len(d.get("replaced", [])) != REDEPLOY_FUNCTIONS:
+                raise BenchError(f"round {k}: expected {REDEPLOY_FUNCTIONS} functions redeployed, got {d}")
+            st, body, _ = request(port, "GET", "/f0")
+            first = (time.perf_counter() - t0) * 1000
+            if st != 200 or body != f"v{k}":
+                raise BenchError(f"round {k}: GET /f0 after the redeploy answered {st} {body[:200]}")
+            r["switch"].append(ms)
+            r["first"].append(first)
+        print(f"  redeploy of {REDEPLOY_FUNCTIONS} functions: p50 {fmt(median(r['switch']))} ms to switch, "
+              f"{fmt(median(r['first']))} ms to the first request served", flush=True)
+        url = f"http://127.0.0.1:{port}/f0"
+        wrk(url, 4, mode.warmup)  # warm-up, unrecorded
+        r["steady"] = wrk(url, 4, mode.duration)
+        stop = threading.Event()
+        count = [0]
+
+        def redeployer():
+            v = 100
+            while not stop.is_set():
+                v += 1
+                redeploy_write(app, f"v{v}", [0])
+                post_redeploy(sysm.admin)
+                count[0] += 1
+                stop.wait(REDEPLOY_EVERY)
+
+        t = threading.Thread(target=redeployer, daemon=True)
+        t.start()
+        try:
+            r["during"] = wrk(url, 4, mode.duration)
+        finally:
+            stop.set()
+            t.join(timeout=30)
+        r["during"]["redeploys"] = count[0]
+        for key in ("steady", "during"):
+            x = r[key]
+            if x["non2xx"] or x["errors"]:
+                r.setdefault("problems", []).append(f"{key}: {x['non2xx']} non-2xx, {x['errors']} socket errors")
+        print(f"  steady client p50/p99 {fmt(r['steady']['p50'], 2)}/{fmt(r['steady']['p99'], 2)} ms; during "
+              f"{count[0]} redeploys {fmt(r['during']['p50'], 2)}/{fmt(r['during']['p99'], 2)} ms, "
+              f"{r['during']['non2xx']} non-2xx", flush=True)
+        PROCS.stop(p)
+
+    if want("gust-redeploy"):
+        print("- Gust redeploys", flush=True)
+        guarded(["gust-redeploy"], "Gust redeploys", redeploys)
+
     # Idle memory of deployed functions: 1 vs 1,000, nothing invoked.
     def idle_fns(sysm):
         p, _ = measure_starts(sysm, mode, R, cold=False)
@@ -1399,6 +1522,16 @@ def main():
             f"{int(EVENT_POLL * 1000)} ms), median of the runs; `gust_event_deliveries_total` (success) on /metrics must "
             f"grow by exactly the events published (else ⚠). Publish latency: {mode.event_singles} sequential plain-JSON "
             f"1-event publishes on one keep-alive connection after the runs drained (202 is sent after the commit).")
+    if R.get("gust-redeploy", {}).get("first"):
+        report += ["", "Redeploys:", "", redeploy_table(R)]
+        notes.append(
+            f"Redeploys: one Gust with {REDEPLOY_FUNCTIONS} Node functions, each in its own directory behind `GET /fN`. "
+            f"{REDEPLOY_ROUNDS} rounds of: write a new handler into every function, `POST /gust/v1/deployments` "
+            f"(`gust redeploy`), then `GET /f0` must answer the new version; `switch` is the POST's duration (every "
+            f"changed function's first instance is started before it answers), `first request` adds that GET. Then "
+            f"wrk at 4 connections on `GET /f0` for {mode.duration} s without redeploys, and again while another "
+            f"thread rewrites `f0`'s handler and redeploys every {REDEPLOY_EVERY} s (each redeploy replaces the "
+            f"function under load: its old instances drain while new requests go to the new one).")
     if any(R.get(k, {}).get("load_c1") for k in AUTH_ROUTES):
         report += ["", "Lambda authorizers:", "", auth_table(R)]
         notes.append(

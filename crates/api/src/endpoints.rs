@@ -77,6 +77,8 @@ endpoints! {
     GetUsage = Operator "GET" "/gust/v1/usage",
     ListSchedules = Operator "GET" "/gust/v1/schedules",
     RunSchedule = Operator "POST" "/gust/v1/schedules/{name}/run",
+    /// `gust redeploy`: read the app's manifest and code again and switch to them.
+    Redeploy = Operator "POST" "/gust/v1/deployments",
     /// `gust publish`; with a function's token the same path is the platform API's publish.
     Publish = Operator "POST" "/gust/v1/events/{topic}",
     ListSubscriptions = Operator "GET" "/gust/v1/subscriptions",

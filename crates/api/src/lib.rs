@@ -17,6 +17,7 @@
 //! named with their unit (`start_ms`, `start_us`); a field that has no value is sent as `null`
 //! rather than left out. A nullable field is still required when reading (see [`nullable`]).
 
+pub mod deployments;
 mod endpoints;
 pub mod error;
 pub mod events;
@@ -28,6 +29,7 @@ pub mod schedules;
 pub mod secrets;
 pub mod telemetry;
 
+pub use deployments::{Deployment, GeneratedApiKey};
 pub use endpoints::{Endpoint, Face, Miss, Route};
 pub use error::{ErrorBody, ErrorDetail};
 pub use events::{

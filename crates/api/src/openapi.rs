@@ -374,6 +374,21 @@ fn contract(e: Endpoint) -> Contract {
             "a function name, and the function has more than one schedule (the message lists them)",
         )
         .error(404, "SchedulesDisabled", "schedules are not enabled on this Gust"),
+        Endpoint::Redeploy => Contract::new(
+            "deployments",
+            "Redeploy the running app from its directory",
+            ok::<Deployment>(
+                200,
+                "The new version is serving (or, when nothing changed, the running one still is).",
+            ),
+        )
+        .error(
+            422,
+            "DeployRefused",
+            "the new version does not validate or a new or changed function does not start; the message says why, and the running version keeps serving",
+        )
+        .error(404, "DeploymentsDisabled", "this Gust does not redeploy")
+        .error(503, "ShuttingDown", "Gust is shutting down"),
         Endpoint::Publish => Contract::new(
             "events",
             "Publish events to a topic",
@@ -811,6 +826,7 @@ pub fn document() -> OpenApi {
         ("secrets", "Encrypted secrets; values go in, never out."),
         ("telemetry", "Invocation records, function output, traces, usage."),
         ("schedules", "Schedules of the manifest."),
+        ("deployments", "Redeploying the running app without downtime."),
         ("events", "Publishing, subscriptions and dead-letter queues."),
         ("metrics", "Prometheus metrics."),
         ("lambda", "The Lambda Invoke API."),

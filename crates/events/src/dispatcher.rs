@@ -125,6 +125,11 @@ impl Dispatcher {
         }
     }
 
+    /// The subscriptions whose worker has started.
+    pub(crate) fn started_names(&self) -> std::collections::HashSet<String> {
+        self.started.lock().expect("started lock").clone()
+    }
+
     pub fn subscription(&self, name: &str) -> Option<&SubscriptionSpec> {
         self.workers.get(name).map(|w| &w.spec)
     }

@@ -27,7 +27,7 @@ pub use source::{SourceState, SourceStatus};
 use gust_model::{event_defaults, App, EventFilter, EventShape, FunctionName, Overlap, SubscriptionSpec, TopicName};
 use gust_runtime::Invoker;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 /// How long an idempotency key (or CloudEvent id) suppresses a repeat publish.
@@ -86,17 +86,56 @@ pub fn async_queue(function: &str) -> String {
 pub struct Events {
     log: Arc<dyn EventLog>,
     invoker: Arc<Invoker>,
+    account: String,
+    /// What the running version of the app subscribes: swapped whole by a redeploy.
+    topology: RwLock<Arc<Topology>>,
+    /// Dispatchers and source workers a redeploy replaced, finishing their batches in flight.
+    draining: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+/// One version's subscriptions: the dispatcher's workers, the broker sources, the fan-out.
+struct Topology {
     dispatcher: Arc<Dispatcher>,
-    /// Subscriptions that read a broker: their workers, by subscription name.
-    sources: HashMap<String, source::SourceWorker>,
+    /// Subscriptions that read a broker: their spec and worker, by subscription name.
+    sources: HashMap<String, (SubscriptionSpec, Arc<source::SourceWorker>)>,
     /// topic -> (subscription, filter)
     fanout: HashMap<String, Vec<(String, EventFilter)>>,
 }
 
 impl std::fmt::Debug for Events {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Events").field("topics", &self.fanout.len()).finish()
+        f.debug_struct("Events")
+            .field("topics", &self.topology().fanout.len())
+            .finish()
     }
+}
+
+/// Every queue `app` delivers from: its subscriptions, one asynchronous-invocation queue per
+/// function and one run queue per schedule.
+fn queues_of(app: &App) -> Vec<SubscriptionSpec> {
+    let mut subs: Vec<SubscriptionSpec> = app.subscriptions.clone();
+    for f in app.functions.values() {
+        let name = TopicName::new(async_queue(f.name.as_str())).expect("function names make valid topic names");
+        subs.push(raw_queue(
+            name,
+            f,
+            f.scaling.max_instances,
+            ASYNC_MAX_ATTEMPTS,
+            event_defaults::RETRY_DELAY,
+        ));
+    }
+    for sc in &app.schedules {
+        let Some(f) = app.functions.get(&sc.function) else {
+            continue;
+        };
+        let name = TopicName::new(schedule_queue(sc.name.as_str())).expect("schedule names make valid topic names");
+        let concurrency = match sc.overlap {
+            Overlap::Allow => f.scaling.max_instances,
+            Overlap::Skip | Overlap::Queue => 1,
+        };
+        subs.push(raw_queue(name, f, concurrency, sc.max_attempts, sc.retry_delay));
+    }
+    subs
 }
 
 impl Events {
@@ -109,28 +148,25 @@ impl Events {
         account: &str,
         secret: &dyn Fn(&str) -> Option<String>,
     ) -> Arc<Self> {
-        let mut subs: Vec<SubscriptionSpec> = app.subscriptions.clone();
-        for f in app.functions.values() {
-            let name = TopicName::new(async_queue(f.name.as_str())).expect("function names make valid topic names");
-            subs.push(raw_queue(
-                name,
-                f,
-                f.scaling.max_instances,
-                ASYNC_MAX_ATTEMPTS,
-                event_defaults::RETRY_DELAY,
-            ));
-        }
-        for sc in &app.schedules {
-            let Some(f) = app.functions.get(&sc.function) else {
-                continue;
-            };
-            let name = TopicName::new(schedule_queue(sc.name.as_str())).expect("schedule names make valid topic names");
-            let concurrency = match sc.overlap {
-                Overlap::Allow => f.scaling.max_instances,
-                Overlap::Skip | Overlap::Queue => 1,
-            };
-            subs.push(raw_queue(name, f, concurrency, sc.max_attempts, sc.retry_delay));
-        }
+        let topology = Self::build(&log, &invoker, account, app, secret, &HashMap::new());
+        Arc::new(Self {
+            log,
+            invoker,
+            account: account.into(),
+            topology: RwLock::new(Arc::new(topology)),
+            draining: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn build(
+        log: &Arc<dyn EventLog>,
+        invoker: &Arc<Invoker>,
+        account: &str,
+        app: &App,
+        secret: &dyn Fn(&str) -> Option<String>,
+        running: &HashMap<String, (SubscriptionSpec, Arc<source::SourceWorker>)>,
+    ) -> Topology {
+        let subs = queues_of(app);
         let mut fanout: HashMap<String, Vec<(String, EventFilter)>> =
             app.topics.iter().map(|t| (t.to_string(), Vec::new())).collect();
         // A broker source's subscription is fed by its broker, not by a topic; its worker in
@@ -145,24 +181,81 @@ impl Events {
         let mut sources = HashMap::new();
         for s in app.subscriptions.iter() {
             let Some(src) = &s.source else { continue };
+            // An unchanged source keeps its connection, consumer and batches in flight.
+            if let Some((spec, worker)) = running.get(s.name.as_str()) {
+                if spec == s {
+                    sources.insert(s.name.to_string(), (spec.clone(), worker.clone()));
+                    continue;
+                }
+            }
             let password = src.password_secret().and_then(secret);
             let built = source::build(s, src, password);
-            sources.insert(
-                s.name.to_string(),
-                source::SourceWorker::start(s.clone(), built, dispatcher.deliverer.clone(), log.clone()),
-            );
+            let worker = source::SourceWorker::start(s.clone(), built, dispatcher.deliverer.clone(), log.clone());
+            sources.insert(s.name.to_string(), (s.clone(), Arc::new(worker)));
         }
-        Arc::new(Self {
-            log,
-            invoker,
+        Topology {
             dispatcher,
             sources,
             fanout,
-        })
+        }
+    }
+
+    fn topology(&self) -> Arc<Topology> {
+        self.topology.read().expect("topology lock").clone()
+    }
+
+    /// Switches delivery to a new version of the app. The new version's workers start
+    /// claiming at once; the replaced dispatcher stops claiming and finishes its batches in
+    /// flight in the background (a claim hides a record from every other worker, so a record
+    /// in flight completes once, on the version that claimed it, and everything else goes to
+    /// the new version). Broker sources whose subscription is unchanged keep running; changed
+    /// and removed ones stop after their batches in flight.
+    pub fn redeploy(&self, app: &App, secret: &dyn Fn(&str) -> Option<String>, grace: Duration) {
+        let old = self.topology();
+        let new = Arc::new(Self::build(
+            &self.log,
+            &self.invoker,
+            &self.account,
+            app,
+            secret,
+            &old.sources,
+        ));
+        *self.topology.write().expect("topology lock") = new.clone();
+        // A publish that read the old fan-out may have woken only the old workers: every new
+        // worker looks once now.
+        // (Asynchronous-invocation queues only where the old version had a worker: the others
+        // are idle, and a thousand idle functions must not cost a thousand workers.)
+        let was_running = old.dispatcher.started_names();
+        let names: Vec<String> = new
+            .dispatcher
+            .workers
+            .keys()
+            .filter(|n| !n.starts_with("gust.async.") || was_running.contains(*n))
+            .cloned()
+            .collect();
+        new.dispatcher.wake(&names);
+        let retired: Vec<Arc<source::SourceWorker>> = old
+            .sources
+            .iter()
+            .filter(|(name, (_, w))| new.sources.get(*name).is_none_or(|(_, n)| !Arc::ptr_eq(n, w)))
+            .map(|(_, (_, w))| w.clone())
+            .collect();
+        for w in &retired {
+            w.signal_stop();
+        }
+        let drain = tokio::spawn(async move {
+            for w in &retired {
+                w.join(grace).await;
+            }
+            old.dispatcher.stop(grace).await;
+        });
+        let mut draining = self.draining.lock().expect("draining lock");
+        draining.retain(|t| !t.is_finished());
+        draining.push(drain);
     }
 
     pub fn has_topic(&self, topic: &str) -> bool {
-        !topic.starts_with("gust.") && self.fanout.contains_key(topic)
+        !topic.starts_with("gust.") && self.topology().fanout.contains_key(topic)
     }
 
     /// Stores `events` durably (answers only after the commit) and wakes their subscribers.
@@ -174,7 +267,8 @@ impl Events {
     }
 
     async fn publish_internal(&self, topic: &str, events: Vec<CloudEvent>) -> Result<Vec<Published>, PublishError> {
-        let subs = self.fanout.get(topic).map(Vec::as_slice).unwrap_or(&[]);
+        let topology = self.topology();
+        let subs = topology.fanout.get(topic).map(Vec::as_slice).unwrap_or(&[]);
         let routed: Vec<(CloudEvent, Vec<String>)> = events
             .into_iter()
             .map(|e| {
@@ -192,7 +286,8 @@ impl Events {
             .metrics()
             .incr(gust_runtime::metric_names::EVENTS_PUBLISHED, &[("topic", topic)], fresh);
         let names: Vec<String> = subs.iter().map(|(s, _)| s.clone()).collect();
-        self.dispatcher.wake(&names);
+        // The version running now (a redeploy may have switched since the fan-out was read).
+        self.topology().dispatcher.wake(&names);
         Ok(published)
     }
 
@@ -203,7 +298,7 @@ impl Events {
         payload: bytes::Bytes,
         trace: Option<String>,
     ) -> Result<String, PublishError> {
-        if FunctionName::new(function).is_err() || !self.fanout.contains_key(&async_queue(function)) {
+        if FunctionName::new(function).is_err() || !self.topology().fanout.contains_key(&async_queue(function)) {
             return Err(PublishError::UnknownFunction(function.into()));
         }
         let mut event = CloudEvent::internal("gust.async.invoke", payload);
@@ -254,14 +349,14 @@ impl Events {
                 });
             }
         }
-        self.dispatcher.wake(&[queue]);
+        self.topology().dispatcher.wake(&[queue]);
         Ok(fired)
     }
 
     /// Queues a run of `schedule` now, outside its ticks (`gust schedules run`).
     pub async fn run_schedule_now(&self, schedule: &str, payload: bytes::Bytes) -> Result<String, PublishError> {
         let queue = schedule_queue(schedule);
-        if !self.fanout.contains_key(&queue) {
+        if !self.topology().fanout.contains_key(&queue) {
             return Err(PublishError::UnknownTopic(schedule.into()));
         }
         let event = CloudEvent::internal("gust.schedule.run", payload);
@@ -275,8 +370,14 @@ impl Events {
         Ok(self.log.backlog(&schedule_queue(schedule)).await? > 0)
     }
 
-    pub fn subscriptions(&self) -> Vec<&SubscriptionSpec> {
-        let mut v: Vec<_> = self.dispatcher.workers.values().map(|w| &w.spec).collect();
+    pub fn subscriptions(&self) -> Vec<SubscriptionSpec> {
+        let mut v: Vec<_> = self
+            .topology()
+            .dispatcher
+            .workers
+            .values()
+            .map(|w| w.spec.clone())
+            .collect();
         v.sort_by(|a, b| a.name.cmp(&b.name));
         v
     }
@@ -287,30 +388,38 @@ impl Events {
 
     /// The state of a broker source's subscription (`None` for one on a Gust topic).
     pub fn source_status(&self, subscription: &str) -> Option<Arc<SourceStatus>> {
-        self.sources.get(subscription).map(|w| w.status.clone())
+        self.topology().sources.get(subscription).map(|(_, w)| w.status.clone())
     }
 
     pub fn knows_subscription(&self, name: &str) -> bool {
-        self.dispatcher.subscription(name).is_some()
+        self.topology().dispatcher.subscription(name).is_some()
     }
 
     pub async fn redrive(&self, sub: &str, seqs: Option<&[i64]>) -> Result<usize, LogError> {
         let n = self.log.dlq_redrive(sub, seqs).await?;
-        self.dispatcher.wake(&[sub.to_string()]);
+        self.topology().dispatcher.wake(&[sub.to_string()]);
         Ok(n)
     }
 
     /// Stops delivering; batches in flight finish within `grace`.
     pub async fn stop(&self, grace: Duration) {
-        for w in self.sources.values() {
+        let topology = self.topology();
+        for (_, w) in topology.sources.values() {
             w.signal_stop();
         }
         let _ = tokio::time::timeout(grace, async {
-            for w in self.sources.values() {
+            for (_, w) in topology.sources.values() {
                 w.join(grace).await;
             }
         })
         .await;
-        self.dispatcher.stop(grace).await;
+        topology.dispatcher.stop(grace).await;
+        let draining: Vec<_> = self.draining.lock().expect("draining lock").drain(..).collect();
+        let _ = tokio::time::timeout(grace, async {
+            for t in draining {
+                let _ = t.await;
+            }
+        })
+        .await;
     }
 }

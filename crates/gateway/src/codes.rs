@@ -153,6 +153,9 @@ error_codes! {
     TelemetryDisabled => 404, Platform, false;
     EventsDisabled => 404, Platform, false;
     SchedulesDisabled => 404, Platform, false;
+    DeploymentsDisabled => 404, Platform, false;
+    /// A redeploy's new version does not validate, or a new or changed function does not start.
+    DeployRefused => 422, Caller, false;
     AccessKeyNotFound => 404, Caller, false;
     ApiKeyNotFound => 404, Caller, false;
     ApiKeyExists => 409, Caller, false;

@@ -27,7 +27,9 @@ mod server;
 pub mod sigv4;
 pub mod upstream;
 
-pub use admin::{AccessKeys, Admin, HostPolicy, OperatorToken, ScheduleRunError, SchedulesApi, SecretsApi};
+pub use admin::{
+    AccessKeys, Admin, DeployApi, DeployApiError, HostPolicy, OperatorToken, ScheduleRunError, SchedulesApi, SecretsApi,
+};
 pub use apikeys::load_api_keys;
 pub use auth::{
     generate_api_key, hash_api_key, ApiKeyAuthorizer, ApiKeyHash, ApiKeyIdentity, ApiKeyPolicy, ApiKeyStore, AuthError,

@@ -13,10 +13,12 @@ pub mod cost;
 pub mod handlers;
 pub mod operator;
 pub mod otlp;
+pub mod revision;
 pub mod schedules;
 pub mod secrets;
 pub mod telemetry;
 pub mod upstreams;
+pub mod watcher;
 
 use anyhow::{bail, Context, Result};
 use gust_events::{EventLog, Events, SqliteLog};
@@ -94,7 +96,7 @@ pub struct Platform {
     /// The admin address's Unix socket, when one was asked for (removed at shutdown).
     pub admin_socket: Option<PathBuf>,
     pub state_dir: PathBuf,
-    pub app: gust_model::App,
+    /// The manifest's warnings at start.
     pub warnings: Vec<String>,
     /// API keys the manifest declares without a value, generated at this start:
     /// `(name, key)`. The only time their plaintext exists; `gust up` prints them once.
@@ -104,12 +106,12 @@ pub struct Platform {
     /// Held for the platform's lifetime: the state directory is this Gust's alone.
     _lock: std::fs::File,
     pub telemetry: TelemetryDb,
-    pub upstreams: upstreams::RunningUpstreams,
+    /// Everything a redeploy switches, and the running version.
+    deployer: Arc<Deployer>,
     /// The operator credential (also in `<state>/operator.token`).
     operator_token: String,
     /// API-key quota counts, written behind to the state database (saved at shutdown).
     quotas: Arc<gust_gateway::quotas::DurableQuotas>,
-    schedule_tasks: Vec<JoinHandle<()>>,
     stop_gateway: watch::Sender<bool>,
     stop_admin: watch::Sender<bool>,
     gateway_task: JoinHandle<()>,
@@ -123,6 +125,278 @@ impl std::fmt::Debug for Platform {
             .field("gateway_addr", &self.gateway_addr)
             .field("admin_addr", &self.admin_addr)
             .finish()
+    }
+}
+
+/// What a redeploy switches besides the invoker's pools: kept from the start.
+struct Deployer {
+    /// The app directory or manifest the platform runs (read again at every redeploy).
+    manifest: PathBuf,
+    options: gust_model::LoadOptions,
+    state_dir: PathBuf,
+    kv: Arc<dyn KvStore>,
+    api_keys: Arc<gust_gateway::auth::MemoryApiKeyStore>,
+    secret_store: gust_store::SecretStore,
+    platform_secrets: Arc<secrets::PlatformSecrets>,
+    quota_counter: Arc<gust_gateway::ratelimit::QuotaCounter>,
+    gateway: Arc<Gateway>,
+    admin: Arc<Admin>,
+    schedules: Arc<schedules::SchedulesInfo>,
+    firer: Arc<schedules::EventsFirer>,
+    clock: Arc<dyn gust_scheduler::Clock>,
+    addresses: upstreams::GustAddresses,
+    invoker: Arc<Invoker>,
+    events: Arc<Events>,
+    /// The running version's app, for readers (cheap to clone).
+    app: std::sync::RwLock<Arc<gust_model::App>>,
+    /// The running version; the lock also makes redeploys one at a time. `None` after
+    /// shutdown began.
+    current: tokio::sync::Mutex<Option<Current>>,
+}
+
+/// The running version's own tasks and processes.
+struct Current {
+    version: u64,
+    manifest_file: PathBuf,
+    schedule_tasks: Vec<JoinHandle<()>>,
+    upstreams: upstreams::RunningUpstreams,
+}
+
+/// What a redeploy did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeployReport {
+    /// The version now serving (starts at 1 with the platform; +1 per redeploy that changed
+    /// something).
+    pub version: u64,
+    pub functions: gust_runtime::Redeployed,
+    /// The manifest's warnings.
+    pub warnings: Vec<String>,
+    /// API keys the new manifest declares without a value, generated now: `(name, key)`.
+    pub new_api_keys: Vec<(String, String)>,
+    /// Whether the upstream services were restarted (their specs changed).
+    pub upstreams_restarted: bool,
+    /// The parts of the manifest besides functions that changed (`routes`, `schedules`...).
+    pub manifest: Vec<&'static str>,
+}
+
+/// Why a redeploy was refused; the running version keeps serving.
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    /// The manifest does not load or validate, or a handler is missing (as `gust validate`).
+    #[error("{0}")]
+    Invalid(String),
+    /// A new or changed function could not be prepared or its first instance did not start.
+    #[error("{0}")]
+    Function(#[from] gust_runtime::PrepareError),
+    #[error("Gust is shutting down")]
+    ShuttingDown,
+    #[error("{0:#}")]
+    Other(#[from] anyhow::Error),
+}
+
+fn spawn_schedules(
+    compiled: &[(gust_model::ScheduleSpec, gust_scheduler::Schedule)],
+    clock: &Arc<dyn gust_scheduler::Clock>,
+    firer: &Arc<schedules::EventsFirer>,
+) -> Vec<JoinHandle<()>> {
+    compiled
+        .iter()
+        .filter(|(s, _)| s.enabled)
+        .map(|(spec, schedule)| {
+            gust_scheduler::spawn_runner(spec.clone(), schedule.clone(), clock.clone(), firer.clone())
+        })
+        .collect()
+}
+
+impl Deployer {
+    fn app(&self) -> Arc<gust_model::App> {
+        self.app.read().expect("app lock").clone()
+    }
+
+    /// Reads the manifest again and switches the running app to it (see
+    /// [`Platform::redeploy`]).
+    async fn redeploy(&self) -> Result<DeployReport, DeployError> {
+        let mut guard = self.current.lock().await;
+        let Some(current) = guard.as_mut() else {
+            return Err(DeployError::ShuttingDown);
+        };
+        let loaded =
+            gust_model::load_with(&self.manifest, &self.options).map_err(|e| DeployError::Invalid(format!("{e:#}")))?;
+        let file = loaded.file.display().to_string();
+        let app = loaded.app;
+        let old = self.app();
+        if app.name != old.name {
+            return Err(DeployError::Invalid(format!(
+                "{file}: the app's name changed from `{}` to `{}`; a running Gust keeps its app's name (restart it to rename the app)",
+                old.name, app.name
+            )));
+        }
+        let mut problems = Vec::new();
+        for f in app.functions.values() {
+            if let handlers::Finding::Error(why) = handlers::check_files(f) {
+                problems.push(format!("{file}: `functions.{}.handler`: {why}", f.name));
+            }
+        }
+        if !problems.is_empty() {
+            return Err(DeployError::Invalid(problems.join("\n")));
+        }
+        let compiled = schedules::compile(&app, &file).map_err(|e| DeployError::Invalid(format!("{e:#}")))?;
+        let gateway_auth = auth::gateway_auth(
+            &app,
+            &self.secret_store,
+            self.api_keys.clone(),
+            self.quota_counter.clone(),
+        )
+        .await
+        .map_err(|e| DeployError::Invalid(format!("{file}: {e:#}")))?;
+        let code = revision::of_app(&app, &self.state_dir);
+        // The secrets' view of the app first: the environment of new instances comes from it.
+        let previous_secrets_app = (*old).clone();
+        self.platform_secrets.set_app(app.clone());
+        let secret_env = match self.platform_secrets.env_for_functions() {
+            Ok(env) => env,
+            Err(e) => {
+                self.platform_secrets.set_app(previous_secrets_app);
+                return Err(DeployError::Other(anyhow::anyhow!("secrets: {e}")));
+            }
+        };
+        // New and changed functions are prepared and their first instance started before
+        // anything switches: a version that cannot start is refused here.
+        let functions = match self.invoker.redeploy(&app, &secret_env, &code, true).await {
+            Ok(r) => r,
+            Err(e) => {
+                self.platform_secrets.set_app(previous_secrets_app);
+                return Err(e.into());
+            }
+        };
+        // From here on the new version is serving functions; the rest follows it.
+        let new_api_keys = gust_gateway::apikeys::sync_manifest_keys(self.kv.as_ref(), &self.api_keys, &app.api_keys)
+            .await
+            .unwrap_or_else(|e| {
+                tracing::error!(error = %e, "{file}: API keys not updated");
+                Vec::new()
+            });
+        let upstreams_restarted = app.upstreams != old.upstreams;
+        if upstreams_restarted {
+            // A changed upstream's command is stopped before the new one starts (it may listen
+            // on the same port): requests to it fail for that moment.
+            std::mem::take(&mut current.upstreams).stop().await;
+            current.upstreams = upstreams::start(&app, &self.addresses).await?;
+            self.admin.set_upstreams(&current.upstreams.upstreams);
+        }
+        self.gateway.set_auth(gateway_auth);
+        self.gateway.deploy(&app, &current.upstreams.upstreams);
+        let grace = app.functions.values().map(|f| f.timeout).max().unwrap_or_default() + Duration::from_secs(1);
+        let store = self.secret_store.clone();
+        self.events
+            .redeploy(&app, &move |name| broker_secret(&store, name), grace);
+        for t in current.schedule_tasks.drain(..) {
+            t.abort();
+        }
+        current.schedule_tasks = spawn_schedules(&compiled, &self.clock, &self.firer);
+        self.schedules.set(compiled);
+        let manifest = manifest_changes(&old, &app);
+        let changed = !manifest.is_empty()
+            || !functions.added.is_empty()
+            || !functions.replaced.is_empty()
+            || !functions.removed.is_empty();
+        *self.app.write().expect("app lock") = Arc::new(app);
+        if changed {
+            current.version += 1;
+        }
+        current.manifest_file = loaded.file;
+        Ok(DeployReport {
+            version: current.version,
+            functions,
+            warnings: loaded.warnings,
+            new_api_keys,
+            upstreams_restarted,
+            manifest,
+        })
+    }
+}
+
+/// Which parts of the manifest besides functions differ between two versions.
+fn manifest_changes(old: &gust_model::App, new: &gust_model::App) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    let mut check = |what: &'static str, differs: bool| {
+        if differs {
+            out.push(what);
+        }
+    };
+    check("routes", old.routes != new.routes);
+    check("cors", old.cors != new.cors);
+    check(
+        "topics",
+        old.topics != new.topics || old.public_topics != new.public_topics,
+    );
+    check("subscriptions", old.subscriptions != new.subscriptions);
+    check("schedules", old.schedules != new.schedules);
+    check("upstreams", old.upstreams != new.upstreams);
+    check(
+        "authorizers",
+        old.authorizers != new.authorizers || old.lambda_authorizers != new.lambda_authorizers,
+    );
+    check("api keys", old.api_keys != new.api_keys);
+    check("region", old.region != new.region);
+    out
+}
+
+/// The admin API's way to the deployment (`POST /gust/v1/deployments`); weak, since the
+/// deployment holds the admin API.
+struct DeployHandle(std::sync::Weak<Deployer>);
+
+impl gust_gateway::DeployApi for DeployHandle {
+    fn redeploy(
+        &self,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<gust_api::Deployment, gust_gateway::DeployApiError>> + Send + '_>,
+    > {
+        Box::pin(async move {
+            use gust_gateway::DeployApiError as E;
+            let deployer = self.0.upgrade().ok_or(E::ShuttingDown)?;
+            let started = std::time::Instant::now();
+            let report = match deployer.redeploy().await {
+                Ok(r) => r,
+                Err(DeployError::ShuttingDown) => return Err(E::ShuttingDown),
+                Err(e) => {
+                    tracing::warn!(error = %e, "redeploy refused; the running version keeps serving");
+                    return Err(E::Refused(e.to_string()));
+                }
+            };
+            let duration_ms = started.elapsed().as_millis() as u64;
+            tracing::info!(version = report.version, duration_ms, "redeployed");
+            Ok(gust_api::Deployment {
+                app: deployer.app().name.to_string(),
+                version: report.version,
+                added: report.functions.added,
+                replaced: report.functions.replaced,
+                kept: report.functions.kept,
+                removed: report.functions.removed,
+                manifest_changes: report.manifest.iter().map(|s| s.to_string()).collect(),
+                upstreams_restarted: report.upstreams_restarted,
+                warnings: report.warnings,
+                new_api_keys: report
+                    .new_api_keys
+                    .into_iter()
+                    .map(|(name, key)| gust_api::GeneratedApiKey { name, key })
+                    .collect(),
+                duration_ms,
+            })
+        })
+    }
+}
+
+/// A broker source's password from Gust secrets (`password_secret`); a missing one is
+/// reported as the source's state, and Gust still starts.
+fn broker_secret(store: &gust_store::SecretStore, name: &str) -> Option<String> {
+    match store.get(name) {
+        Ok(Some((value, _))) => Some(String::from_utf8_lossy(&value).into_owned()),
+        Ok(None) => None,
+        Err(e) => {
+            tracing::error!(secret = name, error = %e, "cannot read a broker source's secret");
+            None
+        }
     }
 }
 
@@ -218,22 +492,13 @@ impl Platform {
         let secret_env = platform_secrets
             .env_for_functions()
             .map_err(|e| anyhow::anyhow!("secrets: {e}"))?;
-        invoker.deploy_with(&app, &secret_env, None)?;
+        let code = revision::of_app(&app, &state_dir);
+        invoker.redeploy(&app, &secret_env, &code, false).await?;
         let log: Arc<dyn EventLog> =
             Arc::new(SqliteLog::open(&state_dir.join("state.db")).context("cannot open the event log")?);
-        // Broker sources read their passwords from Gust secrets (`password_secret`); a missing
-        // one is reported as the source's state, and Gust still starts.
-        let broker_secret = |name: &str| -> Option<String> {
-            match secret_store.get(name) {
-                Ok(Some((value, _))) => Some(String::from_utf8_lossy(&value).into_owned()),
-                Ok(None) => None,
-                Err(e) => {
-                    tracing::error!(secret = name, error = %e, "cannot read a broker source's secret");
-                    None
-                }
-            }
-        };
-        let events = Events::start(log, invoker.clone(), &app, gust_gateway::ACCOUNT_ID, &broker_secret);
+        let events = Events::start(log, invoker.clone(), &app, gust_gateway::ACCOUNT_ID, &|name| {
+            broker_secret(&secret_store, name)
+        });
         let api_keys = Arc::new(gust_gateway::auth::MemoryApiKeyStore::new());
         gust_gateway::load_api_keys(kv.as_ref(), &api_keys)
             .await
@@ -262,38 +527,69 @@ impl Platform {
         )
         .await?;
         let gateway = Gateway::new(invoker.clone(), Some(events.clone()), config.max_body_bytes);
-        gateway.deploy(&app, &upstreams.upstreams);
         gateway.set_auth(gateway_auth);
+        gateway.deploy(&app, &upstreams.upstreams);
         let firer = Arc::new(schedules::EventsFirer {
             events: events.clone(),
             region: app.region.clone(),
             account: gust_gateway::ACCOUNT_ID.into(),
         });
-        let mut schedule_tasks = Vec::new();
-        for (spec, schedule) in compiled.iter().filter(|(s, _)| s.enabled) {
-            schedule_tasks.push(gust_scheduler::spawn_runner(
-                spec.clone(),
-                schedule.clone(),
-                config.clock.clone(),
-                firer.clone(),
-            ));
-        }
-        let schedules_api: Arc<dyn gust_gateway::SchedulesApi> = Arc::new(schedules::SchedulesInfo {
-            schedules: compiled,
-            firer,
+        let schedule_tasks = spawn_schedules(&compiled, &config.clock, &firer);
+        let schedules_info = Arc::new(schedules::SchedulesInfo {
+            schedules: std::sync::RwLock::new(Arc::new(compiled)),
+            firer: firer.clone(),
             clock: config.clock.clone(),
         });
+        let schedules_api: Arc<dyn gust_gateway::SchedulesApi> = schedules_info.clone();
         let blobs: Arc<dyn BlobStore> = Arc::new(FsBlobStore::new(&state_dir.join("blobs")));
-        let admin = Admin::new(invoker.clone(), kv, blobs, Some(events.clone()), Some(schedules_api))
-            .with_telemetry(telemetry_db.clone())
-            .with_log_tail(tail)
-            .with_upstreams(&upstreams.upstreams)
-            .with_secrets(platform_secrets)
-            .with_api_keys(api_keys)
-            .with_operator_token(operator_credential)
-            .with_access_keys(access_keys)
-            .with_host_policy(gust_gateway::HostPolicy::with_names(&config.admin_hosts));
+        let admin = Admin::new(
+            invoker.clone(),
+            kv.clone(),
+            blobs,
+            Some(events.clone()),
+            Some(schedules_api),
+        )
+        .with_telemetry(telemetry_db.clone())
+        .with_log_tail(tail)
+        .with_upstreams(&upstreams.upstreams)
+        .with_secrets(platform_secrets.clone())
+        .with_api_keys(api_keys.clone())
+        .with_operator_token(operator_credential)
+        .with_access_keys(access_keys)
+        .with_host_policy(gust_gateway::HostPolicy::with_names(&config.admin_hosts));
 
+        let deployer = Arc::new(Deployer {
+            manifest: config.app.clone(),
+            options,
+            state_dir: state_dir.clone(),
+            kv,
+            api_keys,
+            secret_store,
+            platform_secrets,
+            quota_counter: quotas.counter(),
+            gateway: gateway.clone(),
+            admin: admin.clone(),
+            schedules: schedules_info,
+            firer,
+            clock: config.clock.clone(),
+            addresses: upstreams::GustAddresses {
+                gateway: format!("http://{gateway_addr}"),
+                admin: format!("http://{admin_addr}"),
+                state_dir: state_dir.clone(),
+            },
+            invoker: invoker.clone(),
+            events: events.clone(),
+            app: std::sync::RwLock::new(Arc::new(app.clone())),
+            current: tokio::sync::Mutex::new(Some(Current {
+                version: 1,
+                manifest_file: loaded.file.clone(),
+                schedule_tasks,
+                upstreams,
+            })),
+        });
+        deployer
+            .admin
+            .set_deployer(Arc::new(DeployHandle(Arc::downgrade(&deployer))));
         let (stop_gateway, rx) = watch::channel(false);
         let gateway_task = tokio::spawn(serve(gateway_listener, gateway, config.limits.clone(), stopped(rx)));
         let (stop_admin, rx) = watch::channel(false);
@@ -322,23 +618,46 @@ impl Platform {
             admin_addr,
             admin_socket: config.admin_socket.clone(),
             state_dir,
-            app,
             warnings: loaded.warnings,
             new_api_keys,
             invoker,
             events,
             _lock: lock,
             telemetry: telemetry_db,
-            upstreams,
+            deployer,
             operator_token,
             quotas,
-            schedule_tasks,
             stop_gateway,
             stop_admin,
             gateway_task,
             admin_task,
             admin_socket_task,
         })
+    }
+
+    /// The running version of the app.
+    pub fn app(&self) -> Arc<gust_model::App> {
+        self.deployer.app()
+    }
+
+    /// The upstream services of the running version.
+    pub async fn upstreams(&self) -> Vec<Arc<gust_gateway::upstream::Upstream>> {
+        let current = self.deployer.current.lock().await;
+        current
+            .as_ref()
+            .map(|c| c.upstreams.upstreams.clone())
+            .unwrap_or_default()
+    }
+
+    /// Reads the app's manifest and code again and switches to them without downtime:
+    /// functions whose spec, secrets and code did not change keep their warm instances; new
+    /// and changed ones are prepared and their first instance started before the switch (a
+    /// version that does not validate or start is refused, and the running one keeps
+    /// serving); invocations and event deliveries in flight finish on the version they
+    /// started on; routes, authorizers, subscriptions, schedules and upstreams follow the new
+    /// manifest. Redeploys run one at a time.
+    pub async fn redeploy(&self) -> Result<DeployReport, DeployError> {
+        self.deployer.redeploy().await
     }
 
     /// The operator credential (what `<state>/operator.token` holds).
@@ -348,7 +667,7 @@ impl Platform {
 
     /// The longest function timeout: how long in-flight work can take to finish.
     pub fn max_timeout(&self) -> Duration {
-        self.app
+        self.app()
             .functions
             .values()
             .map(|f| f.timeout)
@@ -360,14 +679,20 @@ impl Platform {
     /// stops every instance, then closes the admin API functions were still using.
     pub async fn shutdown(self) {
         let _ = self.stop_gateway.send(true);
-        for t in &self.schedule_tasks {
-            t.abort();
-        }
         let grace = self.max_timeout() + Duration::from_secs(1);
+        // No redeploy starts from now on; the running version's schedules and upstreams stop.
+        let current = self.deployer.current.lock().await.take();
+        if let Some(current) = &current {
+            for t in &current.schedule_tasks {
+                t.abort();
+            }
+        }
         // Deliveries in flight finish (or their records become due again at the next start).
         self.events.stop(grace).await;
         self.invoker.shutdown(grace).await;
-        self.upstreams.stop().await;
+        if let Some(current) = current {
+            current.upstreams.stop().await;
+        }
         let _ = tokio::time::timeout(Duration::from_secs(2), self.gateway_task).await;
         self.quotas.stop().await;
         self.telemetry.flush().await;
@@ -470,4 +795,57 @@ pub fn trace_tree(spans: &[gust_api::Span]) -> String {
     walk(&mut out, spans, None, 0, t0, true, &ids);
     let _ = writeln!(out, "{} spans", spans.len());
     out
+}
+
+/// The per-user pointer to the Gust this user started last, so that the CLI finds it from
+/// any directory: a file holding that Gust's state directory, at
+/// `$XDG_STATE_HOME/gust/last` (else `~/.local/state/gust/last`). It is only a hint: the
+/// state directory's `gust.json` (with its pid) says whether that Gust still runs.
+pub mod user_pointer {
+    use std::path::{Path, PathBuf};
+
+    pub fn path() -> Option<PathBuf> {
+        let base = std::env::var_os("XDG_STATE_HOME")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))?;
+        Some(base.join("gust").join("last"))
+    }
+
+    /// Points at `state_dir` (best effort: a read-only home only loses the hint).
+    pub fn write(state_dir: &Path) {
+        let Some(p) = path() else { return };
+        let Ok(abs) = std::fs::canonicalize(state_dir) else {
+            return;
+        };
+        if let Some(dir) = p.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let tmp = p.with_extension(format!("tmp{}", std::process::id()));
+        if std::fs::write(&tmp, abs.as_os_str().as_encoded_bytes()).is_ok() {
+            let _ = std::fs::rename(&tmp, &p);
+        }
+    }
+
+    /// Removes the pointer if it still points at `state_dir` (a later Gust may have taken it).
+    pub fn clear(state_dir: &Path) {
+        let Some(p) = path() else { return };
+        let Ok(abs) = std::fs::canonicalize(state_dir) else {
+            return;
+        };
+        if std::fs::read(&p).is_ok_and(|b| b == abs.as_os_str().as_encoded_bytes()) {
+            let _ = std::fs::remove_file(&p);
+        }
+    }
+
+    /// The state directory pointed at, when a Gust still runs there.
+    pub fn read(pointer: &Path) -> Option<PathBuf> {
+        let text = std::fs::read_to_string(pointer).ok()?;
+        let dir = PathBuf::from(text.trim());
+        let info: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join(super::RUNTIME_INFO_FILE)).ok()?).ok()?;
+        let pid = info["pid"].as_i64()? as i32;
+        let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
+        alive.then_some(dir)
+    }
 }

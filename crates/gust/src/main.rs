@@ -84,6 +84,11 @@ enum Command {
         /// environments; `off` keeps idle instances running.
         #[arg(long, default_value = "10", env = "GUST_FREEZE_IDLE_AFTER")]
         freeze_idle_after: String,
+        /// Redeploy when the app's files change: a handler or dependency edit redeploys the
+        /// functions whose code changed, a manifest edit the app; a broken edit is shown and
+        /// the last good version keeps serving.
+        #[arg(long)]
+        watch: bool,
     },
     /// List what confines function instances on this host (the sandbox's protections).
     Doctor {
@@ -121,6 +126,13 @@ enum Command {
         /// letters and digits, as CloudEvents requires). The event is then sent in binary mode.
         #[arg(long = "ext", value_name = "NAME=VALUE")]
         extensions: Vec<String>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Redeploy the running app from its directory without downtime: functions whose code or
+    /// settings changed get new instances (started before the switch), the others stay warm; a
+    /// version that does not validate or start is refused and the running one keeps serving.
+    Redeploy {
         #[command(flatten)]
         target: Target,
     },
@@ -329,16 +341,34 @@ enum DlqAction {
 }
 
 impl Target {
-    fn state_dir(&self) -> PathBuf {
+    /// The running Gust's state directory: `--state`, else the app directory's `.gust` when a
+    /// Gust runs there, else the one this user started last (`gust::user_pointer`), still
+    /// running. The error names each place it looked.
+    fn state_dir(&self) -> Result<PathBuf> {
         if let Some(s) = &self.state {
-            return s.clone();
+            return Ok(s.clone());
         }
         let root = if self.app.is_file() {
             self.app.parent().map(PathBuf::from).unwrap_or_default()
         } else {
             self.app.clone()
         };
-        root.join(".gust")
+        let local = root.join(".gust");
+        if local.join(gust::RUNTIME_INFO_FILE).is_file() {
+            return Ok(local);
+        }
+        let pointer = gust::user_pointer::path();
+        let last = match &pointer {
+            Some(p) => match gust::user_pointer::read(p) {
+                Some(dir) => return Ok(dir),
+                None => format!("the Gust this user started last ({}): none running", p.display()),
+            },
+            None => "the Gust this user started last: no HOME or XDG_STATE_HOME to find it by".to_string(),
+        };
+        bail!(
+            "no running Gust found; tried --admin/GUST_ADMIN (not set), --state/GUST_STATE_DIR (not set), {} (no Gust runs there), {last}. Start one with `gust up`, or pass --admin URL",
+            local.join(gust::RUNTIME_INFO_FILE).display()
+        )
     }
 
     fn admin_url(&self) -> Result<String> {
@@ -349,14 +379,19 @@ impl Target {
             }
             return Ok(a.trim_end_matches('/').to_string());
         }
-        Ok(admin_url_from_state(&self.state_dir())?
+        Ok(admin_url_from_state(&self.state_dir()?)?
             .trim_end_matches('/')
             .to_string())
     }
 
     /// An HTTP client that sends the operator token with every request.
     fn client(&self) -> Result<reqwest::Client> {
-        let token = gust::operator::token_for_cli(self.token.as_deref(), &self.state_dir())?;
+        let state = match (&self.token, &self.admin) {
+            // With --admin and --token nothing local is needed.
+            (Some(_), _) => self.state.clone().unwrap_or_default(),
+            _ => self.state_dir()?,
+        };
+        let token = gust::operator::token_for_cli(self.token.as_deref(), &state)?;
         let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
             .context("the operator token is not valid in an HTTP header")?;
         value.set_sensitive(true);
@@ -544,6 +579,7 @@ async fn run(cli: Cli) -> Result<()> {
             sandbox,
             sandbox_uids,
             freeze_idle_after,
+            watch,
         } => {
             let mut config = PlatformConfig::new(dir);
             config.stage = stage;
@@ -558,7 +594,7 @@ async fn run(cli: Cli) -> Result<()> {
             config.prewarm_per_runtime = prewarm;
             config.resident_code_bytes = resident_code_mb.saturating_mul(1 << 20);
             config.otlp = gust::otlp::OtlpConfig::from_env(|k| std::env::var(k).ok()).map_err(anyhow::Error::msg)?;
-            up(config).await
+            up(config, watch).await
         }
         Command::Doctor { sandbox } => doctor(sandbox),
         Command::Invoke {
@@ -866,6 +902,58 @@ async fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Redeploy { target } => {
+            let admin = target.admin_url()?;
+            let resp = target
+                .client()?
+                .post(format!("{admin}/gust/v1/deployments"))
+                .send()
+                .await
+                .with_context(|| format!("cannot reach Gust at {admin}"))?;
+            let status = resp.status();
+            let text = resp.text().await?;
+            if !status.is_success() {
+                let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+                let message = v["error"]["message"].as_str().unwrap_or(&text);
+                bail!("redeploy refused ({status}): {message}");
+            }
+            let d: gust_api::Deployment = serde_json::from_str(&text).context("the answer is not a deployment")?;
+            for w in &d.warnings {
+                eprintln!("warning: {w}");
+            }
+            let mut parts = Vec::new();
+            for (what, list) in [("new", &d.added), ("redeployed", &d.replaced), ("removed", &d.removed)] {
+                if !list.is_empty() {
+                    parts.push(format!("{what} {}", list.join(", ")));
+                }
+            }
+            if !d.manifest_changes.is_empty() {
+                parts.push(format!("{} updated", d.manifest_changes.join(", ")));
+            }
+            if parts.is_empty() {
+                println!(
+                    "`{}` version {}: nothing changed ({} ms)",
+                    d.app, d.version, d.duration_ms
+                );
+            } else {
+                parts.push(format!("{} kept warm", d.kept.len()));
+                println!(
+                    "`{}` version {} serving ({} ms): {}",
+                    d.app,
+                    d.version,
+                    d.duration_ms,
+                    parts.join("; ")
+                );
+            }
+            for k in &d.new_api_keys {
+                eprintln!(
+                    "API key `{}` generated from the manifest; it is shown this once:",
+                    k.name
+                );
+                println!("{}", k.key);
+            }
+            Ok(())
+        }
         Command::Subscriptions { all, target } => {
             let admin = target.admin_url()?;
             let c = target.client()?;
@@ -1159,16 +1247,17 @@ fn validate(dir: PathBuf, stage: Option<String>) -> Result<()> {
     Ok(())
 }
 
-async fn up(config: PlatformConfig) -> Result<()> {
+async fn up(config: PlatformConfig, watch: bool) -> Result<()> {
     let mut platform = Platform::start(config).await?;
     for w in &platform.warnings {
         tracing::warn!("{w}");
     }
     eprintln!(
         "Gust is running app `{}`, stage `{}`",
-        platform.app.name, platform.app.stage
+        platform.app().name,
+        platform.app().stage
     );
-    print_app(&platform.app);
+    print_app(&platform.app());
     eprintln!("  gateway  http://{}", platform.gateway_addr);
     eprintln!(
         "  admin    http://{}  (Lambda Invoke API, platform API, operator API)",
@@ -1184,13 +1273,54 @@ async fn up(config: PlatformConfig) -> Result<()> {
         eprintln!("  API key `{name}` generated from the manifest; it is shown this once (only its hash is kept):");
         println!("{key}");
     }
+    let mut changes = if watch {
+        let app = platform.app();
+        let mut roots: Vec<PathBuf> = vec![app.root.clone()];
+        for dir in app
+            .functions
+            .values()
+            .map(|f| &f.code_dir)
+            .chain(app.upstreams.values().map(|u| &u.dir))
+        {
+            if !roots.iter().any(|r| dir.starts_with(r)) {
+                roots.push(dir.clone());
+            }
+        }
+        let rx =
+            gust::watcher::spawn(roots, platform.state_dir.clone()).context("--watch: cannot watch the app's files")?;
+        eprintln!("  watching {} for changes", app.root.display());
+        Some(rx)
+    } else {
+        None
+    };
+    gust::user_pointer::write(&platform.state_dir);
+    // Everything the CLI needs exists now: the listeners, gust.json, the operator token.
+    eprintln!("Gust is ready");
     tracing::info!(gateway = %platform.gateway_addr, admin = %platform.admin_addr, "ready");
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break,
+            Some(path) = async {
+                match changes.as_mut() {
+                    Some(rx) => rx.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                let rx = changes.as_mut().expect("watching");
+                // Debounce: an editor's save (or `npm install`) is many events; redeploy once
+                // the files have been quiet for a moment.
+                let mut last = path;
+                while let Ok(Some(p)) = tokio::time::timeout(WATCH_QUIET, rx.recv()).await {
+                    last = p;
+                }
+                redeploy_on_change(&platform, &last).await;
+            }
+        }
     }
+    gust::user_pointer::clear(&platform.state_dir);
     tracing::info!(
         in_flight = platform.invoker.in_flight(),
         "shutting down: finishing in-flight invocations (Ctrl-C again to stop at once)"
@@ -1204,6 +1334,58 @@ async fn up(config: PlatformConfig) -> Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// How long the files must be quiet before `--watch` redeploys.
+const WATCH_QUIET: std::time::Duration = std::time::Duration::from_millis(150);
+
+/// `--watch`: one redeploy after a change, its outcome on one line (two for an error).
+async fn redeploy_on_change(platform: &Platform, changed: &std::path::Path) {
+    let started = std::time::Instant::now();
+    match platform.redeploy().await {
+        Ok(report) => {
+            for w in &report.warnings {
+                tracing::warn!("{w}");
+            }
+            let f = &report.functions;
+            let ms = started.elapsed().as_millis();
+            if f.added.is_empty() && f.replaced.is_empty() && f.removed.is_empty() && report.manifest.is_empty() {
+                eprintln!(
+                    "change in {}: version {} still current, nothing to redeploy ({ms} ms)",
+                    changed.display(),
+                    report.version
+                );
+            } else {
+                let mut parts = Vec::new();
+                for (what, list) in [("new", &f.added), ("redeployed", &f.replaced), ("removed", &f.removed)] {
+                    if !list.is_empty() {
+                        parts.push(format!("{what} {}", list.join(", ")));
+                    }
+                }
+                if !report.manifest.is_empty() {
+                    parts.push(format!("{} updated", report.manifest.join(", ")));
+                }
+                if report.upstreams_restarted {
+                    parts.push("upstream commands restarted".into());
+                }
+                parts.push(format!("{} kept warm", f.kept.len()));
+                eprintln!("version {} serving ({ms} ms): {}", report.version, parts.join("; "));
+            }
+            for (name, key) in report.new_api_keys {
+                eprintln!(
+                    "  API key `{name}` generated from the manifest; it is shown this once (only its hash is kept):"
+                );
+                println!("{key}");
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            eprintln!(
+                "the change in {} was not deployed; the last good version keeps serving",
+                changed.display()
+            );
+        }
+    }
 }
 
 async fn invoke(

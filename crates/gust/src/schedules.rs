@@ -95,9 +95,21 @@ impl Firer for EventsFirer {
 
 /// `GET /gust/v1/schedules` and `POST /gust/v1/schedules/{name}/run`.
 pub struct SchedulesInfo {
-    pub schedules: Vec<(ScheduleSpec, Schedule)>,
+    /// The running version's schedules (a redeploy replaces them).
+    pub schedules: std::sync::RwLock<Arc<Vec<(ScheduleSpec, Schedule)>>>,
     pub firer: Arc<EventsFirer>,
     pub clock: Arc<dyn Clock>,
+}
+
+impl SchedulesInfo {
+    fn current(&self) -> Arc<Vec<(ScheduleSpec, Schedule)>> {
+        self.schedules.read().expect("schedules lock").clone()
+    }
+
+    /// The schedules of the app's new version, after a redeploy.
+    pub fn set(&self, schedules: Vec<(ScheduleSpec, Schedule)>) {
+        *self.schedules.write().expect("schedules lock") = Arc::new(schedules);
+    }
 }
 
 impl SchedulesApi for SchedulesInfo {
@@ -105,7 +117,8 @@ impl SchedulesApi for SchedulesInfo {
         Box::pin(async move {
             let now = self.clock.now();
             let mut list = Vec::new();
-            for (spec, schedule) in &self.schedules {
+            let schedules = self.current();
+            for (spec, schedule) in schedules.iter() {
                 let last = self.firer.last_fired(spec.name.as_str()).await.ok().flatten();
                 let next: Vec<String> = if spec.enabled {
                     schedule.next_n(now, 3).iter().map(|t| t.to_rfc3339()).collect()
@@ -136,7 +149,8 @@ impl SchedulesApi for SchedulesInfo {
         name: &'a str,
     ) -> Pin<Box<dyn Future<Output = Result<gust_api::ScheduleRun, ScheduleRunError>> + Send + 'a>> {
         Box::pin(async move {
-            let spec = find_schedule(self.schedules.iter().map(|(s, _)| s), name)?;
+            let schedules = self.current();
+            let spec = find_schedule(schedules.iter().map(|(s, _)| s), name)?;
             let body = payload(spec, self.clock.now(), &self.firer.region, &self.firer.account);
             let id = self
                 .firer

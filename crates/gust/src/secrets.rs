@@ -51,7 +51,8 @@ pub fn redact(text: &str) -> String {
 pub struct PlatformSecrets {
     id: u64,
     store: SecretStore,
-    app: App,
+    /// The app's running version (a redeploy replaces it).
+    app: std::sync::RwLock<App>,
     invoker: Arc<Invoker>,
     key_path: PathBuf,
 }
@@ -69,10 +70,19 @@ impl PlatformSecrets {
         Arc::new(Self {
             id,
             store,
-            app,
+            app: std::sync::RwLock::new(app),
             invoker,
             key_path,
         })
+    }
+
+    /// The app's new version, after a redeploy.
+    pub fn set_app(&self, app: App) {
+        *self.app.write().expect("app lock") = app;
+    }
+
+    fn app(&self) -> App {
+        self.app.read().expect("app lock").clone()
     }
 
     /// Each function's granted secrets that exist, as `(NAME, value)`; a missing grant is a
@@ -81,7 +91,7 @@ impl PlatformSecrets {
         let all: HashMap<String, Vec<u8>> = self.store.get_all().map_err(|e| e.to_string())?.into_iter().collect();
         self.refresh_redactor(&all);
         let mut env = HashMap::new();
-        for f in self.app.functions.values() {
+        for f in self.app().functions.values() {
             let mut vars = Vec::new();
             for name in &f.secrets {
                 match all.get(name) {
@@ -104,8 +114,8 @@ impl PlatformSecrets {
     /// warm ones are retired.
     fn redeploy_granted(&self, name: &str) -> Result<usize, String> {
         let env = self.env_for_functions()?;
-        let affected: Vec<String> = self
-            .app
+        let app = self.app();
+        let affected: Vec<String> = app
             .functions
             .values()
             .filter(|f| f.secrets.iter().any(|s| s == name))
@@ -113,7 +123,7 @@ impl PlatformSecrets {
             .collect();
         if !affected.is_empty() {
             self.invoker
-                .deploy_with(&self.app, &env, Some(&affected))
+                .deploy_with(&app, &env, Some(&affected))
                 .map_err(|e| e.to_string())?;
         }
         Ok(affected.len())
@@ -138,7 +148,7 @@ impl SecretsApi for PlatformSecrets {
             .map(|s| {
                 let updated: chrono::DateTime<chrono::Utc> = s.updated_at.into();
                 let granted_to = self
-                    .app
+                    .app()
                     .functions
                     .values()
                     .filter(|f| f.secrets.contains(&s.name))
@@ -193,7 +203,7 @@ impl SecretsApi for PlatformSecrets {
 
     fn get_for(&self, function: &str, name: &str) -> Result<Option<Vec<u8>>, String> {
         let granted = self
-            .app
+            .app()
             .functions
             .values()
             .any(|f| f.name.as_str() == function && f.secrets.iter().any(|s| s == name));

@@ -14,6 +14,7 @@ use tokio::process::{Child, Command};
 /// How long a started command may take to answer its health check.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
+#[derive(Default)]
 pub struct RunningUpstreams {
     pub upstreams: Vec<Arc<Upstream>>,
     health_tasks: Vec<tokio::task::JoinHandle<()>>,

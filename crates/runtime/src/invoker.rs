@@ -139,6 +139,25 @@ fn epoch_us() -> i64 {
 struct Deployed {
     pool: Arc<Pool>,
     at: std::time::SystemTime,
+    /// The app it belongs to (a redeploy of one app leaves other apps' functions alone).
+    app: String,
+    /// The granted secrets its instances got, and its code's revision, as deployed: a
+    /// redeploy keeps the pool (and its warm instances) when these and the spec are unchanged.
+    secrets: Vec<(String, String)>,
+    code: Option<String>,
+}
+
+/// What [`Invoker::redeploy`] did, by function name (each list sorted).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Redeployed {
+    /// New functions.
+    pub added: Vec<String>,
+    /// Functions whose spec, secrets or code changed: a new pool; the old one drains.
+    pub replaced: Vec<String>,
+    /// Unchanged functions: their pools and warm instances stay.
+    pub kept: Vec<String>,
+    /// Functions the new version no longer has: their pools drain and stop.
+    pub removed: Vec<String>,
 }
 
 /// A deployed function as the Lambda API describes it.
@@ -255,13 +274,22 @@ impl Invoker {
                 },
             ));
         }
-        let old: Vec<Arc<Pool>> = {
+        let old: Vec<(Arc<Pool>, Arc<Pool>)> = {
             let mut functions = self.functions.write().expect("functions lock");
             pools
                 .into_iter()
                 .filter_map(|(name, pool)| {
                     let at = std::time::SystemTime::now();
-                    functions.insert(name, Deployed { pool, at }).map(|d| d.pool)
+                    let code = functions.get(&name).and_then(|d| d.code.clone());
+                    let env = secrets.get(&name).cloned().unwrap_or_default();
+                    let deployed = Deployed {
+                        pool: pool.clone(),
+                        at,
+                        app: app.name.to_string(),
+                        secrets: env,
+                        code,
+                    };
+                    functions.insert(name, deployed).map(|d| (d.pool, pool))
                 })
                 .collect()
         };
@@ -270,12 +298,156 @@ impl Invoker {
             t.retain(|_, caller| caller.app != app.name.as_str() || !selected(&caller.function));
             t.extend(tokens);
         }
-        for pool in old {
-            tokio::spawn(async move { pool.stop().await });
+        for (pool, next) in old {
+            tokio::spawn(async move { pool.retire(Some(next)).await });
         }
         // New pools may have `min_instances` to start.
         self.reconciler.wake();
         Ok(())
+    }
+
+    /// Switches `app` to a new version: every function whose spec, granted secrets
+    /// (`secrets`) or code revision (`code`, by function name; a changed value means changed
+    /// code) differs gets a new pool, atomically for the whole app; unchanged functions keep
+    /// their pools and warm instances; functions the app no longer has are removed. Replaced
+    /// and removed pools drain: invocations in flight finish on the old version, and callers
+    /// waiting for an instance go on to the new one. Nothing changes if any function cannot
+    /// be prepared, or, with `warm_up`, if a new or changed function's first instance does not
+    /// start (its init error is the answer): the switch then costs no cold start either.
+    pub async fn redeploy(
+        &self,
+        app: &App,
+        secrets: &HashMap<String, Vec<(String, String)>>,
+        code: &HashMap<String, String>,
+        warm_up: bool,
+    ) -> Result<Redeployed, PrepareError> {
+        let mut report = Redeployed::default();
+        let mut fresh = Vec::new();
+        {
+            let functions = self.functions.read().expect("functions lock");
+            for spec in app.functions.values() {
+                let name = spec.name.as_str();
+                let env = secrets.get(name).cloned().unwrap_or_default();
+                let revision = code.get(name).cloned();
+                match functions.get(name) {
+                    Some(d)
+                        if d.app == app.name.as_str()
+                            && **d.pool.prepared().spec() == *spec
+                            && d.secrets == env
+                            && d.code == revision =>
+                    {
+                        report.kept.push(name.to_string());
+                    }
+                    Some(_) => {
+                        report.replaced.push(name.to_string());
+                        fresh.push((spec, env, revision));
+                    }
+                    None => {
+                        report.added.push(name.to_string());
+                        fresh.push((spec, env, revision));
+                    }
+                }
+            }
+            report.removed = functions
+                .iter()
+                .filter(|(name, d)| {
+                    d.app == app.name.as_str() && !app.functions.keys().any(|f| f.as_str() == name.as_str())
+                })
+                .map(|(name, _)| name.clone())
+                .collect();
+        }
+        // Prepared outside the lock: a failure leaves the running version as it was.
+        let mut prepared = Vec::new();
+        for (spec, env, revision) in fresh {
+            let token = new_token();
+            let p = self.executor.prepare(Arc::new(spec.clone()), Some(&token), &env)?;
+            let pool = Pool::new(
+                p,
+                self.sink.clone(),
+                self.reconciler.clone(),
+                self.executor.config().crash_loop,
+            );
+            prepared.push((spec.name.to_string(), pool, env, revision, token));
+        }
+        if warm_up {
+            let mut starts = tokio::task::JoinSet::new();
+            for (name, pool, ..) in &prepared {
+                let (name, pool) = (name.clone(), pool.clone());
+                starts.spawn(async move { (name, pool.warm_up().await) });
+            }
+            let mut failed = None;
+            while let Some(done) = starts.join_next().await {
+                match done {
+                    Ok((_, Ok(()))) => {}
+                    Ok((function, Err(e))) => {
+                        failed.get_or_insert(PrepareError {
+                            function,
+                            message: format!("its first instance did not start: {e}"),
+                        });
+                    }
+                    Err(e) => {
+                        failed.get_or_insert(PrepareError {
+                            function: String::new(),
+                            message: format!("a start task failed: {e}"),
+                        });
+                    }
+                }
+            }
+            if let Some(e) = failed {
+                for (_, pool, ..) in prepared {
+                    pool.stop().await;
+                }
+                return Err(e);
+            }
+        }
+        let mut retiring: Vec<(Arc<Pool>, Option<Arc<Pool>>)> = Vec::new();
+        {
+            let mut functions = self.functions.write().expect("functions lock");
+            let mut tokens = self.tokens.write().expect("tokens lock");
+            let changed: std::collections::HashSet<&str> = prepared
+                .iter()
+                .map(|(n, ..)| n.as_str())
+                .chain(report.removed.iter().map(String::as_str))
+                .collect();
+            tokens.retain(|_, caller| caller.app != app.name.as_str() || !changed.contains(caller.function.as_str()));
+            for name in &report.removed {
+                if let Some(d) = functions.remove(name) {
+                    retiring.push((d.pool, None));
+                }
+            }
+            for (name, pool, env, revision, token) in prepared {
+                tokens.insert(
+                    token,
+                    PlatformApi {
+                        app: app.name.to_string(),
+                        function: name.clone(),
+                    },
+                );
+                let deployed = Deployed {
+                    pool: pool.clone(),
+                    at: std::time::SystemTime::now(),
+                    app: app.name.to_string(),
+                    secrets: env,
+                    code: revision,
+                };
+                if let Some(old) = functions.insert(name, deployed) {
+                    retiring.push((old.pool, Some(pool)));
+                }
+            }
+        }
+        for (pool, next) in retiring {
+            tokio::spawn(async move { pool.retire(next).await });
+        }
+        self.reconciler.wake();
+        for list in [
+            &mut report.added,
+            &mut report.replaced,
+            &mut report.kept,
+            &mut report.removed,
+        ] {
+            list.sort();
+        }
+        Ok(report)
     }
 
     /// The function a `GUST_TOKEN` belongs to.
@@ -457,13 +629,13 @@ impl Drop for FinishOnDrop {
 
 async fn run_invocation(ctx: RunContext, inv: Invocation) -> Result<InvokeOutput, InvokeError> {
     let RunContext {
-        pool,
+        mut pool,
         sink,
         metrics,
         telemetry,
         _guard,
     } = ctx;
-    let spec = pool.prepared().spec().clone();
+    let mut spec = pool.prepared().spec().clone();
     let timeout = spec.timeout;
     let request_id: Arc<str> = inv
         .request_id
@@ -472,10 +644,11 @@ async fn run_invocation(ctx: RunContext, inv: Invocation) -> Result<InvokeOutput
     let trace = inv.trace.unwrap_or_else(TraceParent::new_root);
     let accepted_us = epoch_us();
     let trigger = inv.trigger.as_str();
+    let function_name = spec.name.clone();
     let say = |lines: &[String]| {
         for line in lines {
             sink.line(LogLine {
-                function: spec.name.as_str().into(),
+                function: function_name.as_str().into(),
                 instance: 0,
                 request_id: Some(request_id.clone()),
                 stream: Stream::Platform,
@@ -488,7 +661,23 @@ async fn run_invocation(ctx: RunContext, inv: Invocation) -> Result<InvokeOutput
     // is told to come back later (429) rather than held indefinitely.
     let wait = inv.acquire_timeout.map_or(timeout, |w| w.min(timeout));
     let acquiring = Instant::now();
-    let lease = match pool.acquire(acquiring + wait).await {
+    let acquired = loop {
+        match pool.acquire(acquiring + wait).await {
+            // A redeploy retired this pool while the invocation held it or waited in its
+            // queue: it goes on to the new version (the same deadline), or, if the function
+            // was removed, is answered as for a function that does not exist.
+            Err(InvokeError::ShuttingDown) => match pool.successor() {
+                Some(Some(next)) => {
+                    pool = next;
+                    spec = pool.prepared().spec().clone();
+                }
+                Some(None) => break Err(InvokeError::FunctionNotFound(inv.function.clone())),
+                None => break Err(InvokeError::ShuttingDown),
+            },
+            other => break other,
+        }
+    };
+    let lease = match acquired {
         Ok(l) => l,
         Err(e) => {
             if matches!(e, InvokeError::TooManyRequests { .. }) {

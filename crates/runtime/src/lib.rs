@@ -35,7 +35,7 @@ pub use crashloop::{BackOff, CrashLoopPolicy, BACKOFF_ERROR_TYPE};
 pub use error::{Blame, InvokeError, PrepareError};
 pub use executor::{Executor, ExecutorConfig, Prepared, DEFAULT_RESIDENT_CODE_BYTES};
 pub use instance::{kill_process_group, supervise, Instance, InstanceId};
-pub use invoker::{DeployedFunction, Invocation, InvokeOutput, Invoker, PlatformApi, Trigger};
+pub use invoker::{DeployedFunction, Invocation, InvokeOutput, Invoker, PlatformApi, Redeployed, Trigger};
 pub use logs::{LogLine, LogSink, Stream, Tail, TracingLogSink, TAIL_BYTES};
 pub use orphans::{OrphanGuard, WATCHDOG_NAME};
 pub use pool::{Pool, PoolStats};

@@ -36,6 +36,9 @@ struct State {
     total: u32,
     waiters: VecDeque<oneshot::Sender<Grant>>,
     stopped: bool,
+    /// Set when a redeploy replaced this pool: where its callers go instead (`None` when the
+    /// function was removed). A retired pool takes no new work; its busy instances finish.
+    successor: Option<Option<Arc<Pool>>>,
     /// After a failed start under `min_instances`: when to try again, and the next back-off.
     refill_after: Option<(Instant, Duration)>,
     /// Failed inits in a row and the back-off they earned.
@@ -91,6 +94,7 @@ impl Pool {
                 total: 0,
                 waiters: VecDeque::new(),
                 stopped: false,
+                successor: None,
                 refill_after: None,
                 crash_loop: CrashLoop::new(crash_loop),
             }),
@@ -164,6 +168,26 @@ impl Pool {
                 }
             }
         }
+    }
+
+    /// Starts one instance and keeps it idle, unless the pool already has one or is at
+    /// `max_instances`: a deployment readies each new or changed function this way before
+    /// traffic switches to it, so the switch costs no cold start and a version whose init
+    /// fails is refused while the running one keeps serving.
+    pub async fn warm_up(&self) -> Result<(), InvokeError> {
+        {
+            let mut s = self.state.lock().expect("pool lock");
+            if s.stopped {
+                return Err(InvokeError::ShuttingDown);
+            }
+            if !s.idle.is_empty() || s.total >= self.prepared.spec.scaling.max_instances {
+                return Ok(());
+            }
+            s.total += 1;
+        }
+        let lease = self.cold_start().await?;
+        self.release(lease.instance);
+        Ok(())
     }
 
     fn too_many(&self) -> InvokeError {
@@ -401,9 +425,32 @@ impl Pool {
 
     /// Refuses new work and stops idle instances; busy ones are stopped when released.
     pub async fn stop(&self) {
+        self.stop_with(None).await
+    }
+
+    /// A redeploy replaced this pool with `successor` (`None`: the function is gone). Callers
+    /// that still hold this pool, and those waiting in its queue, are sent on to the
+    /// successor ([`Pool::successor`]); idle instances stop now, busy ones when released, so
+    /// an invocation in flight finishes on the version it started on.
+    pub async fn retire(&self, successor: Option<Arc<Pool>>) {
+        self.stop_with(Some(successor)).await
+    }
+
+    /// Where a caller of a retired pool goes: `Some(Some(pool))` to the successor, `Some(None)`
+    /// when the function was removed, `None` when this pool was not retired.
+    pub fn successor(&self) -> Option<Option<Arc<Pool>>> {
+        self.state.lock().expect("pool lock").successor.clone()
+    }
+
+    async fn stop_with(&self, successor: Option<Option<Arc<Pool>>>) {
         let idle: Vec<_> = {
             let mut s = self.state.lock().expect("pool lock");
             s.stopped = true;
+            if successor.is_some() {
+                s.successor = successor;
+            }
+            // Dropped senders wake their waiters with `ShuttingDown`; the invoker then asks
+            // `successor()` whether to go on to a new pool.
             s.waiters.clear();
             let idle: Vec<_> = s.idle.drain(..).map(|(i, _)| i).collect();
             s.total -= idle.len() as u32;

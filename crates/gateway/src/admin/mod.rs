@@ -56,8 +56,11 @@ pub struct Admin {
     telemetry: Option<TelemetryDb>,
     /// The tail of an invocation's log, for the Lambda API's `X-Amz-Log-Type: Tail`.
     log_tail: Option<Arc<gust_runtime::Tail>>,
-    upstreams: std::collections::HashMap<String, Arc<crate::upstream::Upstream>>,
+    /// The upstreams functions may reach by name (a redeploy replaces them).
+    upstreams: std::sync::RwLock<std::collections::HashMap<String, Arc<crate::upstream::Upstream>>>,
     secrets: Option<Arc<dyn SecretsApi>>,
+    /// Set once the binary's deployment exists (after the admin API is built).
+    deployer: std::sync::OnceLock<Arc<dyn DeployApi>>,
     api_keys: Option<Arc<crate::auth::MemoryApiKeyStore>>,
     /// Without one, every operator action is refused.
     operator: Option<OperatorToken>,
@@ -95,6 +98,20 @@ pub trait SchedulesApi: Send + Sync + 'static {
         &'a self,
         name: &'a str,
     ) -> Pin<Box<dyn Future<Output = Result<gust_api::ScheduleRun, ScheduleRunError>> + Send + 'a>>;
+}
+
+/// What the admin API needs to redeploy the running app (implemented by the binary, which
+/// owns the deployment).
+pub trait DeployApi: Send + Sync + 'static {
+    fn redeploy(&self) -> Pin<Box<dyn Future<Output = Result<gust_api::Deployment, DeployApiError>> + Send + '_>>;
+}
+
+/// Why a redeploy did not happen.
+#[derive(Debug)]
+pub enum DeployApiError {
+    /// The new version is invalid or does not start; the running one keeps serving.
+    Refused(String),
+    ShuttingDown,
 }
 
 impl std::fmt::Debug for Admin {
@@ -223,6 +240,7 @@ impl Admin {
             telemetry: None,
             log_tail: None,
             upstreams: Default::default(),
+            deployer: std::sync::OnceLock::new(),
             secrets: None,
             api_keys: None,
             operator: None,
@@ -259,7 +277,20 @@ impl Admin {
             .iter()
             .map(|u| (u.spec().name.to_string(), u.clone()))
             .collect();
-        self.change("with_upstreams", |me| me.upstreams = map)
+        self.change("with_upstreams", |me| me.upstreams = std::sync::RwLock::new(map))
+    }
+
+    /// Serves `POST /gust/v1/deployments` with `deployer` (the first call wins).
+    pub fn set_deployer(&self, deployer: Arc<dyn DeployApi>) {
+        let _ = self.deployer.set(deployer);
+    }
+
+    /// Replaces the upstreams functions reach by name (a redeploy).
+    pub fn set_upstreams(&self, upstreams: &[Arc<crate::upstream::Upstream>]) {
+        *self.upstreams.write().expect("upstreams lock") = upstreams
+            .iter()
+            .map(|u| (u.spec().name.to_string(), u.clone()))
+            .collect();
     }
 
     /// The operator credential: required by every operator action, accepted by the Lambda API.

@@ -47,6 +47,7 @@ impl Admin {
             E::ListSecrets | E::SetSecret | E::RemoveSecret | E::RotateMasterKey => self.secrets_api(&route, req).await,
             E::ListInvocations | E::ListLogs | E::GetTrace | E::GetUsage => self.telemetry_api(&route, &req).await,
             E::ListSchedules | E::RunSchedule => self.schedules_api(&route).await,
+            E::Redeploy => self.redeploy().await,
             E::Publish
             | E::ListSubscriptions
             | E::ListDeadLetters
@@ -387,6 +388,20 @@ impl Admin {
             .header(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")
             .body(Full::new(Bytes::from(m.render())))
             .expect("static response parts are valid")
+    }
+
+    async fn redeploy(&self) -> Result<Response<Body>, ApiError> {
+        let deployer = self
+            .deployer
+            .get()
+            .ok_or_else(|| ApiError::new(ErrorCode::DeploymentsDisabled, "this Gust does not redeploy"))?;
+        match deployer.redeploy().await {
+            Ok(d) => Ok(json_response(StatusCode::OK, d)),
+            Err(super::DeployApiError::Refused(why)) => Err(ApiError::new(ErrorCode::DeployRefused, why)),
+            Err(super::DeployApiError::ShuttingDown) => {
+                Err(ApiError::new(ErrorCode::ShuttingDown, "Gust is shutting down"))
+            }
+        }
     }
 
     async fn schedules_api(&self, route: &Route) -> Result<Response<Body>, ApiError> {

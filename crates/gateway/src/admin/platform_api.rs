@@ -140,7 +140,10 @@ impl Admin {
         self.require_grant(&caller, &name, |s| &s.services, "the service")?;
         let up = self
             .upstreams
+            .read()
+            .expect("upstreams lock")
             .get(&name)
+            .cloned()
             .ok_or_else(|| ApiError::new(ErrorCode::ServiceNotFound, format!("no service `{name}`")))?;
         let (parts, body) = req.into_parts();
         let body = crate::gateway::read_limited(&parts.headers, body, MAX_INVOKE_PAYLOAD).await?;

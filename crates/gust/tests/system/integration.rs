@@ -150,7 +150,8 @@ async fn round_robin_failover_and_health_checks() {
 
     // Health check takes b out, then brings it back.
     b.healthy.store(false, Ordering::SeqCst);
-    let up = || app.platform().upstreams.upstreams[0].health();
+    let upstream = app.platform().upstreams().await[0].clone();
+    let up = || upstream.health();
     wait_for("b to be marked unhealthy", Duration::from_secs(5), || {
         up().iter().any(|(_, ok)| !ok)
     })
@@ -231,12 +232,12 @@ async fn retries_only_for_idempotent_methods_and_the_circuit_breaker() {
         h0,
         "an open circuit does not call the service"
     );
-    assert!(app.platform().upstreams.upstreams[0].circuit_open());
+    assert!(app.platform().upstreams().await[0].circuit_open());
     // Half-open after the cooldown: one trial; it succeeds and closes the circuit.
     s.always_500.store(false, Ordering::SeqCst);
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(app.post("/a", "{}").await.status(), 200);
-    assert!(!app.platform().upstreams.upstreams[0].circuit_open());
+    assert!(!app.platform().upstreams().await[0].circuit_open());
     assert_eq!(app.post("/a", "{}").await.status(), 200);
     app.stop().await;
 }

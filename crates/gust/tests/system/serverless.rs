@@ -83,7 +83,8 @@ async fn serverless_yml_http_and_http_api_events_are_served() {
     assert_eq!(r.status(), 418);
     assert_eq!(r.text().await.unwrap(), "/anything/else");
 
-    let schedules = &app.platform().app.schedules;
+    let platform_app = app.platform().app();
+    let schedules = &platform_app.schedules;
     assert_eq!(schedules.len(), 1);
     assert_eq!(schedules[0].expression, "rate(5 minutes)");
     assert_eq!(schedules[0].function.as_str(), "pyCatchAll");
@@ -143,7 +144,7 @@ timeout = 7
         ("s.js", "exports.handler = async () => ({ level: process.env.LEVEL, shared: process.env.SHARED, stage: process.env.GUST_STAGE });"),
     ]);
     let app = TestApp::start_configured(dir, |c| c.stage = Some("prod".into())).await;
-    assert_eq!(app.platform().app.stage, "prod");
+    assert_eq!(app.platform().app().stage, "prod");
     let spec = app.platform().invoker.spec("show").unwrap();
     assert_eq!(spec.timeout, std::time::Duration::from_secs(7));
     let (_, _, body) = app.invoke("show", "{}").await;
