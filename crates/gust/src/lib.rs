@@ -9,6 +9,7 @@
 //! the library crates so that every trigger shares them.
 
 pub mod auth;
+pub mod backends;
 pub mod cost;
 pub mod handlers;
 pub mod operator;
@@ -21,10 +22,10 @@ pub mod upstreams;
 pub mod watcher;
 
 use anyhow::{bail, Context, Result};
-use gust_events::{EventLog, Events, SqliteLog};
+use gust_events::Events;
 use gust_gateway::{serve, Admin, Gateway, ServerLimits, DEFAULT_MAX_BODY_BYTES};
 use gust_runtime::{Executor, ExecutorConfig, Invoker, LogSink, RuntimeFiles, TracingLogSink};
-use gust_store::{BlobStore, FsBlobStore, KvStore, Retention, SqliteStore, TelemetryDb};
+use gust_store::{KvStore, TelemetryDb};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -65,6 +66,9 @@ pub struct PlatformConfig {
     pub sandbox: gust_runtime::sandbox::SandboxSettings,
     /// When a function whose inits keep failing is started again (tests shorten it).
     pub crash_loop: gust_runtime::CrashLoopPolicy,
+    /// `--code`: functions run from a snapshot of their code per deploy (the default) or from
+    /// the working directory in place.
+    pub code: revision::CodeMode,
 }
 
 impl PlatformConfig {
@@ -85,6 +89,7 @@ impl PlatformConfig {
             stage: None,
             sandbox: Default::default(),
             crash_loop: Default::default(),
+            code: Default::default(),
         }
     }
 }
@@ -147,8 +152,13 @@ struct Deployer {
     addresses: upstreams::GustAddresses,
     invoker: Arc<Invoker>,
     events: Arc<Events>,
-    /// The running version's app, for readers (cheap to clone).
+    /// The running version's app as deployed (functions' `code_dir` at their snapshot
+    /// trees), for readers (cheap to clone).
     app: std::sync::RwLock<Arc<gust_model::App>>,
+    /// The same version as the manifest describes it (code in the working directory).
+    source: std::sync::RwLock<Arc<gust_model::App>>,
+    /// Snapshots of deployed code (`None`: `--code in-place`).
+    code_store: Option<Arc<gust_store::CodeStore>>,
     /// The running version; the lock also makes redeploys one at a time. `None` after
     /// shutdown began.
     current: tokio::sync::Mutex<Option<Current>>,
@@ -156,6 +166,9 @@ struct Deployer {
 
 /// The running version's own tasks and processes.
 struct Current {
+    /// The snapshot trees of this version and the ones before it (newest first), kept for
+    /// instances still draining and for rollback.
+    kept_trees: std::collections::VecDeque<std::collections::HashSet<String>>,
     version: u64,
     manifest_file: PathBuf,
     schedule_tasks: Vec<JoinHandle<()>>,
@@ -194,6 +207,9 @@ pub enum DeployError {
     Other(#[from] anyhow::Error),
 }
 
+/// Versions whose code snapshots are kept (the running one included).
+const KEPT_VERSIONS: usize = 5;
+
 fn spawn_schedules(
     compiled: &[(gust_model::ScheduleSpec, gust_scheduler::Schedule)],
     clock: &Arc<dyn gust_scheduler::Clock>,
@@ -225,6 +241,7 @@ impl Deployer {
         let file = loaded.file.display().to_string();
         let app = loaded.app;
         let old = self.app();
+        let source = app.clone();
         if app.name != old.name {
             return Err(DeployError::Invalid(format!(
                 "{file}: the app's name changed from `{}` to `{}`; a running Gust keeps its app's name (restart it to rename the app)",
@@ -249,7 +266,14 @@ impl Deployer {
         )
         .await
         .map_err(|e| DeployError::Invalid(format!("{file}: {e:#}")))?;
-        let code = revision::of_app(&app, &self.state_dir);
+        let resolved = {
+            let (app, store, state) = (app, self.code_store.clone(), self.state_dir.clone());
+            tokio::task::spawn_blocking(move || revision::resolve(app, store.as_ref(), &state))
+                .await
+                .map_err(|e| DeployError::Other(anyhow::anyhow!("the code snapshot task failed: {e}")))?
+                .map_err(|e| DeployError::Invalid(e.to_string()))?
+        };
+        let (app, code) = (resolved.app, resolved.revisions);
         // The secrets' view of the app first: the environment of new instances comes from it.
         let previous_secrets_app = (*old).clone();
         self.platform_secrets.set_app(app.clone());
@@ -301,8 +325,20 @@ impl Deployer {
             || !functions.replaced.is_empty()
             || !functions.removed.is_empty();
         *self.app.write().expect("app lock") = Arc::new(app);
+        *self.source.write().expect("source lock") = Arc::new(source);
         if changed {
             current.version += 1;
+            current.kept_trees.push_front(resolved.trees);
+            current.kept_trees.truncate(KEPT_VERSIONS);
+        }
+        if let Some(store) = &self.code_store {
+            let keep: std::collections::HashSet<String> = current.kept_trees.iter().flatten().cloned().collect();
+            let store = store.clone();
+            tokio::task::spawn_blocking(move || {
+                if let Err(e) = store.retain(&keep) {
+                    tracing::warn!(error = %e, "cannot remove old code snapshots");
+                }
+            });
         }
         current.manifest_file = loaded.file;
         Ok(DeployReport {
@@ -438,12 +474,27 @@ impl Platform {
         let mut sandbox_settings = config.sandbox.clone();
         sandbox_settings.hidden.push(state_dir.clone());
         let sandbox = gust_runtime::sandbox::probe(&sandbox_settings, &runtime_files)?;
-        let kv: Arc<dyn KvStore> =
-            Arc::new(SqliteStore::open(&state_dir.join("state.db")).context("cannot open the state database")?);
-        // Telemetry has a file of its own: its busy, disposable writes must not share a WAL (and
-        // its checkpoints) with the durable state.
-        let telemetry_db = TelemetryDb::open(&state_dir.join("telemetry.db"), Retention::default())
-            .map_err(|e| anyhow::anyhow!("cannot open the telemetry tables: {e}"))?;
+        // Every durable seam, from one configuration (`backends.rs`).
+        let backends = backends::Backends::open(
+            &backends::BackendsConfig::Embedded {
+                state_dir: state_dir.clone(),
+            },
+            config.code,
+        )?;
+        let code_store = backends.code.clone();
+        let secret_store = backends.secrets.clone();
+        let kv = backends.kv.clone();
+        let telemetry_db = backends.telemetry.clone();
+        // Deployed code: a snapshot per code directory (or the working directory in place).
+        let source = app;
+        let resolved = {
+            let (source, store, state) = (source.clone(), code_store.clone(), state_dir.clone());
+            tokio::task::spawn_blocking(move || revision::resolve(source, store.as_ref(), &state))
+                .await
+                .context("the code snapshot task failed")?
+                .map_err(|e| anyhow::anyhow!("{e}"))?
+        };
+        let app = resolved.app;
         let exporter = config.otlp.clone().map(otlp::OtlpExporter::start);
         // The Lambda API's `LogType: Tail` reads what the telemetry sink passes on: redacted
         // and within the per-invocation budget, as `gust logs` shows it.
@@ -475,8 +526,6 @@ impl Platform {
             telemetry.clone(),
         );
         let invoker = Invoker::new(executor, telemetry.clone());
-        let secret_store = secrets::open_store(&state_dir.join("state.db"), &state_dir.join("master.key"))
-            .map_err(|e| anyhow::anyhow!("secrets: {e}"))?;
         // The admin address's credentials: the operator's, and access keys for the Lambda API.
         let operator_token = operator::load_or_create(&state_dir)?;
         let operator_credential =
@@ -487,18 +536,19 @@ impl Platform {
             secret_store.clone(),
             app.clone(),
             invoker.clone(),
-            state_dir.join("master.key"),
+            backends.master_key.clone(),
         );
         let secret_env = platform_secrets
             .env_for_functions()
             .map_err(|e| anyhow::anyhow!("secrets: {e}"))?;
-        let code = revision::of_app(&app, &state_dir);
-        invoker.redeploy(&app, &secret_env, &code, false).await?;
-        let log: Arc<dyn EventLog> =
-            Arc::new(SqliteLog::open(&state_dir.join("state.db")).context("cannot open the event log")?);
-        let events = Events::start(log, invoker.clone(), &app, gust_gateway::ACCOUNT_ID, &|name| {
-            broker_secret(&secret_store, name)
-        });
+        invoker.redeploy(&app, &secret_env, &resolved.revisions, false).await?;
+        let events = Events::start(
+            backends.log.clone(),
+            invoker.clone(),
+            &app,
+            gust_gateway::ACCOUNT_ID,
+            &|name| broker_secret(&secret_store, name),
+        );
         let api_keys = Arc::new(gust_gateway::auth::MemoryApiKeyStore::new());
         gust_gateway::load_api_keys(kv.as_ref(), &api_keys)
             .await
@@ -508,9 +558,7 @@ impl Platform {
             .await
             .map_err(|e| anyhow::anyhow!("{}: {e}", loaded.file.display()))?;
         // Quota counts survive a restart: read back here, written behind while running.
-        let quota_store =
-            gust_store::QuotaStore::open(&state_dir.join("state.db")).context("cannot open the quota counters")?;
-        let quotas = gust_gateway::quotas::DurableQuotas::load(quota_store, std::time::SystemTime::now())
+        let quotas = gust_gateway::quotas::DurableQuotas::load(backends.quotas, std::time::SystemTime::now())
             .await
             .map_err(|e| anyhow::anyhow!("quota counters: {e}"))?;
         quotas.start(gust_gateway::quotas::FLUSH_EVERY);
@@ -541,11 +589,10 @@ impl Platform {
             clock: config.clock.clone(),
         });
         let schedules_api: Arc<dyn gust_gateway::SchedulesApi> = schedules_info.clone();
-        let blobs: Arc<dyn BlobStore> = Arc::new(FsBlobStore::new(&state_dir.join("blobs")));
         let admin = Admin::new(
             invoker.clone(),
             kv.clone(),
-            blobs,
+            backends.blobs.clone(),
             Some(events.clone()),
             Some(schedules_api),
         )
@@ -580,7 +627,10 @@ impl Platform {
             invoker: invoker.clone(),
             events: events.clone(),
             app: std::sync::RwLock::new(Arc::new(app.clone())),
+            source: std::sync::RwLock::new(Arc::new(source)),
+            code_store,
             current: tokio::sync::Mutex::new(Some(Current {
+                kept_trees: std::collections::VecDeque::from([resolved.trees]),
                 version: 1,
                 manifest_file: loaded.file.clone(),
                 schedule_tasks,
@@ -638,6 +688,12 @@ impl Platform {
     /// The running version of the app.
     pub fn app(&self) -> Arc<gust_model::App> {
         self.deployer.app()
+    }
+
+    /// The running version as its manifest describes it: code directories in the working
+    /// directory (what `--watch` watches), not the snapshots functions run from.
+    pub fn source_app(&self) -> Arc<gust_model::App> {
+        self.deployer.source.read().expect("source lock").clone()
     }
 
     /// The upstream services of the running version.

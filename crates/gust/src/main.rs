@@ -89,6 +89,11 @@ enum Command {
         /// the last good version keeps serving.
         #[arg(long)]
         watch: bool,
+        /// Where functions run from: `snapshot` (an immutable copy of their code taken at each
+        /// deploy, as Lambda runs a package: an edit reaches instances only once deployed) or
+        /// `in-place` (the working directory as it is when an instance starts).
+        #[arg(long, default_value = "snapshot", env = "GUST_CODE")]
+        code: gust::revision::CodeMode,
     },
     /// List what confines function instances on this host (the sandbox's protections).
     Doctor {
@@ -580,9 +585,11 @@ async fn run(cli: Cli) -> Result<()> {
             sandbox_uids,
             freeze_idle_after,
             watch,
+            code,
         } => {
             let mut config = PlatformConfig::new(dir);
             config.stage = stage;
+            config.code = code;
             config.sandbox.mode = sandbox;
             (config.sandbox.uid_first, config.sandbox.uid_count) = parse_uid_range(&sandbox_uids)?;
             config.sandbox.freeze_idle_after = parse_freeze_after(&freeze_idle_after)?;
@@ -1274,7 +1281,7 @@ async fn up(config: PlatformConfig, watch: bool) -> Result<()> {
         println!("{key}");
     }
     let mut changes = if watch {
-        let app = platform.app();
+        let app = platform.source_app();
         let mut roots: Vec<PathBuf> = vec![app.root.clone()];
         for dir in app
             .functions

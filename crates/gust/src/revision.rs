@@ -15,9 +15,69 @@
 //! few milliseconds of `stat`s); a content digest is what a deployed bundle will carry.
 
 use gust_model::App;
-use std::collections::HashMap;
+use gust_store::CodeStore;
+use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Where deployed functions run from (`--code`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum CodeMode {
+    /// From an immutable snapshot of their code taken at each deploy
+    /// (`gust_store::CodeStore`), as Lambda runs a package: an edit reaches instances only
+    /// when it is deployed, and a refused version never runs.
+    #[default]
+    Snapshot,
+    /// From the working directory as it is: a cold start loads the files as they are on disk
+    /// at that moment (a redeploy still replaces warm instances whose code changed).
+    InPlace,
+}
+
+/// An app made ready to deploy: its functions' code directories (snapshot trees, or the
+/// working directory in place), each function's code revision, and what to keep.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub app: App,
+    pub revisions: HashMap<String, String>,
+    /// The snapshot trees this version runs from (empty in place).
+    pub trees: HashSet<String>,
+}
+
+/// Resolves `app`'s code: in place, revisions from metadata (`of_app`); with a store, a
+/// snapshot per distinct code directory, the function's `code_dir` pointed at its tree and
+/// the tree's digest as its revision. Blocking file work: call it off the async threads.
+pub fn resolve(
+    mut app: App,
+    store: Option<&Arc<CodeStore>>,
+    state_dir: &Path,
+) -> Result<Resolved, gust_store::CodeError> {
+    let Some(store) = store else {
+        let revisions = of_app(&app, state_dir);
+        return Ok(Resolved {
+            app,
+            revisions,
+            trees: HashSet::new(),
+        });
+    };
+    let mut by_dir: HashMap<PathBuf, gust_store::Snapshot> = HashMap::new();
+    let mut revisions = HashMap::new();
+    let mut trees = HashSet::new();
+    for f in app.functions.values_mut() {
+        let snap = match by_dir.get(&f.code_dir) {
+            Some(s) => s.clone(),
+            None => {
+                let s = store.snapshot(&f.code_dir, &[state_dir.to_path_buf()])?;
+                by_dir.insert(f.code_dir.clone(), s.clone());
+                s
+            }
+        };
+        f.code_dir = snap.path.clone();
+        revisions.insert(f.name.to_string(), snap.digest.clone());
+        trees.insert(snap.digest);
+    }
+    Ok(Resolved { app, revisions, trees })
+}
 
 /// Directory names never part of a revision.
 const SKIPPED: &[&str] = &[".gust", ".git", "__pycache__"];

@@ -81,6 +81,7 @@ pub(crate) fn operator_actions() -> Vec<(Method, &'static str, &'static str)> {
         (Method::GET, "/gust/v1/traces/0af7651916cd43dd8448eb211c80319c", ""),
         (Method::GET, "/gust/v1/functions", ""),
         (Method::GET, "/metrics", ""),
+        (Method::POST, "/gust/v1/deployments", ""),
     ]
 }
 

@@ -79,6 +79,11 @@ fn app_dir(out: &Path, extra: &str) -> tempfile::TempDir {
     ])
 }
 
+/// A Gust on `dir` whose functions run from snapshots of their code (the default of `gust up`).
+async fn start(dir: tempfile::TempDir) -> TestApp {
+    TestApp::start_configured(dir, |c| c.code = gust::revision::CodeMode::Snapshot).await
+}
+
 fn write(dir: &Path, file: &str, text: &str) {
     std::fs::write(dir.join(file), text).unwrap();
 }
@@ -110,7 +115,7 @@ async fn serves(app: &TestApp, path: &str, body: &str) {
 async fn redeploys_under_load_answer_every_request_and_deliver_every_event_once() {
     let out_dir = tempfile::tempdir().unwrap();
     let out = out_dir.path().join("deliveries.txt");
-    let app = TestApp::start_dir(app_dir(&out, "")).await;
+    let app = start(app_dir(&out, "")).await;
     let dir = app.dir.path().to_path_buf();
     serves(&app, "/hello", "v0").await;
     let (_, stable_before) = body_of(&app.client, &app.url("/stable")).await;
@@ -246,7 +251,7 @@ async fn redeploys_under_load_answer_every_request_and_deliver_every_event_once(
 async fn a_version_that_does_not_validate_or_start_is_refused_and_the_last_good_one_keeps_serving() {
     let out_dir = tempfile::tempdir().unwrap();
     let out = out_dir.path().join("d.txt");
-    let app = TestApp::start_dir(app_dir(&out, "")).await;
+    let app = start(app_dir(&out, "")).await;
     let dir = app.dir.path().to_path_buf();
     serves(&app, "/hello", "v0").await;
 
@@ -260,6 +265,30 @@ async fn a_version_that_does_not_validate_or_start_is_refused_and_the_last_good_
     assert!(e.contains("hello") && e.contains("did not start"), "{e}");
     assert!(e.contains("SyntaxError"), "the init error is shown: {e}");
     serves(&app, "/hello", "v0").await;
+    // Not only the warm instance: a cold start runs the deployed snapshot too, not the
+    // broken file in the working directory.
+    let pids = app.platform().invoker.pool("hello").unwrap().idle_pids();
+    assert!(!pids.is_empty());
+    for pid in pids {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+        wait_for("the killed instance to be gone", WAIT, || !pid_alive(pid)).await;
+    }
+    serves(&app, "/hello", "v0").await;
+    let code_dir = app
+        .platform()
+        .app()
+        .functions
+        .values()
+        .find(|f| f.name.as_str() == "hello")
+        .unwrap()
+        .code_dir
+        .clone();
+    assert!(
+        code_dir.starts_with(&app.platform().state_dir),
+        "runs from a snapshot: {}",
+        code_dir.display()
+    );
+    assert!(std::fs::read_to_string(code_dir.join("h.js")).unwrap().contains("v0"));
 
     // A manifest that does not parse.
     write(&dir, "hello/h.js", &hello("v1"));
@@ -331,7 +360,7 @@ struct Up {
 impl Up {
     fn start(app: &Path, state: &Path, args: &[&str], env: &[(&str, &Path)]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_gust"))
-            .args(gust_up_args(app, state))
+            .args(gust_up_snapshot_args(app, state))
             .args(["--sandbox", "off"])
             .args(args)
             .envs(env.iter().map(|(k, v)| (*k, *v)))
@@ -547,7 +576,7 @@ async fn the_cli_finds_the_gust_this_user_started_last_from_any_directory() {
 #[tokio::test]
 async fn the_operator_api_and_gust_redeploy_switch_versions_and_refuse_broken_ones_with_a_stable_code() {
     let out_dir = tempfile::tempdir().unwrap();
-    let app = TestApp::start_dir(app_dir(&out_dir.path().join("d.txt"), "")).await;
+    let app = start(app_dir(&out_dir.path().join("d.txt"), "")).await;
     let dir = app.dir.path().to_path_buf();
 
     // Without the operator's credential: refused, nothing redeployed (the warm instance of

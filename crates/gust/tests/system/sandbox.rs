@@ -84,6 +84,8 @@ async fn start(prewarm: usize) -> TestApp {
     TestApp::start_configured(dir, |c| {
         c.prewarm_per_runtime = prewarm;
         c.sandbox.mode = SandboxMode::Strict;
+        // As `gust up` runs them by default: from a snapshot of their code.
+        c.code = gust::revision::CodeMode::Snapshot;
     })
     .await
 }

@@ -89,6 +89,9 @@ impl TestApp {
         // These tests observe functions from outside (host pids, files written next to the
         // code): the trusted mode. `sandbox.rs` tests confinement, with `strict`.
         config.sandbox.mode = gust_runtime::sandbox::SandboxMode::Off;
+        // ... and they write next to their code: the working directory, not a snapshot.
+        // `deploy.rs` tests snapshots.
+        config.code = gust::revision::CodeMode::InPlace;
         configure(&mut config);
         config.gateway_addr = "127.0.0.1:0".parse().unwrap();
         config.admin_addr = "127.0.0.1:0".parse().unwrap();
@@ -263,8 +266,17 @@ pub fn provided_fixture(dir: &Path, sub: &str, bin: &str) {
     std::os::unix::fs::symlink(fixture_bin(bin), d.join("bootstrap")).unwrap();
 }
 
-/// `gust up APP` on free ports with `--state STATE`: the arguments after the program.
+/// `gust up APP` on free ports with `--state STATE`: the arguments after the program. Code
+/// runs in place (functions of these tests write next to it); `deploy.rs` uses
+/// [`gust_up_snapshot_args`].
 pub fn gust_up_args(app: &Path, state: &Path) -> Vec<std::ffi::OsString> {
+    let mut args = gust_up_snapshot_args(app, state);
+    args.extend(["--code", "in-place"].map(Into::into));
+    args
+}
+
+/// `gust up APP` on free ports with `--state STATE`, code from snapshots (the default).
+pub fn gust_up_snapshot_args(app: &Path, state: &Path) -> Vec<std::ffi::OsString> {
     let mut args: Vec<std::ffi::OsString> = ["up"].into_iter().map(Into::into).collect();
     args.push(app.into());
     args.extend(["--port", "0", "--admin-port", "0", "--state"].map(Into::into));
