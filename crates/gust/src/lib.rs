@@ -292,6 +292,13 @@ impl Platform {
             .with_api_keys(api_keys)
             .with_operator_token(operator_credential)
             .with_access_keys(access_keys)
+            .with_dynamodb(
+                Arc::new(
+                    gust_aws::dynamodb::DynamoDb::open(&state_dir.join("aws.db"))
+                        .context("cannot open the DynamoDB database")?,
+                ),
+                app.name.as_str(),
+            )
             .with_host_policy(gust_gateway::HostPolicy::with_names(&config.admin_hosts));
 
         let (stop_gateway, rx) = watch::channel(false);

@@ -11,6 +11,7 @@ mod control_plane;
 mod conventions;
 mod counters;
 mod crashloop;
+mod dynamodb;
 mod events;
 mod failures;
 mod freezer;
