@@ -1,7 +1,7 @@
 //! # Backends: where Gust keeps its state, built from configuration in one place
 //!
 //! Every durable seam the platform uses — the key-value store, the event log, secrets, API-key
-//! quota counts, telemetry, blobs and deployed code — is opened here and nowhere else, from one
+//! quota counts, telemetry, blobs, deployed code and the DynamoDB tables — is opened here and nowhere else, from one
 //! [`BackendsConfig`]. The composition root (`Platform::start`) receives a [`Backends`] and
 //! wires its parts; no other module opens a database or picks a file name.
 //!
@@ -48,6 +48,8 @@ pub struct Backends {
     pub blobs: Arc<dyn BlobStore>,
     /// Snapshots of deployed code; `None` with `--code in-place`.
     pub code: Option<Arc<CodeStore>>,
+    /// The DynamoDB tables functions and operators reach through the AWS SDKs.
+    pub dynamodb: Arc<gust_aws::dynamodb::DynamoDb>,
 }
 
 impl std::fmt::Debug for Backends {
@@ -84,6 +86,11 @@ impl Backends {
             )),
             CodeMode::InPlace => None,
         };
+        // A file of its own: table traffic is bulky and must not queue behind the event log's
+        // and scheduler's small durable writes.
+        let dynamodb = Arc::new(
+            gust_aws::dynamodb::DynamoDb::open(&state.join("aws.db")).context("cannot open the DynamoDB database")?,
+        );
         Ok(Self {
             kv,
             log,
@@ -93,6 +100,7 @@ impl Backends {
             telemetry,
             blobs,
             code,
+            dynamodb,
         })
     }
 }

@@ -603,6 +603,7 @@ impl Platform {
         .with_api_keys(api_keys.clone())
         .with_operator_token(operator_credential)
         .with_access_keys(access_keys)
+        .with_dynamodb(backends.dynamodb.clone(), app.name.as_str())
         .with_host_policy(gust_gateway::HostPolicy::with_names(&config.admin_hosts));
 
         let deployer = Arc::new(Deployer {

@@ -221,8 +221,9 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
-    /// Manage access keys for the Lambda API (AWS Signature Version 4, as `aws lambda invoke`
-    /// and the SDKs sign); stored encrypted, a new secret is shown once.
+    /// Manage access keys for the Lambda API and DynamoDB (AWS Signature Version 4, as
+    /// `aws lambda invoke`, `aws dynamodb` and the SDKs sign); stored encrypted, a new secret is
+    /// shown once.
     AccessKeys {
         #[command(subcommand)]
         action: AccessKeyAction,

@@ -1,4 +1,4 @@
-//! The admin address: three faces for three audiences, each with its own routes module and its
+//! The admin address: four faces for four audiences, each with its own routes module and its
 //! own credential check (`docs/control-plane.md`):
 //!
 //! - [`lambda_api`]: the Lambda Invoke API for the AWS CLI and SDKs, authenticated with AWS
@@ -8,7 +8,9 @@
 //!   (key-value store, blobs, publish, services and functions they were granted, granted
 //!   secrets), never an operator action;
 //! - [`operator_api`]: secrets, API keys, access keys, DLQs, schedules, telemetry, metrics,
-//!   with the operator token.
+//!   with the operator token;
+//! - [`aws_api`]: AWS service APIs for the SDKs (DynamoDB and DynamoDB Streams, JSON
+//!   protocol, picked by the `X-Amz-Target` header), with SigV4 like the Lambda API.
 //!
 //! Before any of them, [`guard`] refuses a `Host` that is not loopback or configured (DNS
 //! rebinding) and a browser `Origin` other than the admin's own (CSRF). `/healthz` and
@@ -16,6 +18,7 @@
 //! `docs/openapi.json`) need no credential. The address is meant for loopback or a private network, not the internet: the
 //! gateway is the public face.
 
+mod aws_api;
 mod credentials;
 mod guard;
 mod lambda_api;
@@ -66,6 +69,7 @@ pub struct Admin {
     operator: Option<OperatorToken>,
     access_keys: Option<AccessKeys>,
     hosts: HostPolicy,
+    dynamodb: Option<aws_api::DynamoFace>,
 }
 
 /// Secrets management and granted reads (implemented by the binary, which owns the store).
@@ -179,10 +183,16 @@ enum Face {
     /// `POST /gust/v1/events/{topic}`: a function publishing (its token) or `gust publish` (the
     /// operator token).
     Publish,
+    /// `POST /` with a DynamoDB `X-Amz-Target`.
+    Aws,
     NotFound,
 }
 
-fn face_of(method: &Method, path: &str) -> Face {
+/// `target`: the `X-Amz-Target` header, which is how AWS's JSON protocols name the operation.
+fn face_of(method: &Method, path: &str, target: Option<&str>) -> Face {
+    if path == "/" && method == Method::POST && aws_api::is_dynamodb(target) {
+        return Face::Aws;
+    }
     if path == "/healthz" {
         return if method == Method::GET {
             Face::Health
@@ -246,6 +256,7 @@ impl Admin {
             operator: None,
             access_keys: None,
             hosts: HostPolicy::default(),
+            dynamodb: None,
         })
     }
 
@@ -315,6 +326,13 @@ impl Admin {
             .ok_or_else(|| ApiError::new(ErrorCode::EventsDisabled, "events are not enabled on this Gust"))
     }
 
+    /// Serves DynamoDB's API (`X-Amz-Target: DynamoDB_20120810.*`) from `db`, with the tables of
+    /// `app`.
+    pub fn with_dynamodb(self: Arc<Self>, db: Arc<gust_aws::dynamodb::DynamoDb>, app: impl Into<String>) -> Arc<Self> {
+        let face = aws_api::DynamoFace { db, app: app.into() };
+        self.change("with_dynamodb", |me| me.dynamodb = Some(face))
+    }
+
     /// Which `Host` names are accepted besides IP addresses and `localhost`.
     pub fn with_host_policy(self: Arc<Self>, hosts: HostPolicy) -> Arc<Self> {
         self.change("with_host_policy", |me| me.hosts = hosts)
@@ -329,7 +347,9 @@ impl HttpHandler for Admin {
             return e.into_response(&request_id);
         }
         let path = req.uri().path().to_string();
-        match face_of(req.method(), &path) {
+        let target = req.headers().get("x-amz-target").and_then(|v| v.to_str().ok());
+        match face_of(req.method(), &path, target) {
+            Face::Aws => self.aws_api(req, &request_id).await,
             Face::Health => json_response(StatusCode::OK, gust_api::Health { status: "ok".into() }),
             Face::Contract => openapi_response(),
             Face::Lambda => self.lambda_api(req, &request_id).await,
@@ -393,7 +413,17 @@ mod tests {
             (Method::GET, "/", Face::NotFound),
         ];
         for (m, p, want) in cases {
-            assert_eq!(face_of(&m, p), want, "{m} {p}");
+            assert_eq!(face_of(&m, p, None), want, "{m} {p}");
         }
+        let dynamo = Some("DynamoDB_20120810.PutItem");
+        assert_eq!(face_of(&Method::POST, "/", dynamo), Face::Aws);
+        assert_eq!(face_of(&Method::GET, "/", dynamo), Face::NotFound);
+        assert_eq!(face_of(&Method::POST, "/x", dynamo), Face::NotFound);
+        let streams = Some("DynamoDBStreams_20120810.GetRecords");
+        assert_eq!(face_of(&Method::POST, "/", streams), Face::Aws);
+        assert_eq!(
+            face_of(&Method::POST, "/", Some("AmazonSQS.SendMessage")),
+            Face::NotFound
+        );
     }
 }

@@ -12,6 +12,7 @@ mod conventions;
 mod counters;
 mod crashloop;
 mod deploy;
+mod dynamodb;
 mod events;
 mod failures;
 mod freezer;
