@@ -1,6 +1,8 @@
-//! Redeploying the running app (`POST /gust/v1/deployments`, `gust redeploy`): its manifest
-//! and code are read again from its directory and the app switches to them without downtime
-//! (`docs/ARCHITECTURE.md`, "Redeploying a running app").
+//! Versions of the running app: a redeploy (`POST /gust/v1/deployments`, `gust redeploy`)
+//! reads its manifest and code again and switches to them without downtime; a rollback
+//! (`POST /gust/v1/deployments/rollback`, `gust rollback`) switches back to a kept version;
+//! `GET /gust/v1/deployments` (`gust deployments`) lists them (`docs/ARCHITECTURE.md`,
+//! "Redeploying a running app").
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -37,4 +39,24 @@ pub struct Deployment {
 pub struct GeneratedApiKey {
     pub name: String,
     pub key: String,
+}
+
+/// `GET /gust/v1/deployments`: the running version and the ones kept for rollback.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct DeploymentList {
+    pub app: String,
+    /// Newest first; the running one has `running: true`.
+    pub versions: Vec<DeployedVersion>,
+}
+
+/// One kept version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct DeployedVersion {
+    pub version: u64,
+    pub running: bool,
+    /// When it was deployed, RFC 3339.
+    pub deployed_at: String,
+    pub functions: u64,
+    /// The digests of the code snapshots it runs from (empty with `--code in-place`).
+    pub code: Vec<String>,
 }

@@ -79,6 +79,10 @@ endpoints! {
     RunSchedule = Operator "POST" "/gust/v1/schedules/{name}/run",
     /// `gust redeploy`: read the app's manifest and code again and switch to them.
     Redeploy = Operator "POST" "/gust/v1/deployments",
+    /// `gust deployments`.
+    ListDeployments = Operator "GET" "/gust/v1/deployments",
+    /// `gust rollback [--to N]`.
+    Rollback = Operator "POST" "/gust/v1/deployments/rollback",
     /// `gust publish`; with a function's token the same path is the platform API's publish.
     Publish = Operator "POST" "/gust/v1/events/{topic}",
     ListSubscriptions = Operator "GET" "/gust/v1/subscriptions",

@@ -29,7 +29,7 @@ pub mod schedules;
 pub mod secrets;
 pub mod telemetry;
 
-pub use deployments::{Deployment, GeneratedApiKey};
+pub use deployments::{DeployedVersion, Deployment, DeploymentList, GeneratedApiKey};
 pub use endpoints::{Endpoint, Face, Miss, Route};
 pub use error::{ErrorBody, ErrorDetail};
 pub use events::{

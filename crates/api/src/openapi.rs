@@ -389,6 +389,31 @@ fn contract(e: Endpoint) -> Contract {
         )
         .error(404, "DeploymentsDisabled", "this Gust does not redeploy")
         .error(503, "ShuttingDown", "Gust is shutting down"),
+        Endpoint::ListDeployments => Contract::new(
+            "deployments",
+            "List the running version and the versions kept for rollback",
+            ok::<DeploymentList>(200, "Newest first."),
+        )
+        .error(404, "DeploymentsDisabled", "this Gust does not redeploy"),
+        Endpoint::Rollback => Contract::new(
+            "deployments",
+            "Switch back to a kept version",
+            ok::<Deployment>(200, "The version is serving again."),
+        )
+        .param(query(
+            "to",
+            inline::<u64>,
+            "The version to go back to (default: the one before the running one).",
+        ))
+        .error(400, "InvalidParameter", "`to` is not a version number")
+        .error(404, "DeploymentNotFound", "the version is not kept, or is the one serving (the message lists the kept ones)")
+        .error(
+            422,
+            "DeployRefused",
+            "the version's functions did not start; the running version keeps serving",
+        )
+        .error(404, "DeploymentsDisabled", "this Gust does not redeploy")
+        .error(503, "ShuttingDown", "Gust is shutting down"),
         Endpoint::Publish => Contract::new(
             "events",
             "Publish events to a topic",

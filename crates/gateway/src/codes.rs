@@ -156,6 +156,8 @@ error_codes! {
     DeploymentsDisabled => 404, Platform, false;
     /// A redeploy's new version does not validate, or a new or changed function does not start.
     DeployRefused => 422, Caller, false;
+    /// A rollback to a version that is not kept.
+    DeploymentNotFound => 404, Caller, false;
     AccessKeyNotFound => 404, Caller, false;
     ApiKeyNotFound => 404, Caller, false;
     ApiKeyExists => 409, Caller, false;

@@ -164,15 +164,36 @@ struct Deployer {
     current: tokio::sync::Mutex<Option<Current>>,
 }
 
-/// The running version's own tasks and processes.
+/// The running version, the ones kept before it, and its own tasks and processes.
 struct Current {
-    /// The snapshot trees of this version and the ones before it (newest first), kept for
-    /// instances still draining and for rollback.
-    kept_trees: std::collections::VecDeque<std::collections::HashSet<String>>,
-    version: u64,
-    manifest_file: PathBuf,
+    running: Version,
+    /// Earlier versions, newest first (at most `KEPT_VERSIONS - 1`): what a rollback can go
+    /// back to; their code snapshots are kept, and instances still draining run from them.
+    history: std::collections::VecDeque<Version>,
+    /// The number the next changed version gets.
+    next_number: u64,
     schedule_tasks: Vec<JoinHandle<()>>,
     upstreams: upstreams::RunningUpstreams,
+}
+
+/// One deployed version of the app.
+#[derive(Debug, Clone)]
+struct Version {
+    number: u64,
+    at: std::time::SystemTime,
+    /// As deployed (functions' `code_dir` at their snapshot trees).
+    app: Arc<gust_model::App>,
+    /// As its manifest described it.
+    source: Arc<gust_model::App>,
+    revisions: std::collections::HashMap<String, String>,
+    trees: std::collections::HashSet<String>,
+    manifest_file: PathBuf,
+}
+
+/// A version about to be switched to.
+struct Candidate {
+    version: Version,
+    warnings: Vec<String>,
 }
 
 /// What a redeploy did.
@@ -192,6 +213,17 @@ pub struct DeployReport {
     pub manifest: Vec<&'static str>,
 }
 
+/// A deployed version as `gust deployments` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionInfo {
+    pub number: u64,
+    pub running: bool,
+    pub at: std::time::SystemTime,
+    pub functions: usize,
+    /// The code snapshots it runs from (empty with `--code in-place`).
+    pub code: Vec<String>,
+}
+
 /// Why a redeploy was refused; the running version keeps serving.
 #[derive(Debug, thiserror::Error)]
 pub enum DeployError {
@@ -203,6 +235,9 @@ pub enum DeployError {
     Function(#[from] gust_runtime::PrepareError),
     #[error("Gust is shutting down")]
     ShuttingDown,
+    /// A rollback to a version that is not kept (or is the one serving).
+    #[error("{0}")]
+    NoSuchVersion(String),
     #[error("{0:#}")]
     Other(#[from] anyhow::Error),
 }
@@ -236,12 +271,54 @@ impl Deployer {
         let Some(current) = guard.as_mut() else {
             return Err(DeployError::ShuttingDown);
         };
+        let candidate = self.load().await?;
+        self.switch(current, candidate, None).await
+    }
+
+    /// Switches back to a kept version: `to`, or the one before the running one.
+    async fn rollback(&self, to: Option<u64>) -> Result<DeployReport, DeployError> {
+        let mut guard = self.current.lock().await;
+        let Some(current) = guard.as_mut() else {
+            return Err(DeployError::ShuttingDown);
+        };
+        let kept = || {
+            current
+                .history
+                .iter()
+                .map(|v| v.number.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let target = match to {
+            Some(n) if n == current.running.number => {
+                return Err(DeployError::NoSuchVersion(format!("version {n} is the one serving")));
+            }
+            Some(n) => current.history.iter().find(|v| v.number == n),
+            None => current.history.front(),
+        };
+        let Some(target) = target.cloned() else {
+            let what = to.map_or("no earlier version".to_string(), |n| format!("version {n} is not kept"));
+            return Err(DeployError::NoSuchVersion(if current.history.is_empty() {
+                format!("{what}: nothing to roll back to yet")
+            } else {
+                format!("{what}; kept: {}", kept())
+            }));
+        };
+        let number = target.number;
+        let candidate = Candidate {
+            version: target,
+            warnings: Vec::new(),
+        };
+        self.switch(current, candidate, Some(number)).await
+    }
+
+    /// Reads the manifest and code again: the candidate for the next version.
+    async fn load(&self) -> Result<Candidate, DeployError> {
         let loaded =
             gust_model::load_with(&self.manifest, &self.options).map_err(|e| DeployError::Invalid(format!("{e:#}")))?;
         let file = loaded.file.display().to_string();
         let app = loaded.app;
         let old = self.app();
-        let source = app.clone();
         if app.name != old.name {
             return Err(DeployError::Invalid(format!(
                 "{file}: the app's name changed from `{}` to `{}`; a running Gust keeps its app's name (restart it to rename the app)",
@@ -257,6 +334,40 @@ impl Deployer {
         if !problems.is_empty() {
             return Err(DeployError::Invalid(problems.join("\n")));
         }
+        let source = app.clone();
+        let resolved = {
+            let (app, store, state) = (app, self.code_store.clone(), self.state_dir.clone());
+            tokio::task::spawn_blocking(move || revision::resolve(app, store.as_ref(), &state))
+                .await
+                .map_err(|e| DeployError::Other(anyhow::anyhow!("the code snapshot task failed: {e}")))?
+                .map_err(|e| DeployError::Invalid(e.to_string()))?
+        };
+        Ok(Candidate {
+            version: Version {
+                number: 0,
+                at: std::time::SystemTime::now(),
+                app: Arc::new(resolved.app),
+                source: Arc::new(source),
+                revisions: resolved.revisions,
+                trees: resolved.trees,
+                manifest_file: loaded.file,
+            },
+            warnings: loaded.warnings,
+        })
+    }
+
+    /// Makes `candidate` the running version (see [`Platform::redeploy`]): numbered `number`
+    /// (a rollback), or the next number if anything changed.
+    async fn switch(
+        &self,
+        current: &mut Current,
+        candidate: Candidate,
+        number: Option<u64>,
+    ) -> Result<DeployReport, DeployError> {
+        let Candidate { mut version, warnings } = candidate;
+        let app = version.app.clone();
+        let file = version.manifest_file.display().to_string();
+        let old = self.app();
         let compiled = schedules::compile(&app, &file).map_err(|e| DeployError::Invalid(format!("{e:#}")))?;
         let gateway_auth = auth::gateway_auth(
             &app,
@@ -266,17 +377,9 @@ impl Deployer {
         )
         .await
         .map_err(|e| DeployError::Invalid(format!("{file}: {e:#}")))?;
-        let resolved = {
-            let (app, store, state) = (app, self.code_store.clone(), self.state_dir.clone());
-            tokio::task::spawn_blocking(move || revision::resolve(app, store.as_ref(), &state))
-                .await
-                .map_err(|e| DeployError::Other(anyhow::anyhow!("the code snapshot task failed: {e}")))?
-                .map_err(|e| DeployError::Invalid(e.to_string()))?
-        };
-        let (app, code) = (resolved.app, resolved.revisions);
         // The secrets' view of the app first: the environment of new instances comes from it.
         let previous_secrets_app = (*old).clone();
-        self.platform_secrets.set_app(app.clone());
+        self.platform_secrets.set_app((*app).clone());
         let secret_env = match self.platform_secrets.env_for_functions() {
             Ok(env) => env,
             Err(e) => {
@@ -286,7 +389,7 @@ impl Deployer {
         };
         // New and changed functions are prepared and their first instance started before
         // anything switches: a version that cannot start is refused here.
-        let functions = match self.invoker.redeploy(&app, &secret_env, &code, true).await {
+        let functions = match self.invoker.redeploy(&app, &secret_env, &version.revisions, true).await {
             Ok(r) => r,
             Err(e) => {
                 self.platform_secrets.set_app(previous_secrets_app);
@@ -324,15 +427,32 @@ impl Deployer {
             || !functions.added.is_empty()
             || !functions.replaced.is_empty()
             || !functions.removed.is_empty();
-        *self.app.write().expect("app lock") = Arc::new(app);
-        *self.source.write().expect("source lock") = Arc::new(source);
-        if changed {
-            current.version += 1;
-            current.kept_trees.push_front(resolved.trees);
-            current.kept_trees.truncate(KEPT_VERSIONS);
+        *self.app.write().expect("app lock") = app;
+        *self.source.write().expect("source lock") = version.source.clone();
+        match number {
+            Some(n) => version.number = n,
+            None if changed => {
+                version.number = current.next_number;
+                current.next_number += 1;
+            }
+            // Nothing changed: the running version stays (with what it was deployed from).
+            None => version.number = current.running.number,
+        }
+        if version.number != current.running.number {
+            let previous = std::mem::replace(&mut current.running, version);
+            current.history.retain(|v| v.number != current.running.number);
+            current.history.push_front(previous);
+            current.history.truncate(KEPT_VERSIONS - 1);
+        } else {
+            current.running = version;
         }
         if let Some(store) = &self.code_store {
-            let keep: std::collections::HashSet<String> = current.kept_trees.iter().flatten().cloned().collect();
+            let keep: std::collections::HashSet<String> = current
+                .history
+                .iter()
+                .chain([&current.running])
+                .flat_map(|v| v.trees.iter().cloned())
+                .collect();
             let store = store.clone();
             tokio::task::spawn_blocking(move || {
                 if let Err(e) = store.retain(&keep) {
@@ -340,11 +460,10 @@ impl Deployer {
                 }
             });
         }
-        current.manifest_file = loaded.file;
         Ok(DeployReport {
-            version: current.version,
+            version: current.running.number,
             functions,
-            warnings: loaded.warnings,
+            warnings,
             new_api_keys,
             upstreams_restarted,
             manifest,
@@ -382,43 +501,84 @@ fn manifest_changes(old: &gust_model::App, new: &gust_model::App) -> Vec<&'stati
 /// deployment holds the admin API.
 struct DeployHandle(std::sync::Weak<Deployer>);
 
-impl gust_gateway::DeployApi for DeployHandle {
-    fn redeploy(
+type DeployFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+impl DeployHandle {
+    /// Runs `op` (a redeploy or a rollback) and answers it as the contract's `Deployment`.
+    async fn answer(
         &self,
-    ) -> std::pin::Pin<
-        Box<dyn std::future::Future<Output = Result<gust_api::Deployment, gust_gateway::DeployApiError>> + Send + '_>,
-    > {
+        op: impl for<'d> FnOnce(&'d Deployer) -> DeployFuture<'d, Result<DeployReport, DeployError>>,
+    ) -> Result<gust_api::Deployment, gust_gateway::DeployApiError> {
+        use gust_gateway::DeployApiError as E;
+        let deployer = self.0.upgrade().ok_or(E::ShuttingDown)?;
+        let started = std::time::Instant::now();
+        let report = match op(&deployer).await {
+            Ok(r) => r,
+            Err(DeployError::ShuttingDown) => return Err(E::ShuttingDown),
+            Err(DeployError::NoSuchVersion(why)) => return Err(E::NoSuchVersion(why)),
+            Err(e) => {
+                tracing::warn!(error = %e, "deploy refused; the running version keeps serving");
+                return Err(E::Refused(e.to_string()));
+            }
+        };
+        let duration_ms = started.elapsed().as_millis() as u64;
+        tracing::info!(version = report.version, duration_ms, "deployed");
+        Ok(gust_api::Deployment {
+            app: deployer.app().name.to_string(),
+            version: report.version,
+            added: report.functions.added,
+            replaced: report.functions.replaced,
+            kept: report.functions.kept,
+            removed: report.functions.removed,
+            manifest_changes: report.manifest.iter().map(|s| s.to_string()).collect(),
+            upstreams_restarted: report.upstreams_restarted,
+            warnings: report.warnings,
+            new_api_keys: report
+                .new_api_keys
+                .into_iter()
+                .map(|(name, key)| gust_api::GeneratedApiKey { name, key })
+                .collect(),
+            duration_ms,
+        })
+    }
+}
+
+impl gust_gateway::DeployApi for DeployHandle {
+    fn redeploy(&self) -> DeployFuture<'_, Result<gust_api::Deployment, gust_gateway::DeployApiError>> {
+        Box::pin(self.answer(|d| Box::pin(d.redeploy())))
+    }
+
+    fn rollback(
+        &self,
+        to: Option<u64>,
+    ) -> DeployFuture<'_, Result<gust_api::Deployment, gust_gateway::DeployApiError>> {
+        Box::pin(self.answer(move |d| Box::pin(d.rollback(to))))
+    }
+
+    fn list(&self) -> DeployFuture<'_, gust_api::DeploymentList> {
         Box::pin(async move {
-            use gust_gateway::DeployApiError as E;
-            let deployer = self.0.upgrade().ok_or(E::ShuttingDown)?;
-            let started = std::time::Instant::now();
-            let report = match deployer.redeploy().await {
-                Ok(r) => r,
-                Err(DeployError::ShuttingDown) => return Err(E::ShuttingDown),
-                Err(e) => {
-                    tracing::warn!(error = %e, "redeploy refused; the running version keeps serving");
-                    return Err(E::Refused(e.to_string()));
-                }
+            let Some(deployer) = self.0.upgrade() else {
+                return gust_api::DeploymentList {
+                    app: String::new(),
+                    versions: Vec::new(),
+                };
             };
-            let duration_ms = started.elapsed().as_millis() as u64;
-            tracing::info!(version = report.version, duration_ms, "redeployed");
-            Ok(gust_api::Deployment {
+            let versions = deployer
+                .versions()
+                .await
+                .into_iter()
+                .map(|v| gust_api::DeployedVersion {
+                    version: v.number,
+                    running: v.running,
+                    deployed_at: chrono::DateTime::<chrono::Utc>::from(v.at).to_rfc3339(),
+                    functions: v.functions as u64,
+                    code: v.code,
+                })
+                .collect();
+            gust_api::DeploymentList {
                 app: deployer.app().name.to_string(),
-                version: report.version,
-                added: report.functions.added,
-                replaced: report.functions.replaced,
-                kept: report.functions.kept,
-                removed: report.functions.removed,
-                manifest_changes: report.manifest.iter().map(|s| s.to_string()).collect(),
-                upstreams_restarted: report.upstreams_restarted,
-                warnings: report.warnings,
-                new_api_keys: report
-                    .new_api_keys
-                    .into_iter()
-                    .map(|(name, key)| gust_api::GeneratedApiKey { name, key })
-                    .collect(),
-                duration_ms,
-            })
+                versions,
+            }
         })
     }
 }
@@ -486,9 +646,9 @@ impl Platform {
         let kv = backends.kv.clone();
         let telemetry_db = backends.telemetry.clone();
         // Deployed code: a snapshot per code directory (or the working directory in place).
-        let source = app;
+        let source_app = app;
         let resolved = {
-            let (source, store, state) = (source.clone(), code_store.clone(), state_dir.clone());
+            let (source, store, state) = (source_app.clone(), code_store.clone(), state_dir.clone());
             tokio::task::spawn_blocking(move || revision::resolve(source, store.as_ref(), &state))
                 .await
                 .context("the code snapshot task failed")?
@@ -628,12 +788,20 @@ impl Platform {
             invoker: invoker.clone(),
             events: events.clone(),
             app: std::sync::RwLock::new(Arc::new(app.clone())),
-            source: std::sync::RwLock::new(Arc::new(source)),
+            source: std::sync::RwLock::new(Arc::new(source_app.clone())),
             code_store,
             current: tokio::sync::Mutex::new(Some(Current {
-                kept_trees: std::collections::VecDeque::from([resolved.trees]),
-                version: 1,
-                manifest_file: loaded.file.clone(),
+                running: Version {
+                    number: 1,
+                    at: std::time::SystemTime::now(),
+                    app: Arc::new(app.clone()),
+                    source: Arc::new(source_app.clone()),
+                    revisions: resolved.revisions.clone(),
+                    trees: resolved.trees.clone(),
+                    manifest_file: loaded.file.clone(),
+                },
+                history: std::collections::VecDeque::new(),
+                next_number: 2,
                 schedule_tasks,
                 upstreams,
             })),
@@ -717,6 +885,44 @@ impl Platform {
         self.deployer.redeploy().await
     }
 
+    /// Switches back to a kept version (`to`, or the one before the running one), the same
+    /// way as a redeploy: its code snapshots and configuration, its instances started before
+    /// the switch. The versions kept are the running one and the 4 before it, while this Gust
+    /// runs (a restart deploys the working directory as version 1).
+    pub async fn rollback(&self, to: Option<u64>) -> Result<DeployReport, DeployError> {
+        self.deployer.rollback(to).await
+    }
+
+    /// The running version and the ones kept for rollback, newest first.
+    pub async fn versions(&self) -> Vec<VersionInfo> {
+        self.deployer.versions().await
+    }
+}
+
+impl Deployer {
+    async fn versions(&self) -> Vec<VersionInfo> {
+        let guard = self.current.lock().await;
+        let Some(current) = guard.as_ref() else {
+            return Vec::new();
+        };
+        std::iter::once(&current.running)
+            .chain(current.history.iter())
+            .map(|v| VersionInfo {
+                number: v.number,
+                running: v.number == current.running.number,
+                at: v.at,
+                functions: v.app.functions.len(),
+                code: {
+                    let mut t: Vec<String> = v.trees.iter().cloned().collect();
+                    t.sort();
+                    t
+                },
+            })
+            .collect()
+    }
+}
+
+impl Platform {
     /// The operator credential (what `<state>/operator.token` holds).
     pub fn operator_token(&self) -> &str {
         &self.operator_token

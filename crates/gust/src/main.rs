@@ -141,6 +141,20 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Switch back to a version kept since this Gust started (the running one and the 4
+    /// before it), without downtime, as a redeploy does.
+    Rollback {
+        /// The version to go back to (default: the one before the running one).
+        #[arg(long)]
+        to: Option<u64>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// List the running version and the versions kept for rollback.
+    Deployments {
+        #[command(flatten)]
+        target: Target,
+    },
     /// List subscriptions: backlog, dead letters, and for broker sources their state
     /// (connected / reconnecting with the last error) and lag.
     Subscriptions {
@@ -910,55 +924,37 @@ async fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Redeploy { target } => {
+        Command::Redeploy { target } => deploy_call(&target, "/gust/v1/deployments".into()).await,
+        Command::Rollback { to, target } => {
+            let path = match to {
+                Some(n) => format!("/gust/v1/deployments/rollback?to={n}"),
+                None => "/gust/v1/deployments/rollback".into(),
+            };
+            deploy_call(&target, path).await
+        }
+        Command::Deployments { target } => {
             let admin = target.admin_url()?;
-            let resp = target
-                .client()?
-                .post(format!("{admin}/gust/v1/deployments"))
-                .send()
-                .await
-                .with_context(|| format!("cannot reach Gust at {admin}"))?;
-            let status = resp.status();
-            let text = resp.text().await?;
-            if !status.is_success() {
-                let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-                let message = v["error"]["message"].as_str().unwrap_or(&text);
-                bail!("redeploy refused ({status}): {message}");
-            }
-            let d: gust_api::Deployment = serde_json::from_str(&text).context("the answer is not a deployment")?;
-            for w in &d.warnings {
-                eprintln!("warning: {w}");
-            }
-            let mut parts = Vec::new();
-            for (what, list) in [("new", &d.added), ("redeployed", &d.replaced), ("removed", &d.removed)] {
-                if !list.is_empty() {
-                    parts.push(format!("{what} {}", list.join(", ")));
-                }
-            }
-            if !d.manifest_changes.is_empty() {
-                parts.push(format!("{} updated", d.manifest_changes.join(", ")));
-            }
-            if parts.is_empty() {
+            let req = target.client()?.get(format!("{admin}/gust/v1/deployments"));
+            let list: gust_api::DeploymentList = admin_call(req, &admin, gust_api::Endpoint::ListDeployments).await?;
+            println!("app `{}`", list.app);
+            println!("{:<8} {:<8} {:<27} {:>9}  CODE", "VERSION", "", "DEPLOYED", "FUNCTIONS");
+            for v in &list.versions {
+                let code = if v.code.is_empty() {
+                    "in place".to_string()
+                } else {
+                    v.code
+                        .iter()
+                        .map(|c| &c[..12.min(c.len())])
+                        .collect::<Vec<_>>()
+                        .join(",")
+                };
                 println!(
-                    "`{}` version {}: nothing changed ({} ms)",
-                    d.app, d.version, d.duration_ms
+                    "{:<8} {:<8} {:<27} {:>9}  {code}",
+                    v.version,
+                    if v.running { "serving" } else { "" },
+                    v.deployed_at,
+                    v.functions
                 );
-            } else {
-                parts.push(format!("{} kept warm", d.kept.len()));
-                println!(
-                    "`{}` version {} serving ({} ms): {}",
-                    d.app,
-                    d.version,
-                    d.duration_ms,
-                    parts.join("; ")
-                );
-            }
-            for k in &d.new_api_keys {
-                eprintln!(
-                    "API key `{}` generated from the manifest; it is shown this once:",
-                    k.name
-                );
-                println!("{}", k.key);
             }
             Ok(())
         }
@@ -1341,6 +1337,60 @@ async fn up(config: PlatformConfig, watch: bool) -> Result<()> {
         }
     }
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// `gust redeploy` / `gust rollback`: POSTs `path` and prints what the new version is.
+async fn deploy_call(target: &Target, path: String) -> Result<()> {
+    let admin = target.admin_url()?;
+    let resp = target
+        .client()?
+        .post(format!("{admin}{path}"))
+        .send()
+        .await
+        .with_context(|| format!("cannot reach Gust at {admin}"))?;
+    let status = resp.status();
+    let text = resp.text().await?;
+    if !status.is_success() {
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        let message = v["error"]["message"].as_str().unwrap_or(&text);
+        bail!("refused ({status}): {message}");
+    }
+    let d: gust_api::Deployment = serde_json::from_str(&text).context("the answer is not a deployment")?;
+    for w in &d.warnings {
+        eprintln!("warning: {w}");
+    }
+    let mut parts = Vec::new();
+    for (what, list) in [("new", &d.added), ("redeployed", &d.replaced), ("removed", &d.removed)] {
+        if !list.is_empty() {
+            parts.push(format!("{what} {}", list.join(", ")));
+        }
+    }
+    if !d.manifest_changes.is_empty() {
+        parts.push(format!("{} updated", d.manifest_changes.join(", ")));
+    }
+    if parts.is_empty() {
+        println!(
+            "`{}` version {} serving: nothing changed ({} ms)",
+            d.app, d.version, d.duration_ms
+        );
+    } else {
+        parts.push(format!("{} kept warm", d.kept.len()));
+        println!(
+            "`{}` version {} serving ({} ms): {}",
+            d.app,
+            d.version,
+            d.duration_ms,
+            parts.join("; ")
+        );
+    }
+    for k in &d.new_api_keys {
+        eprintln!(
+            "API key `{}` generated from the manifest; it is shown this once:",
+            k.name
+        );
+        println!("{}", k.key);
+    }
     Ok(())
 }
 

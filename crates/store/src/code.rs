@@ -90,6 +90,9 @@ enum Entry {
 pub struct CodeStore {
     root: PathBuf,
     index: Mutex<HashMap<PathBuf, Seen>>,
+    /// Held by a snapshot and by [`CodeStore::retain`]: an object a snapshot has just made
+    /// (or found) is not linked into its tree yet, and would look like garbage.
+    busy: Mutex<()>,
 }
 
 impl std::fmt::Debug for CodeStore {
@@ -117,11 +120,13 @@ impl CodeStore {
         Ok(Self {
             root: root.to_path_buf(),
             index: Mutex::new(index),
+            busy: Mutex::new(()),
         })
     }
 
     /// Snapshots `dir`, leaving out [`SKIPPED`] names and the paths in `exclude`.
     pub fn snapshot(&self, dir: &Path, exclude: &[PathBuf]) -> Result<Snapshot, CodeError> {
+        let _busy = self.busy.lock().expect("code store lock");
         let dir = std::fs::canonicalize(dir).map_err(io(dir))?;
         let exclude: Vec<PathBuf> = exclude
             .iter()
@@ -347,6 +352,7 @@ impl CodeStore {
 
     /// Removes every tree whose digest is not in `keep`, then every object no tree links to.
     pub fn retain(&self, keep: &HashSet<String>) -> Result<(), CodeError> {
+        let _busy = self.busy.lock().expect("code store lock");
         let trees = self.root.join("trees");
         for entry in std::fs::read_dir(&trees).map_err(io(&trees))?.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();

@@ -108,6 +108,12 @@ pub trait SchedulesApi: Send + Sync + 'static {
 /// owns the deployment).
 pub trait DeployApi: Send + Sync + 'static {
     fn redeploy(&self) -> Pin<Box<dyn Future<Output = Result<gust_api::Deployment, DeployApiError>> + Send + '_>>;
+    /// Back to version `to` (default: the one before the running one).
+    fn rollback(
+        &self,
+        to: Option<u64>,
+    ) -> Pin<Box<dyn Future<Output = Result<gust_api::Deployment, DeployApiError>> + Send + '_>>;
+    fn list(&self) -> Pin<Box<dyn Future<Output = gust_api::DeploymentList> + Send + '_>>;
 }
 
 /// Why a redeploy did not happen.
@@ -115,6 +121,8 @@ pub trait DeployApi: Send + Sync + 'static {
 pub enum DeployApiError {
     /// The new version is invalid or does not start; the running one keeps serving.
     Refused(String),
+    /// A rollback to a version that is not kept (the message lists the kept ones).
+    NoSuchVersion(String),
     ShuttingDown,
 }
 

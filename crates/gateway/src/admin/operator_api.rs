@@ -47,7 +47,7 @@ impl Admin {
             E::ListSecrets | E::SetSecret | E::RemoveSecret | E::RotateMasterKey => self.secrets_api(&route, req).await,
             E::ListInvocations | E::ListLogs | E::GetTrace | E::GetUsage => self.telemetry_api(&route, &req).await,
             E::ListSchedules | E::RunSchedule => self.schedules_api(&route).await,
-            E::Redeploy => self.redeploy().await,
+            E::Redeploy | E::Rollback | E::ListDeployments => self.deployments_api(&route, &req).await,
             E::Publish
             | E::ListSubscriptions
             | E::ListDeadLetters
@@ -390,14 +390,37 @@ impl Admin {
             .expect("static response parts are valid")
     }
 
-    async fn redeploy(&self) -> Result<Response<Body>, ApiError> {
+    async fn deployments_api(&self, route: &Route, req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
         let deployer = self
             .deployer
             .get()
             .ok_or_else(|| ApiError::new(ErrorCode::DeploymentsDisabled, "this Gust does not redeploy"))?;
-        match deployer.redeploy().await {
+        let done = match route.endpoint {
+            Endpoint::ListDeployments => return Ok(json_response(StatusCode::OK, deployer.list().await)),
+            Endpoint::Rollback => {
+                let to = req
+                    .uri()
+                    .query()
+                    .unwrap_or("")
+                    .split('&')
+                    .find_map(|p| p.strip_prefix("to="))
+                    .map(|v| {
+                        v.parse::<u64>().map_err(|_| {
+                            ApiError::new(
+                                ErrorCode::InvalidParameter,
+                                format!("`to` must be a version number (got `{v}`)"),
+                            )
+                        })
+                    })
+                    .transpose()?;
+                deployer.rollback(to).await
+            }
+            _ => deployer.redeploy().await,
+        };
+        match done {
             Ok(d) => Ok(json_response(StatusCode::OK, d)),
             Err(super::DeployApiError::Refused(why)) => Err(ApiError::new(ErrorCode::DeployRefused, why)),
+            Err(super::DeployApiError::NoSuchVersion(why)) => Err(ApiError::new(ErrorCode::DeploymentNotFound, why)),
             Err(super::DeployApiError::ShuttingDown) => {
                 Err(ApiError::new(ErrorCode::ShuttingDown, "Gust is shutting down"))
             }

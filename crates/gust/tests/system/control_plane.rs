@@ -82,6 +82,8 @@ pub(crate) fn operator_actions() -> Vec<(Method, &'static str, &'static str)> {
         (Method::GET, "/gust/v1/functions", ""),
         (Method::GET, "/metrics", ""),
         (Method::POST, "/gust/v1/deployments", ""),
+        (Method::GET, "/gust/v1/deployments", ""),
+        (Method::POST, "/gust/v1/deployments/rollback", ""),
     ]
 }
 
