@@ -53,14 +53,14 @@ pub struct Subscription {
 /// A broker source and its live state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct SubscriptionSource {
-    /// `redis-streams`, `nats-jetstream` or `nats`.
+    /// `redis-streams`, `nats-jetstream`, `nats`, `rabbitmq` or `mqtt`.
     #[serde(rename = "type")]
     pub kind: String,
     /// The broker URL (never with credentials).
     pub url: String,
     /// What is read: stream and group, subject, durable consumer.
     pub address: String,
-    /// `at-least-once`, or `at-most-once` (core NATS).
+    /// `at-least-once`, or `at-most-once` (core NATS; MQTT with QoS 0 or a clean session).
     pub guarantee: String,
     /// `connecting`, `connected` or `reconnecting`.
     pub state: String,

@@ -32,6 +32,9 @@ pub struct Record {
     pub first_ms: i64,
     pub published_ms: i64,
     pub event: CloudEvent,
+    /// What a broker's own event shape shows beside the data (RabbitMQ: `basicProperties`
+    /// and `redelivered`), as JSON; `None` for Gust's topics and the SQS-like shape.
+    pub native: Option<Arc<serde_json::Value>>,
 }
 
 /// What to do with one record after its batch was delivered.
@@ -141,6 +144,7 @@ impl Deliverer {
             EventShape::Sqs => serde_json::to_vec(&shape::sqs_event(batch, &origin, &self.region)),
             EventShape::Sns => serde_json::to_vec(&shape::sns_event(batch, topic, sub, &self.region, &self.account)),
             EventShape::Raw => Ok(batch[0].event.data.to_vec()),
+            EventShape::RabbitMq => serde_json::to_vec(&shape::rabbitmq_event(batch, spec, &origin)),
         }
         .expect("JSON values serialise");
         let mut inv = Invocation::new(spec.function.as_str(), payload, Trigger::Event);
@@ -216,7 +220,8 @@ impl Deliverer {
         // Ok(indices of the records that failed) or Err(why all of them failed).
         let failed: Result<Vec<usize>, String> = match result {
             Ok(out) if out.function_error.is_none() => {
-                if spec.report_batch_item_failures && spec.shape != EventShape::Raw {
+                // Lambda's RabbitMQ event has no partial batch failure (the model refuses it).
+                if spec.report_batch_item_failures && matches!(spec.shape, EventShape::Sqs | EventShape::Sns) {
                     shape::batch_item_failures(&out.payload, batch).inspect_err(|e| {
                         tracing::warn!(subscription = %sub, "{e}: the whole batch is retried");
                     })

@@ -236,6 +236,7 @@ async fn deliver(d: &Dispatcher, spec: &SubscriptionSpec, batch: Vec<Claimed>, c
             first_ms: c.first_ms,
             published_ms: c.published_ms,
             event: c.event,
+            native: None,
         })
         .collect();
     let outcomes = d.deliverer.deliver(spec, &records, claimed_ms).await;

@@ -5,7 +5,7 @@
 //! today, NATS JetStream for clusters later), delivery with batches, partial batch failure,
 //! retries with backoff and jitter, maximum age, and dead-letter queues, and asynchronous
 //! invocation (Lambda's `InvocationType: Event`), which is a hidden subscription per function,
-//! and broker sources (`source/`: Redis Streams, NATS), consumed directly and settled at the
+//! and broker sources (`source/`: Redis Streams, NATS, RabbitMQ, MQTT), consumed directly and settled at the
 //! broker only after the handler succeeded, through the same delivery core as the log.
 //!
 //! Every delivery is an invocation through the shared `gust_runtime::Invoker`: no second

@@ -1,5 +1,6 @@
 //! What a subscriber receives: SQS-style and SNS-style record batches (CloudEvents attributes
-//! as message attributes), and the `batchItemFailures` answer for partial batch failure.
+//! as message attributes), Lambda's RabbitMQ event for rabbitmq sources, and the
+//! `batchItemFailures` answer for partial batch failure.
 
 use crate::delivery::Record;
 use gust_model::{SourceSpec, SubscriptionSpec};
@@ -26,6 +27,17 @@ impl Origin {
             SourceSpec::RedisStreams(s) => s.stream.as_str(),
             SourceSpec::NatsJetStream(s) => s.stream.as_str(),
             SourceSpec::Nats(s) => s.subject.as_str(),
+            SourceSpec::Mqtt(s) => s.topic.as_str(),
+            SourceSpec::RabbitMq(s) => {
+                // As Lambda names it; the broker ARN a serverless.yml event gave, if any.
+                return Self {
+                    event_source: "aws:rmq".into(),
+                    arn: s
+                        .broker_arn
+                        .clone()
+                        .unwrap_or_else(|| format!("arn:gust:rabbitmq:{region}:{account}:{}", s.queue)),
+                };
+            }
         };
         Self {
             event_source: format!("gust:{}", source.kind()),
@@ -65,6 +77,68 @@ pub fn sqs_event(records: &[&Record], origin: &Origin, region: &str) -> Value {
         })
         .collect();
     json!({ "Records": records })
+}
+
+/// Builds Lambda's RabbitMQ event: `{"eventSource":"aws:rmq","eventSourceArn":...,
+/// "rmqMessagesByQueue":{"<queue>::<vhost>":[{"basicProperties":{...},"redelivered":..,
+/// "data":"<base64>"}]}}`. `basicProperties` and `redelivered` come from the source
+/// ([`Record::native`]); the data is always base64, as Lambda sends it.
+pub fn rabbitmq_event(records: &[&Record], spec: &SubscriptionSpec, origin: &Origin) -> Value {
+    use base64::Engine;
+    let key = match &spec.source {
+        Some(SourceSpec::RabbitMq(s)) => format!("{}::{}", s.queue, s.vhost()),
+        _ => format!("{}::/", spec.topic),
+    };
+    let messages: Vec<Value> = records
+        .iter()
+        .map(|r| {
+            let native = r.native.as_deref();
+            let props = native
+                .and_then(|n| n.get("basicProperties"))
+                .cloned()
+                .unwrap_or_else(|| redriven_properties(r));
+            let redelivered = native
+                .and_then(|n| n.get("redelivered"))
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+            json!({
+                "basicProperties": props,
+                // Lambda's flag, and also true when Gust holds a message for a retry.
+                "redelivered": redelivered || r.attempts > 1,
+                "data": base64::engine::general_purpose::STANDARD.encode(&r.event.data),
+            })
+        })
+        .collect();
+    let mut by_queue = Map::new();
+    by_queue.insert(key, Value::Array(messages));
+    json!({
+        "eventSource": origin.event_source,
+        "eventSourceArn": origin.arn,
+        "rmqMessagesByQueue": by_queue,
+    })
+}
+
+/// `basicProperties` of a record without the broker's own (one redriven from Gust's DLQ),
+/// rebuilt from its CloudEvent attributes: content type, message id and type.
+fn redriven_properties(r: &Record) -> Value {
+    let e = &r.event;
+    json!({
+        "contentType": e.datacontenttype,
+        "contentEncoding": null,
+        "headers": {},
+        "deliveryMode": 1,
+        "priority": 0,
+        "correlationId": null,
+        "replyTo": null,
+        "expiration": null,
+        "messageId": e.id,
+        "timestamp": null,
+        "type": Some(&e.event_type).filter(|t| *t != "gust.rabbitmq.message"),
+        "userId": null,
+        "appId": null,
+        "clusterId": null,
+        "bodySize": e.data.len(),
+    })
 }
 
 /// Builds `{"Records":[...]}` in SNS's shape.

@@ -294,6 +294,10 @@ pub enum EventShape {
     Sns,
     /// The published payload itself, one per invocation (asynchronous invocation).
     Raw,
+    /// Lambda's Amazon MQ for RabbitMQ event: `{"eventSource":"aws:rmq","rmqMessagesByQueue":
+    /// {"<queue>::<vhost>":[{basicProperties, redelivered, data}]}}` (rabbitmq sources only).
+    /// Lambda has no `batchItemFailures` for it: a failure fails the whole batch.
+    RabbitMq,
 }
 
 /// Which events a subscription takes: all listed conditions must hold; empty means all.

@@ -34,7 +34,9 @@ pub use app::{
 pub use error::ManifestError;
 pub use ids::{AppName, FunctionName, NameError, TopicName};
 pub use route_key::{MethodMatch, RouteKey};
-pub use source::{CoreNatsSource, JetStreamSource, RedisStreamsSource, SourceSpec, StartPosition};
+pub use source::{
+    CoreNatsSource, JetStreamSource, MqttSource, RabbitMqSource, RedisStreamsSource, SourceSpec, StartPosition,
+};
 pub use telemetry::{InvocationRecord, InvokeSpan, SpanRecord, TraceParent};
 
 use std::collections::BTreeMap;

@@ -709,16 +709,32 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path, options: &LoadOptions)
         // (dead letters and redrives live under it in the embedded log).
         let is_source = source.is_some();
         let topic = topic.unwrap_or_else(|| name.clone());
+        let rabbitmq = matches!(source, Some(crate::SourceSpec::RabbitMq(_)));
         let shape = match s.shape.as_deref() {
+            // A RabbitMQ queue reaches handlers in Lambda's RabbitMQ shape unless told otherwise.
+            None if rabbitmq => EventShape::RabbitMq,
+            Some("rabbitmq") if rabbitmq => EventShape::RabbitMq,
+            Some("rabbitmq") => {
+                return Err(err(
+                    key("shape"),
+                    "the \"rabbitmq\" shape is for `source = { type = \"rabbitmq\", ... }` subscriptions".into(),
+                ))
+            }
             None | Some("sqs") => EventShape::Sqs,
             Some("sns") => EventShape::Sns,
             Some(other) => {
                 return Err(err(
                     key("shape"),
-                    format!("unknown shape `{other}`: use \"sqs\" or \"sns\""),
+                    format!("unknown shape `{other}`: use \"sqs\", \"sns\" or (rabbitmq sources) \"rabbitmq\""),
                 ))
             }
         };
+        if shape == EventShape::RabbitMq && s.report_batch_item_failures {
+            return Err(err(
+                key("report_batch_item_failures"),
+                "Lambda's RabbitMQ event has no batchItemFailures (a failure fails the whole batch): leave it out, or use shape = \"sqs\"".into(),
+            ));
+        }
         let fn_timeout = functions.get(&function).map(|f: &FunctionSpec| f.timeout);
         let max_instances = functions.get(&function).map(|f: &FunctionSpec| f.scaling.max_instances);
         let sub = subscription(
@@ -1468,6 +1484,67 @@ burst = 10
     }
 
     #[test]
+    fn mqtt_sources_default_to_qos_1_on_a_persistent_session() {
+        use crate::SourceSpec;
+        let l = load(&format!(
+            "{SOURCE_BASE}source = {{ type = \"mqtt\", topic = \"sensors/+/temp\", shared_group = \"readers\" }}\n"
+        ))
+        .unwrap();
+        let s = &l.app.subscriptions[0];
+        assert_eq!(s.name.as_str(), "f.sensors___temp");
+        assert_eq!(s.shape, EventShape::Sqs);
+        let Some(SourceSpec::Mqtt(m)) = &s.source else {
+            panic!("{:?}", s.source)
+        };
+        assert_eq!(
+            (m.url.as_str(), m.qos, m.clean_session),
+            ("mqtt://127.0.0.1:1883", 1, false)
+        );
+        assert_eq!(m.filter(), "$share/readers/sensors/+/temp");
+        assert!(s.source.as_ref().unwrap().at_least_once());
+        let l = load(&format!(
+            "{SOURCE_BASE}source = {{ type = \"mqtt\", topic = \"a\", qos = 0, client_id = \"billing-1\" }}\n"
+        ))
+        .unwrap();
+        assert!(
+            !l.app.subscriptions[0].source.as_ref().unwrap().at_least_once(),
+            "QoS 0 is at most once"
+        );
+    }
+
+    #[test]
+    fn rabbitmq_sources_default_to_lambdas_rabbitmq_shape() {
+        use crate::SourceSpec;
+        let l = load(&format!(
+            "{SOURCE_BASE}source = {{ type = \"rabbitmq\", queue = \"orders\", username = \"app\", password_secret = \"RMQ_PASSWORD\", prefetch = 50, dead_letter_exchange = \"orders-dlx\" }}\n"
+        ))
+        .unwrap();
+        let s = &l.app.subscriptions[0];
+        assert_eq!(s.name.as_str(), "f.orders");
+        assert_eq!(s.shape, EventShape::RabbitMq);
+        let Some(SourceSpec::RabbitMq(r)) = &s.source else {
+            panic!("{:?}", s.source)
+        };
+        assert_eq!(r.url, "amqp://127.0.0.1:5672/%2f");
+        assert_eq!(r.vhost(), "/");
+        assert_eq!(
+            (r.prefetch, r.dead_letter_exchange.as_deref()),
+            (Some(50), Some("orders-dlx"))
+        );
+        assert_eq!(r.password_secret.as_deref(), Some("RMQ_PASSWORD"));
+        assert!(l.app.topics.is_empty());
+        let l = load(&format!(
+            "{SOURCE_BASE}shape = \"sqs\"\nsource = {{ type = \"rabbitmq\", queue = \"orders\" }}\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            l.app.subscriptions[0].shape,
+            EventShape::Sqs,
+            "the SQS-like shape on request"
+        );
+    }
+
+    #[test]
     fn bad_sources_name_the_key_and_the_value() {
         let cases = [
             ("source = { type = \"kafka\" }", "subscriptions[0].source.type", "kafka"),
@@ -1512,6 +1589,46 @@ burst = 10
                 "not both",
             ),
             ("", "subscriptions[0].topic", "missing"),
+            (
+                "source = { type = \"mqtt\", topic = \"a/b\", qos = 2 }",
+                "subscriptions[0].source.qos",
+                "QoS 2",
+            ),
+            (
+                "source = { type = \"mqtt\", topic = \"$share/g/a/b\" }",
+                "subscriptions[0].source.topic",
+                "shared_group",
+            ),
+            (
+                "source = { type = \"mqtt\", topic = \"a\", url = \"mqtts://h\" }",
+                "subscriptions[0].source.url",
+                "mqtt://",
+            ),
+            (
+                "source = { type = \"mqtt\", topic = \"a\", shared_group = \"a/b\" }",
+                "subscriptions[0].source.shared_group",
+                "must not contain",
+            ),
+            (
+                "source = { type = \"rabbitmq\", queue = \"q\", prefetch = 0 }",
+                "subscriptions[0].source.prefetch",
+                "1..=65535",
+            ),
+            (
+                "source = { type = \"rabbitmq\" }",
+                "subscriptions[0].source.queue",
+                "needs `queue`",
+            ),
+            (
+                "report_batch_item_failures = true\nsource = { type = \"rabbitmq\", queue = \"q\" }",
+                "subscriptions[0].report_batch_item_failures",
+                "no batchItemFailures",
+            ),
+            (
+                "shape = \"rabbitmq\"\nsource = { type = \"nats\", subject = \"a\" }",
+                "subscriptions[0].shape",
+                "rabbitmq",
+            ),
         ];
         for (extra, key, needle) in cases {
             let e = load(&format!("{SOURCE_BASE}{extra}\n")).unwrap_err();

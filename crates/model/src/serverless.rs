@@ -22,7 +22,7 @@ use std::path::Path;
 mod auth;
 
 /// The event types Gust maps (a bare string or any other type is refused or reported).
-const EVENT_TYPES: &str = "http, httpApi, schedule, sqs, sns";
+const EVENT_TYPES: &str = "http, httpApi, schedule, sqs, sns, rabbitmq";
 
 /// Serverless Framework v3's own defaults, which a serverless.yml author relies on.
 const SLS_MEMORY_MB: u32 = 1024;
@@ -146,6 +146,13 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path, options: &LoadOptions)
     let mut service = None;
     let mut provider = Mapping::new();
     let mut functions = Mapping::new();
+    let custom_gust_rabbitmq = top
+        .get("custom")
+        .and_then(|c| c.as_mapping())
+        .and_then(|c| c.get("gust"))
+        .and_then(|g| g.as_mapping())
+        .and_then(|g| g.get("rabbitmq"))
+        .cloned();
     for (k, v) in &top {
         let key = str_key(k);
         match key.as_str() {
@@ -302,6 +309,14 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path, options: &LoadOptions)
                                     let input = queue_event(&mut w, evv, &tpath, &name, shape)?;
                                     pending_subs.push((input, tpath));
                                 }
+                                "rabbitmq" => {
+                                    let broker = RabbitMqBroker::read(&w, custom_gust_rabbitmq.as_ref())?;
+                                    if let Some(input) =
+                                        rabbitmq_event(&mut w, evv, &tpath, &name, &broker, &mut runtime_warnings)?
+                                    {
+                                        pending_subs.push((input, tpath));
+                                    }
+                                }
                                 _ => w.unsupported(tpath),
                             }
                         }
@@ -376,7 +391,10 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path, options: &LoadOptions)
         let f = fns.get(&input.function);
         let sub = subscription(input, f.map(|f| f.timeout), f.map(|f| f.scaling.max_instances))
             .map_err(|(k, m)| w.err(format!("{key}.{k}"), m))?;
-        topics.insert(sub.topic.clone());
+        // A broker source has no Gust topic (its dead letters live under its own name).
+        if sub.source.is_none() {
+            topics.insert(sub.topic.clone());
+        }
         subscriptions.push(sub);
     }
     let app = App {
@@ -488,6 +506,137 @@ fn queue_event(
     input.name = TopicName::new(format!("{function}.{topic}")).map_err(|e| w.err(path, e.to_string()))?;
     input.topic = topic;
     Ok(input)
+}
+
+/// Where serverless.yml `rabbitmq` events connect: an Amazon MQ ARN names no reachable
+/// broker, so `custom.gust.rabbitmq` says it (`url`, `username`, `passwordSecret`, the name of
+/// a Gust secret); without it, the local default broker with a warning.
+struct RabbitMqBroker {
+    /// `None`: not set (the default URL is used, with a warning).
+    url: Option<String>,
+    username: Option<String>,
+    password_secret: Option<String>,
+}
+
+impl RabbitMqBroker {
+    const DEFAULT_URL: &'static str = "amqp://127.0.0.1:5672";
+
+    fn read(w: &Walker<'_>, custom: Option<&Value>) -> Result<Self, ManifestError> {
+        let mut out = Self {
+            url: None,
+            username: None,
+            password_secret: None,
+        };
+        let Some(custom) = custom else {
+            return Ok(out);
+        };
+        let base = "custom.gust.rabbitmq";
+        for (k, v) in w.mapping(custom, base)?.iter() {
+            let key = str_key(k);
+            let path = format!("{base}.{key}");
+            match key.as_str() {
+                "url" => out.url = Some(w.string(v, &path)?),
+                "username" => out.username = Some(w.string(v, &path)?),
+                "passwordSecret" => out.password_secret = Some(w.string(v, &path)?),
+                _ => {
+                    return Err(w.err(
+                        path,
+                        "unknown key: custom.gust.rabbitmq takes url, username and passwordSecret",
+                    ))
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// `rabbitmq: {arn, queue, virtualHost, basicAuthArn, batchSize, maximumBatchingWindow,
+/// enabled}`: a rabbitmq source subscription (`None` when `enabled: false`).
+fn rabbitmq_event(
+    w: &mut Walker<'_>,
+    v: &Value,
+    path: &str,
+    function: &FunctionName,
+    broker: &RabbitMqBroker,
+    warnings: &mut Vec<String>,
+) -> Result<Option<SubscriptionInput>, ManifestError> {
+    let m = w.mapping(v, path)?.into_owned();
+    let (mut arn, mut queue, mut vhost, mut auth_arn, mut enabled) = (None, None, None, None, true);
+    let mut batch_size = None;
+    let mut batch_window = None;
+    for (k, v) in &m {
+        let key = str_key(k);
+        let kpath = format!("{path}.{key}");
+        match key.as_str() {
+            "arn" => arn = Some(w.string(v, &kpath)?),
+            "queue" => queue = Some(w.string(v, &kpath)?),
+            "virtualHost" => vhost = Some(w.string(v, &kpath)?),
+            "basicAuthArn" => auth_arn = Some(w.string(v, &kpath)?),
+            "batchSize" => batch_size = Some(w.number(v, &kpath)? as u32),
+            "maximumBatchingWindow" => batch_window = Some(w.number(v, &kpath)?),
+            "enabled" => enabled = w.boolean(v, &kpath)?,
+            _ => w.unsupported(kpath),
+        }
+    }
+    let queue = queue.ok_or_else(|| w.err(format!("{path}.queue"), "is required"))?;
+    if !enabled {
+        return Ok(None);
+    }
+    let base = match &broker.url {
+        Some(u) => u.clone(),
+        None => {
+            warnings.push(format!(
+                "{}: `{path}`: an Amazon MQ ARN names no broker Gust can reach; connecting to {} (set `custom.gust.rabbitmq.url`)",
+                w.file.display(),
+                RabbitMqBroker::DEFAULT_URL
+            ));
+            RabbitMqBroker::DEFAULT_URL.to_string()
+        }
+    };
+    let url = match &vhost {
+        // `virtualHost` replaces the URL's path (RabbitMQ's URI spec: the path is the vhost).
+        Some(vh) => {
+            let (scheme, rest) = base.split_once("://").unwrap_or(("amqp", base.as_str()));
+            let authority = rest.split('/').next().unwrap_or("");
+            format!("{scheme}://{authority}/{}", crate::source::percent_encode(vh))
+        }
+        None => base,
+    };
+    if auth_arn.is_some() && broker.password_secret.is_none() {
+        warnings.push(format!(
+            "{}: `{path}.basicAuthArn` names an AWS Secrets Manager secret Gust cannot read; connecting as {} (set `custom.gust.rabbitmq.username` and `passwordSecret`, a Gust secret)",
+            w.file.display(),
+            broker.username.as_deref().unwrap_or("guest")
+        ));
+    }
+    let source = crate::source::rabbitmq(url, queue, broker.username.clone(), broker.password_secret.clone(), arn)
+        .map_err(|(k, msg)| {
+            let key = match k.as_str() {
+                "url" => "custom.gust.rabbitmq.url".to_string(),
+                "password_secret" => "custom.gust.rabbitmq.passwordSecret".to_string(),
+                "queue" => format!("{path}.queue"),
+                other => format!("{path}.{other}"),
+            };
+            w.err(key, msg)
+        })?;
+    let name =
+        TopicName::new(format!("{function}.{}", source.default_name())).map_err(|e| w.err(path, e.to_string()))?;
+    Ok(Some(SubscriptionInput {
+        name: name.clone(),
+        topic: name,
+        function: function.clone(),
+        filter: EventFilter::default(),
+        shape: EventShape::RabbitMq,
+        batch_size,
+        batch_window,
+        max_concurrency: None,
+        max_attempts: None,
+        max_event_age: None,
+        visibility_timeout: None,
+        report_batch_item_failures: false,
+        retry_delay: None,
+        source: Some(source),
+    }))
 }
 
 /// `schedule: rate(5 minutes)` or `schedule: {rate: expr | [expr, ...], enabled, input, name, description}`.
@@ -718,6 +867,62 @@ mod tests {
             Path::new("/svc"),
             &LoadOptions::from_env_map([("UNUSED", "")]),
         )
+    }
+
+    const RMQ_BASE: &str = "service: s\nprovider:\n  name: aws\n  runtime: nodejs20.x\n";
+
+    #[test]
+    fn rabbitmq_events_become_rabbitmq_sources() {
+        let yml = format!(
+            "{RMQ_BASE}custom:\n  gust:\n    rabbitmq:\n      url: amqps://mq.internal:5671\n      username: orders\n      passwordSecret: RMQ_PASSWORD\nfunctions:\n  compute:\n    handler: h.h\n    events:\n      - rabbitmq:\n          arn: arn:aws:mq:us-east-1:0000:broker:B:b-1\n          queue: orders\n          virtualHost: shop/prod\n          basicAuthArn: arn:aws:secretsmanager:us-east-1:0:secret:S\n          batchSize: 5\n          maximumBatchingWindow: 2\n      - rabbitmq:\n          arn: arn:aws:mq:us-east-1:0000:broker:B:b-1\n          queue: paused\n          enabled: false\n"
+        );
+        let l = load(&yml).unwrap();
+        assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+        assert_eq!(l.app.subscriptions.len(), 1, "`enabled: false` makes no subscription");
+        assert!(l.app.topics.is_empty(), "a broker source has no Gust topic");
+        let s = &l.app.subscriptions[0];
+        assert_eq!(s.name.as_str(), "compute.orders");
+        assert_eq!(s.shape, EventShape::RabbitMq);
+        assert_eq!((s.batch_size, s.batch_window), (5, Duration::from_secs(2)));
+        let Some(crate::SourceSpec::RabbitMq(r)) = &s.source else {
+            panic!("{:?}", s.source)
+        };
+        assert_eq!(r.url, "amqps://mq.internal:5671/shop%2Fprod");
+        assert_eq!(r.vhost(), "shop/prod");
+        assert_eq!(r.username.as_deref(), Some("orders"));
+        assert_eq!(r.password_secret.as_deref(), Some("RMQ_PASSWORD"));
+        assert_eq!(r.broker_arn.as_deref(), Some("arn:aws:mq:us-east-1:0000:broker:B:b-1"));
+    }
+
+    #[test]
+    fn rabbitmq_events_without_a_broker_url_use_the_local_one_and_say_so() {
+        let yml = format!(
+            "{RMQ_BASE}functions:\n  compute:\n    handler: h.h\n    events:\n      - rabbitmq:\n          arn: arn:aws:mq:us-east-1:0000:broker:B:b-1\n          queue: orders\n          basicAuthArn: arn:aws:secretsmanager:us-east-1:0:secret:S\n"
+        );
+        let l = load(&yml).unwrap();
+        let Some(crate::SourceSpec::RabbitMq(r)) = &l.app.subscriptions[0].source else {
+            panic!()
+        };
+        assert_eq!(r.url, "amqp://127.0.0.1:5672");
+        let all = l.warnings.join("\n");
+        assert!(all.contains("custom.gust.rabbitmq.url"), "{all}");
+        assert!(all.contains("basicAuthArn") && all.contains("passwordSecret"), "{all}");
+
+        let e = load(&format!(
+            "{RMQ_BASE}custom:\n  gust:\n    rabbitmq:\n      url: amqp://u:p@h\nfunctions:\n  f:\n    handler: h.h\n    events:\n      - rabbitmq: {{ arn: a, queue: q }}\n"
+        ))
+        .unwrap_err();
+        assert_eq!(e.key, "custom.gust.rabbitmq.url", "{e}");
+        let e = load(&format!(
+            "{RMQ_BASE}custom:\n  gust:\n    rabbitmq:\n      host: h\nfunctions:\n  f:\n    handler: h.h\n    events:\n      - rabbitmq: {{ arn: a, queue: q }}\n"
+        ))
+        .unwrap_err();
+        assert_eq!(e.key, "custom.gust.rabbitmq.host", "{e}");
+        let e = load(&format!(
+            "{RMQ_BASE}functions:\n  f:\n    handler: h.h\n    events:\n      - rabbitmq: {{ arn: a }}\n"
+        ))
+        .unwrap_err();
+        assert!(e.key.ends_with("rabbitmq.queue"), "{e}");
     }
 
     const SAMPLE: &str = r#"

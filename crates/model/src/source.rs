@@ -16,6 +16,10 @@ pub enum SourceSpec {
     NatsJetStream(JetStreamSource),
     /// Core NATS: at-most-once (a message in flight when Gust dies is lost).
     Nats(CoreNatsSource),
+    /// An AMQP 0-9-1 queue (RabbitMQ), manual acks.
+    RabbitMq(RabbitMqSource),
+    /// An MQTT 3.1.1 topic filter, QoS 1 with manual acks and a persistent session.
+    Mqtt(MqttSource),
 }
 
 /// Where a new consumer group (or consumer) starts.
@@ -71,6 +75,89 @@ pub struct CoreNatsSource {
     pub password_secret: Option<String>,
 }
 
+#[derive(Debug, Clone, PartialEq)]
+pub struct RabbitMqSource {
+    /// `amqp://host:port/vhost` (or `amqps://`); the virtual host is URL-encoded (`%2f` is
+    /// `/`). A password in the URL is refused: name a secret in `password_secret`.
+    pub url: String,
+    pub queue: String,
+    /// Default `guest` (RabbitMQ's default user) when neither this nor a password is set.
+    pub username: Option<String>,
+    pub password_secret: Option<String>,
+    /// Unacknowledged deliveries the broker may push (`basic.qos`); default the
+    /// subscription's concurrency x batch size.
+    pub prefetch: Option<u16>,
+    /// The exchange the queue dead-letters to (its `x-dead-letter-exchange`): a dead letter
+    /// is `nack`ed without requeue, and RabbitMQ moves it there, instead of Gust's DLQ.
+    pub dead_letter_exchange: Option<String>,
+    /// The broker ARN a serverless.yml `rabbitmq` event named, shown to handlers as
+    /// `eventSourceArn` (not a gust.toml key).
+    pub broker_arn: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MqttSource {
+    /// `mqtt://host[:port]` (default port 1883).
+    pub url: String,
+    /// A topic filter (`+` and `#` wildcards allowed).
+    pub topic: String,
+    /// 1 (at least once, the default) or 0 (at most once).
+    pub qos: u8,
+    /// Several consumers in one group share the messages (`$share/<group>/<topic>`).
+    pub shared_group: Option<String>,
+    /// The MQTT client id, which names the broker's session: keep it stable so a restarted
+    /// Gust gets what the broker kept for it (default `gust-<host name>-<subscription>`).
+    pub client_id: Option<String>,
+    pub username: Option<String>,
+    pub password_secret: Option<String>,
+    /// `false` (the default): the broker keeps the session (subscription and unacknowledged
+    /// QoS 1 messages) while Gust is away.
+    pub clean_session: bool,
+}
+
+impl MqttSource {
+    /// The filter Gust subscribes to (with the shared-subscription prefix when grouped).
+    pub fn filter(&self) -> String {
+        match &self.shared_group {
+            Some(g) => format!("$share/{g}/{}", self.topic),
+            None => self.topic.clone(),
+        }
+    }
+}
+
+impl RabbitMqSource {
+    /// The virtual host named by the URL's path, decoded (`/` when there is none).
+    pub fn vhost(&self) -> String {
+        let rest = self.url.split_once("://").map(|(_, r)| r).unwrap_or("");
+        match rest.split_once('/') {
+            None | Some((_, "")) => "/".into(),
+            Some((_, path)) => percent_decode(path.split(['?', '#']).next().unwrap_or("")),
+        }
+    }
+}
+
+/// `%XX` escapes decoded (an invalid escape is kept as written).
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Some(v) = std::str::from_utf8(&b[i + 1..i + 3])
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+            {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 impl SourceSpec {
     /// The `type` written in the manifest.
     pub fn kind(&self) -> &'static str {
@@ -78,12 +165,19 @@ impl SourceSpec {
             Self::RedisStreams(_) => "redis-streams",
             Self::NatsJetStream(_) => "nats-jetstream",
             Self::Nats(_) => "nats",
+            Self::RabbitMq(_) => "rabbitmq",
+            Self::Mqtt(_) => "mqtt",
         }
     }
 
-    /// Whether a record in flight survives a crash of Gust (core NATS: no).
+    /// Whether a record in flight survives a crash of Gust (core NATS, MQTT QoS 0 or a clean
+    /// session: no).
     pub fn at_least_once(&self) -> bool {
-        !matches!(self, Self::Nats(_))
+        match self {
+            Self::Nats(_) => false,
+            Self::Mqtt(m) => m.qos == 1 && !m.clean_session,
+            _ => true,
+        }
     }
 
     /// The broker's URL without credentials, for logs and the operator API.
@@ -92,6 +186,8 @@ impl SourceSpec {
             Self::RedisStreams(s) => &s.url,
             Self::NatsJetStream(s) => &s.url,
             Self::Nats(s) => &s.url,
+            Self::RabbitMq(s) => &s.url,
+            Self::Mqtt(s) => &s.url,
         }
     }
 
@@ -104,6 +200,8 @@ impl SourceSpec {
                 Some(q) => format!("subject {} queue group {q}", s.subject),
                 None => format!("subject {}", s.subject),
             },
+            Self::RabbitMq(s) => format!("queue {} vhost {}", s.queue, s.vhost()),
+            Self::Mqtt(s) => format!("topic {} qos {}", s.filter(), s.qos),
         }
     }
 
@@ -113,6 +211,8 @@ impl SourceSpec {
             Self::RedisStreams(s) => s.password_secret.as_deref(),
             Self::NatsJetStream(s) => s.password_secret.as_deref(),
             Self::Nats(s) => s.password_secret.as_deref(),
+            Self::RabbitMq(s) => s.password_secret.as_deref(),
+            Self::Mqtt(s) => s.password_secret.as_deref(),
         }
     }
 
@@ -122,6 +222,8 @@ impl SourceSpec {
             Self::RedisStreams(s) => s.stream.clone(),
             Self::NatsJetStream(s) => s.durable.clone(),
             Self::Nats(s) => s.subject.clone(),
+            Self::RabbitMq(s) => s.queue.clone(),
+            Self::Mqtt(s) => s.topic.replace(['+', '#'], "_"),
         };
         raw.chars()
             .map(|c| {
@@ -154,6 +256,14 @@ pub(crate) struct SourceSection {
     password_secret: Option<String>,
     dead_letter_stream: Option<String>,
     dead_letter_subject: Option<String>,
+    queue: Option<String>,
+    prefetch: Option<u16>,
+    dead_letter_exchange: Option<String>,
+    topic: Option<String>,
+    qos: Option<u8>,
+    shared_group: Option<String>,
+    client_id: Option<String>,
+    clean_session: Option<bool>,
 }
 
 /// Validates a `source` table; errors are `(key under source, message)`.
@@ -171,6 +281,14 @@ pub(crate) fn source(s: SourceSection) -> Result<SourceSpec, (String, String)> {
         ("ordering_key", s.ordering_key.is_some()),
         ("dead_letter_stream", s.dead_letter_stream.is_some()),
         ("dead_letter_subject", s.dead_letter_subject.is_some()),
+        ("queue", s.queue.is_some()),
+        ("prefetch", s.prefetch.is_some()),
+        ("dead_letter_exchange", s.dead_letter_exchange.is_some()),
+        ("topic", s.topic.is_some()),
+        ("qos", s.qos.is_some()),
+        ("shared_group", s.shared_group.is_some()),
+        ("client_id", s.client_id.is_some()),
+        ("clean_session", s.clean_session.is_some()),
     ] {
         given.insert(k, v);
     }
@@ -185,18 +303,23 @@ pub(crate) fn source(s: SourceSection) -> Result<SourceSpec, (String, String)> {
         ],
         "nats-jetstream" => &["stream", "subject", "durable", "start", "dead_letter_subject"],
         "nats" => &["subject", "queue_group"],
-        other => {
-            return Err(e(
-                "type",
-                format!("unknown source type `{other}`: use \"redis-streams\", \"nats-jetstream\" or \"nats\""),
-            ))
-        }
+        "rabbitmq" => &["queue", "prefetch", "dead_letter_exchange"],
+        "mqtt" => &["topic", "qos", "shared_group", "client_id", "clean_session"],
+        other => return Err(e(
+            "type",
+            format!(
+                "unknown source type `{other}`: use \"redis-streams\", \"nats-jetstream\", \"nats\", \"rabbitmq\" or \"mqtt\""
+            ),
+        )),
     };
     if let Some((k, _)) = given.iter().find(|(k, v)| **v && !allowed.contains(k)) {
         return Err(e(k, format!("`{k}` does not apply to a `{}` source", s.kind)));
     }
     let (scheme, default_url) = match s.kind.as_str() {
         "redis-streams" => (&["redis://", "rediss://"][..], "redis://127.0.0.1:6379"),
+        "rabbitmq" => (&["amqp://", "amqps://"][..], "amqp://127.0.0.1:5672/%2f"),
+        // Plain TCP only: the MQTT client is built without TLS (docs/events.md).
+        "mqtt" => (&["mqtt://", "tcp://"][..], "mqtt://127.0.0.1:1883"),
         _ => (&["nats://", "tls://"][..], "nats://127.0.0.1:4222"),
     };
     let url = s.url.unwrap_or_else(|| default_url.to_string());
@@ -275,6 +398,53 @@ pub(crate) fn source(s: SourceSection) -> Result<SourceSpec, (String, String)> {
                 dead_letter_subject: name_ok("dead_letter_subject", s.dead_letter_subject)?,
             })
         }
+        "rabbitmq" => {
+            if s.prefetch == Some(0) {
+                return Err(e(
+                    "prefetch",
+                    "0 would let the broker push without limit: give 1..=65535 (or leave it out for concurrency x batch size)".into(),
+                ));
+            }
+            SourceSpec::RabbitMq(RabbitMqSource {
+                url,
+                queue: need("queue", s.queue)?,
+                username: s.username,
+                password_secret: s.password_secret,
+                prefetch: s.prefetch,
+                dead_letter_exchange: name_ok("dead_letter_exchange", s.dead_letter_exchange)?,
+                broker_arn: None,
+            })
+        }
+        "mqtt" => {
+            let topic = need("topic", s.topic)?;
+            if topic.starts_with("$share/") {
+                return Err(e(
+                    "topic",
+                    format!("`{topic}`: give the plain topic and name the group in `shared_group`"),
+                ));
+            }
+            let qos = s.qos.unwrap_or(1);
+            if qos > 1 {
+                return Err(e(
+                    "qos",
+                    format!("{qos}: use 1 (at least once, the default) or 0 (at most once); Gust's own delivery is at least once, so QoS 2 would add nothing"),
+                ));
+            }
+            let shared_group = name_ok("shared_group", s.shared_group)?;
+            if let Some(g) = shared_group.as_deref().filter(|g| g.contains(['/', '+', '#'])) {
+                return Err(e("shared_group", format!("`{g}` must not contain `/`, `+` or `#`")));
+            }
+            SourceSpec::Mqtt(MqttSource {
+                url,
+                topic,
+                qos,
+                shared_group,
+                client_id: name_ok("client_id", s.client_id)?,
+                username: s.username,
+                password_secret: s.password_secret,
+                clean_session: s.clean_session.unwrap_or(false),
+            })
+        }
         _ => SourceSpec::Nats(CoreNatsSource {
             url,
             subject: need("subject", s.subject)?,
@@ -283,4 +453,87 @@ pub(crate) fn source(s: SourceSection) -> Result<SourceSpec, (String, String)> {
             password_secret: s.password_secret,
         }),
     })
+}
+
+/// A rabbitmq source from a serverless.yml `rabbitmq` event (validated like a gust.toml one);
+/// errors are `(key under source, message)`.
+pub(crate) fn rabbitmq(
+    url: String,
+    queue: String,
+    username: Option<String>,
+    password_secret: Option<String>,
+    broker_arn: Option<String>,
+) -> Result<SourceSpec, (String, String)> {
+    let spec = source(SourceSection {
+        kind: "rabbitmq".into(),
+        url: Some(url),
+        stream: None,
+        group: None,
+        consumer: None,
+        subject: None,
+        durable: None,
+        queue_group: None,
+        start: None,
+        ordering_key: None,
+        username,
+        password_secret,
+        dead_letter_stream: None,
+        dead_letter_subject: None,
+        queue: Some(queue),
+        prefetch: None,
+        dead_letter_exchange: None,
+        topic: None,
+        qos: None,
+        shared_group: None,
+        client_id: None,
+        clean_session: None,
+    })?;
+    Ok(match spec {
+        SourceSpec::RabbitMq(r) => SourceSpec::RabbitMq(RabbitMqSource { broker_arn, ..r }),
+        other => other,
+    })
+}
+
+/// `s` with every byte outside the URL path's unreserved set escaped (`/` -> `%2F`).
+pub(crate) fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rmq(url: &str) -> RabbitMqSource {
+        match rabbitmq(url.into(), "q".into(), None, None, None).unwrap() {
+            SourceSpec::RabbitMq(r) => r,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn rabbitmq_virtual_hosts_are_decoded_from_the_url() {
+        assert_eq!(rmq("amqp://127.0.0.1:5672/%2f").vhost(), "/");
+        assert_eq!(rmq("amqp://127.0.0.1:5672").vhost(), "/");
+        assert_eq!(rmq("amqp://127.0.0.1:5672/").vhost(), "/");
+        assert_eq!(rmq("amqps://mq.example:5671/orders%2Fprod").vhost(), "orders/prod");
+        assert_eq!(rmq("amqp://h/shop?heartbeat=10").vhost(), "shop");
+        assert_eq!(percent_encode("orders/prod"), "orders%2Fprod");
+    }
+
+    #[test]
+    fn rabbitmq_sources_refuse_credentials_in_the_url_and_other_schemes() {
+        let err = rabbitmq("amqp://guest:guest@127.0.0.1/%2f".into(), "q".into(), None, None, None).unwrap_err();
+        assert_eq!(err.0, "url");
+        assert!(err.1.contains("password_secret"), "{}", err.1);
+        let err = rabbitmq("http://127.0.0.1".into(), "q".into(), None, None, None).unwrap_err();
+        assert!(err.1.contains("amqp://"), "{}", err.1);
+    }
 }

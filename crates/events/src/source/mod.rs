@@ -1,5 +1,5 @@
 //! Broker event sources: a subscription that reads a broker (Redis Streams, NATS JetStream,
-//! core NATS; Kafka, RabbitMQ and MQTT later) directly instead of a Gust topic.
+//! core NATS, RabbitMQ, MQTT; Kafka later) directly instead of a Gust topic.
 //!
 //! Direct consumption, not ingest: a [`Source`] yields batches of [`SourceMessage`]s that are
 //! still the broker's; each carries an [`AckHandle`], and the broker is told a message is done
@@ -16,7 +16,9 @@
 //! ack, retry later, back-pressure (give back without counting an attempt), dead letter.
 //! A broker module only maps its protocol onto [`Source`] and [`AckHandle`].
 
+pub mod mqtt;
 pub mod nats;
+pub mod rabbitmq;
 pub mod redis;
 
 use crate::delivery::{Deliverer, Outcome, Record};
@@ -175,6 +177,8 @@ pub fn build(
         SourceSpec::RedisStreams(r) => Box::new(redis::RedisSource::new(r.clone(), sub, password)?),
         SourceSpec::NatsJetStream(j) => Box::new(nats::JetStreamSource::new(j.clone(), sub, password)),
         SourceSpec::Nats(n) => Box::new(nats::CoreNatsSource::new(n.clone(), password)),
+        SourceSpec::RabbitMq(r) => Box::new(rabbitmq::RabbitMqSource::new(r.clone(), sub, password)),
+        SourceSpec::Mqtt(m) => Box::new(mqtt::MqttSource::new(m.clone(), sub, password)?),
     })
 }
 
@@ -208,7 +212,11 @@ impl SourceWorker {
         let src_spec = spec.source.clone().expect("a source subscription");
         let status = Arc::new(SourceStatus::new(&src_spec));
         if !src_spec.at_least_once() {
-            tracing::warn!(subscription = %spec.name, source = src_spec.kind(), "core NATS is at-most-once: a message in flight when Gust stops is lost (use nats-jetstream for at-least-once)");
+            let advice = match src_spec {
+                SourceSpec::Mqtt(_) => "use qos = 1 and clean_session = false for at-least-once",
+                _ => "use nats-jetstream for at-least-once",
+            };
+            tracing::warn!(subscription = %spec.name, source = src_spec.kind(), "this source is at-most-once: a message in flight when Gust stops is lost ({advice})");
         }
         let stop = Arc::new(Notify::new());
         let stopped = Arc::new(std::sync::atomic::AtomicBool::new(false));

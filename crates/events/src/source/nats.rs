@@ -166,6 +166,7 @@ impl JetStreamSource {
                 first_ms: published_ms,
                 published_ms,
                 event,
+                native: None,
             },
             delivery_count: delivered.max(1) as u32,
             ordering_key: None,
@@ -353,6 +354,7 @@ impl CoreNatsSource {
             first_ms: now,
             published_ms: now,
             event,
+            native: None,
         }
     }
 }

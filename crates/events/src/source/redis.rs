@@ -58,7 +58,7 @@ fn broker(e: redis::RedisError) -> SourceError {
     }
 }
 
-fn host_name() -> String {
+pub(super) fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .ok()
@@ -152,6 +152,7 @@ impl RedisSource {
                 first_ms: published_ms,
                 published_ms,
                 event,
+                native: None,
             },
             delivery_count,
             ordering_key,

@@ -19,12 +19,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const WAIT: Duration = Duration::from_secs(30);
+pub(crate) const WAIT: Duration = Duration::from_secs(30);
 const REDIS: &str = "redis://127.0.0.1:6379";
 const NATS: &str = "nats://127.0.0.1:4222";
 
 /// Records every record it gets into `out.jsonl` (with its pid) and succeeds.
-const RECORDER: &str = r#"
+pub(crate) const RECORDER: &str = r#"
 const fs = require('fs');
 const path = require('path');
 exports.handler = async (event) => {
@@ -36,7 +36,7 @@ exports.handler = async (event) => {
 
 /// Records what it sees into `seen.jsonl`; fails until the file `fixed` exists, then records
 /// into `ok.jsonl` and succeeds.
-const FLAKY: &str = r#"
+pub(crate) const FLAKY: &str = r#"
 const fs = require('fs');
 const path = require('path');
 exports.handler = async (event) => {
@@ -50,7 +50,7 @@ exports.handler = async (event) => {
 
 /// Appends the `n` of every record's body to `ids.txt`, taking a little time per batch so
 /// that a kill lands mid-run.
-const ID_WRITER: &str = r#"
+pub(crate) const ID_WRITER: &str = r#"
 const fs = require('fs');
 const path = require('path');
 exports.handler = async (event) => {
@@ -77,11 +77,11 @@ exports.handler = async (event) => {
 // Helpers
 // ---------------------------------------------------------------------------------------------
 
-fn unique(prefix: &str) -> String {
+pub(crate) fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..10])
 }
 
-async fn until<F, Fut>(what: &str, timeout: Duration, mut check: F)
+pub(crate) async fn until<F, Fut>(what: &str, timeout: Duration, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
@@ -97,14 +97,14 @@ where
 }
 
 /// The complete JSON lines of `file` in `dir`.
-fn jsonl(dir: &Path, file: &str) -> Vec<Value> {
+pub(crate) fn jsonl(dir: &Path, file: &str) -> Vec<Value> {
     let text = std::fs::read_to_string(dir.join(file)).unwrap_or_default();
     let complete = text.rfind('\n').map(|i| &text[..i]).unwrap_or("");
     complete.lines().filter(|l| !l.trim().is_empty()).map(json).collect()
 }
 
 /// How many times each id appears in `ids.txt` (complete lines only).
-fn delivered_ids(dir: &Path) -> HashMap<u32, usize> {
+pub(crate) fn delivered_ids(dir: &Path) -> HashMap<u32, usize> {
     let text = std::fs::read_to_string(dir.join("ids.txt")).unwrap_or_default();
     let complete = text.rfind('\n').map(|i| &text[..i]).unwrap_or("");
     let mut out = HashMap::new();
@@ -114,14 +114,14 @@ fn delivered_ids(dir: &Path) -> HashMap<u32, usize> {
     out
 }
 
-fn attr(record: &Value, name: &str) -> String {
+pub(crate) fn attr(record: &Value, name: &str) -> String {
     record["messageAttributes"][name]["stringValue"]
         .as_str()
         .unwrap_or_else(|| panic!("no message attribute {name} in {record}"))
         .to_string()
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -130,7 +130,7 @@ fn free_port() -> u16 {
 }
 
 /// `GET /gust/v1/subscriptions` entry for `name`, through `admin` with `token`.
-async fn subscription_at(admin: &str, token: &str, name: &str) -> Value {
+pub(crate) async fn subscription_at(admin: &str, token: &str, name: &str) -> Value {
     let v: Value = reqwest::Client::new()
         .get(format!("{admin}/gust/v1/subscriptions"))
         .bearer_auth(token)
@@ -149,16 +149,16 @@ async fn subscription_at(admin: &str, token: &str, name: &str) -> Value {
         .clone()
 }
 
-async fn subscription(app: &TestApp, name: &str) -> Value {
+pub(crate) async fn subscription(app: &TestApp, name: &str) -> Value {
     subscription_at(&app.admin(""), &app.operator_token(), name).await
 }
 
-async fn dead_letters(app: &TestApp, sub: &str) -> Vec<Value> {
+pub(crate) async fn dead_letters(app: &TestApp, sub: &str) -> Vec<Value> {
     let v = json(&app.admin_text(&format!("/gust/v1/dlq?subscription={sub}")).await);
     v["dead_letters"].as_array().unwrap().clone()
 }
 
-async fn wait_state(app: &TestApp, sub: &str, state: &str) -> Value {
+pub(crate) async fn wait_state(app: &TestApp, sub: &str, state: &str) -> Value {
     let start = Instant::now();
     loop {
         let s = subscription(app, sub).await;
@@ -214,7 +214,7 @@ async fn redis_cleanup(url: &str, stream: &str) {
 }
 
 /// A source subscription app: one function `f` (code `f.js`) and one subscription `sub`.
-fn source_app(name: &str, code: &str, sub_extra: &str, source: &str) -> tempfile::TempDir {
+pub(crate) fn source_app(name: &str, code: &str, sub_extra: &str, source: &str) -> tempfile::TempDir {
     let toml = format!(
         r#"
 [app]
@@ -370,7 +370,7 @@ async fn js_unfinished(js: &jetstream::Context, stream: &str, durable: &str) -> 
 }
 
 /// `gust dlq redrive SUB` against the app's running Gust.
-async fn redrive(dir: &Path, sub: &str) {
+pub(crate) async fn redrive(dir: &Path, sub: &str) {
     let out = gust_cli(
         vec![
             "dlq".into(),
@@ -396,7 +396,7 @@ async fn redrive(dir: &Path, sub: &str) {
 /// restarts it, and checks every message was delivered at least once; returns the report and
 /// the running Gust (kept running while the caller checks the broker: acks follow the
 /// functions' writes).
-async fn kill_9_loses_nothing(dir: &Path, n: u32) -> (String, GustUp, tempfile::TempDir) {
+pub(crate) async fn kill_9_loses_nothing(dir: &Path, n: u32) -> (String, GustUp, tempfile::TempDir) {
     let state = tempfile::tempdir().unwrap();
     let mut gust = GustUp::start(dir, state.path()).await;
     wait_for("deliveries to be under way", Duration::from_secs(60), || {
