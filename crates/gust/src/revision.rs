@@ -60,15 +60,20 @@ pub fn resolve(
             trees: HashSet::new(),
         });
     };
-    let mut by_dir: HashMap<PathBuf, gust_store::Snapshot> = HashMap::new();
+    let mut by_dir: HashMap<(PathBuf, Vec<String>), gust_store::Snapshot> = HashMap::new();
     let mut revisions = HashMap::new();
     let mut trees = HashSet::new();
     for f in app.functions.values_mut() {
-        let snap = match by_dir.get(&f.code_dir) {
+        let key = (f.code_dir.clone(), f.package.clone());
+        let snap = match by_dir.get(&key) {
             Some(s) => s.clone(),
             None => {
-                let s = store.snapshot(&f.code_dir, &[state_dir.to_path_buf()])?;
-                by_dir.insert(f.code_dir.clone(), s.clone());
+                let patterns = gust_store::Patterns::new(&f.package).map_err(|e| gust_store::CodeError::Io {
+                    path: f.code_dir.clone(),
+                    source: std::io::Error::other(format!("function `{}`: package: {e}", f.name)),
+                })?;
+                let s = store.snapshot_with(&f.code_dir, &[state_dir.to_path_buf()], &patterns)?;
+                by_dir.insert(key, s.clone());
                 s
             }
         };

@@ -475,6 +475,10 @@ pub struct FunctionSpec {
     pub publishes: Vec<TopicName>,
     /// Which network its instances get (`network` in gust.toml).
     pub network: Network,
+    /// Package patterns: which files of `code_dir` are deployed (serverless.yml
+    /// `package.patterns`, gust.toml `package`), in order; `!glob` leaves out, `glob` brings
+    /// back; empty: everything (`gust_store::Patterns`).
+    pub package: Vec<String>,
 }
 
 /// The network a function's instances get.

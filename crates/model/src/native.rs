@@ -211,6 +211,9 @@ struct AppSection {
     /// Environment given to every function (a function's own wins).
     #[serde(default)]
     environment: BTreeMap<String, String>,
+    /// Package patterns for every function (a function's own `package` come after them).
+    #[serde(default)]
+    package: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -246,6 +249,9 @@ struct FunctionSection {
     publishes: Vec<String>,
     /// `"default"` (the host's network) or `"none"`.
     network: Option<String>,
+    /// Package patterns: which files of `dir` are deployed.
+    #[serde(default)]
+    package: Vec<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -466,6 +472,11 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path, options: &LoadOptions)
                     .map(|t| TopicName::new(t).map_err(|e| err(key("publishes"), e.to_string())))
                     .collect::<Result<_, _>>()?,
                 network,
+                package: {
+                    let mut p = manifest.app.package.clone();
+                    p.extend(f.package);
+                    p
+                },
             },
         );
     }
@@ -1181,6 +1192,25 @@ mod tests {
             Path::new("/app"),
             &LoadOptions::from_env_map([("UNUSED", "")]),
         )
+    }
+
+    #[test]
+    fn package_patterns_of_the_app_come_before_a_functions_own() {
+        let l = load(
+            "[app]\nname = \"p\"\npackage = [\"!tests/**\"]\n[functions.f]\nruntime = \"nodejs20.x\"\nhandler = \"h.h\"\npackage = [\"!big/**\", \"big/keep.js\"]\n[functions.g]\nruntime = \"nodejs20.x\"\nhandler = \"h.h\"\n",
+        )
+        .unwrap();
+        let f = |n: &str| {
+            l.app
+                .functions
+                .values()
+                .find(|f| f.name.as_str() == n)
+                .unwrap()
+                .package
+                .clone()
+        };
+        assert_eq!(f("f"), ["!tests/**", "!big/**", "big/keep.js"]);
+        assert_eq!(f("g"), ["!tests/**"]);
     }
 
     #[test]

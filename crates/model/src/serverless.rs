@@ -57,6 +57,36 @@ impl Walker<'_> {
         self.unsupported.push(key);
     }
 
+    /// `package`: `patterns` in order; the Framework v2 `exclude`/`include` lists become
+    /// `!glob`/`glob` patterns; `individually` is how Gust always deploys (per code
+    /// directory); `artifact` (a prebuilt zip) is not read.
+    fn package(&mut self, v: &Value, path: &str) -> Result<Vec<String>, ManifestError> {
+        let m = self.mapping(v, path)?.into_owned();
+        let (mut patterns, mut exclude, mut include) = (Vec::new(), Vec::new(), Vec::new());
+        for (k, v) in &m {
+            let key = str_key(k);
+            let kpath = format!("{path}.{key}");
+            let list = |w: &mut Self| -> Result<Vec<String>, ManifestError> {
+                let v = w.val(v, &kpath)?.into_owned();
+                match v.as_sequence() {
+                    Some(items) => items.iter().map(|i| w.string(i, &kpath)).collect(),
+                    None => Err(w.err(kpath.clone(), "must be a list of glob patterns")),
+                }
+            };
+            match key.as_str() {
+                "patterns" => patterns.extend(list(self)?),
+                "exclude" => exclude.extend(list(self)?.into_iter().map(|p| format!("!{p}"))),
+                "include" => include.extend(list(self)?),
+                "individually" | "excludeDevDependencies" => {}
+                _ => self.unsupported(kpath),
+            }
+        }
+        // As the Framework v2 applied them: `include` wins over `exclude`.
+        patterns.extend(exclude);
+        patterns.extend(include);
+        Ok(patterns)
+    }
+
     /// `v` with its variables resolved (a string that is one variable takes its value and type).
     fn val<'v>(&self, v: &'v Value, key: &str) -> Result<Cow<'v, Value>, ManifestError> {
         self.vars.value(v).map_err(|m| self.err(key, m))
@@ -144,6 +174,7 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path, options: &LoadOptions)
     let top = w.mapping(&doc, "")?.into_owned();
 
     let mut service = None;
+    let mut package_default = Vec::new();
     let mut provider = Mapping::new();
     let mut functions = Mapping::new();
     let custom_gust_rabbitmq = top
@@ -163,6 +194,7 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path, options: &LoadOptions)
                 })
             }
             "provider" => provider = w.mapping(v, "provider")?.into_owned(),
+            "package" => package_default = w.package(v, "package")?,
             "functions" => functions = w.mapping(v, "functions")?.into_owned(),
             k if IGNORED_TOP.contains(&k) => {}
             _ => w.unsupported(key),
@@ -253,11 +285,13 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path, options: &LoadOptions)
         let mut timeout = timeout_default;
         let mut env = env_default.clone();
         let mut scaling = Scaling::default();
+        let mut package_own = Vec::new();
         for (fk, fv) in &body {
             let key = str_key(fk);
             let path = format!("{base}.{key}");
             match key.as_str() {
                 "handler" => handler = Some(w.string(fv, &path)?),
+                "package" => package_own = w.package(fv, &path)?,
                 "runtime" => runtime = Some(w.string(fv, &path)?),
                 "memorySize" => memory = Some(w.number(fv, &path)? as u32),
                 "ephemeralStorageSize" => ephemeral = Some(w.number(fv, &path)? as u32),
@@ -381,6 +415,11 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path, options: &LoadOptions)
                 publishes: Vec::new(),
                 // serverless.yml has no such property: the host's network.
                 network: crate::Network::Default,
+                package: {
+                    let mut p = package_default.clone();
+                    p.extend(package_own);
+                    p
+                },
             },
         );
     }
@@ -870,6 +909,34 @@ mod tests {
     }
 
     const RMQ_BASE: &str = "service: s\nprovider:\n  name: aws\n  runtime: nodejs20.x\n";
+
+    #[test]
+    fn package_patterns_and_the_v2_lists_become_ordered_patterns() {
+        let yml = format!(
+            "{RMQ_BASE}package:\n  individually: true\n  include:\n    - docs/keep.md\n  exclude:\n    - docs/**\n  patterns:\n    - '!tests/**'\n  artifact: build.zip\nfunctions:\n  a:\n    handler: h.h\n    package:\n      patterns:\n        - '!big/**'\n  b:\n    handler: h.h\n"
+        );
+        let l = load(&yml).unwrap();
+        let f = |n: &str| {
+            l.app
+                .functions
+                .values()
+                .find(|f| f.name.as_str() == n)
+                .unwrap()
+                .package
+                .clone()
+        };
+        assert_eq!(
+            f("b"),
+            ["!tests/**", "!docs/**", "docs/keep.md"],
+            "include wins over exclude"
+        );
+        assert_eq!(f("a"), ["!tests/**", "!docs/**", "docs/keep.md", "!big/**"]);
+        assert!(
+            l.warnings.iter().any(|w| w.contains("package.artifact")),
+            "{:?}",
+            l.warnings
+        );
+    }
 
     #[test]
     fn rabbitmq_events_become_rabbitmq_sources() {

@@ -17,8 +17,9 @@
 //! Limits as Lambda's: a tree holds at most [`MAX_TREE_BYTES`] (250 MB unzipped, as a
 //! Lambda deployment package); a bigger directory is refused with the largest
 //! subdirectories named, so the user can leave out what is not code. Symbolic links are kept
-//! as links (their targets unchanged). Left out: `.git`, `.gust`, `__pycache__` and paths
-//! the caller names (the state directory).
+//! as links (their targets unchanged). Left out: `.git`, `.gust`, `.serverless`,
+//! `__pycache__`, paths the caller names (the state directory) and what the package
+//! [`Patterns`] leave out.
 //!
 //! Garbage: [`CodeStore::retain`] removes the trees no kept version uses, then every object
 //! no tree links to (its link count is back to 1).
@@ -34,7 +35,7 @@ use std::sync::Mutex;
 pub const MAX_TREE_BYTES: u64 = 250 * 1024 * 1024;
 
 /// Directory names never part of deployed code.
-pub const SKIPPED: &[&str] = &[".git", ".gust", "__pycache__"];
+pub const SKIPPED: &[&str] = &[".git", ".gust", ".serverless", "__pycache__"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum CodeError {
@@ -57,6 +58,57 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CodeError + '_ {
     move |source| CodeError::Io {
         path: path.to_path_buf(),
         source,
+    }
+}
+
+/// What goes into a snapshot, by path: serverless.yml's `package.patterns` (and gust.toml's
+/// `package`). Every file is in unless a pattern says otherwise; patterns apply in order, the
+/// last one that matches a file decides; `!glob` leaves out, `glob` brings back. Globs are
+/// relative to the code directory, `*` stays within one path segment and `**` crosses them;
+/// a pattern that names a directory (`!tests`) covers what is under it.
+#[derive(Debug, Clone, Default)]
+pub struct Patterns {
+    rules: Vec<(bool, globset::GlobMatcher, globset::GlobMatcher)>,
+}
+
+impl Patterns {
+    /// Compiles `patterns`; the error names the pattern that is not a glob.
+    pub fn new(patterns: &[String]) -> Result<Self, String> {
+        let glob = |p: &str| {
+            globset::GlobBuilder::new(p)
+                .literal_separator(true)
+                .build()
+                .map(|g| g.compile_matcher())
+                .map_err(|e| format!("`{p}` is not a valid pattern: {e}"))
+        };
+        let mut rules = Vec::new();
+        for p in patterns {
+            let (include, body) = match p.strip_prefix('!') {
+                Some(rest) => (false, rest),
+                None => (true, p.as_str()),
+            };
+            let body = body.trim_start_matches("./").trim_end_matches('/');
+            if body.is_empty() {
+                return Err(format!("`{p}` is an empty pattern"));
+            }
+            rules.push((include, glob(body)?, glob(&format!("{body}/**"))?));
+        }
+        Ok(Self { rules })
+    }
+
+    /// Whether the file at `rel` (relative to the code directory) is part of the code.
+    pub fn includes(&self, rel: &str) -> bool {
+        let mut included = true;
+        for (include, glob, under) in &self.rules {
+            if glob.is_match(rel) || under.is_match(rel) {
+                included = *include;
+            }
+        }
+        included
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
     }
 }
 
@@ -126,6 +178,11 @@ impl CodeStore {
 
     /// Snapshots `dir`, leaving out [`SKIPPED`] names and the paths in `exclude`.
     pub fn snapshot(&self, dir: &Path, exclude: &[PathBuf]) -> Result<Snapshot, CodeError> {
+        self.snapshot_with(dir, exclude, &Patterns::default())
+    }
+
+    /// [`CodeStore::snapshot`] with only the files `patterns` include.
+    pub fn snapshot_with(&self, dir: &Path, exclude: &[PathBuf], patterns: &Patterns) -> Result<Snapshot, CodeError> {
         let _busy = self.busy.lock().expect("code store lock");
         let dir = std::fs::canonicalize(dir).map_err(io(dir))?;
         let exclude: Vec<PathBuf> = exclude
@@ -136,7 +193,27 @@ impl CodeStore {
         let mut entries = Vec::new();
         let mut sizes: BTreeMap<String, u64> = BTreeMap::new();
         let mut bytes = 0u64;
-        self.walk(&dir, &dir, &exclude, &mut entries, &mut sizes, &mut bytes)?;
+        self.walk(&dir, &dir, &exclude, patterns, &mut entries, &mut sizes, &mut bytes)?;
+        // Directories whose every file was left out by the patterns are left out too.
+        let used: HashSet<String> = entries
+            .iter()
+            .filter_map(|e| match e {
+                Entry::File { rel, .. } | Entry::Link { rel, .. } => Some(rel.clone()),
+                Entry::Dir { .. } => None,
+            })
+            .flat_map(|rel| {
+                let mut parents = Vec::new();
+                let mut p = Path::new(&rel).parent();
+                while let Some(d) = p.filter(|d| !d.as_os_str().is_empty()) {
+                    parents.push(d.to_string_lossy().into_owned());
+                    p = d.parent();
+                }
+                parents
+            })
+            .collect();
+        if !patterns.is_empty() {
+            entries.retain(|e| !matches!(e, Entry::Dir { rel } if !used.contains(rel)));
+        }
         if bytes > MAX_TREE_BYTES {
             let mut largest: Vec<(&String, &u64)> = sizes.iter().collect();
             largest.sort_by(|a, b| b.1.cmp(a.1));
@@ -178,11 +255,13 @@ impl CodeStore {
         })
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn walk(
         &self,
         root: &Path,
         dir: &Path,
         exclude: &[PathBuf],
+        patterns: &Patterns,
         out: &mut Vec<Entry>,
         sizes: &mut BTreeMap<String, u64>,
         bytes: &mut u64,
@@ -201,12 +280,15 @@ impl CodeStore {
             let meta = std::fs::symlink_metadata(&path).map_err(io(&path))?;
             let rel = path.strip_prefix(root).unwrap_or(&path).to_string_lossy().into_owned();
             let top = rel.split('/').next().unwrap_or_default().to_string();
+            if !meta.is_dir() && !patterns.includes(&rel) {
+                continue;
+            }
             if meta.file_type().is_symlink() {
                 let target = std::fs::read_link(&path).map_err(io(&path))?;
                 out.push(Entry::Link { rel, target });
             } else if meta.is_dir() {
                 out.push(Entry::Dir { rel });
-                self.walk(root, &path, exclude, out, sizes, bytes)?;
+                self.walk(root, &path, exclude, patterns, out, sizes, bytes)?;
             } else if meta.is_file() {
                 *bytes += meta.len();
                 *sizes.entry(top).or_default() += meta.len();
@@ -472,6 +554,48 @@ mod tests {
             .map(|d| std::fs::read_dir(d.path()).unwrap().count())
             .sum();
         assert_eq!(objects, 3, "the broken version's object is gone");
+    }
+
+    #[test]
+    fn package_patterns_apply_in_order_and_a_directory_pattern_covers_its_contents() {
+        let src = tempfile::tempdir().unwrap();
+        let state = tempfile::tempdir().unwrap();
+        let store = CodeStore::open(&state.path().join("code")).unwrap();
+        for f in [
+            "h.js",
+            "README.md",
+            "docs/a.md",
+            "tests/t.js",
+            "node_modules/a/i.js",
+            "node_modules/b/i.js",
+            "lib/x.js",
+        ] {
+            write(src.path(), f, "x");
+        }
+        let p = Patterns::new(&[
+            "!**/*.md".to_string(),
+            "!tests".to_string(),
+            "!node_modules/**".to_string(),
+            "node_modules/a/**".to_string(),
+        ])
+        .unwrap();
+        assert!(p.includes("h.js") && p.includes("lib/x.js") && p.includes("node_modules/a/i.js"));
+        assert!(!p.includes("README.md") && !p.includes("docs/a.md") && !p.includes("tests/t.js"));
+        assert!(!p.includes("node_modules/b/i.js"));
+        let s = store.snapshot_with(src.path(), &[], &p).unwrap();
+        assert!(s.path.join("h.js").is_file() && s.path.join("node_modules/a/i.js").is_file());
+        assert!(
+            !s.path.join("README.md").exists() && !s.path.join("tests").exists(),
+            "empty directories go too"
+        );
+        assert!(!s.path.join("docs").exists() && !s.path.join("node_modules/b").exists());
+        assert_ne!(
+            s.digest,
+            store.snapshot(src.path(), &[]).unwrap().digest,
+            "other files, another version"
+        );
+        let e = Patterns::new(&["a[".to_string()]).unwrap_err();
+        assert!(e.contains("`a[`"), "{e}");
     }
 
     #[test]

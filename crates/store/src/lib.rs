@@ -17,7 +17,7 @@ mod sqlite;
 mod telemetry;
 
 pub use blob::{BlobError, BlobStore, FsBlobStore, MAX_BLOB_BYTES};
-pub use code::{CodeError, CodeStore, Snapshot, MAX_TREE_BYTES};
+pub use code::{CodeError, CodeStore, Patterns, Snapshot, MAX_TREE_BYTES};
 pub use counters::{QuotaStore, QuotaUsage};
 pub use kv::{Entry, KeyPage, KvError, KvStore, Precondition, PutOutcome, MAX_KEY_BYTES, MAX_VALUE_BYTES};
 pub use secrets::{

@@ -759,3 +759,56 @@ async fn rollback_switches_back_to_a_kept_version_and_old_versions_beyond_the_ke
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn serverless_package_patterns_decide_what_is_deployed() {
+    let dir = write_app(&[
+        (
+            "serverless.yml",
+            r#"
+service: packaged
+provider:
+  name: aws
+  runtime: nodejs20.x
+package:
+  patterns:
+    - '!tests/**'
+    - '!**/*.md'
+functions:
+  files:
+    handler: handler.list
+    package:
+      patterns:
+        - 'docs/keep.md'
+"#,
+        ),
+        (
+            "handler.js",
+            r#"
+const fs = require('fs');
+const path = require('path');
+const walk = (d) => fs.readdirSync(d, { withFileTypes: true }).flatMap((e) =>
+  e.isDirectory() ? walk(path.join(d, e.name)) : [path.relative(__dirname, path.join(d, e.name))]);
+exports.list = async () => walk(__dirname).sort();
+"#,
+        ),
+        ("lib/util.js", "module.exports = 1;\n"),
+        ("tests/handler.test.js", "throw new Error('not code');\n"),
+        ("README.md", "# readme\n"),
+        ("docs/keep.md", "kept by the function's own pattern\n"),
+        ("docs/drop.md", "left out\n"),
+    ]);
+    let app = start(dir).await;
+    let (status, _, body) = app.invoke("files", "{}").await;
+    assert_eq!(status, 200, "{body}");
+    let files: Vec<String> = serde_json::from_str(&body).unwrap();
+    assert!(
+        files.contains(&"handler.js".to_string()) && files.contains(&"lib/util.js".to_string()),
+        "{files:?}"
+    );
+    assert!(files.contains(&"docs/keep.md".to_string()), "{files:?}");
+    for gone in ["tests/handler.test.js", "README.md", "docs/drop.md"] {
+        assert!(!files.iter().any(|f| f == gone), "{gone} was deployed: {files:?}");
+    }
+    app.stop().await;
+}
