@@ -152,6 +152,8 @@ struct Deployer {
     addresses: upstreams::GustAddresses,
     invoker: Arc<Invoker>,
     events: Arc<Events>,
+    /// Where the manifest's DynamoDB tables live (`provision_tables`).
+    dynamodb: Arc<gust_aws::dynamodb::DynamoDb>,
     /// The running version's app as deployed (functions' `code_dir` at their snapshot
     /// trees), for readers (cheap to clone).
     app: std::sync::RwLock<Arc<gust_model::App>>,
@@ -334,6 +336,11 @@ impl Deployer {
         if !problems.is_empty() {
             return Err(DeployError::Invalid(problems.join("\n")));
         }
+        // Declared tables first (created or extended, never dropped): a changed key schema
+        // refuses the version before anything switches.
+        provision_tables(&self.dynamodb, &app)
+            .await
+            .map_err(|e| DeployError::Invalid(format!("{file}: {e:#}")))?;
         let source = app.clone();
         let resolved = {
             let (app, store, state) = (app, self.code_store.clone(), self.state_dir.clone());
@@ -471,6 +478,32 @@ impl Deployer {
     }
 }
 
+/// Creates the DynamoDB tables `app` declares, or adds what their declarations gained
+/// (`gust_aws::dynamodb::provision`), before any function of the version runs.
+async fn provision_tables(db: &Arc<gust_aws::dynamodb::DynamoDb>, app: &gust_model::App) -> Result<()> {
+    if app.dynamodb_tables.is_empty() {
+        return Ok(());
+    }
+    let (db, app) = (db.clone(), app.clone());
+    tokio::task::spawn_blocking(move || {
+        for t in app.dynamodb_tables.values() {
+            let done = db
+                .ensure_table(app.name.as_str(), &app.region, &t.create, t.ttl_attribute.as_deref())
+                .map_err(|e| anyhow::anyhow!("DynamoDB: {e}"))?;
+            match done {
+                gust_aws::dynamodb::provision::Provisioned::Created => tracing::info!(table = %t.name, "created a DynamoDB table the manifest declares"),
+                gust_aws::dynamodb::provision::Provisioned::Updated(added) => {
+                    tracing::info!(table = %t.name, added = %added.join(", "), "updated a DynamoDB table the manifest declares")
+                }
+                gust_aws::dynamodb::provision::Provisioned::Unchanged => {}
+            }
+        }
+        Ok(())
+    })
+    .await
+    .context("the table provisioning task failed")?
+}
+
 /// Which parts of the manifest besides functions differ between two versions.
 fn manifest_changes(old: &gust_model::App, new: &gust_model::App) -> Vec<&'static str> {
     let mut out = Vec::new();
@@ -494,6 +527,7 @@ fn manifest_changes(old: &gust_model::App, new: &gust_model::App) -> Vec<&'stati
     );
     check("api keys", old.api_keys != new.api_keys);
     check("region", old.region != new.region);
+    check("dynamodb tables", old.dynamodb_tables != new.dynamodb_tables);
     out
 }
 
@@ -701,6 +735,9 @@ impl Platform {
         let secret_env = platform_secrets
             .env_for_functions()
             .map_err(|e| anyhow::anyhow!("secrets: {e}"))?;
+        provision_tables(&backends.dynamodb, &app)
+            .await
+            .with_context(|| loaded.file.display().to_string())?;
         invoker.redeploy(&app, &secret_env, &resolved.revisions, false).await?;
         let events = Events::start(
             backends.log.clone(),
@@ -780,6 +817,7 @@ impl Platform {
             schedules: schedules_info,
             firer,
             clock: config.clock.clone(),
+            dynamodb: backends.dynamodb.clone(),
             addresses: upstreams::GustAddresses {
                 gateway: format!("http://{gateway_addr}"),
                 admin: format!("http://{admin_addr}"),

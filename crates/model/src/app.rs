@@ -34,6 +34,20 @@ pub struct App {
     /// API keys the manifest declares (serverless.yml `provider.apiGateway.apiKeys`), created
     /// or updated at start. Keys made with `gust apikeys create` are not listed here.
     pub api_keys: Vec<ApiKeySpec>,
+    /// DynamoDB tables the manifest declares, by table name: created at deploy if missing.
+    pub dynamodb_tables: BTreeMap<String, DynamoTableSpec>,
+}
+
+/// A DynamoDB table the manifest declares (serverless.yml `AWS::DynamoDB::Table`, gust.toml
+/// `[dynamodb.tables.NAME]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DynamoTableSpec {
+    pub name: String,
+    /// The table as a DynamoDB `CreateTable` request (`TableName`, `KeySchema`,
+    /// `AttributeDefinitions`, indexes, `StreamSpecification`, `BillingMode`).
+    pub create: serde_json::Value,
+    /// `TimeToLiveSpecification` when enabled: the TTL attribute.
+    pub ttl_attribute: Option<String>,
 }
 
 /// An existing HTTP microservice behind the gateway.
@@ -479,6 +493,9 @@ pub struct FunctionSpec {
     /// `package.patterns`, gust.toml `package`), in order; `!glob` leaves out, `glob` brings
     /// back; empty: everything (`gust_store::Patterns`).
     pub package: Vec<String>,
+    /// What it may do through the AWS service APIs (IAM-style statements, `iam.rs`); none:
+    /// nothing, as a Lambda role with no policy.
+    pub aws: Vec<crate::AwsStatement>,
 }
 
 /// The network a function's instances get.

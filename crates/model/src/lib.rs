@@ -14,6 +14,7 @@ mod app;
 #[cfg(test)]
 mod auth_tests;
 mod error;
+pub mod iam;
 mod ids;
 mod native;
 mod route_key;
@@ -26,12 +27,13 @@ mod vars;
 
 pub use app::defaults;
 pub use app::{
-    event_defaults, is_env_name, ApiKeySpec, App, AuthorizerFormat, CatchUp, CorsSpec, EventFilter, EventShape,
-    FunctionSpec, IdentitySource, JwtAuthorizerSpec, LambdaAuthorizerKind, LambdaAuthorizerSpec, Network, Overlap,
-    PayloadFormat, RouteAuth, RouteSpec, RouteTarget, RuntimeKind, Scaling, ScheduleSpec, SubscriptionSpec,
+    event_defaults, is_env_name, ApiKeySpec, App, AuthorizerFormat, CatchUp, CorsSpec, DynamoTableSpec, EventFilter,
+    EventShape, FunctionSpec, IdentitySource, JwtAuthorizerSpec, LambdaAuthorizerKind, LambdaAuthorizerSpec, Network,
+    Overlap, PayloadFormat, RouteAuth, RouteSpec, RouteTarget, RuntimeKind, Scaling, ScheduleSpec, SubscriptionSpec,
     UpstreamSpec,
 };
 pub use error::ManifestError;
+pub use iam::{AwsStatement, Decision, Effect};
 pub use ids::{AppName, FunctionName, NameError, TopicName};
 pub use route_key::{MethodMatch, RouteKey};
 pub use source::{

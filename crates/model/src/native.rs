@@ -35,9 +35,111 @@ struct Manifest {
     upstreams: BTreeMap<String, UpstreamSection>,
     #[serde(default)]
     authorizers: BTreeMap<String, AuthorizerSection>,
+    /// `[dynamodb.tables.NAME]`: tables created at deploy.
+    #[serde(default)]
+    dynamodb: DynamoSection,
     /// Per-stage overlays: `[stages.NAME.app]`, `[stages.NAME.functions.FN]`.
     #[serde(default)]
     stages: BTreeMap<String, StageSection>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct DynamoSection {
+    #[serde(default)]
+    tables: BTreeMap<String, TableSection>,
+}
+
+/// `hash_key = "id"` (type `S`) or `"id:N"` / `"id:B"`; `range_key` likewise.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TableSection {
+    hash_key: String,
+    range_key: Option<String>,
+    /// `KEYS_ONLY`, `NEW_IMAGE`, `OLD_IMAGE` or `NEW_AND_OLD_IMAGES`.
+    stream: Option<String>,
+    /// The TTL attribute.
+    ttl: Option<String>,
+    /// Global secondary indexes (projection `ALL`).
+    #[serde(default)]
+    indexes: Vec<IndexSection>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IndexSection {
+    name: String,
+    hash_key: String,
+    range_key: Option<String>,
+}
+
+/// `[dynamodb.tables.NAME]` as CreateTable requests.
+fn dynamodb_tables(
+    tables: BTreeMap<String, TableSection>,
+) -> Result<BTreeMap<String, crate::DynamoTableSpec>, (String, String)> {
+    use serde_json::json;
+    let mut out = BTreeMap::new();
+    for (name, t) in tables {
+        let at = |k: &str| format!("dynamodb.tables.{name}.{k}");
+        let mut attrs: BTreeMap<String, String> = BTreeMap::new();
+        let key = |spec: &str, k: &str, kind: &str, attrs: &mut BTreeMap<String, String>| {
+            let (attr, ty) = spec.split_once(':').unwrap_or((spec, "S"));
+            if attr.is_empty() || !matches!(ty, "S" | "N" | "B") {
+                return Err((
+                    at(k),
+                    format!(
+                        "`{spec}` must be an attribute name, optionally with its type: \"id\", \"id:N\" (S, N or B)"
+                    ),
+                ));
+            }
+            if attrs.get(attr).is_some_and(|t| t != ty) {
+                return Err((at(k), format!("attribute `{attr}` is given two types")));
+            }
+            attrs.insert(attr.to_string(), ty.to_string());
+            Ok(json!({ "AttributeName": attr, "KeyType": kind }))
+        };
+        let mut schema = vec![key(&t.hash_key, "hash_key", "HASH", &mut attrs)?];
+        if let Some(r) = &t.range_key {
+            schema.push(key(r, "range_key", "RANGE", &mut attrs)?);
+        }
+        let mut create = json!({ "TableName": name, "KeySchema": schema, "BillingMode": "PAY_PER_REQUEST" });
+        let mut gsis = Vec::new();
+        for ix in &t.indexes {
+            let mut s = vec![key(&ix.hash_key, "indexes.hash_key", "HASH", &mut attrs)?];
+            if let Some(r) = &ix.range_key {
+                s.push(key(r, "indexes.range_key", "RANGE", &mut attrs)?);
+            }
+            gsis.push(json!({ "IndexName": ix.name, "KeySchema": s, "Projection": { "ProjectionType": "ALL" } }));
+        }
+        if !gsis.is_empty() {
+            create["GlobalSecondaryIndexes"] = json!(gsis);
+        }
+        if let Some(view) = &t.stream {
+            if !matches!(
+                view.as_str(),
+                "KEYS_ONLY" | "NEW_IMAGE" | "OLD_IMAGE" | "NEW_AND_OLD_IMAGES"
+            ) {
+                return Err((
+                    at("stream"),
+                    format!("`{view}` is not a stream view type (KEYS_ONLY, NEW_IMAGE, OLD_IMAGE, NEW_AND_OLD_IMAGES)"),
+                ));
+            }
+            create["StreamSpecification"] = json!({ "StreamEnabled": true, "StreamViewType": view });
+        }
+        create["AttributeDefinitions"] = json!(attrs
+            .iter()
+            .map(|(a, ty)| json!({ "AttributeName": a, "AttributeType": ty }))
+            .collect::<Vec<_>>());
+        out.insert(
+            name.clone(),
+            crate::DynamoTableSpec {
+                name,
+                create,
+                ttl_attribute: t.ttl,
+            },
+        );
+    }
+    Ok(out)
 }
 
 /// What one stage changes: the same keys as the base manifest, merged over it.
@@ -252,6 +354,65 @@ struct FunctionSection {
     /// Package patterns: which files of `dir` are deployed.
     #[serde(default)]
     package: Vec<String>,
+    /// What the function may do through the AWS service APIs (`iam.rs`).
+    #[serde(default)]
+    aws: Vec<AwsGrantSection>,
+}
+
+/// `{ allow = ["dynamodb:GetItem"], resources = ["table/users"] }` (or `deny = [...]`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AwsGrantSection {
+    allow: Option<Vec<String>>,
+    deny: Option<Vec<String>>,
+    resources: Vec<String>,
+}
+
+/// The statements of `aws = [...]`; an error names the entry by its index.
+fn aws_statements(grants: &[AwsGrantSection]) -> Result<Vec<crate::AwsStatement>, (usize, String)> {
+    grants
+        .iter()
+        .enumerate()
+        .map(|(i, g)| {
+            let (effect, actions) = match (&g.allow, &g.deny) {
+                (Some(a), None) => (crate::Effect::Allow, a),
+                (None, Some(d)) => (crate::Effect::Deny, d),
+                _ => {
+                    return Err((
+                        i,
+                        "needs exactly one of `allow` or `deny` (a list of actions such as \"dynamodb:GetItem\")"
+                            .into(),
+                    ))
+                }
+            };
+            if actions.is_empty() || g.resources.is_empty() {
+                return Err((i, "needs at least one action and one resource".into()));
+            }
+            for a in actions {
+                if a != "*" && !a.contains(':') {
+                    return Err((
+                        i,
+                        format!(
+                            "action `{a}` is not of the form service:Action (\"dynamodb:GetItem\", \"dynamodb:*\")"
+                        ),
+                    ));
+                }
+            }
+            let resources = g
+                .resources
+                .iter()
+                .map(|r| crate::iam::expand_resource(r).map_err(|m| (i, m)))
+                .collect::<Result<_, _>>()?;
+            Ok(crate::AwsStatement {
+                effect,
+                actions: actions.clone(),
+                not_actions: false,
+                resources,
+                not_resources: false,
+                conditional: false,
+            })
+        })
+        .collect()
 }
 
 #[derive(Deserialize, Default)]
@@ -477,6 +638,7 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path, options: &LoadOptions)
                     p.extend(f.package);
                     p
                 },
+                aws: aws_statements(&f.aws).map_err(|(i, m)| err(format!("{}[{i}]", key("aws")), m))?,
             },
         );
     }
@@ -805,11 +967,13 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path, options: &LoadOptions)
         );
     }
 
+    let dynamodb_tables = dynamodb_tables(manifest.dynamodb.tables).map_err(|(k, m)| err(k, m))?;
     let app = App {
         upstreams,
         authorizers,
         lambda_authorizers,
         api_keys: Vec::new(),
+        dynamodb_tables,
         schedules,
         topics,
         public_topics,
@@ -1211,6 +1375,65 @@ mod tests {
         };
         assert_eq!(f("f"), ["!tests/**", "!big/**", "big/keep.js"]);
         assert_eq!(f("g"), ["!tests/**"]);
+    }
+
+    #[test]
+    fn aws_grants_and_dynamodb_tables() {
+        use crate::iam::{decide, Decision};
+        let base = "[app]\nname = \"shop\"\n[functions.f]\nruntime = \"nodejs20.x\"\nhandler = \"f.handler\"\n";
+        let l = load(&format!(
+            "{base}aws = [{{ allow = [\"dynamodb:GetItem\", \"dynamodb:Query\"], resources = [\"table/users\", \"table/users/index/*\"] }}, {{ deny = [\"dynamodb:*\"], resources = [\"table/secrets\"] }}]\n\
+             [dynamodb.tables.users]\nhash_key = \"id\"\nrange_key = \"at:N\"\nstream = \"NEW_IMAGE\"\nttl = \"expires\"\nindexes = [{{ name = \"byEmail\", hash_key = \"email\" }}]\n"
+        ))
+        .unwrap();
+        let f = &l.app.functions[&FunctionName::new("f").unwrap()];
+        let t = "arn:aws:dynamodb:us-east-1:000000000000:table/users";
+        assert_eq!(decide(&f.aws, "dynamodb:GetItem", t), Decision::Allowed);
+        assert_eq!(
+            decide(&f.aws, "dynamodb:Query", &format!("{t}/index/byEmail")),
+            Decision::Allowed
+        );
+        assert_eq!(decide(&f.aws, "dynamodb:PutItem", t), Decision::ImplicitDeny);
+        assert_eq!(
+            decide(&f.aws, "dynamodb:GetItem", &t.replace("users", "secrets")),
+            Decision::ExplicitDeny
+        );
+        let users = &l.app.dynamodb_tables["users"];
+        assert_eq!(
+            users.create["KeySchema"],
+            serde_json::json!([{"AttributeName": "id", "KeyType": "HASH"}, {"AttributeName": "at", "KeyType": "RANGE"}])
+        );
+        assert_eq!(
+            users.create["AttributeDefinitions"],
+            serde_json::json!([{"AttributeName": "at", "AttributeType": "N"}, {"AttributeName": "email", "AttributeType": "S"}, {"AttributeName": "id", "AttributeType": "S"}])
+        );
+        assert_eq!(users.create["StreamSpecification"]["StreamViewType"], "NEW_IMAGE");
+        assert_eq!(users.create["GlobalSecondaryIndexes"][0]["IndexName"], "byEmail");
+        assert_eq!(users.ttl_attribute.as_deref(), Some("expires"));
+
+        let e = load(&format!(
+            "{base}aws = [{{ allow = [\"GetItem\"], resources = [\"*\"] }}]\n"
+        ))
+        .unwrap_err();
+        assert_eq!(e.key, "functions.f.aws[0]");
+        assert!(e.message.contains("service:Action"), "{e}");
+        let e = load(&format!(
+            "{base}aws = [{{ allow = [\"dynamodb:GetItem\"], deny = [\"dynamodb:PutItem\"], resources = [\"*\"] }}]\n"
+        ))
+        .unwrap_err();
+        assert!(e.message.contains("exactly one of `allow` or `deny`"), "{e}");
+        let e = load(&format!(
+            "{base}aws = [{{ allow = [\"dynamodb:GetItem\"], resources = [\"users\"] }}]\n"
+        ))
+        .unwrap_err();
+        assert!(e.message.contains("`table/users`"), "{e}");
+        let e = load(&format!("{base}[dynamodb.tables.t]\nhash_key = \"id:X\"\n")).unwrap_err();
+        assert_eq!(e.key, "dynamodb.tables.t.hash_key");
+        let e = load(&format!(
+            "{base}[dynamodb.tables.t]\nhash_key = \"id\"\nstream = \"ALL\"\n"
+        ))
+        .unwrap_err();
+        assert_eq!(e.key, "dynamodb.tables.t.stream");
     }
 
     #[test]

@@ -20,6 +20,8 @@ use std::path::Path;
 
 #[path = "serverless_auth.rs"]
 mod auth;
+#[path = "serverless_aws.rs"]
+mod aws;
 
 /// The event types Gust maps (a bare string or any other type is refused or reported).
 const EVENT_TYPES: &str = "http, httpApi, schedule, sqs, sns, rabbitmq";
@@ -129,18 +131,6 @@ impl Walker<'_> {
             _ => Err(self.err(key, "must be a mapping")),
         }
     }
-
-    fn environment(&self, v: &Value, key: &str) -> Result<BTreeMap<String, String>, ManifestError> {
-        let mut env = BTreeMap::new();
-        for (k, v) in self.mapping(v, key)?.iter() {
-            let name = scalar_string(k).ok_or_else(|| self.err(key, "names must be strings"))?;
-            let vkey = format!("{key}.{name}");
-            let value = scalar_string(&*self.val(v, &vkey)?)
-                .ok_or_else(|| self.err(&vkey, "must be a string, number or boolean"))?;
-            env.insert(name, value);
-        }
-        Ok(env)
-    }
 }
 
 fn scalar_string(v: &Value) -> Option<String> {
@@ -184,6 +174,7 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path, options: &LoadOptions)
         .and_then(|g| g.as_mapping())
         .and_then(|g| g.get("rabbitmq"))
         .cloned();
+    let mut resources = None;
     for (k, v) in &top {
         let key = str_key(k);
         match key.as_str() {
@@ -196,6 +187,7 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path, options: &LoadOptions)
             "provider" => provider = w.mapping(v, "provider")?.into_owned(),
             "package" => package_default = w.package(v, "package")?,
             "functions" => functions = w.mapping(v, "functions")?.into_owned(),
+            "resources" => resources = Some(v.clone()),
             k if IGNORED_TOP.contains(&k) => {}
             _ => w.unsupported(key),
         }
@@ -207,7 +199,8 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path, options: &LoadOptions)
     let mut runtime_default = None;
     let mut memory_default = None;
     let mut timeout_default = None;
-    let mut env_default = BTreeMap::new();
+    let mut env_raw = None;
+    let mut iam_raw = Vec::new();
     let mut region = defaults::DEFAULT_REGION.to_string();
     let mut cors = None;
     let mut auth = auth::Auth::default();
@@ -227,7 +220,33 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path, options: &LoadOptions)
             "runtime" => runtime_default = Some(w.string(v, &path)?),
             "memorySize" => memory_default = Some(w.number(v, &path)? as u32),
             "timeout" => timeout_default = Some(w.number(v, &path)?),
-            "environment" => env_default = w.environment(v, &path)?,
+            "environment" => env_raw = Some(v.clone()),
+            "iamRoleStatements" => iam_raw.push((v.clone(), path)),
+            "iam" => {
+                for (ik, iv) in w.mapping(v, &path)?.iter() {
+                    let ikey = str_key(ik);
+                    let ipath = format!("{path}.{ikey}");
+                    match (ikey.as_str(), &*w.val(iv, &ipath)?) {
+                        ("role", Value::Mapping(role)) => {
+                            for (rk, rv) in role {
+                                let rkey = str_key(rk);
+                                let rpath = format!("{ipath}.{rkey}");
+                                match rkey.as_str() {
+                                    "statements" => iam_raw.push((rv.clone(), rpath)),
+                                    "name" | "path" | "tags" => {}
+                                    _ => w.unsupported(rpath),
+                                }
+                            }
+                        }
+                        // An existing role: its policies live in AWS, out of Gust's reach.
+                        ("role", _) => {
+                            w.unsupported(format!("{ipath} (an existing role: its functions get no AWS grants)"))
+                        }
+                        ("deploymentRole", _) => {}
+                        _ => w.unsupported(ipath),
+                    }
+                }
+            }
             "region" => region = w.string(v, &path)?,
             "httpApi" => {
                 for (hk, hv) in w.mapping(v, &path)?.iter() {
@@ -267,6 +286,15 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path, options: &LoadOptions)
         }
     }
     let api_keys = auth.keys(&w)?;
+    let (cfn, dynamodb_tables) = aws::Cfn::read(&mut w, resources.as_ref(), &region, format!("{service}-{stage}"))?;
+    let env_default = match &env_raw {
+        Some(v) => cfn.environment(&w, v, "provider.environment")?,
+        None => BTreeMap::new(),
+    };
+    let mut provider_statements = Vec::new();
+    for (v, path) in &iam_raw {
+        provider_statements.extend(cfn.statements(&mut w, v, path)?);
+    }
 
     let mut fns = BTreeMap::new();
     let mut runtime_warnings = Vec::new();
@@ -286,6 +314,8 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path, options: &LoadOptions)
         let mut env = env_default.clone();
         let mut scaling = Scaling::default();
         let mut package_own = Vec::new();
+        let mut own_statements = None;
+        let mut inherit = false;
         for (fk, fv) in &body {
             let key = str_key(fk);
             let path = format!("{base}.{key}");
@@ -296,7 +326,11 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path, options: &LoadOptions)
                 "memorySize" => memory = Some(w.number(fv, &path)? as u32),
                 "ephemeralStorageSize" => ephemeral = Some(w.number(fv, &path)? as u32),
                 "timeout" => timeout = Some(w.number(fv, &path)?),
-                "environment" => env.extend(w.environment(fv, &path)?),
+                "environment" => env.extend(cfn.environment(&w, fv, &path)?),
+                // The serverless-iam-roles-per-function plugin's keys.
+                "iamRoleStatements" => own_statements = Some(cfn.statements(&mut w, fv, &path)?),
+                "iamRoleStatementsInherit" => inherit = w.boolean(fv, &path)?,
+                "iamRoleStatementsName" => {}
                 "reservedConcurrency" => scaling.max_instances = w.number(fv, &path)? as u32,
                 "provisionedConcurrency" => scaling.min_instances = w.number(fv, &path)? as u32,
                 "events" => {
@@ -420,6 +454,13 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path, options: &LoadOptions)
                     p.extend(package_own);
                     p
                 },
+                // A function's own statements replace the provider's unless it inherits them
+                // (the plugin's rule); without the plugin's key, the provider's role.
+                aws: match own_statements {
+                    Some(own) if inherit => provider_statements.iter().cloned().chain(own).collect(),
+                    Some(own) => own,
+                    None => provider_statements.clone(),
+                },
             },
         );
     }
@@ -452,6 +493,7 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path, options: &LoadOptions)
         authorizers: auth.jwt,
         lambda_authorizers: auth.lambda,
         api_keys,
+        dynamodb_tables,
     };
     // An authorizer function named by an event or provider.httpApi.authorizers must exist.
     for (key, f) in &auth.functions_named {
@@ -1084,7 +1126,7 @@ resources:
         assert!(app.cors.is_some());
         assert_eq!(l.warnings.len(), 1, "{:?}", l.warnings);
         let w = &l.warnings[0];
-        for key in ["plugins", "provider.iam", "functions.catchAll.layers", "resources"] {
+        for key in ["plugins", "functions.catchAll.layers"] {
             assert!(w.contains(key), "{key} missing from {w}");
         }
         assert!(!w.contains("frameworkVersion"));

@@ -280,7 +280,6 @@ fn unsupported_sources_name_the_key_and_the_source() {
         ("${ssm:/app/db-url}", "ssm"),
         ("${file(./config.yml):db}", "file"),
         ("${cf:other-stack.Url}", "cf"),
-        ("${aws:accountId}", "aws"),
         ("${param:dbUrl}", "param"),
         ("${s3:bucket/key}", "s3"),
     ] {
@@ -290,7 +289,7 @@ fn unsupported_sources_name_the_key_and_the_source() {
         assert_eq!(
             e.message,
             format!(
-                "cannot resolve {var}: the `{source}` variable source is not supported by Gust (it resolves env, self, opt:stage and sls:stage)"
+                "cannot resolve {var}: the `{source}` variable source is not supported by Gust (it resolves env, self, opt:stage, sls:stage, aws:accountId and aws:region)"
             )
         );
     }
@@ -307,13 +306,17 @@ fn unsupported_sources_name_the_key_and_the_source() {
 #[test]
 fn keys_gust_ignores_are_not_resolved() {
     let text = sls(
-        "  iam:\n    role:\n      statements:\n        - Effect: Allow\n          Resource: arn:aws:dynamodb:${aws:region}:${aws:accountId}:table/x\n",
+        "  iam:\n    role:\n      managedPolicies:\n        - ${cf:policies.Arn}\n",
         "    layers:\n      - ${cf:layers.Arn}\n",
         "custom:\n  unused: ${ssm:/never}\nresources:\n  Outputs:\n    Url:\n      Value:\n        Fn::Sub: https://${ApiGateway}.execute-api.${AWS::Region}.amazonaws.com\n",
     );
     let l = yml(&text, &no_env()).unwrap();
     assert_eq!(l.warnings.len(), 1, "{:?}", l.warnings);
-    assert!(l.warnings[0].contains("provider.iam") && l.warnings[0].contains("resources"));
+    assert!(
+        l.warnings[0].contains("provider.iam.role.managedPolicies"),
+        "{:?}",
+        l.warnings
+    );
 }
 
 #[test]

@@ -14,10 +14,10 @@ use serde_yaml::{Mapping, Value};
 use std::borrow::Cow;
 
 /// What serverless.yml variables Gust resolves (for messages).
-const SERVERLESS_SOURCES: &str = "env, self, opt:stage and sls:stage";
+const SERVERLESS_SOURCES: &str = "env, self, opt:stage, sls:stage, aws:accountId and aws:region";
 
 /// Serverless Framework sources Gust knows but does not resolve.
-const UNSUPPORTED_SOURCES: [&str; 7] = ["ssm", "file", "cf", "s3", "aws", "param", "strToBool"];
+const UNSUPPORTED_SOURCES: [&str; 6] = ["ssm", "file", "cf", "s3", "param", "strToBool"];
 
 /// The default stage when none is chosen.
 pub(crate) const DEFAULT_STAGE: &str = "dev";
@@ -309,6 +309,17 @@ impl<'a> Resolver<'a> {
                     "`sls:{other}` is not supported by Gust: of `sls`, only `sls:stage` is"
                 ))),
             },
+            // Gust is one account in one region: the app's (`provider.region`).
+            (Flavor::Serverless { doc }, "aws") => match address {
+                "accountId" => Ok(Value::String(crate::iam::ACCOUNT_ID.into())),
+                "region" => match self.lookup(doc, text, "provider.region", stack) {
+                    Err(Fail::Unset(_)) => Ok(Value::String(crate::defaults::DEFAULT_REGION.into())),
+                    other => other,
+                },
+                other => Err(hard(format!(
+                    "`aws:{other}` is not supported by Gust: of `aws`, only `aws:accountId` and `aws:region` are"
+                ))),
+            },
             (Flavor::Gust, "self" | "opt" | "sls") => Err(hard(format!(
                 "the `{}` variable source is not supported in gust.toml: it resolves only `${{env:NAME}}` and `${{env:NAME, default}}` (per-stage values go in [stages.NAME] tables)",
                 r.source
@@ -497,8 +508,9 @@ fn names_known_source(body: &str) -> bool {
     if first.starts_with("${") {
         return true;
     }
-    parse_ref(&first)
-        .is_some_and(|r| matches!(r.source, "env" | "self" | "opt" | "sls") || UNSUPPORTED_SOURCES.contains(&r.source))
+    parse_ref(&first).is_some_and(|r| {
+        matches!(r.source, "env" | "self" | "opt" | "sls" | "aws") || UNSUPPORTED_SOURCES.contains(&r.source)
+    })
 }
 
 /// A literal fallback: quoted text, a number, a boolean, or bare text.

@@ -1,6 +1,7 @@
 //! Turning a [`FunctionSpec`] into a ready-to-start process description, once per deployment.
 
 use crate::crashloop::CrashLoopPolicy;
+use crate::credentials::FunctionCredentials;
 use crate::error::PrepareError;
 use crate::logs::LogSink;
 use crate::resident::{Holding, ResidentSet};
@@ -184,12 +185,12 @@ impl Executor {
     }
 
     /// Checks the function can start here and builds its command line and environment.
-    /// `token` is the function's `GUST_TOKEN` for the platform API.
-    /// `secrets` are the function's granted secrets, set last as environment variables.
+    /// `creds` are the function's `GUST_TOKEN` for the platform API and its AWS session key
+    /// for the AWS service APIs (both served on `platform_api`). `secrets` are the function's granted secrets, set last as environment variables.
     pub fn prepare(
         &self,
         spec: Arc<FunctionSpec>,
-        token: Option<&str>,
+        creds: Option<&FunctionCredentials>,
         secrets: &[(String, String)],
     ) -> Result<Prepared, PrepareError> {
         let fail = |message: String| PrepareError {
@@ -289,8 +290,18 @@ impl Executor {
         if let Some(api) = &c.platform_api {
             set("GUST_API", api.clone());
         }
-        if let Some(t) = token {
+        if let Some(creds) = creds {
+            let t = &creds.token;
             set("GUST_TOKEN", t.to_string());
+            // The AWS SDKs find Gust's AWS service APIs and the function's own session key in
+            // the environment, as on Lambda; the function's own `environment` still wins.
+            if let Some(api) = &c.platform_api {
+                set("AWS_ENDPOINT_URL", api.clone());
+                set("AWS_ENDPOINT_URL_DYNAMODB", api.clone());
+            }
+            set("AWS_ACCESS_KEY_ID", creds.aws.access_key_id.clone());
+            set("AWS_SECRET_ACCESS_KEY", creds.aws.secret_access_key.clone());
+            set("AWS_SESSION_TOKEN", creds.aws.session_token.clone());
             // Service discovery: each granted upstream by name, through the platform's proxy
             // (load balancing, health, circuit breaker, trace), with the token in the path so
             // a plain URL works from any HTTP client.

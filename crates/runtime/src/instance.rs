@@ -140,7 +140,7 @@ impl Spawned {
         let mut env = env;
         let api = match made {
             Some(made) => {
-                // GUST_API (and the service URLs under it) point at the relay inside.
+                // GUST_API (and the service URLs under it, and the AWS endpoints) point at the relay inside.
                 if let Some(url) = confine.as_ref().and_then(|c| c.platform_api) {
                     let target = authority(url)
                         .ok_or_else(|| std::io::Error::other(format!("cannot relay the platform API at {url}")))?;
@@ -149,7 +149,11 @@ impl Spawned {
                     rewritten = env
                         .iter()
                         .map(|(k, v)| match v.strip_prefix(url) {
-                            Some(rest) if k == "GUST_API" || k.starts_with("GUST_SERVICE_") => {
+                            Some(rest)
+                                if k == "GUST_API"
+                                    || k.starts_with("GUST_SERVICE_")
+                                    || k.starts_with("AWS_ENDPOINT_URL") =>
+                            {
                                 (k.clone(), format!("{inside}{rest}"))
                             }
                             _ => (k.clone(), v.clone()),

@@ -3,6 +3,7 @@
 //! lending, crash and timeout handling, and the in-flight count for graceful shutdown live
 //! here once.
 
+use crate::credentials::{AwsSessionKey, Callers, FunctionCredentials};
 use crate::error::{InvokeError, PrepareError};
 use crate::executor::Executor;
 use crate::instance::{error_message, Answer};
@@ -175,7 +176,8 @@ pub struct Invoker {
     metrics: Arc<Metrics>,
     sink: Arc<dyn LogSink>,
     functions: RwLock<HashMap<String, Deployed>>,
-    tokens: RwLock<HashMap<String, PlatformApi>>,
+    /// Who holds which `GUST_TOKEN` and AWS session key (`credentials.rs`).
+    callers: RwLock<Callers>,
     in_flight: Arc<AtomicUsize>,
     drained: Arc<Notify>,
     shutting_down: AtomicBool,
@@ -212,10 +214,6 @@ impl Drop for InFlight {
     }
 }
 
-fn new_token() -> String {
-    format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple())
-}
-
 impl Invoker {
     pub fn new(executor: Executor, telemetry: Arc<dyn Telemetry>) -> Arc<Self> {
         let invoker = Arc::new(Self {
@@ -224,7 +222,7 @@ impl Invoker {
             sink: executor.sink(),
             executor,
             functions: RwLock::new(HashMap::new()),
-            tokens: RwLock::new(HashMap::new()),
+            callers: RwLock::new(Callers::default()),
             in_flight: Arc::new(AtomicUsize::new(0)),
             drained: Arc::new(Notify::new()),
             shutting_down: AtomicBool::new(false),
@@ -254,7 +252,7 @@ impl Invoker {
         let mut tokens = Vec::new();
         let selected = |name: &str| only.is_none_or(|o| o.iter().any(|n| n == name));
         for spec in app.functions.values().filter(|s| selected(s.name.as_str())) {
-            let token = new_token();
+            let token = FunctionCredentials::generate();
             let env = secrets.get(spec.name.as_str()).map(Vec::as_slice).unwrap_or(&[]);
             let prepared = self.executor.prepare(Arc::new(spec.clone()), Some(&token), env)?;
             pools.push((
@@ -294,9 +292,11 @@ impl Invoker {
                 .collect()
         };
         {
-            let mut t = self.tokens.write().expect("tokens lock");
-            t.retain(|_, caller| caller.app != app.name.as_str() || !selected(&caller.function));
-            t.extend(tokens);
+            let mut callers = self.callers.write().expect("callers lock");
+            callers.retain(|caller| caller.app != app.name.as_str() || !selected(&caller.function));
+            for (creds, caller) in tokens {
+                callers.insert(creds, caller);
+            }
         }
         for (pool, next) in old {
             tokio::spawn(async move { pool.retire(Some(next)).await });
@@ -359,7 +359,7 @@ impl Invoker {
         // Prepared outside the lock: a failure leaves the running version as it was.
         let mut prepared = Vec::new();
         for (spec, env, revision) in fresh {
-            let token = new_token();
+            let token = FunctionCredentials::generate();
             let p = self.executor.prepare(Arc::new(spec.clone()), Some(&token), &env)?;
             let pool = Pool::new(
                 p,
@@ -403,20 +403,20 @@ impl Invoker {
         let mut retiring: Vec<(Arc<Pool>, Option<Arc<Pool>>)> = Vec::new();
         {
             let mut functions = self.functions.write().expect("functions lock");
-            let mut tokens = self.tokens.write().expect("tokens lock");
+            let mut callers = self.callers.write().expect("callers lock");
             let changed: std::collections::HashSet<&str> = prepared
                 .iter()
                 .map(|(n, ..)| n.as_str())
                 .chain(report.removed.iter().map(String::as_str))
                 .collect();
-            tokens.retain(|_, caller| caller.app != app.name.as_str() || !changed.contains(caller.function.as_str()));
+            callers.retain(|caller| caller.app != app.name.as_str() || !changed.contains(caller.function.as_str()));
             for name in &report.removed {
                 if let Some(d) = functions.remove(name) {
                     retiring.push((d.pool, None));
                 }
             }
             for (name, pool, env, revision, token) in prepared {
-                tokens.insert(
+                callers.insert(
                     token,
                     PlatformApi {
                         app: app.name.to_string(),
@@ -452,7 +452,12 @@ impl Invoker {
 
     /// The function a `GUST_TOKEN` belongs to.
     pub fn caller_for_token(&self, token: &str) -> Option<PlatformApi> {
-        self.tokens.read().expect("tokens lock").get(token).cloned()
+        self.callers.read().expect("callers lock").for_token(token)
+    }
+
+    /// The function an AWS session key (its access key id) was issued to, with the key.
+    pub fn caller_for_aws_key(&self, access_key_id: &str) -> Option<(AwsSessionKey, PlatformApi)> {
+        self.callers.read().expect("callers lock").for_aws_key(access_key_id)
     }
 
     pub fn spec(&self, function: &str) -> Option<Arc<FunctionSpec>> {

@@ -16,6 +16,7 @@
 mod api;
 mod bootstrap;
 mod crashloop;
+mod credentials;
 mod error;
 mod executor;
 mod instance;
@@ -32,6 +33,7 @@ mod telemetry;
 
 pub use bootstrap::RuntimeFiles;
 pub use crashloop::{BackOff, CrashLoopPolicy, BACKOFF_ERROR_TYPE};
+pub use credentials::{AwsSessionKey, FunctionCredentials};
 pub use error::{Blame, InvokeError, PrepareError};
 pub use executor::{Executor, ExecutorConfig, Prepared, DEFAULT_RESIDENT_CODE_BYTES};
 pub use instance::{kill_process_group, supervise, Instance, InstanceId};

@@ -7,7 +7,9 @@
 //! - [`expr`]: the expression languages (parser, evaluation, updates, projections);
 //! - [`table`]: table definitions and the key byte encoding; [`store`]: the SQLite schema;
 //! - [`tables`] (control plane), [`items`], [`query`], [`batch`]: the operations;
-//! - [`stream`]: change records and the DynamoDB Streams API.
+//! - [`stream`]: change records and the DynamoDB Streams API;
+//! - [`access`]: the IAM actions and resources a request needs (for the caller's policy).
+//! - [`provision`]: tables a manifest declares, created or extended at deploy.
 //!
 //! Why SQLite here, in a file of its own (`<state>/aws.db`) rather than in `state.db`: table
 //! traffic is bulky and write-heavy, and behind one connection it would queue behind (and
@@ -20,11 +22,13 @@
 //! Tables belong to an app (the `app` argument); today one Gust serves one app, and more apps
 //! is a change of that parameter.
 
+pub mod access;
 pub mod batch;
 pub mod error;
 pub mod expr;
 pub mod items;
 pub mod number;
+pub mod provision;
 pub mod query;
 pub mod request;
 pub mod store;

@@ -158,11 +158,11 @@ fn shard_id(meta: &TableMeta) -> String {
     format!("shardId-00000000000000000001-{}", &meta.id[..8])
 }
 
-fn iterator(arn: &str, after: i64) -> String {
+pub(crate) fn iterator(arn: &str, after: i64) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{arn}|{after}"))
 }
 
-fn parse_iterator(it: &str) -> Result<(String, i64)> {
+pub(crate) fn parse_iterator(it: &str) -> Result<(String, i64)> {
     let invalid = || validation("Invalid ShardIterator");
     let text = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(it)

@@ -6,7 +6,12 @@
 //! protocol.
 //!
 //! Credentials: SigV4 with an access key Gust issued, scoped to the `dynamodb` service (which
-//! DynamoDB Streams is signed as too; the same keys as the Lambda API), or the operator token as a bearer token. Refusals are
+//! DynamoDB Streams is signed as too; the same keys as the Lambda API), or the operator token
+//! as a bearer token: both reach every table of the app. A function signs with the session key
+//! Gust issued to its deployment (`AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`/
+//! `AWS_SESSION_TOKEN`, resolved by `Invoker::caller_for_aws_key`), and may do only what its
+//! manifest's statements grant (`gust_aws::dynamodb::access` says what a request needs,
+//! `gust_model::iam` judges it); otherwise `AccessDeniedException` in AWS's words. Refusals are
 //! DynamoDB's own: status 400 (DynamoDB answers every refused credential with 400, not 403)
 //! and `__type` `com.amazon.coral.service#MissingAuthenticationTokenException`,
 //! `IncompleteSignatureException`, `UnrecognizedClientException` or
@@ -17,11 +22,15 @@ use crate::codes::ErrorCode;
 use crate::error::Body;
 use crate::sigv4::{self, SigV4Error};
 use bytes::Bytes;
-use gust_aws::dynamodb::{DynamoDb, DynamoError, STREAMS_TARGET_PREFIX, TARGET_PREFIX};
+use gust_aws::dynamodb::{access, DynamoDb, DynamoError, STREAMS_TARGET_PREFIX, TARGET_PREFIX};
+use gust_model::{iam, Decision};
+use gust_runtime::{AwsSessionKey, PlatformApi};
+use gust_store::Zeroizing;
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use std::sync::Arc;
+use subtle::ConstantTimeEq;
 
 /// The signing name of DynamoDB.
 const SERVICE: &str = "dynamodb";
@@ -80,6 +89,37 @@ fn refused(e: &SigV4Error, request_id: &str) -> Response<Body> {
     )
 }
 
+/// A function's request its statements do not allow: AWS's message, naming the function's
+/// role session, the action and the resource.
+fn access_denied(
+    caller: &PlatformApi,
+    needed: &access::Needed,
+    decision: Decision,
+    request_id: &str,
+) -> Response<Body> {
+    let why = match decision {
+        Decision::ExplicitDeny => "with an explicit deny in an identity-based policy".to_string(),
+        _ => format!("because no identity-based policy allows the {} action", needed.action),
+    };
+    let user = format!(
+        "arn:aws:sts::{}:assumed-role/{}-{}-role/{}",
+        crate::ACCOUNT_ID,
+        caller.app,
+        caller.function,
+        caller.function
+    );
+    tracing::info!(function = %caller.function, action = %needed.action, resource = %needed.resource, "DynamoDB request denied by the function's statements");
+    error(
+        400,
+        "com.amazon.coral.service#AccessDeniedException",
+        &format!(
+            "User: {user} is not authorized to perform: {} on resource: {} {why}",
+            needed.action, needed.resource
+        ),
+        request_id,
+    )
+}
+
 fn dynamo_error(e: &DynamoError, request_id: &str) -> Response<Body> {
     if let DynamoError::Internal(detail) = e {
         tracing::error!(%detail, "DynamoDB request failed");
@@ -113,6 +153,7 @@ impl Admin {
             .filter(|r| !r.is_empty())
             .unwrap_or_else(|| DEFAULT_REGION.to_string());
         // Refuse what can be refused before reading the body.
+        let mut function: Option<(AwsSessionKey, PlatformApi)> = None;
         let pending = if bearer(&parts.headers).is_some() {
             if !self.is_operator(&parts.headers) {
                 return refused(&SigV4Error::UnknownKey, request_id);
@@ -126,7 +167,15 @@ impl Admin {
                 headers: &parts.headers,
             };
             let keys = self.access_keys.as_ref();
-            match sigv4::check_head(head, SERVICE, chrono::Utc::now(), |id| keys.and_then(|k| k.secret(id))) {
+            let secret_of = |id: &str| match self.invoker.caller_for_aws_key(id) {
+                Some((key, caller)) => {
+                    let secret = Zeroizing::new(key.secret_access_key.clone());
+                    function = Some((key, caller));
+                    Some(secret)
+                }
+                None => keys.and_then(|k| k.secret(id)),
+            };
+            match sigv4::check_head(head, SERVICE, chrono::Utc::now(), secret_of) {
                 Ok(p) => Some(p),
                 Err(e) => {
                     tracing::info!(reason = %e, "DynamoDB request refused");
@@ -134,6 +183,23 @@ impl Admin {
                 }
             }
         };
+        // A session key is valid only with its session token, as on AWS.
+        if let Some((key, _)) = &function {
+            let token = parts
+                .headers
+                .get("x-amz-security-token")
+                .map(|v| v.as_bytes())
+                .unwrap_or_default();
+            if !bool::from(token.ct_eq(key.session_token.as_bytes())) {
+                tracing::info!("DynamoDB request refused: a function's session key without its session token");
+                return error(
+                    400,
+                    "com.amazon.coral.service#UnrecognizedClientException",
+                    "The security token included in the request is invalid.",
+                    request_id,
+                );
+            }
+        }
         let payload = match crate::gateway::read_limited(&parts.headers, body, MAX_REQUEST).await {
             Ok(p) => p,
             Err(e) if e.code == ErrorCode::PayloadTooLarge => {
@@ -152,7 +218,23 @@ impl Admin {
                 return refused(&e, request_id);
             }
         }
-        match face.db.call(face.app, region, target, payload.to_vec()).await {
+        let mut app = face.app;
+        if let Some((_, caller)) = function {
+            // What the function's deployed version grants (its credentials retire with it).
+            let statements = self
+                .invoker
+                .spec(&caller.function)
+                .map(|s| s.aws.clone())
+                .unwrap_or_default();
+            for needed in access::required(&region, &target, &payload) {
+                let decision = iam::decide(&statements, &needed.action, &needed.resource);
+                if decision != Decision::Allowed {
+                    return access_denied(&caller, &needed, decision, request_id);
+                }
+            }
+            app = caller.app;
+        }
+        match face.db.call(app, region, target, payload.to_vec()).await {
             Ok(v) => answer(200, &v, request_id),
             Err(e) => dynamo_error(&e, request_id),
         }

@@ -425,7 +425,7 @@ async fn the_aws_cli_creates_writes_and_scans_a_table() {
 /// `node_modules` with the AWS SDK for JavaScript v3's DynamoDB client and document client and
 /// the v2 SDK (`aws-sdk`, which many projects still use), installed from npm into
 /// `target/node-aws-sdk` on first use (about 20 s).
-fn node_aws_sdk() -> PathBuf {
+pub(crate) fn node_aws_sdk() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let dir = target_dir().join("..").join("node-aws-sdk");
@@ -556,7 +556,12 @@ async fn the_javascript_sdk_v3_uses_dynamodb_tables() {
 }
 
 /// One DynamoDB call on the wire, with the operator token (what `curl` would send).
-async fn dynamo_call(admin: &str, token: &str, op: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+pub(crate) async fn dynamo_call(
+    admin: &str,
+    token: &str,
+    op: &str,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
     let r = reqwest::Client::new()
         .post(format!("{admin}/"))
         .header("x-amz-target", format!("DynamoDB_20120810.{op}"))

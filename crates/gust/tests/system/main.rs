@@ -13,6 +13,7 @@ mod counters;
 mod crashloop;
 mod deploy;
 mod dynamodb;
+mod dynamodb_functions;
 mod events;
 mod failures;
 mod freezer;

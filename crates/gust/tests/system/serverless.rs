@@ -43,6 +43,11 @@ resources:
   Resources:
     UsersTable:
       Type: AWS::DynamoDB::Table
+      Properties:
+        AttributeDefinitions: [{ AttributeName: id, AttributeType: S }]
+        KeySchema: [{ AttributeName: id, KeyType: HASH }]
+    Alerts:
+      Type: AWS::SNS::Topic
 "#;
 
 const HANDLER: &str = r#"
@@ -90,7 +95,7 @@ async fn serverless_yml_http_and_http_api_events_are_served() {
     assert_eq!(schedules[0].function.as_str(), "pyCatchAll");
     let warnings = &app.platform().warnings;
     assert_eq!(warnings.len(), 1, "{warnings:?}");
-    for key in ["plugins", "provider.iam", "resources"] {
+    for key in ["plugins", "resources.Resources.Alerts (AWS::SNS::Topic)"] {
         assert!(warnings[0].contains(key), "{key} not in {}", warnings[0]);
     }
     app.stop().await;
