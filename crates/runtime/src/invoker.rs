@@ -148,6 +148,9 @@ struct Deployed {
     code: Option<String>,
 }
 
+/// The most instances a redeploy starts for one function before its switch.
+const WARM_UP_MAX: u32 = 8;
+
 /// What [`Invoker::redeploy`] did, by function name (each list sorted).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Redeployed {
@@ -356,6 +359,14 @@ impl Invoker {
                 .map(|(name, _)| name.clone())
                 .collect();
         }
+        let warm_counts: HashMap<String, u32> = {
+            let functions = self.functions.read().expect("functions lock");
+            report
+                .replaced
+                .iter()
+                .filter_map(|n| functions.get(n).map(|d| (n.clone(), d.pool.stats().total)))
+                .collect()
+        };
         // Prepared outside the lock: a failure leaves the running version as it was.
         let mut prepared = Vec::new();
         for (spec, env, revision) in fresh {
@@ -372,8 +383,11 @@ impl Invoker {
         if warm_up {
             let mut starts = tokio::task::JoinSet::new();
             for (name, pool, ..) in &prepared {
+                // As many instances as the version it replaces runs (at least one, at most
+                // `WARM_UP_MAX`), so the switch keeps the function's capacity.
+                let n = warm_counts.get(name).copied().unwrap_or(1).clamp(1, WARM_UP_MAX);
                 let (name, pool) = (name.clone(), pool.clone());
-                starts.spawn(async move { (name, pool.warm_up().await) });
+                starts.spawn(async move { (name, pool.warm_up(n).await) });
             }
             let mut failed = None;
             while let Some(done) = starts.join_next().await {

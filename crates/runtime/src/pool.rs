@@ -170,24 +170,38 @@ impl Pool {
         }
     }
 
-    /// Starts one instance and keeps it idle, unless the pool already has one or is at
-    /// `max_instances`: a deployment readies each new or changed function this way before
-    /// traffic switches to it, so the switch costs no cold start and a version whose init
-    /// fails is refused while the running one keeps serving.
-    pub async fn warm_up(&self) -> Result<(), InvokeError> {
-        {
+    /// Starts instances until the pool has `n` (at most `max_instances`) and keeps them idle:
+    /// a deployment readies each new or changed function this way before traffic switches to
+    /// it, as many as the version it replaces was running, so the switch costs no cold start
+    /// and no loss of capacity, and a version whose init fails is refused while the running
+    /// one keeps serving. The starts run at once; the first failure is the answer.
+    pub async fn warm_up(self: &Arc<Self>, n: u32) -> Result<(), InvokeError> {
+        let wanted = {
             let mut s = self.state.lock().expect("pool lock");
             if s.stopped {
                 return Err(InvokeError::ShuttingDown);
             }
-            if !s.idle.is_empty() || s.total >= self.prepared.spec.scaling.max_instances {
-                return Ok(());
-            }
-            s.total += 1;
+            let wanted = n.min(self.prepared.spec.scaling.max_instances).saturating_sub(s.total);
+            s.total += wanted;
+            wanted
+        };
+        let mut starts = tokio::task::JoinSet::new();
+        for _ in 0..wanted {
+            let pool = self.clone();
+            starts.spawn(async move {
+                let lease = pool.cold_start().await?;
+                pool.release(lease.instance);
+                Ok::<(), InvokeError>(())
+            });
         }
-        let lease = self.cold_start().await?;
-        self.release(lease.instance);
-        Ok(())
+        let mut first_error = None;
+        while let Some(done) = starts.join_next().await {
+            let result = done.unwrap_or_else(|e| Err(InvokeError::Platform(format!("a start task failed: {e}"))));
+            if let Err(e) = result {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
     }
 
     fn too_many(&self) -> InvokeError {
