@@ -604,7 +604,8 @@ impl gust_gateway::DeployApi for DeployHandle {
                 .map(|v| gust_api::DeployedVersion {
                     version: v.number,
                     running: v.running,
-                    deployed_at: chrono::DateTime::<chrono::Utc>::from(v.at).to_rfc3339(),
+                    deployed_at: chrono::DateTime::<chrono::Utc>::from(v.at)
+                        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
                     functions: v.functions as u64,
                     code: v.code,
                 })

@@ -937,7 +937,7 @@ async fn run(cli: Cli) -> Result<()> {
             let req = target.client()?.get(format!("{admin}/gust/v1/deployments"));
             let list: gust_api::DeploymentList = admin_call(req, &admin, gust_api::Endpoint::ListDeployments).await?;
             println!("app `{}`", list.app);
-            println!("{:<8} {:<8} {:<27} {:>9}  CODE", "VERSION", "", "DEPLOYED", "FUNCTIONS");
+            println!("{:<8} {:<8} {:<25} {:>9}  CODE", "VERSION", "", "DEPLOYED", "FUNCTIONS");
             for v in &list.versions {
                 let code = if v.code.is_empty() {
                     "in place".to_string()
@@ -949,7 +949,7 @@ async fn run(cli: Cli) -> Result<()> {
                         .join(",")
                 };
                 println!(
-                    "{:<8} {:<8} {:<27} {:>9}  {code}",
+                    "{:<8} {:<8} {:<25} {:>9}  {code}",
                     v.version,
                     if v.running { "serving" } else { "" },
                     v.deployed_at,
