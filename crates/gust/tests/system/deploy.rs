@@ -96,16 +96,20 @@ async fn body_of(client: &reqwest::Client, url: &str) -> (u16, String) {
 }
 
 async fn serves(app: &TestApp, path: &str, body: &str) {
-    let url = app.url(path);
+    answers(&app.client, &app.url(path), body).await
+}
+
+/// Polls `url` until it answers 200 with `body` (a deadline of [`WAIT`]).
+async fn answers(client: &reqwest::Client, url: &str, body: &str) {
     let deadline = Instant::now() + WAIT;
     loop {
-        let (status, got) = body_of(&app.client, &url).await;
+        let (status, got) = body_of(client, url).await;
         if status == 200 && got == body {
             return;
         }
         assert!(
             Instant::now() < deadline,
-            "{path} never answered {body:?}: last {status} {got}"
+            "{url} never answered {body:?}: last {status} {got}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -424,19 +428,7 @@ impl Drop for Up {
 }
 
 async fn get_until(url: &str, body: &str) {
-    let client = reqwest::Client::new();
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let (status, got) = body_of(&client, url).await;
-        if status == 200 && got == body {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{url} never answered {body:?}: last {status} {got}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    answers(&reqwest::Client::new(), url, body).await
 }
 
 #[tokio::test]
