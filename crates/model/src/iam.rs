@@ -58,7 +58,7 @@ impl AwsStatement {
         let action_hit = self
             .actions
             .iter()
-            .any(|p| glob(&p.to_ascii_lowercase(), &action.to_ascii_lowercase()));
+            .any(|p| wildcard_match(&p.to_ascii_lowercase(), &action.to_ascii_lowercase()));
         let resource_hit = self.resources.iter().any(|p| arn_matches(p, resource));
         action_hit != self.not_actions && resource_hit != self.not_resources
     }
@@ -91,14 +91,16 @@ fn arn_matches(pattern: &str, arn: &str) -> bool {
     let p: Vec<&str> = pattern.splitn(6, ':').collect();
     let a: Vec<&str> = arn.splitn(6, ':').collect();
     if p.len() != 6 || a.len() != 6 {
-        return glob(pattern, arn);
+        return wildcard_match(pattern, arn);
     }
     // arn : partition : service : (region) : (account) : resource
-    [0, 1, 2, 5].iter().all(|&i| glob(p[i], a[i]))
+    [0, 1, 2, 5].iter().all(|&i| wildcard_match(p[i], a[i]))
 }
 
-/// `*` matches any run of characters (`/` included, as in IAM), `?` any one character.
-fn glob(pattern: &str, text: &str) -> bool {
+/// IAM's wildcards: `*` matches any run of characters (`/` and `:` included), `?` any one
+/// character. Policies of every kind use it (these statements, and the gateway's Lambda
+/// authorizer answers).
+pub fn wildcard_match(pattern: &str, text: &str) -> bool {
     let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
     let (mut pi, mut ti) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
@@ -264,6 +266,11 @@ mod tests {
         assert_eq!(expand_resource("*").unwrap(), "*");
         assert_eq!(expand_resource(USERS).unwrap(), USERS);
         assert!(expand_resource("users").unwrap_err().contains("table/users"));
-        assert!(glob("a*b?c", "axxbyc") && !glob("a*b?c", "axxbc") && glob("*", "") && !glob("", "a"));
+        assert!(
+            wildcard_match("a*b?c", "axxbyc")
+                && !wildcard_match("a*b?c", "axxbc")
+                && wildcard_match("*", "")
+                && !wildcard_match("", "a")
+        );
     }
 }
