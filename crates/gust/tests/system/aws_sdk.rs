@@ -10,19 +10,8 @@ use std::sync::OnceLock;
 /// `target/pydeps`, installed from PyPI on first use (a few seconds).
 pub fn pydeps() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = target_dir().join("..").join("pydeps");
-        let system_has_it = std::process::Command::new("python3")
-            .args(["-c", "import boto3"])
-            .stderr(std::process::Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !system_has_it {
-            pip_install_into(&dir, "boto3>=1.34", "boto3");
-        }
-        dir
-    })
-    .clone()
+    DIR.get_or_init(|| python_module_dir("pydeps", "boto3>=1.34", "boto3"))
+        .clone()
 }
 
 const SCRIPT: &str = r#"

@@ -317,19 +317,8 @@ async fn dynamodb_refuses_bad_signatures_in_its_own_shape() {
 /// `target/pydeps-awscli` on first use.
 fn awscli_path() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = target_dir().join("..").join("pydeps-awscli");
-        let system_has_it = std::process::Command::new("python3")
-            .args(["-c", "import awscli"])
-            .stderr(std::process::Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !system_has_it {
-            pip_install_into(&dir, "awscli>=1.32", "awscli");
-        }
-        dir
-    })
-    .clone()
+    DIR.get_or_init(|| python_module_dir("pydeps-awscli", "awscli>=1.32", "awscli"))
+        .clone()
 }
 
 #[tokio::test]

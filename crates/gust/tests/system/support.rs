@@ -284,6 +284,22 @@ pub fn gust_up_snapshot_args(app: &Path, state: &Path) -> Vec<std::ffi::OsString
     args
 }
 
+/// A directory for `PYTHONPATH` in which `module` is importable: `target/<name>`, with
+/// `requirement` installed there from PyPI on first use unless the machine's `python3` has
+/// the module already.
+pub fn python_module_dir(name: &str, requirement: &str, module: &str) -> PathBuf {
+    let dir = target_dir().join("..").join(name);
+    let system_has_it = std::process::Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !system_has_it {
+        pip_install_into(&dir, requirement, module);
+    }
+    dir
+}
+
 /// Installs `requirement` from PyPI into `dir` (`pip install --target`) unless `dir/module`
 /// is there already; for Python packages tests need on a fresh machine.
 pub fn pip_install_into(dir: &Path, requirement: &str, module: &str) {
