@@ -145,6 +145,7 @@ impl Deliverer {
             EventShape::Sns => serde_json::to_vec(&shape::sns_event(batch, topic, sub, &self.region, &self.account)),
             EventShape::Raw => Ok(batch[0].event.data.to_vec()),
             EventShape::RabbitMq => serde_json::to_vec(&shape::rabbitmq_event(batch, spec, &origin)),
+            EventShape::DynamoDb => serde_json::to_vec(&shape::dynamodb_event(batch)),
         }
         .expect("JSON values serialise");
         let mut inv = Invocation::new(spec.function.as_str(), payload, Trigger::Event);

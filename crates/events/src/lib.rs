@@ -87,6 +87,8 @@ pub struct Events {
     log: Arc<dyn EventLog>,
     invoker: Arc<Invoker>,
     account: String,
+    /// The tables `dynamodb-stream` sources read (`None`: this Gust serves none).
+    dynamodb: Option<Arc<gust_aws::dynamodb::DynamoDb>>,
     /// What the running version of the app subscribes: swapped whole by a redeploy.
     topology: RwLock<Arc<Topology>>,
     /// Dispatchers and source workers a redeploy replaced, finishing their batches in flight.
@@ -147,9 +149,11 @@ impl Events {
         app: &App,
         account: &str,
         secret: &dyn Fn(&str) -> Option<String>,
+        dynamodb: Option<Arc<gust_aws::dynamodb::DynamoDb>>,
     ) -> Arc<Self> {
-        let topology = Self::build(&log, &invoker, account, app, secret, &HashMap::new());
+        let topology = Self::build(&log, &invoker, account, app, secret, dynamodb.as_ref(), &HashMap::new());
         Arc::new(Self {
+            dynamodb,
             log,
             invoker,
             account: account.into(),
@@ -164,6 +168,7 @@ impl Events {
         account: &str,
         app: &App,
         secret: &dyn Fn(&str) -> Option<String>,
+        dynamodb: Option<&Arc<gust_aws::dynamodb::DynamoDb>>,
         running: &HashMap<String, (SubscriptionSpec, Arc<source::SourceWorker>)>,
     ) -> Topology {
         let subs = queues_of(app);
@@ -189,7 +194,12 @@ impl Events {
                 }
             }
             let password = src.password_secret().and_then(secret);
-            let built = source::build(s, src, password);
+            let tables = dynamodb.map(|db| source::dynamodb::Tables {
+                db: db.clone(),
+                app: app.name.to_string(),
+                region: app.region.clone(),
+            });
+            let built = source::build(s, src, password, tables.as_ref());
             let worker = source::SourceWorker::start(s.clone(), built, dispatcher.deliverer.clone(), log.clone());
             sources.insert(s.name.to_string(), (s.clone(), Arc::new(worker)));
         }
@@ -218,6 +228,7 @@ impl Events {
             &self.account,
             app,
             secret,
+            self.dynamodb.as_ref(),
             &old.sources,
         ));
         *self.topology.write().expect("topology lock") = new.clone();

@@ -28,6 +28,12 @@ impl Origin {
             SourceSpec::NatsJetStream(s) => s.stream.as_str(),
             SourceSpec::Nats(s) => s.subject.as_str(),
             SourceSpec::Mqtt(s) => s.topic.as_str(),
+            SourceSpec::DynamoDbStream(s) => {
+                return Self {
+                    event_source: "aws:dynamodb".into(),
+                    arn: s.stream_arn.clone(),
+                };
+            }
             SourceSpec::RabbitMq(s) => {
                 // As Lambda names it; the broker ARN a serverless.yml event gave, if any.
                 return Self {
@@ -75,6 +81,17 @@ pub fn sqs_event(records: &[&Record], origin: &Origin, region: &str) -> Value {
                 "awsRegion": region,
             })
         })
+        .collect();
+    json!({ "Records": records })
+}
+
+/// Builds Lambda's DynamoDB stream event, `{"Records":[...]}`: each record's data is the
+/// stream record as `gust-aws` gave it (`eventName`, `dynamodb.Keys/NewImage/OldImage`,
+/// `eventSource: aws:dynamodb`, `eventSourceARN`).
+pub fn dynamodb_event(records: &[&Record]) -> Value {
+    let records: Vec<Value> = records
+        .iter()
+        .map(|r| serde_json::from_slice(&r.event.data).unwrap_or_else(|_| json!({ "body": r.event.data_text().0 })))
         .collect();
     json!({ "Records": records })
 }

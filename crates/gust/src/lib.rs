@@ -746,6 +746,7 @@ impl Platform {
             &app,
             gust_gateway::ACCOUNT_ID,
             &|name| broker_secret(&secret_store, name),
+            Some(backends.dynamodb.clone()),
         );
         let api_keys = Arc::new(gust_gateway::auth::MemoryApiKeyStore::new());
         gust_gateway::load_api_keys(kv.as_ref(), &api_keys)

@@ -312,6 +312,10 @@ pub enum EventShape {
     /// {"<queue>::<vhost>":[{basicProperties, redelivered, data}]}}` (rabbitmq sources only).
     /// Lambda has no `batchItemFailures` for it: a failure fails the whole batch.
     RabbitMq,
+    /// Lambda's DynamoDB stream event: `{"Records":[{eventID, eventName, eventSource:
+    /// "aws:dynamodb", eventSourceARN, dynamodb: {Keys, NewImage, OldImage, SequenceNumber,
+    /// StreamViewType, ...}}]}` (dynamodb-stream sources only); a failure fails the batch.
+    DynamoDb,
 }
 
 /// Which events a subscription takes: all listed conditions must hold; empty means all.

@@ -37,7 +37,8 @@ pub use iam::{AwsStatement, Decision, Effect};
 pub use ids::{AppName, FunctionName, NameError, TopicName};
 pub use route_key::{MethodMatch, RouteKey};
 pub use source::{
-    CoreNatsSource, JetStreamSource, MqttSource, RabbitMqSource, RedisStreamsSource, SourceSpec, StartPosition,
+    CoreNatsSource, DynamoDbStreamSource, JetStreamSource, MqttSource, RabbitMqSource, RedisStreamsSource, SourceSpec,
+    StartPosition,
 };
 pub use telemetry::{InvocationRecord, InvokeSpan, SpanRecord, TraceParent};
 

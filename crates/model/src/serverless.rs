@@ -24,7 +24,7 @@ mod auth;
 mod aws;
 
 /// The event types Gust maps (a bare string or any other type is refused or reported).
-const EVENT_TYPES: &str = "http, httpApi, schedule, sqs, sns, rabbitmq";
+const EVENT_TYPES: &str = "http, httpApi, schedule, sqs, sns, rabbitmq, stream (dynamodb)";
 
 /// Serverless Framework v3's own defaults, which a serverless.yml author relies on.
 const SLS_MEMORY_MB: u32 = 1024;
@@ -385,6 +385,11 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path, options: &LoadOptions)
                                         pending_subs.push((input, tpath));
                                     }
                                 }
+                                "stream" => {
+                                    if let Some(input) = stream_event(&mut w, &cfn, evv, &tpath, &name)? {
+                                        pending_subs.push((input, tpath));
+                                    }
+                                }
                                 _ => w.unsupported(tpath),
                             }
                         }
@@ -720,6 +725,101 @@ fn rabbitmq_event(
     }))
 }
 
+/// `stream: <arn>` / `stream: {type: dynamodb, arn, batchSize, startingPosition,
+/// maximumRetryAttempts, enabled}`: a dynamodb-stream source subscription on a table Gust
+/// serves (`None` when `enabled: false`). The ARN is a string or `Fn::GetAtt: [T, StreamArn]`.
+fn stream_event(
+    w: &mut Walker<'_>,
+    cfn: &aws::Cfn,
+    v: &Value,
+    path: &str,
+    function: &FunctionName,
+) -> Result<Option<SubscriptionInput>, ManifestError> {
+    let (mut arn, mut batch_size, mut start, mut max_retries, mut enabled) =
+        (None, None, crate::StartPosition::Latest, None, true);
+    let is_string = matches!(&*w.val(v, path)?, Value::String(_));
+    if is_string {
+        arn = Some(cfn.string(w, v, path)?);
+    } else {
+        let m = w.mapping(v, path)?.into_owned();
+        let mut kind = None;
+        for (k, v) in &m {
+            let key = str_key(k);
+            let kpath = format!("{path}.{key}");
+            match key.as_str() {
+                "type" => kind = Some(w.string(v, &kpath)?),
+                "arn" => arn = Some(cfn.string(w, v, &kpath)?),
+                "batchSize" => batch_size = Some(w.number(v, &kpath)? as u32),
+                "startingPosition" => {
+                    start = match w.string(v, &kpath)?.as_str() {
+                        "LATEST" => crate::StartPosition::Latest,
+                        "TRIM_HORIZON" => crate::StartPosition::Earliest,
+                        other => return Err(w.err(kpath, format!("`{other}`: Gust supports LATEST and TRIM_HORIZON"))),
+                    }
+                }
+                "maximumRetryAttempts" => {
+                    // -1 is Lambda's "until the record expires": then the event age limit ends it.
+                    max_retries = Some(match w.number(v, &kpath)? {
+                        -1.0 => u32::MAX - 1,
+                        n if (0.0..=10_000.0).contains(&n) && n.fract() == 0.0 => n as u32,
+                        _ => return Err(w.err(kpath, "must be -1 (until the record expires) or 0 to 10000")),
+                    })
+                }
+                "enabled" => enabled = w.boolean(v, &kpath)?,
+                _ => w.unsupported(kpath),
+            }
+        }
+        match kind.as_deref() {
+            None | Some("dynamodb") => {}
+            Some(other) => {
+                return Err(w.err(
+                    format!("{path}.type"),
+                    format!("`{other}`: Gust serves DynamoDB streams only (type: dynamodb)"),
+                ))
+            }
+        }
+    }
+    let arn = arn.ok_or_else(|| w.err(format!("{path}.arn"), "is required"))?;
+    let table = arn
+        .split_once(":table/")
+        .and_then(|(_, rest)| rest.split('/').next())
+        .filter(|t| !t.is_empty() && arn.contains("/stream/"))
+        .ok_or_else(|| {
+            w.err(
+                path,
+                format!("`{arn}` is not a DynamoDB stream ARN (use `Fn::GetAtt: [Table, StreamArn]`)"),
+            )
+        })?
+        .to_string();
+    if !enabled {
+        return Ok(None);
+    }
+    let source = crate::SourceSpec::DynamoDbStream(crate::DynamoDbStreamSource {
+        table,
+        stream_arn: arn,
+        start,
+    });
+    let name =
+        TopicName::new(format!("{function}.{}", source.default_name())).map_err(|e| w.err(path, e.to_string()))?;
+    Ok(Some(SubscriptionInput {
+        name: name.clone(),
+        topic: name,
+        function: function.clone(),
+        filter: EventFilter::default(),
+        shape: EventShape::DynamoDb,
+        batch_size,
+        batch_window: None,
+        max_concurrency: None,
+        // Lambda's maximumRetryAttempts counts retries after the first attempt.
+        max_attempts: max_retries.map(|r| r.saturating_add(1)),
+        max_event_age: None,
+        visibility_timeout: None,
+        report_batch_item_failures: false,
+        retry_delay: None,
+        source: Some(source),
+    }))
+}
+
 /// `schedule: rate(5 minutes)` or `schedule: {rate: expr | [expr, ...], enabled, input, name, description}`.
 /// Each expression becomes one schedule (EventBridge creates one rule per expression too).
 fn schedule_event(
@@ -976,6 +1076,75 @@ mod tests {
         assert!(
             l.warnings.iter().any(|w| w.contains("package.artifact")),
             "{:?}",
+            l.warnings
+        );
+    }
+
+    const STREAM_BASE: &str = "service: shop\nprovider:\n  name: aws\n  runtime: nodejs20.x\n  region: us-east-1\nresources:\n  Resources:\n    Orders:\n      Type: AWS::DynamoDB::Table\n      Properties:\n        TableName: orders\n        AttributeDefinitions: [{AttributeName: id, AttributeType: S}]\n        KeySchema: [{AttributeName: id, KeyType: HASH}]\n        StreamSpecification: {StreamViewType: NEW_AND_OLD_IMAGES}\n";
+
+    #[test]
+    fn dynamodb_stream_events_become_dynamodb_stream_sources() {
+        let yml = format!(
+            "{STREAM_BASE}functions:\n  audit:\n    handler: h.h\n    events:\n      - stream:\n          type: dynamodb\n          arn: !GetAtt Orders.StreamArn\n          batchSize: 5\n          startingPosition: TRIM_HORIZON\n          maximumRetryAttempts: 2\n      - stream: arn:aws:dynamodb:us-east-1:000000000000:table/other/stream/2024-01-01T00:00:00.000\n      - stream: {{ arn: !GetAtt Orders.StreamArn, enabled: false }}\n"
+        );
+        let l = load(&yml).unwrap();
+        assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+        assert_eq!(l.app.subscriptions.len(), 2, "`enabled: false` makes no subscription");
+        let s = &l.app.subscriptions[0];
+        assert_eq!(s.name.as_str(), "audit.orders-stream");
+        assert_eq!(s.shape, EventShape::DynamoDb);
+        assert_eq!(
+            (s.batch_size, s.max_attempts),
+            (5, 3),
+            "maximumRetryAttempts counts retries"
+        );
+        let Some(crate::SourceSpec::DynamoDbStream(d)) = &s.source else {
+            panic!("{:?}", s.source)
+        };
+        assert_eq!(d.table, "orders");
+        assert_eq!(d.start, crate::StartPosition::Earliest);
+        let Some(crate::SourceSpec::DynamoDbStream(d)) = &l.app.subscriptions[1].source else {
+            panic!()
+        };
+        assert_eq!((d.table.as_str(), d.start), ("other", crate::StartPosition::Latest));
+    }
+
+    #[test]
+    fn bad_stream_events_name_the_key() {
+        for (event, key, msg) in [
+            (
+                "{ type: kinesis, arn: !GetAtt Orders.StreamArn }",
+                "functions.audit.events[0].stream.type",
+                "Gust serves DynamoDB streams only",
+            ),
+            (
+                "{ arn: !GetAtt Orders.StreamArn, startingPosition: AT_TIMESTAMP }",
+                "functions.audit.events[0].stream.startingPosition",
+                "LATEST and TRIM_HORIZON",
+            ),
+            (
+                "arn:aws:sqs:us-east-1:0:queue",
+                "functions.audit.events[0].stream",
+                "is not a DynamoDB stream ARN",
+            ),
+            (
+                "{ batchSize: 2 }",
+                "functions.audit.events[0].stream.arn",
+                "is required",
+            ),
+        ] {
+            let yml =
+                format!("{STREAM_BASE}functions:\n  audit:\n    handler: h.h\n    events:\n      - stream: {event}\n");
+            let e = load(&yml).unwrap_err().to_string();
+            assert!(e.contains(key) && e.contains(msg), "{event}: {e}");
+        }
+        let yml = format!("{STREAM_BASE}functions:\n  audit:\n    handler: h.h\n    events:\n      - stream: {{ arn: !GetAtt Orders.StreamArn, parallelizationFactor: 2 }}\n");
+        let l = load(&yml).unwrap();
+        assert!(
+            l.warnings
+                .iter()
+                .any(|w| w.contains("functions.audit.events[0].stream.parallelizationFactor")),
+            "an unsupported key is named, not silently taken: {:?}",
             l.warnings
         );
     }

@@ -20,6 +20,19 @@ pub enum SourceSpec {
     RabbitMq(RabbitMqSource),
     /// An MQTT 3.1.1 topic filter, QoS 1 with manual acks and a persistent session.
     Mqtt(MqttSource),
+    /// A DynamoDB table's stream served by Gust (`gust-aws`): read from a durable checkpoint.
+    DynamoDbStream(DynamoDbStreamSource),
+}
+
+/// A serverless.yml `stream: {type: dynamodb, arn}` event: the change records of a table Gust
+/// serves, in Lambda's DynamoDB stream event shape.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DynamoDbStreamSource {
+    pub table: String,
+    /// The ARN the manifest named (shown to handlers as `eventSourceARN` is the real one).
+    pub stream_arn: String,
+    /// Where a subscription without a checkpoint starts: `LATEST` or `TRIM_HORIZON`.
+    pub start: StartPosition,
 }
 
 /// Where a new consumer group (or consumer) starts.
@@ -167,6 +180,7 @@ impl SourceSpec {
             Self::Nats(_) => "nats",
             Self::RabbitMq(_) => "rabbitmq",
             Self::Mqtt(_) => "mqtt",
+            Self::DynamoDbStream(_) => "dynamodb-stream",
         }
     }
 
@@ -188,6 +202,7 @@ impl SourceSpec {
             Self::Nats(s) => &s.url,
             Self::RabbitMq(s) => &s.url,
             Self::Mqtt(s) => &s.url,
+            Self::DynamoDbStream(s) => &s.stream_arn,
         }
     }
 
@@ -202,6 +217,7 @@ impl SourceSpec {
             },
             Self::RabbitMq(s) => format!("queue {} vhost {}", s.queue, s.vhost()),
             Self::Mqtt(s) => format!("topic {} qos {}", s.filter(), s.qos),
+            Self::DynamoDbStream(s) => format!("table {} stream", s.table),
         }
     }
 
@@ -213,6 +229,7 @@ impl SourceSpec {
             Self::Nats(s) => s.password_secret.as_deref(),
             Self::RabbitMq(s) => s.password_secret.as_deref(),
             Self::Mqtt(s) => s.password_secret.as_deref(),
+            Self::DynamoDbStream(_) => None,
         }
     }
 
@@ -224,6 +241,7 @@ impl SourceSpec {
             Self::Nats(s) => s.subject.clone(),
             Self::RabbitMq(s) => s.queue.clone(),
             Self::Mqtt(s) => s.topic.replace(['+', '#'], "_"),
+            Self::DynamoDbStream(s) => format!("{}-stream", s.table),
         };
         raw.chars()
             .map(|c| {

@@ -222,6 +222,80 @@ impl DynamoDb {
         Ok(Some(records))
     }
 
+    /// Where `table`'s stream stands: its partition key attribute and the sequence number of
+    /// its newest record (0 when it has none); `None` when the table has no stream. A stream
+    /// event source starting at `LATEST` reads after that number.
+    pub fn stream_head(&self, app: &str, table: &str) -> Result<Option<(String, i64)>> {
+        let conn = self
+            .conn
+            .lock()
+            .map_err(|_| DynamoError::Internal("DynamoDB database lock poisoned".into()))?;
+        let Some((tid, meta)) = store::table(&conn, app, table)? else {
+            return Ok(None);
+        };
+        let Some(spec) = &meta.stream else {
+            return Ok(None);
+        };
+        let last: i64 = conn.query_row(
+            "SELECT COALESCE(MAX(seq), 0) FROM ddb_stream WHERE tid = ?1 AND label = ?2",
+            rusqlite::params![tid, spec.label],
+            |r| r.get(0),
+        )?;
+        Ok(Some((meta.key.hash.name.clone(), last)))
+    }
+
+    /// How many records of `table`'s stream follow sequence number `after`, counted up to
+    /// `limit` (a stream event source's lag); `None` when the table has no stream.
+    pub fn stream_backlog(&self, app: &str, table: &str, after: i64, limit: usize) -> Result<Option<u64>> {
+        let conn = self
+            .conn
+            .lock()
+            .map_err(|_| DynamoError::Internal("DynamoDB database lock poisoned".into()))?;
+        let Some((tid, meta)) = store::table(&conn, app, table)? else {
+            return Ok(None);
+        };
+        let Some(spec) = &meta.stream else {
+            return Ok(None);
+        };
+        let n: i64 = conn.query_row(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM ddb_stream WHERE tid = ?1 AND label = ?2 AND seq > ?3 LIMIT ?4)",
+            rusqlite::params![tid, spec.label, after, limit as i64],
+            |r| r.get(0),
+        )?;
+        Ok(Some(n as u64))
+    }
+
+    /// The last sequence number `consumer` (a stream event source) settled, if it has one.
+    pub fn stream_checkpoint(&self, consumer: &str) -> Result<Option<i64>> {
+        use rusqlite::OptionalExtension;
+        let conn = self
+            .conn
+            .lock()
+            .map_err(|_| DynamoError::Internal("DynamoDB database lock poisoned".into()))?;
+        Ok(conn
+            .query_row(
+                "SELECT seq FROM ddb_stream_checkpoint WHERE consumer = ?1",
+                [consumer],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Stores `consumer`'s checkpoint durably (`synchronous=FULL`): after a crash it reads
+    /// on after `seq`, so a record is delivered again at most if it was not yet settled.
+    pub fn save_stream_checkpoint(&self, consumer: &str, seq: i64) -> Result<()> {
+        let conn = self
+            .conn
+            .lock()
+            .map_err(|_| DynamoError::Internal("DynamoDB database lock poisoned".into()))?;
+        conn.execute(
+            "INSERT INTO ddb_stream_checkpoint (consumer, seq) VALUES (?1, ?2)
+             ON CONFLICT (consumer) DO UPDATE SET seq = MAX(seq, excluded.seq)",
+            rusqlite::params![consumer, seq],
+        )?;
+        Ok(())
+    }
+
     /// Deletes every expired item now (for tests and operators); how many.
     pub fn sweep_now(&self) -> Result<usize> {
         let conn = self

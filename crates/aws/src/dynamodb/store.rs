@@ -45,6 +45,12 @@ CREATE TABLE IF NOT EXISTS ddb_stream (
 );
 CREATE INDEX IF NOT EXISTS ddb_stream_table ON ddb_stream (tid, label, seq);
 CREATE INDEX IF NOT EXISTS ddb_stream_created ON ddb_stream (created);
+-- The last sequence number a stream event source settled, per consumer (a subscription):
+-- next to the records it points into, so that both survive (and are removed) together.
+CREATE TABLE IF NOT EXISTS ddb_stream_checkpoint (
+    consumer TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS ddb_index (
     tid INTEGER NOT NULL,
     idx TEXT NOT NULL,

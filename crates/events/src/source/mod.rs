@@ -16,6 +16,7 @@
 //! ack, retry later, back-pressure (give back without counting an attempt), dead letter.
 //! A broker module only maps its protocol onto [`Source`] and [`AckHandle`].
 
+pub mod dynamodb;
 pub mod mqtt;
 pub mod nats;
 pub mod rabbitmq;
@@ -167,6 +168,7 @@ pub fn build(
     sub: &SubscriptionSpec,
     spec: &SourceSpec,
     password: Option<String>,
+    tables: Option<&dynamodb::Tables>,
 ) -> Result<Box<dyn Source>, SourceError> {
     if let (Some(name), None) = (spec.password_secret(), &password) {
         return Err(SourceError::Config(format!(
@@ -179,6 +181,14 @@ pub fn build(
         SourceSpec::Nats(n) => Box::new(nats::CoreNatsSource::new(n.clone(), password)),
         SourceSpec::RabbitMq(r) => Box::new(rabbitmq::RabbitMqSource::new(r.clone(), sub, password)),
         SourceSpec::Mqtt(m) => Box::new(mqtt::MqttSource::new(m.clone(), sub, password)?),
+        SourceSpec::DynamoDbStream(d) => {
+            let tables = tables.ok_or_else(|| SourceError::Config("this Gust serves no DynamoDB tables".into()))?;
+            Box::new(dynamodb::DynamoDbStream::new(
+                d.clone(),
+                sub.name.as_str(),
+                tables.clone(),
+            ))
+        }
     })
 }
 
@@ -281,7 +291,8 @@ async fn run(
     let is_stopped = || stopped.load(std::sync::atomic::Ordering::Acquire);
     let concurrency = spec.max_concurrency.max(1) as usize;
     let permits = Arc::new(Semaphore::new(concurrency));
-    let ordered = matches!(&spec.source, Some(SourceSpec::RedisStreams(r)) if r.ordering_key.is_some());
+    let ordered = matches!(&spec.source, Some(SourceSpec::RedisStreams(r)) if r.ordering_key.is_some())
+        || matches!(&spec.source, Some(SourceSpec::DynamoDbStream(_)));
     // Ordered: one lane per concurrency slot; a key always maps to the same lane, and a lane
     // delivers its batches one after another (retrying in place), so a key's order holds.
     let mut lanes: Vec<mpsc::Sender<Vec<SourceMessage>>> = Vec::new();

@@ -14,6 +14,7 @@ mod crashloop;
 mod deploy;
 mod dynamodb;
 mod dynamodb_functions;
+mod dynamodb_streams;
 mod events;
 mod failures;
 mod freezer;

@@ -1,0 +1,164 @@
+//! DynamoDB Streams into functions: a serverless.yml `stream` event on a table the manifest
+//! declares (NEW_AND_OLD_IMAGES) delivers its change records in Lambda's DynamoDB event shape,
+//! in order per key; a failing handler is retried, then dead-lettered into Gust's DLQ. The
+//! writes come from the real boto3, signed with an operator access key.
+
+use crate::aws_sdk::run_boto3;
+use crate::sources::{dead_letters, jsonl, until, wait_state, FLAKY, RECORDER, WAIT};
+use crate::support::*;
+
+const MANIFEST: &str = r#"
+service: shop
+provider:
+  name: aws
+  runtime: nodejs20.x
+  region: us-east-1
+functions:
+  audit:
+    handler: audit.handler
+    events:
+      - stream:
+          type: dynamodb
+          arn: !GetAtt OrdersTable.StreamArn
+          batchSize: 10
+          startingPosition: TRIM_HORIZON
+  flaky:
+    handler: flaky.handler
+    events:
+      - stream: { type: dynamodb, arn: !GetAtt OrdersTable.StreamArn, maximumRetryAttempts: 1, startingPosition: LATEST }
+resources:
+  Resources:
+    OrdersTable:
+      Type: AWS::DynamoDB::Table
+      Properties:
+        TableName: orders
+        BillingMode: PAY_PER_REQUEST
+        AttributeDefinitions: [{ AttributeName: id, AttributeType: S }]
+        KeySchema: [{ AttributeName: id, KeyType: HASH }]
+        StreamSpecification: { StreamViewType: NEW_AND_OLD_IMAGES }
+"#;
+
+/// Puts an order, then marks it paid.
+const WRITES: &str = r##"
+import json, sys, boto3
+from botocore.config import Config
+c = boto3.client("dynamodb", endpoint_url=sys.argv[1], region_name="us-east-1", aws_access_key_id=sys.argv[2],
+                 aws_secret_access_key=sys.argv[3], config=Config(retries={"max_attempts": 1}))
+c.put_item(TableName="orders", Item={"id": {"S": "o1"}, "status": {"S": "new"}})
+c.update_item(TableName="orders", Key={"id": {"S": "o1"}}, UpdateExpression="SET #s = :s",
+              ExpressionAttributeNames={"#s": "status"}, ExpressionAttributeValues={":s": {"S": "paid"}})
+print(json.dumps("ok"))
+"##;
+
+#[tokio::test]
+async fn table_changes_reach_functions_in_order_and_failures_are_dead_lettered() {
+    let dir = write_app(&[
+        ("serverless.yml", MANIFEST),
+        ("audit.js", RECORDER),
+        ("flaky.js", FLAKY),
+    ]);
+    let app = TestApp::start_dir(dir).await;
+    // LATEST is fixed when the source first connects: the writes must come after that.
+    wait_state(&app, "flaky.orders-stream", "connected").await;
+    wait_state(&app, "audit.orders-stream", "connected").await;
+    assert_eq!(run_boto3(&app, WRITES).await, "ok");
+
+    let root = app.dir.path().to_path_buf();
+    until("both changes to reach the recorder", WAIT, || async {
+        jsonl(&root, "out.jsonl").len() >= 2
+    })
+    .await;
+    let got: Vec<serde_json::Value> = jsonl(&root, "out.jsonl")
+        .into_iter()
+        .map(|l| l["record"].clone())
+        .collect();
+    assert_eq!(got.len(), 2, "each change once: {got:?}");
+    let (insert, modify) = (&got[0], &got[1]);
+    assert_eq!(insert["eventName"], "INSERT", "{insert}");
+    assert_eq!(modify["eventName"], "MODIFY", "{modify}");
+    for r in &got {
+        assert_eq!(r["eventSource"], "aws:dynamodb", "{r}");
+        assert!(
+            r["eventSourceARN"]
+                .as_str()
+                .unwrap()
+                .starts_with("arn:aws:dynamodb:us-east-1:000000000000:table/orders/stream/"),
+            "{r}"
+        );
+        assert_eq!(r["dynamodb"]["Keys"], serde_json::json!({"id": {"S": "o1"}}), "{r}");
+        assert_eq!(r["dynamodb"]["StreamViewType"], "NEW_AND_OLD_IMAGES", "{r}");
+    }
+    assert_eq!(insert["dynamodb"]["NewImage"]["status"]["S"], "new", "{insert}");
+    assert!(insert["dynamodb"].get("OldImage").is_none(), "{insert}");
+    assert_eq!(modify["dynamodb"]["OldImage"]["status"]["S"], "new", "{modify}");
+    assert_eq!(modify["dynamodb"]["NewImage"]["status"]["S"], "paid", "{modify}");
+    let (a, b) = (
+        insert["dynamodb"]["SequenceNumber"].as_str().unwrap(),
+        modify["dynamodb"]["SequenceNumber"].as_str().unwrap(),
+    );
+    assert!(a < b, "in order: {a} then {b}");
+
+    // maximumRetryAttempts: 1 -> two attempts per record, then Gust's DLQ.
+    until("both records to be dead-lettered", WAIT, || async {
+        dead_letters(&app, "flaky.orders-stream").await.len() == 2
+    })
+    .await;
+    for dl in dead_letters(&app, "flaky.orders-stream").await {
+        assert_eq!(dl["reason"], "MaxAttemptsExceeded", "{dl}");
+        assert_eq!(dl["attempts"], 2, "{dl}");
+    }
+    let seen = jsonl(&root, "seen.jsonl");
+    let names: Vec<&str> = seen.iter().map(|r| r["eventName"].as_str().unwrap()).collect();
+    // One batch or two, the key's order holds: the INSERT is first tried and last tried
+    // before the MODIFY is.
+    let first = |n: &str| names.iter().position(|x| *x == n).unwrap();
+    let last = |n: &str| names.iter().rposition(|x| *x == n).unwrap();
+    assert_eq!(names.iter().filter(|n| **n == "INSERT").count(), 2, "{names:?}");
+    assert_eq!(names.iter().filter(|n| **n == "MODIFY").count(), 2, "{names:?}");
+    assert!(
+        first("INSERT") < first("MODIFY") && last("INSERT") < last("MODIFY"),
+        "{names:?}"
+    );
+    // Settled (dead-lettered) records move the checkpoint on: nothing is left behind.
+    let sub = wait_state(&app, "flaky.orders-stream", "connected").await;
+    until("the flaky subscription's lag to drop to zero", WAIT, || async {
+        crate::sources::subscription(&app, "flaky.orders-stream").await["source"]["lag"] == 0
+    })
+    .await;
+    assert_eq!(sub["source"]["type"], "dynamodb-stream", "{sub}");
+
+    // Fixed and redriven: the dead letters come back in the same DynamoDB event shape.
+    std::fs::write(root.join("fixed"), "").unwrap();
+    let out = gust_cli(
+        vec![
+            "dlq".into(),
+            "redrive".into(),
+            "flaky.orders-stream".into(),
+            "--app".into(),
+            root.display().to_string(),
+        ],
+        vec![],
+    )
+    .await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(json(&String::from_utf8_lossy(&out.stdout))["redriven"], 2);
+    until("the redriven records to succeed", WAIT, || async {
+        jsonl(&root, "ok.jsonl").len() == 2
+    })
+    .await;
+    let mut ok: Vec<String> = jsonl(&root, "ok.jsonl")
+        .iter()
+        .map(|r| {
+            assert_eq!(r["eventSource"], "aws:dynamodb", "{r}");
+            assert_eq!(r["dynamodb"]["Keys"]["id"]["S"], "o1", "{r}");
+            r["eventName"].as_str().unwrap().to_string()
+        })
+        .collect();
+    ok.sort();
+    assert_eq!(ok, ["INSERT", "MODIFY"]);
+    until("the DLQ to be empty", WAIT, || async {
+        dead_letters(&app, "flaky.orders-stream").await.is_empty()
+    })
+    .await;
+    app.stop().await;
+}
