@@ -131,10 +131,7 @@ impl DynamoDb {
             region,
             now: now(),
         };
-        let mut conn = self
-            .conn
-            .lock()
-            .map_err(|_| DynamoError::Internal("DynamoDB database lock poisoned".into()))?;
+        let mut conn = self.conn()?;
         self.maybe_sweep(&conn, ctx.now_secs());
         let c = &mut *conn;
         if streams {
@@ -196,6 +193,18 @@ impl DynamoDb {
     /// The change records of `table`'s stream after sequence number `after` (0: from the
     /// oldest kept), at most `limit`, in Lambda's DynamoDB stream event record shape
     /// (`eventSourceARN` included): what a stream event source hands to functions. `None`
+    /// The database connection (one writer: SQLite serialises writes anyway).
+    fn conn(&self) -> Result<std::sync::MutexGuard<'_, rusqlite::Connection>> {
+        self.conn
+            .lock()
+            .map_err(|_| DynamoError::Internal("DynamoDB database lock poisoned".into()))
+    }
+
+    /// `table`'s id, metadata and stream, or `None` when it does not exist or has no stream.
+    fn streamed(conn: &rusqlite::Connection, app: &str, table: &str) -> Result<Option<(i64, table::TableMeta)>> {
+        Ok(store::table(conn, app, table)?.filter(|(_, meta)| meta.stream.is_some()))
+    }
+
     /// when the table has no stream.
     pub fn read_stream(
         &self,
@@ -205,11 +214,8 @@ impl DynamoDb {
         after: i64,
         limit: usize,
     ) -> Result<Option<Vec<(i64, Json)>>> {
-        let conn = self
-            .conn
-            .lock()
-            .map_err(|_| DynamoError::Internal("DynamoDB database lock poisoned".into()))?;
-        let Some((tid, meta)) = store::table(&conn, app, table)? else {
+        let conn = self.conn()?;
+        let Some((tid, meta)) = Self::streamed(&conn, app, table)? else {
             return Ok(None);
         };
         let (Some(spec), Some(arn)) = (&meta.stream, meta.stream_arn(region)) else {
@@ -226,16 +232,11 @@ impl DynamoDb {
     /// its newest record (0 when it has none); `None` when the table has no stream. A stream
     /// event source starting at `LATEST` reads after that number.
     pub fn stream_head(&self, app: &str, table: &str) -> Result<Option<(String, i64)>> {
-        let conn = self
-            .conn
-            .lock()
-            .map_err(|_| DynamoError::Internal("DynamoDB database lock poisoned".into()))?;
-        let Some((tid, meta)) = store::table(&conn, app, table)? else {
+        let conn = self.conn()?;
+        let Some((tid, meta)) = Self::streamed(&conn, app, table)? else {
             return Ok(None);
         };
-        let Some(spec) = &meta.stream else {
-            return Ok(None);
-        };
+        let spec = meta.stream.as_ref().expect("streamed tables have a stream");
         let last: i64 = conn.query_row(
             "SELECT COALESCE(MAX(seq), 0) FROM ddb_stream WHERE tid = ?1 AND label = ?2",
             rusqlite::params![tid, spec.label],
@@ -247,16 +248,11 @@ impl DynamoDb {
     /// How many records of `table`'s stream follow sequence number `after`, counted up to
     /// `limit` (a stream event source's lag); `None` when the table has no stream.
     pub fn stream_backlog(&self, app: &str, table: &str, after: i64, limit: usize) -> Result<Option<u64>> {
-        let conn = self
-            .conn
-            .lock()
-            .map_err(|_| DynamoError::Internal("DynamoDB database lock poisoned".into()))?;
-        let Some((tid, meta)) = store::table(&conn, app, table)? else {
+        let conn = self.conn()?;
+        let Some((tid, meta)) = Self::streamed(&conn, app, table)? else {
             return Ok(None);
         };
-        let Some(spec) = &meta.stream else {
-            return Ok(None);
-        };
+        let spec = meta.stream.as_ref().expect("streamed tables have a stream");
         let n: i64 = conn.query_row(
             "SELECT COUNT(*) FROM (SELECT 1 FROM ddb_stream WHERE tid = ?1 AND label = ?2 AND seq > ?3 LIMIT ?4)",
             rusqlite::params![tid, spec.label, after, limit as i64],
@@ -268,10 +264,7 @@ impl DynamoDb {
     /// The last sequence number `consumer` (a stream event source) settled, if it has one.
     pub fn stream_checkpoint(&self, consumer: &str) -> Result<Option<i64>> {
         use rusqlite::OptionalExtension;
-        let conn = self
-            .conn
-            .lock()
-            .map_err(|_| DynamoError::Internal("DynamoDB database lock poisoned".into()))?;
+        let conn = self.conn()?;
         Ok(conn
             .query_row(
                 "SELECT seq FROM ddb_stream_checkpoint WHERE consumer = ?1",
@@ -284,10 +277,7 @@ impl DynamoDb {
     /// Stores `consumer`'s checkpoint durably (`synchronous=FULL`): after a crash it reads
     /// on after `seq`, so a record is delivered again at most if it was not yet settled.
     pub fn save_stream_checkpoint(&self, consumer: &str, seq: i64) -> Result<()> {
-        let conn = self
-            .conn
-            .lock()
-            .map_err(|_| DynamoError::Internal("DynamoDB database lock poisoned".into()))?;
+        let conn = self.conn()?;
         conn.execute(
             "INSERT INTO ddb_stream_checkpoint (consumer, seq) VALUES (?1, ?2)
              ON CONFLICT (consumer) DO UPDATE SET seq = MAX(seq, excluded.seq)",
@@ -298,10 +288,7 @@ impl DynamoDb {
 
     /// Deletes every expired item now (for tests and operators); how many.
     pub fn sweep_now(&self) -> Result<usize> {
-        let conn = self
-            .conn
-            .lock()
-            .map_err(|_| DynamoError::Internal("DynamoDB database lock poisoned".into()))?;
+        let conn = self.conn()?;
         store::sweep(&conn, now() as i64, usize::MAX >> 1)
     }
 }

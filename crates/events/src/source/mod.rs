@@ -163,6 +163,33 @@ impl SourceStatus {
     }
 }
 
+/// Of the messages a source holds for a retry (brokers with no delayed redelivery: RabbitMQ,
+/// MQTT), takes those due at `now`, at most `room` of them (the others stay held), and says
+/// how long a fetch may wait at most: until the earliest one still held is due.
+pub(crate) fn take_due<H>(
+    held: &mut Vec<H>,
+    now: i64,
+    room: usize,
+    wait: Duration,
+    due_ms: impl Fn(&H) -> i64,
+) -> (Vec<H>, Duration) {
+    let mut due = Vec::new();
+    let mut kept = Vec::with_capacity(held.len());
+    for h in held.drain(..) {
+        if due_ms(&h) <= now && due.len() < room {
+            due.push(h);
+        } else {
+            kept.push(h);
+        }
+    }
+    *held = kept;
+    let wait = match held.iter().map(&due_ms).min() {
+        Some(at) => wait.min(Duration::from_millis((at - now).max(1) as u64)),
+        None => wait,
+    };
+    (due, wait)
+}
+
 /// Builds the source of `spec`; `password` is the value of its `password_secret`.
 pub fn build(
     sub: &SubscriptionSpec,
@@ -534,5 +561,25 @@ async fn settle(shared: &Shared, m: SourceMessage, outcome: Outcome) {
     if let Err(e) = result {
         // Not settled: the broker delivers it again (at least once).
         tracing::warn!(subscription = %sub, message_id = %id, error = %e, "settling a message at the broker failed; it will be delivered again");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn take_due_hands_out_what_is_due_within_room_and_bounds_the_wait_by_the_next_one() {
+        let mut held = vec![5_i64, 100, 1, 3, 250];
+        let (due, wait) = take_due(&mut held, 10, 2, Duration::from_secs(1), |h| *h);
+        assert_eq!(due, vec![5, 1], "due ones, in held order, at most `room`");
+        assert_eq!(held, vec![100, 3, 250]);
+        assert_eq!(wait, Duration::from_millis(1), "one is due already: look again at once");
+        let (due, wait) = take_due(&mut held, 10, 8, Duration::from_secs(1), |h| *h);
+        assert_eq!(due, vec![3]);
+        assert_eq!(wait, Duration::from_millis(90), "until the next one is due");
+        let (due, wait) = take_due(&mut held, 10, 8, Duration::from_millis(50), |h| *h);
+        assert!(due.is_empty());
+        assert_eq!(wait, Duration::from_millis(50), "never longer than asked");
     }
 }

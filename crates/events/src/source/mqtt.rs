@@ -294,27 +294,17 @@ impl Source for MqttSource {
         }
         let now = crate::log::now_ms();
         let mut out = Vec::new();
-        let (due, next_due) = {
+        let (due, wait) = {
             let mut held = self.held.lock().expect("held lock");
             // The broker sends the unacknowledged messages of a resumed session again itself.
             held.retain(|h| h.generation == link.generation || !link.resumed);
-            let (due, later): (Vec<_>, Vec<_>) = held.drain(..).partition(|h| h.due_ms <= now);
-            *held = later;
-            (due, held.iter().map(|h| h.due_ms).min())
+            super::take_due(&mut held, now, max, wait, |h| h.due_ms)
         };
         for h in due {
-            if out.len() >= max {
-                self.held.lock().expect("held lock").push(h);
-                continue;
-            }
             let mut record = h.record;
             record.attempts += 1;
             out.push(self.wrap(record, h.publish, h.generation));
         }
-        let wait = match next_due {
-            Some(at) => wait.min(Duration::from_millis((at - now).max(1) as u64)),
-            None => wait,
-        };
         let mut received = Vec::new();
         {
             let rx = self

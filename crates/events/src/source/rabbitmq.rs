@@ -312,28 +312,17 @@ impl Source for RabbitMqSource {
         let now = crate::log::now_ms();
         let generation = self.generation.load(Ordering::Acquire);
         let mut out = Vec::new();
-        let (due, next_due) = {
+        let (due, wait) = {
             let mut held = self.held.lock().expect("held lock");
-            let (due, later): (Vec<_>, Vec<_>) = held
-                .drain(..)
-                .filter(|h| h.generation == generation)
-                .partition(|h| h.due_ms <= now);
-            *held = later;
-            (due, held.iter().map(|h| h.due_ms).min())
+            // A new connection voided the old one's delivery tags (the broker requeued them).
+            held.retain(|h| h.generation == generation);
+            super::take_due(&mut held, now, max, wait, |h| h.due_ms)
         };
         for h in due {
-            if out.len() >= max {
-                self.held.lock().expect("held lock").push(h);
-                continue;
-            }
             let mut record = h.record;
             record.attempts += 1;
             out.push(self.wrap(record, h.acker, h.generation));
         }
-        let wait = match next_due {
-            Some(at) => wait.min(Duration::from_millis((at - now).max(1) as u64)),
-            None => wait,
-        };
         let mut deliveries = Vec::new();
         {
             let consumer = self
