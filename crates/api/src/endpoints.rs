@@ -61,6 +61,16 @@ macro_rules! endpoints {
 endpoints! {
     /// The deployed functions with their instance pools.
     ListFunctions = Operator "GET" "/gust/v1/functions",
+    /// One function's configuration, instances and triggers (the console's function page).
+    GetFunction = Operator "GET" "/gust/v1/functions/{name}",
+    /// The app, its version, the sandbox and what needs attention (the console's overview).
+    GetStatus = Operator "GET" "/gust/v1/status",
+    /// Time series from the per-minute rollups.
+    GetSeries = Operator "GET" "/gust/v1/series",
+    /// Per-function totals from the per-minute rollups.
+    GetStats = Operator "GET" "/gust/v1/stats",
+    /// `gust console`: a one-time login code for the web console.
+    CreateConsoleCode = Operator "POST" "/gust/v1/console/codes",
     ListAccessKeys = Operator "GET" "/gust/v1/access-keys",
     CreateAccessKey = Operator "POST" "/gust/v1/access-keys",
     RemoveAccessKey = Operator "DELETE" "/gust/v1/access-keys/{id}",
@@ -73,6 +83,8 @@ endpoints! {
     RotateMasterKey = Operator "POST" "/gust/v1/secrets/master/rotate",
     ListInvocations = Operator "GET" "/gust/v1/invocations",
     ListLogs = Operator "GET" "/gust/v1/logs",
+    /// New log lines as they are written (server-sent events).
+    StreamLogs = Operator "GET" "/gust/v1/logs/stream",
     GetTrace = Operator "GET" "/gust/v1/traces/{trace_id}",
     GetUsage = Operator "GET" "/gust/v1/usage",
     ListSchedules = Operator "GET" "/gust/v1/schedules",

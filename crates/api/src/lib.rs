@@ -17,6 +17,7 @@
 //! named with their unit (`start_ms`, `start_us`); a field that has no value is sent as `null`
 //! rather than left out. A nullable field is still required when reading (see [`nullable`]).
 
+pub mod console;
 pub mod deployments;
 mod endpoints;
 pub mod error;
@@ -29,6 +30,9 @@ pub mod schedules;
 pub mod secrets;
 pub mod telemetry;
 
+pub use console::{
+    Attention, ConsoleCode, FunctionDetail, FunctionStats, Protection, Series, SeriesPoint, StatsReport, Status, Trigger,
+};
 pub use deployments::{DeployedVersion, Deployment, DeploymentList, GeneratedApiKey};
 pub use endpoints::{Endpoint, Face, Miss, Route};
 pub use error::{ErrorBody, ErrorDetail};

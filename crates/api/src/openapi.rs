@@ -50,6 +50,8 @@ enum Body {
     Bytes,
     /// Prometheus' text exposition format.
     Prometheus,
+    /// Server-sent events.
+    EventStream,
     None,
 }
 
@@ -192,6 +194,24 @@ fn contract(e: Endpoint) -> Contract {
             "List the deployed functions",
             ok::<FunctionList>(200, "Every function with its instance pool now."),
         ),
+        Endpoint::GetFunction => Contract::new(
+            "functions",
+            "Describe one function",
+            ok::<FunctionDetail>(200, "Its configuration, instances, triggers and grants."),
+        )
+        .param(path("name", "The function's name."))
+        .error(404, "FunctionNotFound", "no function has this name"),
+        Endpoint::GetStatus => Contract::new(
+            "console",
+            "The platform's status",
+            ok::<Status>(200, "The app and its version, the sandbox's protections and what needs attention."),
+        ),
+        Endpoint::CreateConsoleCode => Contract::new(
+            "console",
+            "A one-time login code for the web console",
+            ok::<ConsoleCode>(201, "Open `path` on the admin address within `expires_in_s` seconds; it works once."),
+        )
+        .describe("`gust console` prints the link. Opening it sets the console's session cookie (`docs/console.md`)."),
         Endpoint::ListAccessKeys => Contract::new(
             "access keys",
             "List the Lambda API's access keys",
@@ -293,8 +313,21 @@ fn contract(e: Endpoint) -> Contract {
             ok::<InvocationList>(200, "The newest first."),
         )
         .param(query("function", inline::<String>, "Only this function's."))
+        .param(query(
+            "outcome",
+            inline::<String>,
+            "Only this outcome (`success`, `error`, `timeout`, `crash`, `out_of_memory`, `init_error`, `too_large`, `platform_error`).",
+        ))
+        .param(query(
+            "trigger",
+            inline::<String>,
+            "Only this trigger (`http`, `event`, `schedule`, `direct`, `async`, `authorizer`).",
+        ))
+        .param(query("cold", inline::<bool>, "Only cold (`true`) or warm (`false`) starts."))
+        .param(query("since_ms", inline::<i64>, "Only those accepted at or after this epoch millisecond."))
+        .param(query("until_ms", inline::<i64>, "Only those accepted before this epoch millisecond."))
         .param(query("limit", inline::<i64>, "How many (default 50, 1 to 10000)."))
-        .error(400, "InvalidParameter", "a number parameter that is not a number")
+        .error(400, "InvalidParameter", "a parameter that is not a number, a boolean or a known value")
         .error(404, "TelemetryDisabled", "telemetry is not kept on this Gust")
         .storage_error(),
         Endpoint::ListLogs => Contract::new(
@@ -321,6 +354,42 @@ fn contract(e: Endpoint) -> Contract {
         .param(query("after", inline::<i64>, "Only lines with an `id` above this."))
         .param(query("limit", inline::<i64>, "How many (default 1000, 1 to 10000)."))
         .error(400, "InvalidParameter", "a number parameter that is not a number")
+        .error(404, "TelemetryDisabled", "telemetry is not kept on this Gust")
+        .storage_error(),
+        Endpoint::StreamLogs => Contract::new(
+            "telemetry",
+            "Follow function output",
+            answer(
+                200,
+                "Server-sent events: one `data:` line per log line (a `LogLine` as JSON, its `id` as the event id), from now on; a comment every 15 s keeps the connection open.",
+                Body::EventStream,
+            ),
+        )
+        .param(query("function", inline::<String>, "Only this function's lines."))
+        .param(header("Last-Event-ID", "Resume after this line id (sent by `EventSource` on a reconnect)."))
+        .error(404, "TelemetryDisabled", "telemetry is not kept on this Gust")
+        .error(503, "TooManyStreams", "too many log streams are open (at most 32)"),
+        Endpoint::GetSeries => Contract::new(
+            "telemetry",
+            "Time series of invocations",
+            ok::<Series>(200, "One point per step in [since_ms, until_ms), zero-filled, oldest first."),
+        )
+        .describe("From per-minute rollups kept beside the invocation records (14 days); no raw record is read.")
+        .param(query("function", inline::<String>, "Only this function (default: every function summed)."))
+        .param(query("since_ms", inline::<i64>, "Start, epoch milliseconds (default: an hour ago)."))
+        .param(query("until_ms", inline::<i64>, "End, epoch milliseconds (default: now)."))
+        .param(query("step_s", inline::<i64>, "Step in seconds, a multiple of 60 (default 60); at most 1500 points."))
+        .error(400, "InvalidParameter", "a parameter that is not a number, a step that is not a multiple of 60, or too many points")
+        .error(404, "TelemetryDisabled", "telemetry is not kept on this Gust")
+        .storage_error(),
+        Endpoint::GetStats => Contract::new(
+            "telemetry",
+            "Totals per function",
+            ok::<StatsReport>(200, "Per function with invocations since `since_ms`, by name."),
+        )
+        .describe("From the per-minute rollups (minute resolution).")
+        .param(query("since_ms", inline::<i64>, "Start, epoch milliseconds (default: an hour ago)."))
+        .error(400, "InvalidParameter", "`since_ms` is not a number")
         .error(404, "TelemetryDisabled", "telemetry is not kept on this Gust")
         .storage_error(),
         Endpoint::GetTrace => Contract::new(
@@ -707,6 +776,10 @@ fn content(body: Body, schemas: &mut Schemas) -> Option<(&'static str, Content)>
             "application/octet-stream",
             Content::new(Some(inline::<String>(schemas))),
         )),
+        Body::EventStream => Some((
+            "text/event-stream",
+            Content::new(Some(inline::<String>(schemas))),
+        )),
         Body::Prometheus => Some((
             "text/plain; version=0.0.4",
             Content::new(Some(inline::<String>(schemas))),
@@ -854,6 +927,7 @@ pub fn document() -> OpenApi {
         ("deployments", "Redeploying the running app without downtime."),
         ("events", "Publishing, subscriptions and dead-letter queues."),
         ("metrics", "Prometheus metrics."),
+        ("console", "What the web console reads besides the records (`docs/console.md`)."),
         ("lambda", "The Lambda Invoke API."),
         ("admin", "The admin address itself."),
     ];

@@ -145,6 +145,10 @@ error_codes! {
     FunctionOnly => 403, Caller, false;
     HostNotAllowed => 403, Caller, false;
     OriginNotAllowed => 403, Caller, false;
+    /// A console session (cookie) sent a non-GET without `X-Gust-Console: 1` (CSRF defence).
+    ConsoleHeaderRequired => 403, Caller, false;
+    /// Too many log streams (`/gust/v1/logs/stream`) are open.
+    TooManyStreams => 503, Platform, true;
     NotFound => 404, Caller, false;
     InvalidParameter => 400, Caller, false;
     AccessKeysDisabled => 404, Platform, false;

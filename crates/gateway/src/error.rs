@@ -7,15 +7,13 @@
 //! failures are logged here with their detail and answered with a message that has none.
 
 use crate::codes::ErrorCode;
-use bytes::Bytes;
 use gust_events::{EventError, LogError, PublishError};
 use gust_runtime::InvokeError;
 use gust_store::{BlobError, KvError};
 use http::{HeaderValue, Response, StatusCode};
-use http_body_util::Full;
 use std::time::Duration;
 
-pub type Body = Full<Bytes>;
+pub use crate::body::Body;
 
 /// An error Gust itself answers with (not a function's own 4xx/5xx).
 #[derive(Debug, Clone)]
@@ -76,7 +74,7 @@ impl ApiError {
         let mut resp = Response::builder()
             .status(self.status())
             .header(http::header::CONTENT_TYPE, "application/json")
-            .body(Full::new(Bytes::from(self.body(request_id).to_string())))
+            .body(Body::from(self.body(request_id).to_string()))
             .expect("static response parts are valid");
         if let Some(secs) = self.retry_after_header() {
             resp.headers_mut()

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use gust_model::{App, CorsSpec, RouteTarget, SpanRecord, TraceParent};
 use gust_runtime::{Invocation, InvokeError, Invoker, Trigger};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
@@ -411,7 +411,7 @@ impl Gateway {
             .map_err(|e| ApiError::new(ErrorCode::BadFunctionResponse, e.to_string()))?;
         let mut resp = Response::builder()
             .status(answer.status)
-            .body(Full::new(answer.body))
+            .body(Body::from(answer.body))
             .expect("status and body are valid");
         *resp.headers_mut() = answer.headers;
         Ok(resp)
@@ -545,7 +545,7 @@ fn cors_headers(cors: &CorsSpec, origin: &HeaderValue, h: &mut HeaderMap) {
 fn preflight(cors: &CorsSpec, origin: &HeaderValue) -> Response<Body> {
     let mut resp = Response::builder()
         .status(StatusCode::NO_CONTENT)
-        .body(Full::new(Bytes::new()))
+        .body(Body::empty())
         .expect("static response parts are valid");
     if origin_allowed(cors, origin).is_none() {
         return resp;

@@ -13,6 +13,7 @@
 mod admin;
 pub mod apikeys;
 pub mod auth;
+mod body;
 pub mod codes;
 mod error;
 mod gateway;
@@ -29,6 +30,7 @@ pub mod upstream;
 
 pub use admin::{
     AccessKeys, Admin, DeployApi, DeployApiError, HostPolicy, OperatorToken, ScheduleRunError, SchedulesApi, SecretsApi,
+    StatusInfo,
 };
 pub use apikeys::load_api_keys;
 pub use auth::{

@@ -8,7 +8,6 @@ use crate::error::{ApiError, Body};
 use bytes::Bytes;
 use gust_events::{from_http, Events};
 use http::{HeaderMap, Response, StatusCode};
-use http_body_util::Full;
 
 /// Publishes to `topic` (already percent-decoded by the caller, who also checked that this
 /// caller may publish there).
@@ -52,8 +51,8 @@ pub async fn publish(
     Ok(Response::builder()
         .status(StatusCode::ACCEPTED)
         .header(http::header::CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from(
+        .body(Body::from(
             serde_json::to_vec(&answer).expect("answer bodies serialise to JSON"),
-        )))
+        ))
         .expect("static response parts are valid"))
 }

@@ -273,7 +273,7 @@ impl Upstream {
         for h in HOP_BY_HOP {
             parts.headers.remove(h);
         }
-        Ok(Response::from_parts(parts, Full::new(body)))
+        Ok(Response::from_parts(parts, Body::from(body)))
     }
 
     /// Probes every target until the returned task is aborted.

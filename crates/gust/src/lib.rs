@@ -164,6 +164,8 @@ struct Deployer {
     /// The running version; the lock also makes redeploys one at a time. `None` after
     /// shutdown began.
     current: tokio::sync::Mutex<Option<Current>>,
+    /// The running version's number, for readers that must not wait for a redeploy.
+    running_number: std::sync::atomic::AtomicU64,
 }
 
 /// The running version, the ones kept before it, and its own tasks and processes.
@@ -453,6 +455,8 @@ impl Deployer {
         } else {
             current.running = version;
         }
+        self.running_number
+            .store(current.running.number, std::sync::atomic::Ordering::Relaxed);
         if let Some(store) = &self.code_store {
             let keep: std::collections::HashSet<String> = current
                 .history
@@ -578,6 +582,12 @@ impl DeployHandle {
 }
 
 impl gust_gateway::DeployApi for DeployHandle {
+    fn running(&self) -> Option<(Arc<gust_model::App>, u64)> {
+        let d = self.0.upgrade()?;
+        let app = d.source.read().expect("source lock").clone();
+        Some((app, d.running_number.load(std::sync::atomic::Ordering::Relaxed)))
+    }
+
     fn redeploy(&self) -> DeployFuture<'_, Result<gust_api::Deployment, gust_gateway::DeployApiError>> {
         Box::pin(self.answer(|d| Box::pin(d.redeploy())))
     }
@@ -669,6 +679,22 @@ impl Platform {
         let mut sandbox_settings = config.sandbox.clone();
         sandbox_settings.hidden.push(state_dir.clone());
         let sandbox = gust_runtime::sandbox::probe(&sandbox_settings, &runtime_files)?;
+        let status_info = gust_gateway::StatusInfo {
+            started_at: std::time::SystemTime::now(),
+            sandbox: sandbox
+                .as_ref()
+                .map(|s| {
+                    s.report()
+                        .iter()
+                        .map(|p| gust_api::Protection {
+                            protection: p.name.to_string(),
+                            enforced: p.enforced,
+                            detail: p.detail.clone(),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+        };
         // Every durable seam, from one configuration (`backends.rs`).
         let backends = backends::Backends::open(
             &backends::BackendsConfig::Embedded {
@@ -803,7 +829,8 @@ impl Platform {
         .with_operator_token(operator_credential)
         .with_access_keys(access_keys)
         .with_dynamodb(backends.dynamodb.clone(), app.name.as_str())
-        .with_host_policy(gust_gateway::HostPolicy::with_names(&config.admin_hosts));
+        .with_host_policy(gust_gateway::HostPolicy::with_names(&config.admin_hosts))
+        .with_status(status_info);
 
         let deployer = Arc::new(Deployer {
             manifest: config.app.clone(),
@@ -830,6 +857,7 @@ impl Platform {
             app: std::sync::RwLock::new(Arc::new(app.clone())),
             source: std::sync::RwLock::new(Arc::new(source_app.clone())),
             code_store,
+            running_number: std::sync::atomic::AtomicU64::new(1),
             current: tokio::sync::Mutex::new(Some(Current {
                 running: Version {
                     number: 1,
@@ -999,6 +1027,8 @@ impl Platform {
         let _ = tokio::time::timeout(Duration::from_secs(2), self.gateway_task).await;
         self.quotas.stop().await;
         self.telemetry.flush().await;
+        // Open log streams never end by themselves; the server waits for open requests.
+        self.deployer.admin.close_streams();
         let _ = self.stop_admin.send(true);
         let _ = tokio::time::timeout(Duration::from_secs(2), self.admin_task).await;
         if let Some(task) = self.admin_socket_task {

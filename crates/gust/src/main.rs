@@ -155,6 +155,12 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Print a one-time link that logs a browser in to the web console (valid for 60 s,
+    /// once); the console also takes the operator token on its login page.
+    Console {
+        #[command(flatten)]
+        target: Target,
+    },
     /// List subscriptions: backlog, dead letters, and for broker sources their state
     /// (connected / reconnecting with the last error) and lag.
     Subscriptions {
@@ -931,6 +937,20 @@ async fn run(cli: Cli) -> Result<()> {
                 None => "/gust/v1/deployments/rollback".into(),
             };
             deploy_call(&target, path).await
+        }
+        Command::Console { target } => {
+            let admin = target.admin_url()?;
+            if target.admin_socket().is_some() {
+                bail!("the console is a web page on the admin TCP address; a browser cannot reach the Unix socket (use --admin http://HOST:PORT)");
+            }
+            let req = target.client()?.post(format!("{admin}/gust/v1/console/codes"));
+            let code: gust_api::ConsoleCode = admin_call(req, &admin, gust_api::Endpoint::CreateConsoleCode).await?;
+            eprintln!(
+                "Open this link within {} s to log in to the console (it works once):",
+                code.expires_in_s
+            );
+            println!("{admin}{}", code.path);
+            Ok(())
         }
         Command::Deployments { target } => {
             let admin = target.admin_url()?;

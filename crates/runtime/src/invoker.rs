@@ -479,6 +479,12 @@ impl Invoker {
         f.get(function).map(|d| d.pool.prepared().spec().clone())
     }
 
+    /// The revision (snapshot digest) of the code a function runs; `None` when it runs in place.
+    pub fn code_revision(&self, function: &str) -> Option<String> {
+        let f = self.functions.read().expect("functions lock");
+        f.get(function).and_then(|d| d.code.clone())
+    }
+
     /// A deployed function's spec, ARN and deployment time.
     pub fn deployed(&self, function: &str) -> Option<DeployedFunction> {
         let f = self.functions.read().expect("functions lock");

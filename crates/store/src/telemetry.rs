@@ -147,6 +147,8 @@ pub struct TelemetryDb {
     tx: mpsc::UnboundedSender<Row>,
     /// Ends the writer's gathering window early: a reader is waiting for a flush.
     flush_wake: Arc<Notify>,
+    /// Marked changed whenever a log line is recorded: what log streams wait on.
+    logs_recorded: Arc<tokio::sync::watch::Sender<()>>,
 }
 
 impl std::fmt::Debug for TelemetryDb {
@@ -175,7 +177,12 @@ impl TelemetryDb {
         let flush_wake = Arc::new(Notify::new());
         tokio::spawn(write_loop(conn.clone(), rx, flush_wake.clone()));
         tokio::spawn(prune_loop(conn.clone(), retention));
-        Ok(Self { conn, tx, flush_wake })
+        Ok(Self {
+            conn,
+            tx,
+            flush_wake,
+            logs_recorded: Arc::new(tokio::sync::watch::Sender::new(())),
+        })
     }
 
     pub fn record_invocation(&self, r: InvocationRecord) {
@@ -194,6 +201,14 @@ impl TelemetryDb {
             stream: if stderr { "stderr" } else { "stdout" },
             line,
         });
+        self.logs_recorded.send_replace(());
+    }
+
+    /// Changes (marked seen or not) whenever a log line is recorded; a follower waits on it,
+    /// then reads with [`TelemetryDb::logs`] after the last id it has (the read writes pending
+    /// rows first).
+    pub fn watch_logs(&self) -> tokio::sync::watch::Receiver<()> {
+        self.logs_recorded.subscribe()
     }
 
     /// Reads see everything recorded before the call: pending rows are written first.

@@ -21,13 +21,11 @@ use super::{credentials::bearer, Admin};
 use crate::codes::ErrorCode;
 use crate::error::Body;
 use crate::sigv4::{self, SigV4Error};
-use bytes::Bytes;
 use gust_aws::dynamodb::{access, DynamoDb, DynamoError, STREAMS_TARGET_PREFIX, TARGET_PREFIX};
 use gust_model::{iam, Decision};
 use gust_runtime::{AwsSessionKey, PlatformApi};
 use gust_store::Zeroizing;
 use http::{HeaderValue, Request, Response, StatusCode};
-use http_body_util::Full;
 use hyper::body::Incoming;
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
@@ -55,7 +53,7 @@ fn answer(status: u16, body: &serde_json::Value, request_id: &str) -> Response<B
     let mut r = Response::builder()
         .status(StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST))
         .header(http::header::CONTENT_TYPE, CONTENT_TYPE)
-        .body(Full::new(Bytes::from(body.to_string())))
+        .body(Body::from(body.to_string()))
         .expect("static response parts are valid");
     if let Ok(v) = HeaderValue::from_str(request_id) {
         r.headers_mut().insert("x-amzn-requestid", v);

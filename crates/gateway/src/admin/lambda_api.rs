@@ -25,7 +25,6 @@ use base64::Engine as _;
 use bytes::Bytes;
 use gust_runtime::{Invocation, Trigger};
 use http::{HeaderValue, Request, Response, StatusCode};
-use http_body_util::Full;
 use hyper::body::Incoming;
 
 /// The signing name of the Lambda API.
@@ -236,7 +235,7 @@ impl Admin {
                     .status(StatusCode::OK)
                     .header(http::header::CONTENT_TYPE, "application/json")
                     .header("x-amz-executed-version", "$LATEST")
-                    .body(Full::new(out.payload))
+                    .body(Body::from(out.payload))
                     .expect("static response parts are valid");
                 if out.function_error.is_some() {
                     r.headers_mut()

@@ -19,13 +19,16 @@
 //! gateway is the public face.
 
 mod aws_api;
+mod console;
 mod credentials;
 mod guard;
 mod lambda_api;
 pub(crate) mod lambda_errors;
 mod lambda_operations;
+mod log_stream;
 mod operator_api;
 mod platform_api;
+mod status;
 
 pub use credentials::{AccessKeys, OperatorToken};
 pub use guard::HostPolicy;
@@ -38,7 +41,6 @@ use gust_events::Events;
 use gust_runtime::Invoker;
 use gust_store::{BlobStore, KvStore, TelemetryDb};
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::Full;
 use hyper::body::Incoming;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -70,6 +72,20 @@ pub struct Admin {
     access_keys: Option<AccessKeys>,
     hosts: HostPolicy,
     dynamodb: Option<aws_api::DynamoFace>,
+    /// The web console's sessions and one-time codes.
+    console: console::Sessions,
+    /// What `/gust/v1/status` says of this Gust besides what it reads live.
+    status: Option<StatusInfo>,
+    /// Open log streams, and the signal that ends them at shutdown.
+    streams: log_stream::Streams,
+}
+
+/// What the binary knows of this Gust that the admin API reports (`/gust/v1/status`).
+#[derive(Debug, Clone)]
+pub struct StatusInfo {
+    pub started_at: std::time::SystemTime,
+    /// Each protection of the sandbox (empty: the sandbox is off).
+    pub sandbox: Vec<gust_api::Protection>,
 }
 
 /// Secrets management and granted reads (implemented by the binary, which owns the store).
@@ -114,6 +130,8 @@ pub trait DeployApi: Send + Sync + 'static {
         to: Option<u64>,
     ) -> Pin<Box<dyn Future<Output = Result<gust_api::Deployment, DeployApiError>> + Send + '_>>;
     fn list(&self) -> Pin<Box<dyn Future<Output = gust_api::DeploymentList> + Send + '_>>;
+    /// The running version's app as its manifest describes it, and the version's number.
+    fn running(&self) -> Option<(Arc<gust_model::App>, u64)>;
 }
 
 /// Why a redeploy did not happen.
@@ -139,7 +157,7 @@ fn json_response(status: StatusCode, value: impl serde::Serialize) -> Response<B
     Response::builder()
         .status(status)
         .header(http::header::CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from(body)))
+        .body(Body::from(body))
         .expect("static response parts are valid")
 }
 
@@ -150,14 +168,14 @@ fn openapi_response() -> Response<Body> {
     Response::builder()
         .status(StatusCode::OK)
         .header(http::header::CONTENT_TYPE, "application/json")
-        .body(Full::new(body))
+        .body(Body::from(body))
         .expect("static response parts are valid")
 }
 
 fn empty(status: StatusCode) -> Response<Body> {
     Response::builder()
         .status(status)
-        .body(Full::new(Bytes::new()))
+        .body(Body::empty())
         .expect("static response parts are valid")
 }
 
@@ -165,7 +183,7 @@ fn bytes_response(value: impl Into<Bytes>) -> Response<Body> {
     Response::builder()
         .status(StatusCode::OK)
         .header(http::header::CONTENT_TYPE, "application/octet-stream")
-        .body(Full::new(value.into()))
+        .body(Body::from(value.into()))
         .expect("static response parts are valid")
 }
 
@@ -193,6 +211,8 @@ enum Face {
     Publish,
     /// `POST /` with a DynamoDB `X-Amz-Target`.
     Aws,
+    /// `/console` and below: the web console's files, login and logout.
+    Console,
     NotFound,
 }
 
@@ -200,6 +220,9 @@ enum Face {
 fn face_of(method: &Method, path: &str, target: Option<&str>) -> Face {
     if path == "/" && method == Method::POST && aws_api::is_dynamodb(target) {
         return Face::Aws;
+    }
+    if path == "/console" || path.starts_with("/console/") {
+        return Face::Console;
     }
     if path == "/healthz" {
         return if method == Method::GET {
@@ -265,6 +288,9 @@ impl Admin {
             access_keys: None,
             hosts: HostPolicy::default(),
             dynamodb: None,
+            console: console::Sessions::default(),
+            status: None,
+            streams: log_stream::Streams::default(),
         })
     }
 
@@ -341,6 +367,16 @@ impl Admin {
         self.change("with_dynamodb", |me| me.dynamodb = Some(face))
     }
 
+    /// What `/gust/v1/status` reports of this Gust's start and sandbox.
+    pub fn with_status(self: Arc<Self>, info: StatusInfo) -> Arc<Self> {
+        self.change("with_status", |me| me.status = Some(info))
+    }
+
+    /// Ends every open log stream (at shutdown, so that open connections let the server stop).
+    pub fn close_streams(&self) {
+        self.streams.close();
+    }
+
     /// Which `Host` names are accepted besides IP addresses and `localhost`.
     pub fn with_host_policy(self: Arc<Self>, hosts: HostPolicy) -> Arc<Self> {
         self.change("with_host_policy", |me| me.hosts = hosts)
@@ -358,6 +394,7 @@ impl HttpHandler for Admin {
         let target = req.headers().get("x-amz-target").and_then(|v| v.to_str().ok());
         match face_of(req.method(), &path, target) {
             Face::Aws => self.aws_api(req, &request_id).await,
+            Face::Console => self.console(&path, req, &request_id).await,
             Face::Health => json_response(StatusCode::OK, gust_api::Health { status: "ok".into() }),
             Face::Contract => openapi_response(),
             Face::Lambda => self.lambda_api(req, &request_id).await,
@@ -419,6 +456,10 @@ mod tests {
             (Method::GET, "/gust/v1/anything-else", Face::Operator),
             (Method::GET, "/metrics", Face::Operator),
             (Method::GET, "/", Face::NotFound),
+            (Method::GET, "/console", Face::Console),
+            (Method::POST, "/console/login", Face::Console),
+            (Method::GET, "/console/vendor/uPlot.esm.js", Face::Console),
+            (Method::GET, "/consoles", Face::NotFound),
         ];
         for (m, p, want) in cases {
             assert_eq!(face_of(&m, p, None), want, "{m} {p}");

@@ -12,16 +12,17 @@ use super::{json_response, Admin, MAX_INVOKE_PAYLOAD};
 use crate::codes::ErrorCode;
 use crate::error::{storage_failure, ApiError, Body};
 use crate::routes::percent_decode;
-use bytes::Bytes;
 use gust_api::{Endpoint, Miss, Route};
 use gust_runtime::metric_names;
 use http::{Request, Response, StatusCode};
-use http_body_util::Full;
 use hyper::body::Incoming;
 
 impl Admin {
     pub(super) async fn operator_api(&self, path: &str, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
-        self.require_operator(req.headers())?;
+        // The operator token, or the web console's session cookie (`console.rs`).
+        if !self.is_operator(req.headers()) && !self.operator_session(req.method(), req.headers())? {
+            self.require_operator(req.headers())?;
+        }
         let method = req.method().clone();
         let route = match Endpoint::resolve(method.as_str(), path) {
             Ok(route) => route,
@@ -42,10 +43,16 @@ impl Admin {
         match route.endpoint {
             E::Metrics => Ok(self.metrics().await),
             E::ListFunctions => Ok(self.functions()),
+            E::GetFunction => self.function_detail(&percent_decode(route.param("name"))),
+            E::GetStatus => Ok(json_response(StatusCode::OK, self.status().await)),
+            E::CreateConsoleCode => Ok(json_response(StatusCode::CREATED, self.console_code())),
+            E::StreamLogs => self.log_stream(&req),
             E::ListAccessKeys | E::CreateAccessKey | E::RemoveAccessKey => self.access_keys_api(&route).await,
             E::ListApiKeys | E::CreateApiKey | E::RemoveApiKey => self.apikeys_api(&route, req).await,
             E::ListSecrets | E::SetSecret | E::RemoveSecret | E::RotateMasterKey => self.secrets_api(&route, req).await,
-            E::ListInvocations | E::ListLogs | E::GetTrace | E::GetUsage => self.telemetry_api(&route, &req).await,
+            E::ListInvocations | E::ListLogs | E::GetTrace | E::GetUsage | E::GetSeries | E::GetStats => {
+                self.telemetry_api(&route, &req).await
+            }
             E::ListSchedules | E::RunSchedule => self.schedules_api(&route).await,
             E::Redeploy | E::Rollback | E::ListDeployments => self.deployments_api(&route, &req).await,
             E::Publish
@@ -332,6 +339,10 @@ impl Admin {
                     .collect();
                 Ok(json_response(StatusCode::OK, gust_api::Trace { trace_id: id, spans }))
             }
+            Endpoint::GetSeries | Endpoint::GetStats => Err(ApiError::new(
+                ErrorCode::NotFound,
+                "rollups are being wired (temporary)",
+            )),
             _ => {
                 let since = num("since_ms")?.unwrap_or(0);
                 let usage = db.usage(since).await.map_err(fail)?;
@@ -386,7 +397,7 @@ impl Admin {
         Response::builder()
             .status(StatusCode::OK)
             .header(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")
-            .body(Full::new(Bytes::from(m.render())))
+            .body(Body::from(m.render()))
             .expect("static response parts are valid")
     }
 

@@ -12,7 +12,6 @@ use bytes::Bytes;
 use gust_runtime::{Invocation, PlatformApi, Trigger};
 use gust_store::{Precondition, PutOutcome, MAX_BLOB_BYTES, MAX_VALUE_BYTES};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::Full;
 use hyper::body::Incoming;
 use serde_json::json;
 use std::net::SocketAddr;
@@ -227,7 +226,7 @@ impl Admin {
         let mut r = Response::builder()
             .status(StatusCode::OK)
             .header(http::header::CONTENT_TYPE, "application/json")
-            .body(Full::new(out.payload))
+            .body(Body::from(out.payload))
             .expect("static response parts are valid");
         if out.function_error.is_some() {
             r.headers_mut()
