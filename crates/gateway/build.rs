@@ -38,7 +38,11 @@ fn collect(root: &Path, dir: &Path, files: &mut Vec<String>) {
         }
         let ext = path.extension().and_then(|x| x.to_str()).unwrap_or("");
         if SERVED.contains(&ext) {
-            let rel = path.strip_prefix(root).expect("under the root").to_string_lossy().replace('\\', "/");
+            let rel = path
+                .strip_prefix(root)
+                .expect("under the root")
+                .to_string_lossy()
+                .replace('\\', "/");
             files.push(rel);
         }
     }

@@ -776,10 +776,7 @@ fn content(body: Body, schemas: &mut Schemas) -> Option<(&'static str, Content)>
             "application/octet-stream",
             Content::new(Some(inline::<String>(schemas))),
         )),
-        Body::EventStream => Some((
-            "text/event-stream",
-            Content::new(Some(inline::<String>(schemas))),
-        )),
+        Body::EventStream => Some(("text/event-stream", Content::new(Some(inline::<String>(schemas))))),
         Body::Prometheus => Some((
             "text/plain; version=0.0.4",
             Content::new(Some(inline::<String>(schemas))),
@@ -927,7 +924,10 @@ pub fn document() -> OpenApi {
         ("deployments", "Redeploying the running app without downtime."),
         ("events", "Publishing, subscriptions and dead-letter queues."),
         ("metrics", "Prometheus metrics."),
-        ("console", "What the web console reads besides the records (`docs/console.md`)."),
+        (
+            "console",
+            "What the web console reads besides the records (`docs/console.md`).",
+        ),
         ("lambda", "The Lambda Invoke API."),
         ("admin", "The admin address itself."),
     ];

@@ -29,8 +29,8 @@ pub mod sigv4;
 pub mod upstream;
 
 pub use admin::{
-    AccessKeys, Admin, DeployApi, DeployApiError, HostPolicy, OperatorToken, ScheduleRunError, SchedulesApi, SecretsApi,
-    StatusInfo,
+    AccessKeys, Admin, DeployApi, DeployApiError, HostPolicy, OperatorToken, ScheduleRunError, SchedulesApi,
+    SecretsApi, StatusInfo,
 };
 pub use apikeys::load_api_keys;
 pub use auth::{

@@ -1577,22 +1577,72 @@ async fn logs(
             }
             Err(e) => return Err(e),
         };
-        for l in v.lines {
-            let ts = chrono::DateTime::from_timestamp_millis(l.ts_ms)
-                .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
-                .unwrap_or_else(|| l.ts_ms.to_string());
-            println!(
-                "{ts} {} {} {}{}",
-                l.function,
-                l.request_id.as_deref().unwrap_or("-"),
-                if l.stream == "stderr" { "[stderr] " } else { "" },
-                l.line
-            );
+        let full = v.lines.len() >= 1000;
+        for l in &v.lines {
+            print_log_line(l);
             after = Some(l.id);
         }
         if !follow {
             return Ok(());
         }
+        if full {
+            continue;
+        }
+        if request.is_none() && trace.is_none() {
+            // Caught up: follow the server's stream of new lines (it takes only `function`).
+            if follow_stream(&client, &admin, function.as_deref(), &mut after).await {
+                eprintln!("gust logs: the log stream ended; reconnecting");
+            }
+        }
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     }
+}
+
+fn print_log_line(l: &gust_api::LogLine) {
+    let ts = chrono::DateTime::from_timestamp_millis(l.ts_ms)
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+        .unwrap_or_else(|| l.ts_ms.to_string());
+    println!(
+        "{ts} {} {} {}{}",
+        l.function,
+        l.request_id.as_deref().unwrap_or("-"),
+        if l.stream == "stderr" { "[stderr] " } else { "" },
+        l.line
+    );
+}
+
+/// Prints lines from `GET /gust/v1/logs/stream` (server-sent events) until it ends or fails,
+/// resuming after `after`; `after` follows what was printed. False when the stream could not
+/// be opened (then the caller polls).
+async fn follow_stream(client: &reqwest::Client, admin: &str, function: Option<&str>, after: &mut Option<i64>) -> bool {
+    let mut url = format!("{admin}/gust/v1/logs/stream");
+    if let Some(f) = function {
+        url.push_str(&format!("?function={f}"));
+    }
+    let mut req = client.get(url).timeout(std::time::Duration::from_secs(24 * 3600));
+    if let Some(a) = *after {
+        req = req.header("last-event-id", a.to_string());
+    }
+    let Ok(mut resp) = req.send().await else { return false };
+    if !resp.status().is_success() {
+        return false;
+    }
+    let mut buf = String::new();
+    while let Ok(Some(chunk)) = resp.chunk().await {
+        buf.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buf.find("\n\n") {
+            let event: String = buf.drain(..end + 2).collect();
+            let Some(data) = event.lines().find_map(|l| l.strip_prefix("data: ")) else {
+                continue;
+            };
+            match serde_json::from_str::<gust_api::LogLine>(data) {
+                Ok(l) => {
+                    print_log_line(&l);
+                    *after = Some(l.id);
+                }
+                Err(e) => eprintln!("gust logs: a stream event is not a log line ({e}): {data}"),
+            }
+        }
+    }
+    true
 }

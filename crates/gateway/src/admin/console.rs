@@ -61,7 +61,11 @@ fn digest(secret: &str) -> Digest32 {
 
 /// A new random secret: 244 bits from the OS generator (two v4 UUIDs), as the operator token.
 fn random_secret(prefix: &str) -> String {
-    format!("{prefix}{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple())
+    format!(
+        "{prefix}{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
 }
 
 /// Console sessions and one-time login codes, in memory.
@@ -83,7 +87,9 @@ impl Sessions {
     pub fn start(&self, now: Instant) -> String {
         let id = random_secret("gcs_");
         let mut inner = self.inner.lock().expect("console sessions lock");
-        inner.sessions.retain(|_, seen| now.duration_since(*seen) < SESSION_IDLE);
+        inner
+            .sessions
+            .retain(|_, seen| now.duration_since(*seen) < SESSION_IDLE);
         while inner.sessions.len() >= MAX_SESSIONS {
             let oldest = inner
                 .sessions
@@ -347,7 +353,10 @@ mod tests {
         for i in 0..MAX_SESSIONS {
             later.push(s.start(t0 + Duration::from_secs(1 + i as u64)));
         }
-        assert!(!s.check(&b, t0 + Duration::from_secs(100)), "the least recently used went");
+        assert!(
+            !s.check(&b, t0 + Duration::from_secs(100)),
+            "the least recently used went"
+        );
         assert!(later.iter().all(|id| s.check(id, t0 + Duration::from_secs(100))));
         s.end(&later[0]);
         assert!(!s.check(&later[0], t0 + Duration::from_secs(101)));
@@ -372,13 +381,19 @@ mod tests {
         assert_eq!(session_cookie(&h), Some("gcs_x"));
         h.insert(header::COOKIE, "gust_console=".parse().unwrap());
         assert_eq!(session_cookie(&h), None);
-        assert_eq!(form_value(b"token=gop_a%2Bb+c&x=1", "token").as_deref(), Some("gop_a+b c"));
+        assert_eq!(
+            form_value(b"token=gop_a%2Bb+c&x=1", "token").as_deref(),
+            Some("gop_a+b c")
+        );
     }
 
     #[test]
     fn every_asset_has_a_known_type_and_the_public_ones_exist() {
         for (path, _) in ASSETS {
-            assert!(!content_type(path).starts_with("text/plain") || path.ends_with("LICENSE"), "{path}");
+            assert!(
+                !content_type(path).starts_with("text/plain") || path.ends_with("LICENSE"),
+                "{path}"
+            );
         }
         for p in ["login.html", "index.html"] {
             assert!(ASSETS.iter().any(|(a, _)| *a == p), "{p} is embedded");

@@ -39,7 +39,9 @@ impl Admin {
                 }
             }
             for s in events.subscriptions() {
-                let Some(st) = events.source_status(s.name.as_str()) else { continue };
+                let Some(st) = events.source_status(s.name.as_str()) else {
+                    continue;
+                };
                 let now = st.state();
                 if now.state != "connected" {
                     attention.push(Attention {
@@ -53,7 +55,13 @@ impl Admin {
                 }
             }
         }
-        let upstreams: Vec<_> = self.upstreams.read().expect("upstreams lock").values().cloned().collect();
+        let upstreams: Vec<_> = self
+            .upstreams
+            .read()
+            .expect("upstreams lock")
+            .values()
+            .cloned()
+            .collect();
         for u in upstreams {
             let health = u.health();
             let down: Vec<_> = health.iter().filter(|(_, ok)| !ok).map(|(t, _)| t.clone()).collect();
@@ -181,7 +189,11 @@ fn triggers_of(app: &App, function: &str) -> Vec<Trigger> {
             detail: format!("{}: {} ({})", s.name, s.expression, s.timezone),
         });
     }
-    for a in app.lambda_authorizers.values().filter(|a| a.function.as_str() == function) {
+    for a in app
+        .lambda_authorizers
+        .values()
+        .filter(|a| a.function.as_str() == function)
+    {
         out.push(Trigger {
             kind: "authorizer".into(),
             detail: a.name.to_string(),
