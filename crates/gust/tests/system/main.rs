@@ -6,6 +6,7 @@ mod support;
 mod authorizers;
 mod aws_sdk;
 mod cgroup_v2;
+mod console;
 mod contract;
 mod control_plane;
 mod conventions;

@@ -475,3 +475,231 @@ pub async fn gust_cli(args: Vec<String>, env: Vec<(&'static str, String)>) -> st
     .await
     .unwrap()
 }
+
+// ---------------------------------------------------------------------------------------------
+// browser: Debian's Chromium and playwright-core, installed on first use, and a harness that
+// runs one Playwright script of `crates/gust/tests/console/` against a running Gust.
+// ---------------------------------------------------------------------------------------------
+
+/// Debian's Chromium, the browser the console tests drive.
+pub const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// How long one browser script may run before it is killed.
+pub const CONSOLE_SCRIPT_DEADLINE: Duration = Duration::from_secs(90);
+
+/// Holds an exclusive lock on `path` (created if missing) while it lives: serialises installs
+/// between the tests of this binary and any other process on the machine doing the same.
+struct InstallLock(std::fs::File);
+
+impl InstallLock {
+    fn take(path: &Path) -> Self {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .unwrap_or_else(|e| panic!("cannot open the lock file {}: {e}", path.display()));
+        file.lock()
+            .unwrap_or_else(|e| panic!("cannot lock {}: {e}", path.display()));
+        Self(file)
+    }
+}
+
+/// `/usr/bin/chromium`, installed from Debian's packages on first use (`apt-get install -y
+/// chromium`, tried again after an `apt-get update` when the package lists do not have it
+/// yet); a no-op when it is there. Fails saying what to install when it cannot.
+pub fn chromium() -> PathBuf {
+    static DONE: OnceLock<PathBuf> = OnceLock::new();
+    DONE.get_or_init(|| {
+        let bin = PathBuf::from(CHROMIUM);
+        if is_executable(&bin) {
+            return bin;
+        }
+        // Machine-wide: two worktrees' tests must not run apt-get at once either.
+        let _lock = InstallLock::take(&std::env::temp_dir().join("gust-chromium-install.lock"));
+        if is_executable(&bin) {
+            return bin;
+        }
+        let advice = "the console's browser tests need Debian's Chromium: run `apt-get install chromium` as root";
+        let apt = |args: &[&str]| {
+            eprintln!("installing Chromium: apt-get {}", args.join(" "));
+            Command::new("apt-get")
+                .args(args)
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .stdin(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        let install = ["install", "-y", "chromium"];
+        let ok = apt(&install) || (apt(&["update"]) && apt(&install));
+        assert!(ok, "apt-get could not install chromium; {advice}");
+        assert!(
+            is_executable(&bin),
+            "apt-get installed chromium but there is no {}; {advice}",
+            bin.display()
+        );
+        bin
+    })
+    .clone()
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// The directory of the console's browser scripts (`package.json`, `package-lock.json`,
+/// `lib.mjs` and one `*.mjs` per scenario).
+pub fn console_scripts_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("console")
+}
+
+/// `node_modules` with playwright-core at the version of `tests/console/package-lock.json`,
+/// installed with `npm ci` into `target/console-node` on first use (again whenever the lock
+/// file changes). Never `playwright install`: the browser is Debian's.
+pub fn playwright_modules() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = target_dir().parent().unwrap().join("console-node");
+        std::fs::create_dir_all(&dir).unwrap();
+        let modules = dir.join("node_modules");
+        let src = console_scripts_dir();
+        let lock = std::fs::read(src.join("package-lock.json")).expect("tests/console/package-lock.json");
+        // Written after a successful `npm ci`: the lock file it installed.
+        let installed = dir.join("installed-lock.json");
+        let current = || {
+            std::fs::read(&installed).is_ok_and(|l| l == lock)
+                && modules.join("playwright-core").join("package.json").is_file()
+        };
+        if current() {
+            return modules;
+        }
+        let _lock = InstallLock::take(&dir.join("install.lock"));
+        if current() {
+            return modules;
+        }
+        for f in ["package.json", "package-lock.json"] {
+            std::fs::copy(src.join(f), dir.join(f)).unwrap();
+        }
+        let _ = std::fs::remove_file(&installed);
+        let status = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--silent"])
+            .current_dir(&dir)
+            .env("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
+            .stdin(Stdio::null())
+            .status()
+            .expect("npm runs");
+        assert!(
+            status.success(),
+            "npm ci of tests/console/package-lock.json (playwright-core) into {} failed",
+            dir.display()
+        );
+        std::fs::write(&installed, &lock).unwrap();
+        modules
+    })
+    .clone()
+}
+
+/// Where a test's screenshots and failure dumps go: `target/console-artifacts/<test>`.
+pub fn console_artifacts(test: &str) -> PathBuf {
+    target_dir().parent().unwrap().join("console-artifacts").join(test)
+}
+
+/// Runs `node tests/console/<script>.mjs` against the admin address `admin` (with the
+/// operator `token` for the login form and `env` for the scenario), killed after
+/// [`CONSOLE_SCRIPT_DEADLINE`]. Returns the JSON line it printed; fails with its stderr when
+/// it exits non-zero. Its screenshots are in [`console_artifacts`]`(test)`, emptied first.
+pub async fn run_console_script(
+    script: &str,
+    test: &str,
+    admin: &str,
+    token: &str,
+    env: &[(&str, &str)],
+) -> serde_json::Value {
+    let (chromium, modules) = tokio::task::spawn_blocking(|| (chromium(), playwright_modules()))
+        .await
+        .unwrap();
+    let artifacts = console_artifacts(test);
+    let _ = std::fs::remove_dir_all(&artifacts);
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let profile = tempfile::Builder::new().prefix("gust-chromium-").tempdir().unwrap();
+    let path = console_scripts_dir().join(format!("{script}.mjs"));
+    assert!(path.is_file(), "no browser script {}", path.display());
+    // The script's own deadline comes first, so that it can say where it was.
+    let inner = CONSOLE_SCRIPT_DEADLINE - Duration::from_secs(8);
+    let mut child = tokio::process::Command::new("node")
+        .arg(&path)
+        .env("GUST_ADMIN", admin)
+        .env("GUST_TOKEN", token)
+        .env("GUST_CONSOLE_ARTIFACTS", &artifacts)
+        .env("GUST_CONSOLE_PROFILE", profile.path())
+        .env("GUST_PLAYWRIGHT", &modules)
+        .env("GUST_CHROMIUM", &chromium)
+        .env("GUST_CONSOLE_DEADLINE_MS", inner.as_millis().to_string())
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node runs");
+    let (mut out, mut err) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+    let stdout = tokio::spawn(async move {
+        let mut s = String::new();
+        let _ = tokio::io::AsyncReadExt::read_to_string(&mut out, &mut s).await;
+        s
+    });
+    let stderr = tokio::spawn(async move {
+        let mut s = String::new();
+        let _ = tokio::io::AsyncReadExt::read_to_string(&mut err, &mut s).await;
+        s
+    });
+    let status = tokio::time::timeout(CONSOLE_SCRIPT_DEADLINE, child.wait()).await;
+    if status.is_err() {
+        let _ = child.start_kill();
+        let _ = child.wait().await;
+    }
+    // Playwright starts Chromium in a process group of its own: whatever survives the script
+    // is found by its profile directory, which is this run's alone.
+    kill_processes_using(profile.path());
+    let (stdout, stderr) = (stdout.await.unwrap(), stderr.await.unwrap());
+    if !stderr.trim().is_empty() {
+        let tag = format!("[{script}.mjs] ");
+        eprintln!("{tag}{}", stderr.trim_end().replace('\n', &format!("\n{tag}")));
+    }
+    let status = match status {
+        Ok(s) => s.unwrap(),
+        Err(_) => panic!(
+            "browser script {script}.mjs did not finish within {CONSOLE_SCRIPT_DEADLINE:?} (killed); artifacts in {}\n{stderr}",
+            artifacts.display()
+        ),
+    };
+    assert!(
+        status.success(),
+        "browser script {script}.mjs failed ({status}); artifacts in {}:\n{stderr}",
+        artifacts.display()
+    );
+    let line = stdout.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or_default();
+    serde_json::from_str(line)
+        .unwrap_or_else(|e| panic!("browser script {script}.mjs printed no JSON line ({e}): {stdout}"))
+}
+
+/// Kills (by pid) every process whose command line names `dir`.
+fn kill_processes_using(dir: &Path) {
+    let needle = dir.display().to_string();
+    let own = std::process::id() as i32;
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if pid == own {
+            continue;
+        }
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        if String::from_utf8_lossy(&cmdline).contains(&needle) {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+}
