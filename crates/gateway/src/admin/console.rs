@@ -183,7 +183,7 @@ fn with_security_headers(mut b: http::response::Builder) -> http::response::Buil
         ("cache-control", "no-store"),
         ("content-security-policy", CSP),
         ("x-content-type-options", "nosniff"),
-        ("referrer-policy", "no-referrer"),
+        ("referrer-policy", "same-origin"),
         ("x-frame-options", "DENY"),
     ] {
         b = b.header(name, value);

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 const WAIT: Duration = Duration::from_secs(20);
 
 /// The console's `Content-Security-Policy`, on every file it serves.
-const CSP: &str = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; frame-ancestors 'none'";
+const CSP: &str = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 
 /// Files of the console that answer without a session when they exist (the login page needs
 /// them), besides whatever else the login page loads.
@@ -419,6 +419,19 @@ fn references(path: &str, text: &str) -> Vec<String> {
     } else {
         &[]
     };
+    // Comments name things too ("parents from `parent_id`"): leave out JavaScript's and CSS's.
+    let code: String = if path.ends_with(".js") || path.ends_with(".css") {
+        text.lines()
+            .filter(|l| {
+                let t = l.trim_start();
+                !(t.starts_with("//") || t.starts_with("/*") || t.starts_with('*'))
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    } else {
+        text.to_string()
+    };
+    let text = code.as_str();
     let mut out = Vec::new();
     for start in starts {
         for (at, _) in text.match_indices(start) {
@@ -653,7 +666,7 @@ async fn without_a_session_every_console_file_and_api_call_is_refused() {
     let files = console_files(&client, &admin, &cookie, "/console/index.html").await;
     let login_files = console_files(&client, &admin, &cookie, "/console/login").await;
     let public = |path: &str| PUBLIC.contains(&path) || login_files.iter().any(|f| f == path);
-    for f in CONTRACT_FILES {
+    for f in CONTRACT_FILES.iter().filter(|f| !f.ends_with("LICENSE")) {
         assert!(
             files.iter().any(|s| s == f),
             "{f} is not loaded by the console: {files:?}"
@@ -661,6 +674,8 @@ async fn without_a_session_every_console_file_and_api_call_is_refused() {
     }
     let mut all: Vec<String> = files.iter().chain(&login_files).cloned().collect();
     all.extend(PAGES.iter().map(|s| s.to_string()));
+    // Served though no page loads it: the chart library's license, beside the library.
+    all.push("/console/vendor/uPlot.LICENSE".into());
     all.sort();
     all.dedup();
     for path in &all {
@@ -721,10 +736,16 @@ async fn without_a_session_every_console_file_and_api_call_is_refused() {
         );
         let req = with_cookie(&client, method, format!("{admin}{path}"), Some(&cookie)).header("x-gust-console", "1");
         let r = fetch(req).await;
-        assert_eq!(
-            r.status, 404,
-            "{method} {path} with the cookie and X-Gust-Console: 1: {}",
-            r.body
+        // With the header the action is taken (and finds nothing): redrive names the unknown
+        // subscription, purge removes no dead letter.
+        let taken = match method {
+            "POST" => r.status == 404 && r.code() == "SubscriptionNotFound",
+            _ => r.status == 200 && r.body.contains("\"purged\":0"),
+        };
+        assert!(
+            taken,
+            "{method} {path} with the cookie and X-Gust-Console: 1: {} {}",
+            r.status, r.body
         );
     }
 

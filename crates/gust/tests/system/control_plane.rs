@@ -99,11 +99,20 @@ pub(crate) fn operator_actions() -> Vec<(Method, &'static str, &'static str)> {
 fn operator_actions_cover_every_operator_endpoint() {
     let listed: std::collections::HashSet<_> = operator_actions()
         .iter()
-        .map(|(m, p, _)| gust_api::Endpoint::resolve(m.as_str(), p).expect("listed paths resolve").endpoint)
+        .map(|(m, p, _)| {
+            gust_api::Endpoint::resolve(m.as_str(), p)
+                .expect("listed paths resolve")
+                .endpoint
+        })
         .collect();
     for &e in gust_api::Endpoint::ALL {
         if e.face() == gust_api::Face::Operator && e != gust_api::Endpoint::Publish {
-            assert!(listed.contains(&e), "{} {} is not in operator_actions()", e.method(), e.path());
+            assert!(
+                listed.contains(&e),
+                "{} {} is not in operator_actions()",
+                e.method(),
+                e.path()
+            );
         }
     }
 }
