@@ -271,7 +271,25 @@ impl Admin {
         match route.endpoint {
             Endpoint::ListInvocations => {
                 let limit = num("limit")?.unwrap_or(50).clamp(1, 10_000) as usize;
-                let list = db.invocations(param("function"), limit).await.map_err(fail)?;
+                let one_of = |name: &str, known: &[&str]| -> Result<Option<String>, ApiError> {
+                    match param(name) {
+                        Some(v) if !known.contains(&v.as_str()) => Err(ApiError::new(
+                            ErrorCode::InvalidParameter,
+                            format!("{name} `{v}` is not one of {}", known.join(", ")),
+                        )),
+                        v => Ok(v),
+                    }
+                };
+                let q = gust_store::InvocationQuery {
+                    function: param("function"),
+                    outcome: one_of("outcome", OUTCOMES)?,
+                    trigger: one_of("trigger", TRIGGERS)?,
+                    cold: one_of("cold", &["true", "false"])?.map(|v| v == "true"),
+                    since_ms: num("since_ms")?,
+                    until_ms: num("until_ms")?,
+                    limit,
+                };
+                let list = db.invocations_where(q).await.map_err(fail)?;
                 let invocations = list
                     .into_iter()
                     .map(|r| gust_api::Invocation {
@@ -339,10 +357,83 @@ impl Admin {
                     .collect();
                 Ok(json_response(StatusCode::OK, gust_api::Trace { trace_id: id, spans }))
             }
-            Endpoint::GetSeries | Endpoint::GetStats => Err(ApiError::new(
-                ErrorCode::NotFound,
-                "rollups are being wired (temporary)",
-            )),
+            Endpoint::GetSeries | Endpoint::GetStats => {
+                let now = chrono::Utc::now().timestamp_millis();
+                let since = num("since_ms")?.unwrap_or(now - 3_600_000);
+                let ms = |us: Option<u64>| us.map(|v| v as f64 / 1000.0);
+                if route.endpoint == Endpoint::GetStats {
+                    let stats = db.stats(since).await.map_err(fail)?;
+                    let functions = stats
+                        .into_iter()
+                        .map(|s| gust_api::FunctionStats {
+                            function: s.function,
+                            requests: s.requests,
+                            errors: s.errors,
+                            cold_starts: s.cold_starts,
+                            p50_ms: ms(s.p50_us),
+                            p99_ms: ms(s.p99_us),
+                            billed_mb_ms: s.billed_mb_ms,
+                        })
+                        .collect();
+                    return Ok(json_response(
+                        StatusCode::OK,
+                        gust_api::StatsReport {
+                            since_ms: since,
+                            functions,
+                        },
+                    ));
+                }
+                let until = num("until_ms")?.unwrap_or(now);
+                let step_s = num("step_s")?.unwrap_or(60);
+                if step_s <= 0 || step_s % 60 != 0 {
+                    return Err(ApiError::new(
+                        ErrorCode::InvalidParameter,
+                        format!("step_s must be a positive multiple of 60 (got {step_s})"),
+                    ));
+                }
+                if until <= since {
+                    return Err(ApiError::new(
+                        ErrorCode::InvalidParameter,
+                        "until_ms must be after since_ms",
+                    ));
+                }
+                let step_ms = step_s * 1000;
+                let points_asked = (until - since + step_ms - 1) / step_ms + 1;
+                if points_asked > gust_store::MAX_SERIES_POINTS {
+                    return Err(ApiError::new(
+                        ErrorCode::InvalidParameter,
+                        format!(
+                            "{points_asked} points asked; at most {} (use a longer step_s or a shorter range)",
+                            gust_store::MAX_SERIES_POINTS
+                        ),
+                    ));
+                }
+                let function = param("function");
+                let points = db
+                    .series(function.clone(), since, until, step_s * 1000)
+                    .await
+                    .map_err(fail)?;
+                let points = points
+                    .into_iter()
+                    .map(|p| gust_api::SeriesPoint {
+                        t_ms: p.t_ms,
+                        requests: p.requests,
+                        errors: p.errors,
+                        cold_starts: p.cold_starts,
+                        p50_ms: ms(p.p50_us),
+                        p99_ms: ms(p.p99_us),
+                        billed_mb_ms: p.billed_mb_ms,
+                    })
+                    .collect();
+                Ok(json_response(
+                    StatusCode::OK,
+                    gust_api::Series {
+                        function,
+                        step_s: step_s as u64,
+                        points,
+                    },
+                ))
+            }
             _ => {
                 let since = num("since_ms")?.unwrap_or(0);
                 let usage = db.usage(since).await.map_err(fail)?;
@@ -597,6 +688,20 @@ impl Admin {
         json_response(StatusCode::OK, gust_api::FunctionList { functions })
     }
 }
+
+/// Invocation outcomes as recorded (`docs/observability.md`).
+const OUTCOMES: &[&str] = &[
+    "success",
+    "error",
+    "timeout",
+    "crash",
+    "out_of_memory",
+    "init_error",
+    "too_large",
+    "platform_error",
+];
+/// Invocation triggers as recorded.
+const TRIGGERS: &[&str] = &["http", "event", "schedule", "direct", "async", "authorizer"];
 
 fn dead_letter(d: &gust_events::DeadLetter) -> gust_api::DeadLetter {
     let (data, data_base64) = d.event.data_text();

@@ -83,6 +83,30 @@ impl Admin {
                 });
             }
         }
+        if let (Some(schedules), Some(db)) = (&self.schedules, &self.telemetry) {
+            for s in schedules.list().await.schedules {
+                let q = gust_store::InvocationQuery {
+                    function: Some(s.function.clone()),
+                    trigger: Some("schedule".into()),
+                    limit: 1,
+                    ..Default::default()
+                };
+                if let Ok(last) = db.invocations_where(q).await {
+                    if let Some(r) = last.first().filter(|r| r.outcome != "success") {
+                        attention.push(Attention {
+                            kind: "schedule".into(),
+                            subject: s.name.clone(),
+                            message: format!(
+                                "its last run of {} ended in {}{}",
+                                s.function,
+                                r.outcome,
+                                r.error_type.as_deref().map(|e| format!(" ({e})")).unwrap_or_default()
+                            ),
+                        });
+                    }
+                }
+            }
+        }
         match &info {
             Some(i) if i.sandbox.is_empty() => attention.push(Attention {
                 kind: "sandbox".into(),

@@ -6,6 +6,7 @@ const fn = param('GUST_FUNCTION');
 const requestId = param('GUST_REQUEST_ID');
 const needle = param('GUST_LOG_NEEDLE');
 const total = param('GUST_EXPECT_INVOCATIONS');
+const gateway = param('GUST_GATEWAY');
 
 const rows = (page) =>
   page.locator('table#invocations tr[data-request-id]').evaluateAll((trs) =>
@@ -47,7 +48,22 @@ run(async ({ page }) => {
   await page.locator('section#invocation-detail').waitFor({ state: 'visible' });
   const logs = await until(page, `pre#invocation-logs to contain ${JSON.stringify(needle)}`, () => text(page, 'pre#invocation-logs'), (t) => typeof t === 'string' && t.includes(needle));
   await shot(page, 'invocation-detail');
+  // The live tail: started here, then the function is called (from this script, not the
+  // page), and its new line arrives over the log stream.
+  await page.click('button#tail-toggle');
+  await until(page, 'button#tail-toggle[aria-pressed="true"]', () => attr(page, 'button#tail-toggle', 'aria-pressed'), (v) => v === 'true');
+  const before = await page.locator('ol#tail-lines li').count();
+  const called = await fetch(`${gateway}/boom`);
+  const tail = await until(
+    page,
+    `ol#tail-lines to get a line with ${JSON.stringify(needle)} after calling ${gateway}/boom`,
+    () => page.locator('ol#tail-lines li').allTextContents(),
+    (lines) => lines.length > before && lines.some((l) => l.includes(needle)),
+  );
+  await shot(page, 'live-tail');
   return {
+    tail_status: called.status,
+    tail,
     overview_chart_errors: overviewErrors,
     function_chart_errors: functionErrors,
     function_charts: charts,

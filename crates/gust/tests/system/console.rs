@@ -1013,9 +1013,20 @@ async fn an_error_shows_on_the_chart_in_the_filtered_list_and_with_its_logs() {
             ("GUST_REQUEST_ID", id.clone()),
             ("GUST_LOG_NEEDLE", BOOM_LOG.into()),
             ("GUST_EXPECT_INVOCATIONS", "3".into()),
+            ("GUST_GATEWAY", app.url("")),
         ],
     )
     .await;
+    assert!(
+        seen["tail_status"].as_u64().is_some_and(|s| s >= 500),
+        "the live tail's call of /boom did not fail: {seen}"
+    );
+    assert!(
+        seen["tail"]
+            .as_array()
+            .is_some_and(|l| l.iter().any(|t| t.as_str().is_some_and(|t| t.contains(BOOM_LOG)))),
+        "ol#tail-lines: {seen}"
+    );
     assert!(
         seen["overview_chart_errors"]
             .as_str()
