@@ -145,3 +145,31 @@ pub struct ConsoleCode {
     pub path: String,
     pub expires_in_s: u64,
 }
+
+/// `GET /gust/v1/subscriptions/{name}/series`: a subscription's sampled backlog, one point per
+/// step, oldest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct BacklogSeries {
+    pub subscription: String,
+    pub step_s: u64,
+    pub points: Vec<BacklogPoint>,
+}
+
+/// One step of a backlog series: the largest backlog and the oldest age sampled in it (Gust
+/// samples once a minute).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct BacklogPoint {
+    /// The step's start, epoch milliseconds.
+    pub t_ms: i64,
+    /// Records waiting (a broker source's lag included); `null` where nothing was sampled.
+    #[serde(deserialize_with = "crate::nullable")]
+    #[schema(required = true)]
+    pub backlog: Option<u64>,
+    /// Age of the oldest waiting record, seconds; `null` when none waited or nothing was sampled.
+    #[serde(deserialize_with = "crate::nullable")]
+    #[schema(required = true)]
+    pub oldest_age_s: Option<f64>,
+    #[serde(deserialize_with = "crate::nullable")]
+    #[schema(required = true)]
+    pub dead_letters: Option<u64>,
+}

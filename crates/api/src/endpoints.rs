@@ -98,6 +98,8 @@ endpoints! {
     /// `gust publish`; with a function's token the same path is the platform API's publish.
     Publish = Operator "POST" "/gust/v1/events/{topic}",
     ListSubscriptions = Operator "GET" "/gust/v1/subscriptions",
+    /// A subscription's backlog over time (sampled each minute).
+    GetSubscriptionSeries = Operator "GET" "/gust/v1/subscriptions/{name}/series",
     ListDeadLetters = Operator "GET" "/gust/v1/dlq",
     GetDeadLetter = Operator "GET" "/gust/v1/dlq/{subscription}/{seq}",
     RedriveDeadLetters = Operator "POST" "/gust/v1/dlq/{subscription}/redrive",

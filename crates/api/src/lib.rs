@@ -31,8 +31,8 @@ pub mod secrets;
 pub mod telemetry;
 
 pub use console::{
-    Attention, ConsoleCode, FunctionDetail, FunctionStats, Protection, Series, SeriesPoint, StatsReport, Status,
-    Trigger,
+    Attention, BacklogPoint, BacklogSeries, ConsoleCode, FunctionDetail, FunctionStats, Protection, Series,
+    SeriesPoint, StatsReport, Status, Trigger,
 };
 pub use deployments::{DeployedVersion, Deployment, DeploymentList, GeneratedApiKey};
 pub use endpoints::{Endpoint, Face, Miss, Route};

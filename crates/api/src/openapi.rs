@@ -382,6 +382,20 @@ fn contract(e: Endpoint) -> Contract {
         .error(400, "InvalidParameter", "a parameter that is not a number, a step that is not a multiple of 60, or too many points")
         .error(404, "TelemetryDisabled", "telemetry is not kept on this Gust")
         .storage_error(),
+        Endpoint::GetSubscriptionSeries => Contract::new(
+            "events",
+            "A subscription's backlog over time",
+            ok::<BacklogSeries>(200, "One point per step in [since_ms, until_ms), oldest first; `null` where nothing was sampled."),
+        )
+        .describe("Gust samples every subscription's backlog, oldest record's age and dead letters once a minute; a step keeps the largest backlog and age sampled in it. Kept 14 days.")
+        .param(path("name", "The subscription's name."))
+        .param(query("since_ms", inline::<i64>, "Start, epoch milliseconds (default: an hour ago)."))
+        .param(query("until_ms", inline::<i64>, "End, epoch milliseconds (default: now)."))
+        .param(query("step_s", inline::<i64>, "Step in seconds, a multiple of 60 (default 60); at most 1500 points."))
+        .error(400, "InvalidParameter", "a parameter that is not a number, a step that is not a multiple of 60, or too many points")
+        .error(404, "SubscriptionNotFound", "no subscription has this name")
+        .error(404, "TelemetryDisabled", "telemetry is not kept on this Gust")
+        .storage_error(),
         Endpoint::GetStats => Contract::new(
             "telemetry",
             "Totals per function",

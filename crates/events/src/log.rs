@@ -94,6 +94,8 @@ pub trait EventLog: Send + Sync + 'static {
     async fn next_due(&self, sub: &str) -> Result<Option<i64>, LogError>;
     /// How many deliveries wait (due or not) for `sub`.
     async fn backlog(&self, sub: &str) -> Result<u64, LogError>;
+    /// When the oldest record waiting for `sub` was published (epoch ms); `None` when none waits.
+    async fn oldest_pending_ms(&self, sub: &str) -> Result<Option<i64>, LogError>;
     async fn dlq_list(&self, sub: Option<&str>) -> Result<Vec<DeadLetter>, LogError>;
     /// Moves dead letters back into delivery (all of `sub`'s, or the given ones); returns how many.
     async fn dlq_redrive(&self, sub: &str, seqs: Option<&[i64]>) -> Result<usize, LogError>;
@@ -466,6 +468,20 @@ impl EventLog for SqliteLog {
                 "SELECT MIN(visible_ms) FROM deliveries WHERE subscription = ?1",
                 params![sub],
                 |r| r.get(0),
+            )
+            .map_err(db)
+        })
+        .await
+    }
+
+    async fn oldest_pending_ms(&self, sub: &str) -> Result<Option<i64>, LogError> {
+        let sub = sub.to_string();
+        self.with(move |c| {
+            c.query_row(
+                "SELECT MIN(e.published_ms) FROM deliveries d JOIN events e ON e.seq = d.seq
+                 WHERE d.subscription = ?1",
+                params![sub],
+                |r| r.get::<_, Option<i64>>(0),
             )
             .map_err(db)
         })

@@ -26,9 +26,18 @@ const SPECS = [
     series: [{ field: 'cold_starts', label: 'Cold starts', color: '#b45309' }] },
 ];
 
-/** The four charts in a grid: {el, update(answer, window), fail(text), destroy()}. */
-export function chartSet() {
-  const charts = SPECS.map(createChart);
+/** A subscription's backlog over time (`/gust/v1/subscriptions/{name}/series`): the most
+ * records waiting and the age of the oldest in each step (gauges: `data-total` is the largest). */
+export const BACKLOG_SPECS = [
+  { key: 'backlog', title: 'Backlog', unit: 'records', kind: 'gauge',
+    series: [{ field: 'backlog', label: 'Waiting', color: '#1d4ed8' }] },
+  { key: 'age', title: 'Oldest waiting (s)', unit: 's', kind: 'gauge',
+    series: [{ field: 'oldest_age_s', label: 'Age', color: '#b45309' }] },
+];
+
+/** Charts in a grid (the four invocation charts unless told): {el, update(answer, window), fail(text), destroy()}. */
+export function chartSet(specs = SPECS) {
+  const charts = specs.map(createChart);
   return {
     el: h('div', { class: 'charts' }, charts.map((c) => c.el)),
     update(answer, win) { for (const c of charts) c.update(answer, win); },
@@ -91,6 +100,14 @@ function createChart(spec) {
       summary.textContent = sum
         ? `${s.title} over the ${win.label}: ${count(sum)} in total, at most ${count(y[peak])} ${per} (at ${localTime(x[peak] * 1000)}).`
         : `${s.title} over the ${win.label}: none.`;
+    } else if (s.kind === 'gauge') {
+      const top = ys[0].reduce((a, v) => (v === null ? a : Math.max(a, v)), -Infinity);
+      const sampled = Number.isFinite(top);
+      el.dataset.total = sampled ? String(+top.toFixed(2)) : '0';
+      total.textContent = sampled ? `max ${trimMs(top)} ${s.unit}` : 'no samples';
+      summary.textContent = sampled
+        ? `${s.title} over the ${win.label}: at most ${trimMs(top)} ${s.unit}.`
+        : `${s.title} over the ${win.label}: not sampled yet (Gust samples once a minute).`;
     } else {
       const maxOf = (y) => y.reduce((a, v) => (v === null ? a : Math.max(a, v)), -Infinity);
       const p50 = maxOf(ys[0]);
@@ -143,7 +160,9 @@ function bucketLabel(step) {
 
 function options(spec, width) {
   const isCount = spec.kind === 'count';
-  const fmt = isCount ? (v) => (v === null ? '—' : count(v)) : (v) => (v === null ? '—' : `${ms(v)} ms`);
+  const fmt = isCount || spec.kind === 'gauge'
+    ? (v) => (v === null ? '—' : `${count(v)}${spec.kind === 'gauge' ? ` ${spec.unit}` : ''}`)
+    : (v) => (v === null ? '—' : `${ms(v)} ms`);
   return {
     width,
     height: HEIGHT,

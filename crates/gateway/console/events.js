@@ -2,17 +2,26 @@
 // source, its connection state and last error; then each dead-letter queue that holds
 // something, with the event and its last error, and redrive / purge (asked first).
 
-import { h, fill, scrollWrap, thead, notice } from './dom.js';
+import { h, fill, scrollWrap, thead, notice, labelledSelect } from './dom.js';
 import { describeError } from './api.js';
 import { count, localTime, relative } from './format.js';
 import { act } from './actions.js';
+import { chartSet, BACKLOG_SPECS } from './charts.js';
+import { rangeWindow } from './range.js';
 
 export function create(params, ctx) {
   const subsBox = h('div', {}, h('p', { class: 'loading' }, 'Loading…'));
   const dlqBox = h('div', {});
+  // Backlog over time, for one subscription at a time (the one picked in the select).
+  const backlogCharts = chartSet(BACKLOG_SPECS);
+  const backlogPick = h('span', {});
+  let picked = '';
   const el = h('section', { class: 'events' },
     h('div', { class: 'page-head' }, h('h1', { tabindex: '-1' }, 'Events')),
     h('section', { 'aria-labelledby': 'h-subs' }, h('h2', { id: 'h-subs' }, 'Subscriptions'), subsBox),
+    h('section', { 'aria-labelledby': 'h-backlog' },
+      h('div', { class: 'section-head' }, h('h2', { id: 'h-backlog' }, 'Backlog, last hour'), backlogPick),
+      backlogCharts.el),
     h('section', { 'aria-labelledby': 'h-dlq' }, h('h2', { id: 'h-dlq' }, 'Dead letters'), dlqBox));
 
   async function load(io) {
@@ -22,6 +31,27 @@ export function create(params, ctx) {
     else fill(subsBox, notice('error', `Subscriptions unavailable: ${describeError(subs.error)}`));
     if (dlq.ok) renderDlq(list, dlq.value.dead_letters || []);
     else fill(dlqBox, notice('error', `Dead letters unavailable: ${describeError(dlq.error)}`));
+    await loadBacklog(io, list);
+  }
+
+  async function loadBacklog(io, list) {
+    if (!list.length) {
+      backlogCharts.fail('no subscriptions');
+      return;
+    }
+    if (!list.some((s) => s.name === picked)) {
+      // The first of the app's own subscriptions (internal queues are listed last).
+      picked = list[0].name;
+      const { wrap, select } = labelledSelect('backlog-subscription', 'Subscription',
+        list.map((s) => [s.name, s.name]), picked);
+      select.addEventListener('change', () => { picked = select.value; ctx.reload(); });
+      fill(backlogPick, wrap);
+    }
+    const win = rangeWindow('1h');
+    const [r] = await io.all([io.get(`/gust/v1/subscriptions/${encodeURIComponent(picked)}/series`,
+      { since_ms: win.since_ms, until_ms: win.until_ms, step_s: win.step_s })]);
+    if (r.ok) backlogCharts.update(r.value, win);
+    else backlogCharts.fail(describeError(r.error));
   }
 
   function renderSubs(list) {
@@ -125,7 +155,7 @@ export function create(params, ctx) {
       h('td', { 'data-col': 'actions', class: 'row-actions' }, redrive, ' ', purge));
   }
 
-  return { el, title: 'Events', nav: 'events', load, dispose() {} };
+  return { el, title: 'Events', nav: 'events', load, dispose() { backlogCharts.destroy(); } };
 }
 
 function sortSubs(list) {

@@ -10,6 +10,7 @@
 
 pub mod auth;
 pub mod backends;
+pub mod backlog;
 pub mod cost;
 pub mod handlers;
 pub mod operator;
@@ -69,6 +70,8 @@ pub struct PlatformConfig {
     /// `--code`: functions run from a snapshot of their code per deploy (the default) or from
     /// the working directory in place.
     pub code: revision::CodeMode,
+    /// How often subscription backlogs are sampled for the console (tests shorten it).
+    pub backlog_sample_every: Duration,
 }
 
 impl PlatformConfig {
@@ -90,6 +93,7 @@ impl PlatformConfig {
             sandbox: Default::default(),
             crash_loop: Default::default(),
             code: Default::default(),
+            backlog_sample_every: backlog::SAMPLE_EVERY,
         }
     }
 }
@@ -122,6 +126,7 @@ pub struct Platform {
     gateway_task: JoinHandle<()>,
     admin_task: JoinHandle<()>,
     admin_socket_task: Option<JoinHandle<()>>,
+    backlog_sampler: JoinHandle<()>,
 }
 
 impl std::fmt::Debug for Platform {
@@ -899,6 +904,7 @@ impl Platform {
         });
         std::fs::write(state_dir.join(RUNTIME_INFO_FILE), info.to_string())
             .context("cannot write the runtime info file")?;
+        let backlog_sampler = backlog::spawn_sampler(events.clone(), telemetry_db.clone(), config.backlog_sample_every);
 
         Ok(Self {
             gateway_addr,
@@ -919,6 +925,7 @@ impl Platform {
             gateway_task,
             admin_task,
             admin_socket_task,
+            backlog_sampler,
         })
     }
 
@@ -1010,6 +1017,7 @@ impl Platform {
     /// stops every instance, then closes the admin API functions were still using.
     pub async fn shutdown(self) {
         let _ = self.stop_gateway.send(true);
+        self.backlog_sampler.abort();
         let grace = self.max_timeout() + Duration::from_secs(1);
         // No redeploy starts from now on; the running version's schedules and upstreams stop.
         let current = self.deployer.current.lock().await.take();

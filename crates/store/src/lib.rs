@@ -8,6 +8,7 @@
 //! Must not depend on: HTTP, the runtime, the gateway. It stores bytes under names; who may
 //! read which names is decided by its callers.
 
+mod backlog;
 mod blob;
 mod code;
 mod counters;
@@ -18,6 +19,7 @@ mod secrets;
 mod sqlite;
 mod telemetry;
 
+pub use backlog::{BacklogPoint, BacklogSample};
 pub use blob::{BlobError, BlobStore, FsBlobStore, MAX_BLOB_BYTES};
 pub use code::{CodeError, CodeStore, Patterns, Snapshot, MAX_TREE_BYTES};
 pub use counters::{QuotaStore, QuotaUsage};

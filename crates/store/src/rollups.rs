@@ -217,9 +217,9 @@ pub(crate) fn prune(c: &Connection, cutoff_ms: i64) -> rusqlite::Result<()> {
 /// The steps of a series, checked: `[t0, t0 + n·step)` covers `[since_ms, until_ms)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Steps {
-    t0: i64,
-    step_ms: i64,
-    n: i64,
+    pub(crate) t0: i64,
+    pub(crate) step_ms: i64,
+    pub(crate) n: i64,
 }
 
 impl Steps {

@@ -332,6 +332,30 @@ impl TelemetryDb {
         self.read(move |c| rollups::stats(c, since_ms)).await
     }
 
+    /// Records each subscription's backlog as sampled at `at_ms` (`backlog.rs`).
+    pub async fn record_backlog(&self, at_ms: i64, samples: Vec<crate::BacklogSample>) -> Result<(), String> {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut c = conn.lock().map_err(|_| "telemetry lock poisoned".to_string())?;
+            crate::backlog::record(&mut c, at_ms, &samples).map_err(err)
+        })
+        .await
+        .map_err(err)?
+    }
+
+    /// A subscription's sampled backlog, one point per `step_ms` (as [`TelemetryDb::series`]).
+    pub async fn backlog_series(
+        &self,
+        subscription: String,
+        since_ms: i64,
+        until_ms: i64,
+        step_ms: i64,
+    ) -> Result<Vec<crate::BacklogPoint>, String> {
+        let steps = Steps::new(since_ms, until_ms, step_ms)?;
+        self.read(move |c| crate::backlog::series(c, &subscription, steps))
+            .await
+    }
+
     /// Log lines in order.
     pub async fn logs(&self, q: LogQuery) -> Result<Vec<LogRow>, String> {
         self.read(move |c| {
@@ -537,6 +561,7 @@ fn open_tables(path: &Path) -> rusqlite::Result<Connection> {
     // The earlier (function, start_ms) index; `invocations_function` replaces it.
     conn.execute_batch("DROP INDEX IF EXISTS invocations_fn")?;
     rollups::open(&conn)?;
+    crate::backlog::open(&conn)?;
     Ok(conn)
 }
 
@@ -688,6 +713,7 @@ async fn prune_loop(conn: Arc<Mutex<Connection>>, retention: Retention) {
 /// rollups go by their own age only.
 fn prune(c: &Connection, retention: &Retention, now_ms: i64) -> rusqlite::Result<()> {
     rollups::prune(c, now_ms - retention.max_rollup_age.as_millis() as i64)?;
+    crate::backlog::prune(c, now_ms - retention.max_rollup_age.as_millis() as i64)?;
     let cutoff = now_ms - retention.max_age.as_millis() as i64;
     c.execute("DELETE FROM invocations WHERE start_ms < ?1", params![cutoff])?;
     c.execute("DELETE FROM function_logs WHERE ts_ms < ?1", params![cutoff])?;

@@ -469,7 +469,10 @@ async fn a_database_from_before_rollups_gets_them_built_once_at_open() {
         .unwrap()
         .collect::<rusqlite::Result<_>>()
         .unwrap();
-    assert_eq!(indexes, ["invocations_failed", "invocations_function", "invocations_trace"]);
+    assert_eq!(
+        indexes,
+        ["invocations_failed", "invocations_function", "invocations_trace"]
+    );
     // New records add to the built rollups.
     db.record_invocation(record(9_999, "alpha", base + 30 * MINUTE, 5));
     db.flush().await;

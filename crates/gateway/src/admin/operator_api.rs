@@ -50,9 +50,13 @@ impl Admin {
             E::ListAccessKeys | E::CreateAccessKey | E::RemoveAccessKey => self.access_keys_api(&route).await,
             E::ListApiKeys | E::CreateApiKey | E::RemoveApiKey => self.apikeys_api(&route, req).await,
             E::ListSecrets | E::SetSecret | E::RemoveSecret | E::RotateMasterKey => self.secrets_api(&route, req).await,
-            E::ListInvocations | E::ListLogs | E::GetTrace | E::GetUsage | E::GetSeries | E::GetStats => {
-                self.telemetry_api(&route, &req).await
-            }
+            E::ListInvocations
+            | E::ListLogs
+            | E::GetTrace
+            | E::GetUsage
+            | E::GetSeries
+            | E::GetStats
+            | E::GetSubscriptionSeries => self.telemetry_api(&route, &req).await,
             E::ListSchedules | E::RunSchedule => self.schedules_api(&route).await,
             E::Redeploy | E::Rollback | E::ListDeployments => self.deployments_api(&route, &req).await,
             E::Publish
@@ -357,7 +361,7 @@ impl Admin {
                     .collect();
                 Ok(json_response(StatusCode::OK, gust_api::Trace { trace_id: id, spans }))
             }
-            Endpoint::GetSeries | Endpoint::GetStats => {
+            Endpoint::GetSeries | Endpoint::GetStats | Endpoint::GetSubscriptionSeries => {
                 let now = chrono::Utc::now().timestamp_millis();
                 let since = num("since_ms")?.unwrap_or(now - 3_600_000);
                 let ms = |us: Option<u64>| us.map(|v| v as f64 / 1000.0);
@@ -406,6 +410,35 @@ impl Admin {
                             "{points_asked} points asked; at most {} (use a longer step_s or a shorter range)",
                             gust_store::MAX_SERIES_POINTS
                         ),
+                    ));
+                }
+                if route.endpoint == Endpoint::GetSubscriptionSeries {
+                    let sub = percent_decode(route.param("name"));
+                    if !self.events()?.knows_subscription(&sub) {
+                        return Err(ApiError::new(
+                            ErrorCode::SubscriptionNotFound,
+                            format!("subscription `{sub}` does not exist"),
+                        ));
+                    }
+                    let points = db
+                        .backlog_series(sub.clone(), since, until, step_ms)
+                        .await
+                        .map_err(fail)?
+                        .into_iter()
+                        .map(|p| gust_api::BacklogPoint {
+                            t_ms: p.t_ms,
+                            backlog: p.backlog,
+                            oldest_age_s: p.oldest_age_ms.map(|v| v as f64 / 1000.0),
+                            dead_letters: p.dead_letters,
+                        })
+                        .collect();
+                    return Ok(json_response(
+                        StatusCode::OK,
+                        gust_api::BacklogSeries {
+                            subscription: sub,
+                            step_s: step_s as u64,
+                            points,
+                        },
                     ));
                 }
                 let function = param("function");

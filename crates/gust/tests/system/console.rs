@@ -189,6 +189,36 @@ exports.handler = async (event) => {
 };
 "#;
 
+/// `slow` takes one job at a time and holds it until the file `go` exists: a backlog builds.
+const BACKLOG: &str = r#"
+[app]
+name = "backlog"
+[functions.slow]
+runtime = "nodejs20.x"
+handler = "slow.handler"
+timeout = 60
+[functions.slow.scaling]
+max_instances = 1
+[topics.jobs]
+public = true
+[[subscriptions]]
+name = "slow-jobs"
+topic = "jobs"
+function = "slow"
+batch_size = 1
+max_concurrency = 1
+"#;
+
+const SLOW: &str = r#"
+const fs = require('fs');
+const path = require('path');
+exports.handler = async (event) => {
+  while (!fs.existsSync(path.join(__dirname, 'go'))) await new Promise((r) => setTimeout(r, 20));
+  for (const r of event.Records) fs.appendFileSync(path.join(__dirname, 'done.txt'), r.body + '\n');
+  return {};
+};
+"#;
+
 const VERSIONS: &str = r#"
 [app]
 name = "versions"
@@ -1413,4 +1443,82 @@ async fn a_gust_console_link_logs_in_once() {
             "GET {url}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_backlog_shows_over_time_on_the_events_page() {
+    let dir = write_app(&[("gust.toml", BACKLOG), ("slow.js", SLOW)]);
+    let app = TestApp::start_configured(dir, |c| c.backlog_sample_every = Duration::from_millis(100)).await;
+    for i in 0..5 {
+        let r = app
+            .client
+            .post(app.url("/events/jobs"))
+            .header("content-type", "application/json")
+            .body(format!(r#"{{"job":{i}}}"#))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202, "publishing job {i}");
+    }
+    // One job is held by `slow`; the sampler sees the others waiting, and their age.
+    let now = chrono::Utc::now().timestamp_millis();
+    let path = format!(
+        "/gust/v1/subscriptions/slow-jobs/series?since_ms={}&until_ms={}&step_s=60",
+        now - 120_000,
+        now + 60_000
+    );
+    let point = eventually("a sampled backlog of at least 4", || async {
+        let v = api(&app, &path).await;
+        v["points"]
+            .as_array()?
+            .iter()
+            .find(|p| {
+                p["backlog"].as_u64().is_some_and(|b| b >= 4) && p["oldest_age_s"].as_f64().is_some_and(|a| a > 0.0)
+            })
+            .cloned()
+    })
+    .await;
+    assert_eq!(point["dead_letters"], 0, "{point}");
+    let unknown = app
+        .client
+        .get(app.admin("/gust/v1/subscriptions/nope/series"))
+        .bearer_auth(app.operator_token())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+
+    let seen = browser(
+        "backlog",
+        "backlog",
+        &app,
+        &[
+            ("GUST_SUBSCRIPTION", "slow-jobs".into()),
+            ("GUST_EXPECT_BACKLOG", "4".into()),
+        ],
+    )
+    .await;
+    assert!(
+        seen["backlog"]
+            .as_str()
+            .and_then(|t| t.parse::<f64>().ok())
+            .is_some_and(|n| n >= 4.0),
+        "#chart-backlog[data-total]: {seen}"
+    );
+    assert!(
+        seen["age"]
+            .as_str()
+            .and_then(|t| t.parse::<f64>().ok())
+            .is_some_and(|n| n > 0.0),
+        "#chart-age[data-total]: {seen}"
+    );
+
+    // Released, the backlog drains: every job is done once.
+    std::fs::write(app.dir.path().join("go"), "").unwrap();
+    let done = app.dir.path().join("done.txt");
+    wait_for("the five jobs to be done", Duration::from_secs(30), || {
+        lines(&done).len() >= 5
+    })
+    .await;
+    assert_eq!(lines(&done).len(), 5, "{:?}", lines(&done));
 }

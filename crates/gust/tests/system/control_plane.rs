@@ -88,6 +88,7 @@ pub(crate) fn operator_actions() -> Vec<(Method, &'static str, &'static str)> {
         (Method::GET, "/gust/v1/status", ""),
         (Method::GET, "/gust/v1/series", ""),
         (Method::GET, "/gust/v1/stats", ""),
+        (Method::GET, "/gust/v1/subscriptions/gust.async.plain/series", ""),
         (Method::GET, "/gust/v1/logs/stream", ""),
         (Method::POST, "/gust/v1/console/codes", ""),
     ]
