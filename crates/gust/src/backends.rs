@@ -24,7 +24,11 @@ use std::sync::Arc;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BackendsConfig {
     /// One node, embedded: everything in the state directory.
-    Embedded { state_dir: PathBuf },
+    Embedded {
+        state_dir: PathBuf,
+        /// How much telemetry is kept (`--keep-invocations`).
+        telemetry: Retention,
+    },
 }
 
 impl BackendsConfig {
@@ -62,11 +66,11 @@ impl Backends {
     /// Opens every backend `config` names (creating what a first start needs).
     pub fn open(config: &BackendsConfig, code: CodeMode) -> Result<Self> {
         match config {
-            BackendsConfig::Embedded { state_dir } => Self::embedded(state_dir, code),
+            BackendsConfig::Embedded { state_dir, telemetry } => Self::embedded(state_dir, *telemetry, code),
         }
     }
 
-    fn embedded(state: &Path, code: CodeMode) -> Result<Self> {
+    fn embedded(state: &Path, retention: Retention, code: CodeMode) -> Result<Self> {
         // The durable state shares one SQLite file (WAL, synchronous=FULL); each seam holds its
         // own connection.
         let db = state.join("state.db");
@@ -77,7 +81,7 @@ impl Backends {
         let quotas = QuotaStore::open(&db).context("cannot open the quota counters")?;
         // Telemetry has a file of its own: its busy, disposable writes must not share a WAL (and
         // its checkpoints) with the durable state.
-        let telemetry = TelemetryDb::open(&state.join("telemetry.db"), Retention::default())
+        let telemetry = TelemetryDb::open(&state.join("telemetry.db"), retention)
             .map_err(|e| anyhow::anyhow!("cannot open the telemetry tables: {e}"))?;
         let blobs: Arc<dyn BlobStore> = Arc::new(FsBlobStore::new(&state.join("blobs")));
         let code = match code {

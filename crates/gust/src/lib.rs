@@ -72,6 +72,8 @@ pub struct PlatformConfig {
     pub code: revision::CodeMode,
     /// How often subscription backlogs are sampled for the console (tests shorten it).
     pub backlog_sample_every: Duration,
+    /// How much telemetry is kept (`--keep-invocations`; 7 days, 200,000 records by default).
+    pub telemetry: gust_store::Retention,
 }
 
 impl PlatformConfig {
@@ -94,6 +96,7 @@ impl PlatformConfig {
             crash_loop: Default::default(),
             code: Default::default(),
             backlog_sample_every: backlog::SAMPLE_EVERY,
+            telemetry: Default::default(),
         }
     }
 }
@@ -704,6 +707,7 @@ impl Platform {
         let backends = backends::Backends::open(
             &backends::BackendsConfig::Embedded {
                 state_dir: state_dir.clone(),
+                telemetry: config.telemetry,
             },
             config.code,
         )?;

@@ -67,6 +67,10 @@ enum Command {
         /// start after a long idle does not read them from disk again (0 turns it off).
         #[arg(long, default_value_t = gust_runtime::DEFAULT_RESIDENT_CODE_BYTES >> 20, env = "GUST_RESIDENT_CODE_MB")]
         resident_code_mb: u64,
+        /// Invocation records kept (the oldest go first; at most 7 days). The console's charts
+        /// come from per-minute rollups kept 14 days whatever this is.
+        #[arg(long, default_value_t = 200_000, env = "GUST_KEEP_INVOCATIONS")]
+        keep_invocations: u64,
         /// Stage: gust.toml's [stages.NAME] overlay, serverless.yml's ${opt:stage}/${sls:stage}
         /// (default: serverless.yml's provider.stage, else dev).
         #[arg(long, env = "GUST_STAGE")]
@@ -601,6 +605,7 @@ async fn run(cli: Cli) -> Result<()> {
             state,
             prewarm,
             resident_code_mb,
+            keep_invocations,
             stage,
             sandbox,
             sandbox_uids,
@@ -621,6 +626,10 @@ async fn run(cli: Cli) -> Result<()> {
             config.state_dir = state;
             config.prewarm_per_runtime = prewarm;
             config.resident_code_bytes = resident_code_mb.saturating_mul(1 << 20);
+            if keep_invocations == 0 {
+                bail!("--keep-invocations must be at least 1");
+            }
+            config.telemetry.max_invocations = keep_invocations;
             config.otlp = gust::otlp::OtlpConfig::from_env(|k| std::env::var(k).ok()).map_err(anyhow::Error::msg)?;
             up(config, watch).await
         }

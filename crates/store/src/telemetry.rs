@@ -140,7 +140,7 @@ pub struct Usage {
 }
 
 /// How long and how much telemetry is kept.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Retention {
     pub max_age: Duration,
     pub max_invocations: u64,
