@@ -1522,3 +1522,55 @@ async fn a_backlog_shows_over_time_on_the_events_page() {
     .await;
     assert_eq!(lines(&done).len(), 5, "{:?}", lines(&done));
 }
+
+/// The session cookie is the operator on the operator API only: the Lambda API, the platform
+/// API and DynamoDB's API take their own credentials and refuse a browser holding the cookie.
+#[tokio::test]
+async fn a_console_session_is_no_credential_for_the_other_faces() {
+    let app = shop().await;
+    let admin = app.admin("");
+    let client = http();
+    let cookie = log_in(&client, &admin, &app.operator_token()).await;
+    let r = fetch(with_cookie(
+        &client,
+        "GET",
+        format!("{admin}/gust/v1/functions"),
+        Some(&cookie),
+    ))
+    .await;
+    assert_eq!(r.status, 200, "the cookie works on the operator API: {}", r.body);
+    let cases = [
+        ("POST", "/2015-03-31/functions/hits/invocations", "{}"),
+        ("GET", "/2015-03-31/functions", ""),
+        ("GET", "/gust/v1/kv/some-key", ""),
+        ("POST", "/gust/v1/functions/hits/invoke", "{}"),
+    ];
+    for (method, path, body) in cases {
+        let req = with_cookie(&client, method, format!("{admin}{path}"), Some(&cookie))
+            .header("x-gust-console", "1")
+            .body(body);
+        let r = fetch(req).await;
+        assert!(
+            r.status == 401 || r.status == 403,
+            "{method} {path} with the console cookie: {} {}",
+            r.status,
+            r.body
+        );
+    }
+    let dynamo = with_cookie(&client, "POST", format!("{admin}/"), Some(&cookie))
+        .header("x-amz-target", "DynamoDB_20120810.ListTables")
+        .header("content-type", "application/x-amz-json-1.0")
+        .header("x-gust-console", "1")
+        .body("{}");
+    let r = fetch(dynamo).await;
+    assert!(
+        r.status == 400 || r.status == 401 || r.status == 403,
+        "DynamoDB with the cookie: {} {}",
+        r.status,
+        r.body
+    );
+    assert!(!r.body.contains("TableNames"), "DynamoDB answered a cookie: {}", r.body);
+    // The invocation did not happen.
+    let v = api(&app, "/gust/v1/invocations?function=hits").await;
+    assert_eq!(v["invocations"], serde_json::json!([]), "{v}");
+}
