@@ -46,6 +46,25 @@ run(async ({ page }) => {
     nav: await page.locator('nav a[data-nav]').evaluateAll((as) => as.map((a) => a.dataset.nav)),
     logout: await page.locator('#logout').count(),
   };
+  // Screen-reader and keyboard basics: every control has a name, and Tab reaches the controls
+  // in the page's order, starting at the navigation.
+  seen.unnamed_controls = await page.evaluate(() => [...document.querySelectorAll('button, select, input, a[href]')]
+    .filter((el) => el.offsetParent !== null)
+    .filter((el) => {
+      const labelled = el.id && document.querySelector(`label[for="${el.id}"]`);
+      return !(labelled || el.getAttribute('aria-label') || el.getAttribute('aria-labelledby') || el.textContent.trim());
+    })
+    .map((el) => el.outerHTML.slice(0, 120)));
+  await page.locator('body').focus();
+  const tabbed = [];
+  for (let i = 0; i < 6; i++) {
+    await page.keyboard.press('Tab');
+    tabbed.push(await page.evaluate(() => {
+      const el = document.activeElement;
+      return el ? `${el.tagName.toLowerCase()}${el.dataset.nav ? `[data-nav=${el.dataset.nav}]` : el.id ? `#${el.id}` : ''}` : null;
+    }));
+  }
+  seen.tab_order = tabbed;
   // A phone's width: nothing wider than the viewport but what scrolls in its wrapper.
   await page.setViewportSize({ width: 360, height: 780 });
   await page.reload();

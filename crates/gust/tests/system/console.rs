@@ -943,6 +943,13 @@ async fn the_overview_shows_the_requests_the_gateway_served() {
         "the function name cell does not link to #/functions/hits: {seen}"
     );
     assert_eq!(seen["chart_requests"], "7", "#chart-requests[data-total]: {seen}");
+    assert_eq!(seen["unnamed_controls"], serde_json::json!([]), "controls without a name: {seen}");
+    let tabbed: Vec<&str> = seen["tab_order"].as_array().unwrap().iter().filter_map(|t| t.as_str()).collect();
+    assert!(
+        tabbed.iter().any(|t| t.starts_with("a[data-nav=")),
+        "Tab does not reach the navigation: {tabbed:?}"
+    );
+    assert!(tabbed.iter().all(|t| *t != "body"), "Tab fell out of the page: {tabbed:?}");
     assert_eq!(seen["chart_errors"], "0", "#chart-errors[data-total]: {seen}");
     if !seen["chart_cold"].is_null() {
         assert_eq!(seen["chart_cold"], cold.as_str(), "#chart-cold[data-total]: {seen}");
