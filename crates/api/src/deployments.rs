@@ -59,4 +59,8 @@ pub struct DeployedVersion {
     pub functions: u64,
     /// The digests of the code snapshots it runs from (empty with `--code in-place`).
     pub code: Vec<String>,
+    /// What it changed against the version before it when it was deployed (`added: F`,
+    /// `replaced: F`, `removed: F`, or a part of the manifest such as `routes`); empty for the
+    /// version Gust started with.
+    pub changes: Vec<String>,
 }

@@ -8,7 +8,7 @@ import { count, localTime, relative, humanize } from './format.js';
 import { act } from './actions.js';
 import { generic } from './config.js';
 
-const KNOWN = new Set(['version', 'running', 'deployed_at', 'functions', 'code']);
+const KNOWN = new Set(['version', 'running', 'deployed_at', 'functions', 'code', 'changes']);
 const CHANGE_FIELDS = ['added', 'replaced', 'removed', 'kept', 'manifest_changes', 'warnings'];
 
 export function create(params, ctx) {
@@ -35,7 +35,7 @@ export function create(params, ctx) {
     const extra = versions.some((v) => Object.keys(v).some((k) => !KNOWN.has(k)));
     const table = h('table', { id: 'deployments', class: 'data' },
       h('caption', { class: 'sr-only' }, `Versions of ${answer.app}, newest first`),
-      thead(['Version', 'num'], 'State', 'Deployed', ['Functions', 'num'], 'Code', extra ? 'Changes' : null, ''),
+      thead(['Version', 'num'], 'State', 'Deployed', ['Functions', 'num'], 'Code', 'What changed', extra ? 'More' : null, ''),
       h('tbody', {}, versions.map((v) => row(v, running, extra))));
     fill(box, h('p', { class: 'help' }, `App ${answer.app}: a rollback switches without downtime; the running version stays kept.`),
       scrollWrap(table, 'Deployments'));
@@ -66,7 +66,10 @@ export function create(params, ctx) {
       h('td', { 'data-col': 'code' }, (v.code || []).length
         ? (v.code || []).map((c) => h('code', { class: 'digest', title: c }, c.slice(0, 12)))
         : h('span', { class: 'muted' }, 'in place')),
-      extra ? h('td', { 'data-col': 'changes' }, changes.length
+      h('td', { 'data-col': 'changed' }, Array.isArray(v.changes) && v.changes.length
+        ? h('ul', { class: 'plain' }, v.changes.map((c) => h('li', {}, c)))
+        : h('span', { class: 'muted' }, v.version === 1 ? 'the version Gust started with' : 'nothing listed')),
+      extra ? h('td', { 'data-col': 'more' }, changes.length
         ? pairs({ class: 'nested' }, changes.map(([k, x]) => [humanize(k), generic(x)])) : '') : null,
       h('td', { class: 'row-actions' }, action));
   }

@@ -200,6 +200,9 @@ struct Version {
     revisions: std::collections::HashMap<String, String>,
     trees: std::collections::HashSet<String>,
     manifest_file: PathBuf,
+    /// What it changed against the version it replaced when it was first deployed
+    /// (`added: f`, `replaced: g`, `removed: h`, `routes`, ...); empty for the first.
+    changes: Vec<String>,
 }
 
 /// A version about to be switched to.
@@ -234,6 +237,8 @@ pub struct VersionInfo {
     pub functions: usize,
     /// The code snapshots it runs from (empty with `--code in-place`).
     pub code: Vec<String>,
+    /// What it changed when first deployed (empty for the first version).
+    pub changes: Vec<String>,
 }
 
 /// Why a redeploy was refused; the running version keeps serving.
@@ -368,6 +373,7 @@ impl Deployer {
                 revisions: resolved.revisions,
                 trees: resolved.trees,
                 manifest_file: loaded.file,
+                changes: Vec::new(),
             },
             warnings: loaded.warnings,
         })
@@ -451,6 +457,16 @@ impl Deployer {
             None if changed => {
                 version.number = current.next_number;
                 current.next_number += 1;
+                let mut changes = Vec::new();
+                for (what, names) in [
+                    ("added", &functions.added),
+                    ("replaced", &functions.replaced),
+                    ("removed", &functions.removed),
+                ] {
+                    changes.extend(names.iter().map(|n| format!("{what}: {n}")));
+                }
+                changes.extend(manifest.iter().map(|m| m.to_string()));
+                version.changes = changes;
             }
             // Nothing changed: the running version stays (with what it was deployed from).
             None => version.number = current.running.number,
@@ -626,6 +642,7 @@ impl gust_gateway::DeployApi for DeployHandle {
                         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
                     functions: v.functions as u64,
                     code: v.code,
+                    changes: v.changes,
                 })
                 .collect();
             gust_api::DeploymentList {
@@ -876,6 +893,7 @@ impl Platform {
                     revisions: resolved.revisions.clone(),
                     trees: resolved.trees.clone(),
                     manifest_file: loaded.file.clone(),
+                    changes: Vec::new(),
                 },
                 history: std::collections::VecDeque::new(),
                 next_number: 2,
@@ -996,6 +1014,7 @@ impl Deployer {
                     t.sort();
                     t
                 },
+                changes: v.changes.clone(),
             })
             .collect()
     }

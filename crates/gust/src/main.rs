@@ -966,7 +966,10 @@ async fn run(cli: Cli) -> Result<()> {
             let req = target.client()?.get(format!("{admin}/gust/v1/deployments"));
             let list: gust_api::DeploymentList = admin_call(req, &admin, gust_api::Endpoint::ListDeployments).await?;
             println!("app `{}`", list.app);
-            println!("{:<8} {:<8} {:<25} {:>9}  CODE", "VERSION", "", "DEPLOYED", "FUNCTIONS");
+            println!(
+                "{:<8} {:<8} {:<25} {:>9}  {:<26} CHANGED",
+                "VERSION", "", "DEPLOYED", "FUNCTIONS", "CODE"
+            );
             for v in &list.versions {
                 let code = if v.code.is_empty() {
                     "in place".to_string()
@@ -978,11 +981,16 @@ async fn run(cli: Cli) -> Result<()> {
                         .join(",")
                 };
                 println!(
-                    "{:<8} {:<8} {:<25} {:>9}  {code}",
+                    "{:<8} {:<8} {:<25} {:>9}  {code:<26} {}",
                     v.version,
                     if v.running { "serving" } else { "" },
                     v.deployed_at,
-                    v.functions
+                    v.functions,
+                    if v.changes.is_empty() {
+                        "-".to_string()
+                    } else {
+                        v.changes.join(", ")
+                    }
                 );
             }
             Ok(())

@@ -11,6 +11,7 @@ const versions = (page) =>
       version: tr.dataset.version,
       state: tr.querySelector('td[data-col="state"]')?.textContent.trim() ?? null,
       rollback: !!tr.querySelector('button[data-action="rollback"]'),
+      changed: tr.querySelector('td[data-col="changed"]')?.textContent.trim() ?? null,
     })),
   );
 

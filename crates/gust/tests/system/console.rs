@@ -943,13 +943,25 @@ async fn the_overview_shows_the_requests_the_gateway_served() {
         "the function name cell does not link to #/functions/hits: {seen}"
     );
     assert_eq!(seen["chart_requests"], "7", "#chart-requests[data-total]: {seen}");
-    assert_eq!(seen["unnamed_controls"], serde_json::json!([]), "controls without a name: {seen}");
-    let tabbed: Vec<&str> = seen["tab_order"].as_array().unwrap().iter().filter_map(|t| t.as_str()).collect();
+    assert_eq!(
+        seen["unnamed_controls"],
+        serde_json::json!([]),
+        "controls without a name: {seen}"
+    );
+    let tabbed: Vec<&str> = seen["tab_order"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t.as_str())
+        .collect();
     assert!(
         tabbed.iter().any(|t| t.starts_with("a[data-nav=")),
         "Tab does not reach the navigation: {tabbed:?}"
     );
-    assert!(tabbed.iter().all(|t| *t != "body"), "Tab fell out of the page: {tabbed:?}");
+    assert!(
+        tabbed.iter().all(|t| *t != "body"),
+        "Tab fell out of the page: {tabbed:?}"
+    );
     assert_eq!(seen["chart_errors"], "0", "#chart-errors[data-total]: {seen}");
     if !seen["chart_cold"].is_null() {
         assert_eq!(seen["chart_cold"], cold.as_str(), "#chart-cold[data-total]: {seen}");
@@ -1362,6 +1374,12 @@ async fn a_rollback_from_the_deployments_page_serves_the_old_version_again() {
         row(before, "1")["rollback"],
         true,
         "no rollback button on version 1: {seen}"
+    );
+    assert!(
+        row(before, "2")["changed"]
+            .as_str()
+            .is_some_and(|c| c.contains("replaced: hello")),
+        "td[data-col=changed] of version 2 does not say hello was replaced: {seen}"
     );
     assert!(
         seen["question"].as_str().is_some_and(|q| q.contains('1')),
