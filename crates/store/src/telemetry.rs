@@ -933,6 +933,7 @@ mod tests {
         let c = Connection::open_in_memory().unwrap();
         upgrade_spans(&c, SCHEMA).unwrap();
         rollups::open(&c).unwrap();
+        crate::backlog::open(&c).unwrap();
         let insert = |trace: &str, start_us: i64| {
             c.execute(
                 "INSERT INTO spans (trace_id, span_id, parent_id, name, kind, start_us, duration_us, error, attributes)
