@@ -883,7 +883,16 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path, options: &LoadOptions)
         let is_source = source.is_some();
         let topic = topic.unwrap_or_else(|| name.clone());
         let rabbitmq = matches!(source, Some(crate::SourceSpec::RabbitMq(_)));
+        let stream = matches!(source, Some(crate::SourceSpec::DynamoDbStream(_)));
+        if stream && s.shape.as_deref().is_some_and(|sh| sh != "dynamodb") {
+            return Err(err(
+                key("shape"),
+                "a `dynamodb-stream` source reaches handlers in Lambda's DynamoDB stream shape: leave `shape` out"
+                    .into(),
+            ));
+        }
         let shape = match s.shape.as_deref() {
+            None | Some("dynamodb") if stream => EventShape::DynamoDb,
             // A RabbitMQ queue reaches handlers in Lambda's RabbitMQ shape unless told otherwise.
             None if rabbitmq => EventShape::RabbitMq,
             Some("rabbitmq") if rabbitmq => EventShape::RabbitMq,
@@ -968,6 +977,28 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path, options: &LoadOptions)
     }
 
     let dynamodb_tables = dynamodb_tables(manifest.dynamodb.tables).map_err(|(k, m)| err(k, m))?;
+    let region = manifest.app.region.clone().unwrap_or_else(|| DEFAULT_REGION.into());
+    // A `dynamodb-stream` source reads a table this manifest declares with a stream.
+    for (i, sub) in subscriptions.iter_mut().enumerate() {
+        let Some(crate::SourceSpec::DynamoDbStream(d)) = &mut sub.source else {
+            continue;
+        };
+        let streams = dynamodb_tables
+            .get(&d.table)
+            .is_some_and(|t| t.create["StreamSpecification"]["StreamEnabled"] == true);
+        if !streams {
+            return Err(err(
+                format!("subscriptions[{i}].source.table"),
+                format!(
+                    "`{}` is not a table of `[dynamodb.tables]` with `stream` set (e.g. `stream = \"NEW_AND_OLD_IMAGES\"`)",
+                    d.table
+                ),
+            ));
+        }
+        if d.stream_arn.starts_with("table/") {
+            d.stream_arn = format!("arn:aws:dynamodb:{region}:{}:{}", crate::iam::ACCOUNT_ID, d.stream_arn);
+        }
+    }
     let app = App {
         upstreams,
         authorizers,
@@ -980,7 +1011,7 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path, options: &LoadOptions)
         subscriptions,
         name,
         stage,
-        region: manifest.app.region.unwrap_or_else(|| DEFAULT_REGION.into()),
+        region,
         root: root.to_path_buf(),
         functions,
         routes,
@@ -1689,6 +1720,61 @@ burst = 10
     }
 
     const SOURCE_BASE: &str = "[app]\nname = \"a\"\n[functions.f]\nruntime = \"nodejs20.x\"\nhandler = \"h.h\"\n[[subscriptions]]\nfunction = \"f\"\n";
+
+    #[test]
+    fn a_dynamodb_stream_source_reads_a_declared_table_with_a_stream() {
+        use crate::{EventShape, SourceSpec, StartPosition};
+        let tables = "[dynamodb.tables.orders]\nhash_key = \"id\"\nstream = \"NEW_AND_OLD_IMAGES\"\n[dynamodb.tables.plain]\nhash_key = \"id\"\n";
+        let base = SOURCE_BASE.replace("[[subscriptions]]", &format!("{tables}[[subscriptions]]"));
+        let l = load(&format!(
+            "{base}source = {{ type = \"dynamodb-stream\", table = \"orders\", start = \"earliest\" }}\nmax_attempts = 3\n"
+        ))
+        .unwrap();
+        let s = &l.app.subscriptions[0];
+        assert_eq!(s.shape, EventShape::DynamoDb);
+        assert_eq!(s.max_attempts, 3);
+        let Some(SourceSpec::DynamoDbStream(d)) = &s.source else {
+            panic!("{:?}", s.source)
+        };
+        assert_eq!(d.table, "orders");
+        assert_eq!(d.start, StartPosition::Earliest);
+        assert_eq!(
+            d.stream_arn,
+            "arn:aws:dynamodb:us-east-1:000000000000:table/orders/stream/*"
+        );
+        for (source, key, says) in [
+            (
+                "{ type = \"dynamodb-stream\", table = \"plain\" }",
+                "source.table",
+                "with `stream` set",
+            ),
+            (
+                "{ type = \"dynamodb-stream\", table = \"missing\" }",
+                "source.table",
+                "is not a table",
+            ),
+            ("{ type = \"dynamodb-stream\" }", "source.table", "needs `table`"),
+            (
+                "{ type = \"dynamodb-stream\", table = \"orders\", url = \"redis://x\" }",
+                "source.url",
+                "does not apply",
+            ),
+            (
+                "{ type = \"redis-streams\", stream = \"s\", group = \"g\", table = \"orders\" }",
+                "source.table",
+                "does not apply",
+            ),
+        ] {
+            let e = load(&format!("{base}source = {source}\n")).unwrap_err().to_string();
+            assert!(e.contains(key) && e.contains(says), "{source}: {e}");
+        }
+        let e = load(&format!(
+            "{base}source = {{ type = \"dynamodb-stream\", table = \"orders\" }}\nshape = \"sqs\"\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("shape"), "{e}");
+    }
 
     #[test]
     fn parses_broker_sources() {

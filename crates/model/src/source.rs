@@ -282,6 +282,8 @@ pub(crate) struct SourceSection {
     shared_group: Option<String>,
     client_id: Option<String>,
     clean_session: Option<bool>,
+    /// `dynamodb-stream`: the table (declared under `[dynamodb.tables]`) whose stream is read.
+    table: Option<String>,
 }
 
 /// Validates a `source` table; errors are `(key under source, message)`.
@@ -307,6 +309,10 @@ pub(crate) fn source(s: SourceSection) -> Result<SourceSpec, (String, String)> {
         ("shared_group", s.shared_group.is_some()),
         ("client_id", s.client_id.is_some()),
         ("clean_session", s.clean_session.is_some()),
+        ("table", s.table.is_some()),
+        ("url", s.url.is_some()),
+        ("username", s.username.is_some()),
+        ("password_secret", s.password_secret.is_some()),
     ] {
         given.insert(k, v);
     }
@@ -323,15 +329,51 @@ pub(crate) fn source(s: SourceSection) -> Result<SourceSpec, (String, String)> {
         "nats" => &["subject", "queue_group"],
         "rabbitmq" => &["queue", "prefetch", "dead_letter_exchange"],
         "mqtt" => &["topic", "qos", "shared_group", "client_id", "clean_session"],
+        // A table Gust serves itself: no broker, so no URL or credentials.
+        "dynamodb-stream" => &["table", "start"],
         other => return Err(e(
             "type",
             format!(
-                "unknown source type `{other}`: use \"redis-streams\", \"nats-jetstream\", \"nats\", \"rabbitmq\" or \"mqtt\""
+                "unknown source type `{other}`: use \"redis-streams\", \"nats-jetstream\", \"nats\", \"rabbitmq\", \"mqtt\" or \"dynamodb-stream\""
             ),
         )),
     };
+    // The broker kinds all take a URL and credentials.
+    let allowed: Vec<&str> = if s.kind == "dynamodb-stream" {
+        allowed.to_vec()
+    } else {
+        allowed
+            .iter()
+            .copied()
+            .chain(["url", "username", "password_secret"])
+            .collect()
+    };
     if let Some((k, _)) = given.iter().find(|(k, v)| **v && !allowed.contains(k)) {
         return Err(e(k, format!("`{k}` does not apply to a `{}` source", s.kind)));
+    }
+    if s.kind == "dynamodb-stream" {
+        let table = match s.table {
+            Some(t) if !t.trim().is_empty() => t,
+            _ => {
+                return Err(e(
+                    "table",
+                    "a `dynamodb-stream` source needs `table` (a table of `[dynamodb.tables]` with `stream` set)"
+                        .into(),
+                ))
+            }
+        };
+        let start = match s.start.as_deref() {
+            None | Some("latest") => StartPosition::Latest,
+            Some("earliest") => StartPosition::Earliest,
+            Some(other) => return Err(e("start", format!("`{other}`: use \"latest\" or \"earliest\""))),
+        };
+        // The ARN handlers see as `eventSourceARN`, as serverless.yml's `Fn::GetAtt: [T,
+        // StreamArn]` gives it; the region is the app's (filled in by the manifest reader).
+        return Ok(SourceSpec::DynamoDbStream(DynamoDbStreamSource {
+            stream_arn: format!("table/{table}/stream/*"),
+            table,
+            start,
+        }));
     }
     let (scheme, default_url) = match s.kind.as_str() {
         "redis-streams" => (&["redis://", "rediss://"][..], "redis://127.0.0.1:6379"),
@@ -505,6 +547,7 @@ pub(crate) fn rabbitmq(
         shared_group: None,
         client_id: None,
         clean_session: None,
+        table: None,
     })?;
     Ok(match spec {
         SourceSpec::RabbitMq(r) => SourceSpec::RabbitMq(RabbitMqSource { broker_arn, ..r }),

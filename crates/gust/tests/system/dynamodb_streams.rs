@@ -162,3 +162,50 @@ async fn table_changes_reach_functions_in_order_and_failures_are_dead_lettered()
     .await;
     app.stop().await;
 }
+
+/// The same source written in gust.toml: `source = { type = "dynamodb-stream", table = ... }`
+/// on a `[dynamodb.tables]` table with a stream.
+const GUST_TOML: &str = r#"
+[app]
+name = "shop"
+[functions.audit]
+runtime = "nodejs20.x"
+handler = "audit.handler"
+[dynamodb.tables.orders]
+hash_key = "id"
+stream = "NEW_AND_OLD_IMAGES"
+[[subscriptions]]
+name = "audit-orders"
+function = "audit"
+source = { type = "dynamodb-stream", table = "orders", start = "earliest" }
+"#;
+
+#[tokio::test]
+async fn a_gust_toml_stream_source_delivers_a_tables_changes() {
+    let dir = write_app(&[("gust.toml", GUST_TOML), ("audit.js", RECORDER)]);
+    let app = TestApp::start_dir(dir).await;
+    wait_state(&app, "audit-orders", "connected").await;
+    assert_eq!(run_boto3(&app, WRITES).await, "ok");
+    let root = app.dir.path().to_path_buf();
+    until("both changes to reach the recorder", WAIT, || async {
+        jsonl(&root, "out.jsonl").len() >= 2
+    })
+    .await;
+    let got: Vec<serde_json::Value> = jsonl(&root, "out.jsonl")
+        .into_iter()
+        .map(|l| l["record"].clone())
+        .collect();
+    let names: Vec<&str> = got.iter().map(|r| r["eventName"].as_str().unwrap()).collect();
+    assert_eq!(names, ["INSERT", "MODIFY"], "{got:?}");
+    for r in &got {
+        assert_eq!(r["eventSource"], "aws:dynamodb", "{r}");
+        assert!(
+            r["eventSourceARN"]
+                .as_str()
+                .unwrap()
+                .starts_with("arn:aws:dynamodb:us-east-1:000000000000:table/orders/stream/"),
+            "{r}"
+        );
+        assert_eq!(r["dynamodb"]["Keys"], serde_json::json!({"id": {"S": "o1"}}), "{r}");
+    }
+}
