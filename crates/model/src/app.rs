@@ -325,9 +325,20 @@ pub struct EventFilter {
     pub types: Vec<String>,
     /// Extension attribute -> accepted values.
     pub attributes: BTreeMap<String, Vec<String>>,
+    /// Lambda filter patterns on the record's JSON (any of them); `filter_pattern.rs`.
+    pub patterns: Vec<crate::FilterPattern>,
 }
 
 impl EventFilter {
+    /// Whether the record's data (JSON) matches one of the patterns (true without patterns;
+    /// data that is not JSON matches none).
+    pub fn matches_data(&self, data: &[u8]) -> bool {
+        if self.patterns.is_empty() {
+            return true;
+        }
+        serde_json::from_slice::<serde_json::Value>(data).is_ok_and(|v| self.patterns.iter().any(|p| p.matches(&v)))
+    }
+
     pub fn matches(&self, event_type: &str, attribute: impl Fn(&str) -> Option<String>) -> bool {
         (self.types.is_empty() || self.types.iter().any(|t| t == event_type))
             && self

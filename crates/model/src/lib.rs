@@ -14,6 +14,8 @@ mod app;
 #[cfg(test)]
 mod auth_tests;
 mod error;
+mod filter_pattern;
+pub use filter_pattern::FilterPattern;
 pub mod iam;
 mod ids;
 mod native;

@@ -292,6 +292,9 @@ struct SubscriptionSection {
     types: Vec<String>,
     #[serde(default)]
     attributes: BTreeMap<String, Vec<String>>,
+    /// Lambda filter patterns on a source record's JSON (`filter_pattern.rs`).
+    #[serde(default)]
+    filter_patterns: Vec<toml::Value>,
     /// "sqs" (default) or "sns".
     shape: Option<String>,
     batch_size: Option<u32>,
@@ -917,6 +920,18 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path, options: &LoadOptions)
                 "Lambda's RabbitMQ event has no batchItemFailures (a failure fails the whole batch): leave it out, or use shape = \"sqs\"".into(),
             ));
         }
+        if !s.filter_patterns.is_empty() && !is_source {
+            return Err(err(
+                key("filter_patterns"),
+                "filter patterns apply to `source` subscriptions (a broker or a DynamoDB stream); a Gust topic filters with `types` and `attributes`".into(),
+            ));
+        }
+        let mut patterns = Vec::new();
+        for (j, p) in s.filter_patterns.iter().enumerate() {
+            let json =
+                serde_json::to_value(p).map_err(|e| err(key(&format!("filter_patterns[{j}]")), e.to_string()))?;
+            patterns.push(crate::FilterPattern::new(&json).map_err(|m| err(key(&format!("filter_patterns[{j}]")), m))?);
+        }
         let fn_timeout = functions.get(&function).map(|f: &FunctionSpec| f.timeout);
         let max_instances = functions.get(&function).map(|f: &FunctionSpec| f.scaling.max_instances);
         let sub = subscription(
@@ -927,6 +942,7 @@ pub(crate) fn parse(file: &Path, text: &str, root: &Path, options: &LoadOptions)
                 filter: EventFilter {
                     types: s.types,
                     attributes: s.attributes,
+                    patterns,
                 },
                 shape,
                 batch_size: s.batch_size,
@@ -1774,6 +1790,27 @@ burst = 10
         .unwrap_err()
         .to_string();
         assert!(e.contains("shape"), "{e}");
+        let l = load(&format!(
+            "{base}source = {{ type = \"dynamodb-stream\", table = \"orders\" }}\nfilter_patterns = [{{ eventName = [\"REMOVE\"] }}]\n"
+        ))
+        .unwrap();
+        let f = &l.app.subscriptions[0].filter;
+        assert!(f.matches_data(br#"{"eventName":"REMOVE"}"#) && !f.matches_data(br#"{"eventName":"INSERT"}"#));
+        let e = load(&format!(
+            "{base}source = {{ type = \"dynamodb-stream\", table = \"orders\" }}\nfilter_patterns = [{{ eventName = \"REMOVE\" }}]\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("filter_patterns[0]") && e.contains("`eventName`"), "{e}");
+        let e = load(&format!(
+            "{SOURCE_BASE}topic = \"orders\"\nfilter_patterns = [{{ a = [1] }}]\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("filter_patterns") && e.contains("`source` subscriptions"),
+            "{e}"
+        );
     }
 
     #[test]

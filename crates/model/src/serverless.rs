@@ -737,6 +737,7 @@ fn stream_event(
 ) -> Result<Option<SubscriptionInput>, ManifestError> {
     let (mut arn, mut batch_size, mut start, mut max_retries, mut enabled) =
         (None, None, crate::StartPosition::Latest, None, true);
+    let mut patterns = Vec::new();
     let is_string = matches!(&*w.val(v, path)?, Value::String(_));
     if is_string {
         arn = Some(cfn.string(w, v, path)?);
@@ -766,6 +767,23 @@ fn stream_event(
                     })
                 }
                 "enabled" => enabled = w.boolean(v, &kpath)?,
+                // Lambda's event filtering: a list of patterns (objects, or `{pattern: "<json>"}`
+                // as CloudFormation writes them).
+                "filterPatterns" => {
+                    let list = w.val(v, &kpath)?.into_owned();
+                    let Value::Sequence(items) = list else {
+                        return Err(w.err(kpath, "must be a list of patterns"));
+                    };
+                    for (j, item) in items.iter().enumerate() {
+                        let at = format!("{kpath}[{j}]");
+                        let json = serde_json::to_value(item).map_err(|e| w.err(at.clone(), e.to_string()))?;
+                        let json = match json.get("pattern") {
+                            Some(p) if json.as_object().is_some_and(|o| o.len() == 1) => p.clone(),
+                            _ => json,
+                        };
+                        patterns.push(crate::FilterPattern::new(&json).map_err(|m| w.err(at, m))?);
+                    }
+                }
                 _ => w.unsupported(kpath),
             }
         }
@@ -805,7 +823,10 @@ fn stream_event(
         name: name.clone(),
         topic: name,
         function: function.clone(),
-        filter: EventFilter::default(),
+        filter: EventFilter {
+            patterns,
+            ..Default::default()
+        },
         shape: EventShape::DynamoDb,
         batch_size,
         batch_window: None,
@@ -1110,6 +1131,21 @@ mod tests {
     }
 
     #[test]
+    fn stream_filter_patterns_are_read_as_objects_or_cloudformation_text() {
+        let yml = format!(
+            "{STREAM_BASE}functions:\n  audit:\n    handler: h.h\n    events:\n      - stream:\n          arn: !GetAtt Orders.StreamArn\n          filterPatterns:\n            - eventName: [INSERT]\n            - pattern: '{{\"dynamodb\": {{\"NewImage\": {{\"status\": {{\"S\": [\"paid\"]}}}}}}}}'\n"
+        );
+        let l = load(&yml).unwrap();
+        assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+        let f = &l.app.subscriptions[0].filter;
+        assert_eq!(f.patterns.len(), 2);
+        let insert = br#"{"eventName":"INSERT","dynamodb":{"NewImage":{"status":{"S":"new"}}}}"#;
+        let paid = br#"{"eventName":"MODIFY","dynamodb":{"NewImage":{"status":{"S":"paid"}}}}"#;
+        let other = br#"{"eventName":"MODIFY","dynamodb":{"NewImage":{"status":{"S":"new"}}}}"#;
+        assert!(f.matches_data(insert) && f.matches_data(paid) && !f.matches_data(other));
+    }
+
+    #[test]
     fn bad_stream_events_name_the_key() {
         for (event, key, msg) in [
             (
@@ -1131,6 +1167,11 @@ mod tests {
                 "{ batchSize: 2 }",
                 "functions.audit.events[0].stream.arn",
                 "is required",
+            ),
+            (
+                "{ arn: !GetAtt Orders.StreamArn, filterPatterns: [{ eventName: [{ regex: x }] }] }",
+                "functions.audit.events[0].stream.filterPatterns[0]",
+                "unknown or malformed matcher `regex`",
             ),
         ] {
             let yml =

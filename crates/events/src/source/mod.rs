@@ -402,11 +402,13 @@ async fn run(
             continue;
         }
         metrics.incr(names::SOURCE_RECEIVED, &[("subscription", &sub)], batch.len() as u64);
-        // The subscription's filters (`types`, `attributes`), as Lambda's filter criteria:
-        // a message they do not accept is done without an invocation.
+        // The subscription's filters (`types`, `attributes`, filter patterns on the record's
+        // JSON), as Lambda's filter criteria: a message they do not accept is done without an
+        // invocation.
         let (batch, skipped): (Vec<_>, Vec<_>) = batch.into_iter().partition(|m| {
             spec.filter
                 .matches(&m.record.event.event_type, |k| m.record.event.attribute(k))
+                && spec.filter.matches_data(&m.record.event.data)
         });
         for m in skipped {
             if let Err(e) = m.handle.ack().await {

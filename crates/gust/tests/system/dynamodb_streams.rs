@@ -318,3 +318,47 @@ async fn kill_9_mid_stream_loses_no_change_and_resumes_from_the_checkpoint() {
     let s = crate::sources::subscription_at(&gust.admin, &gust.token, "sub").await;
     assert_eq!(s["dead_letters"], 0, "{s}");
 }
+
+/// Lambda's event filtering on a stream: only the records a pattern accepts reach the
+/// function; the others are settled (the checkpoint moves past them) without an invocation.
+#[tokio::test]
+async fn filter_patterns_let_only_matching_changes_through() {
+    let manifest = GUST_TOML.replace(
+        "source = { type = \"dynamodb-stream\", table = \"orders\", start = \"earliest\" }",
+        "source = { type = \"dynamodb-stream\", table = \"orders\", start = \"earliest\" }\n\
+         filter_patterns = [{ eventName = [\"MODIFY\"], dynamodb = { NewImage = { status = { S = [\"paid\"] } } } }]",
+    );
+    assert_ne!(manifest, GUST_TOML);
+    let dir = write_app(&[("gust.toml", &manifest), ("audit.js", RECORDER)]);
+    let app = TestApp::start_dir(dir).await;
+    wait_state(&app, "audit-orders", "connected").await;
+    assert_eq!(run_boto3(&app, WRITES).await, "ok");
+    let root = app.dir.path().to_path_buf();
+    until("the MODIFY to reach the recorder", WAIT, || async {
+        !jsonl(&root, "out.jsonl").is_empty()
+    })
+    .await;
+    // Settled either way: nothing is left after the checkpoint.
+    until("the subscription's lag to drop to zero", WAIT, || async {
+        crate::sources::subscription(&app, "audit-orders").await["source"]["lag"] == 0
+    })
+    .await;
+    let names: Vec<String> = jsonl(&root, "out.jsonl")
+        .iter()
+        .map(|l| l["record"]["eventName"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["MODIFY"], "only the paid MODIFY passes the pattern");
+    let invocations = app
+        .op(reqwest::Method::GET, "/gust/v1/invocations?function=audit")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        json(&invocations)["invocations"].as_array().unwrap().len(),
+        1,
+        "the filtered-out INSERT cost no invocation: {invocations}"
+    );
+}
