@@ -24,7 +24,7 @@ pub use blob::{BlobError, BlobStore, FsBlobStore, MAX_BLOB_BYTES};
 pub use code::{CodeError, CodeStore, Patterns, Snapshot, MAX_TREE_BYTES};
 pub use counters::{QuotaStore, QuotaUsage};
 pub use kv::{Entry, KeyPage, KvError, KvStore, Precondition, PutOutcome, MAX_KEY_BYTES, MAX_VALUE_BYTES};
-pub use rollups::{FunctionStats, SeriesPoint, MAX_SERIES_POINTS};
+pub use rollups::{check_series, FunctionStats, SeriesPoint, MAX_SERIES_POINTS};
 pub use secrets::{
     is_valid_access_key_id, is_valid_secret_name, AccessKeyInfo, KeySource, MasterKey, NewAccessKey, Redactor,
     SecretError, SecretInfo, SecretStore, ACCESS_KEY_ID_PREFIX, MASTER_KEY_ENV, MAX_SECRET_BYTES,

@@ -214,6 +214,13 @@ pub(crate) fn prune(c: &Connection, cutoff_ms: i64) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// Whether a series over `[since_ms, until_ms)` in steps of `step_ms` may be asked for (a step
+/// that is a positive multiple of a minute, a range that is not empty, at most
+/// [`MAX_SERIES_POINTS`] points); the error says which rule it breaks.
+pub fn check_series(since_ms: i64, until_ms: i64, step_ms: i64) -> Result<(), String> {
+    Steps::new(since_ms, until_ms, step_ms).map(|_| ())
+}
+
 /// The steps of a series, checked: `[t0, t0 + n·step)` covers `[since_ms, until_ms)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Steps {

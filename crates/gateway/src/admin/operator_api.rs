@@ -389,29 +389,10 @@ impl Admin {
                 }
                 let until = num("until_ms")?.unwrap_or(now);
                 let step_s = num("step_s")?.unwrap_or(60);
-                if step_s <= 0 || step_s % 60 != 0 {
-                    return Err(ApiError::new(
-                        ErrorCode::InvalidParameter,
-                        format!("step_s must be a positive multiple of 60 (got {step_s})"),
-                    ));
-                }
-                if until <= since {
-                    return Err(ApiError::new(
-                        ErrorCode::InvalidParameter,
-                        "until_ms must be after since_ms",
-                    ));
-                }
-                let step_ms = step_s * 1000;
-                let points_asked = (until - since + step_ms - 1) / step_ms + 1;
-                if points_asked > gust_store::MAX_SERIES_POINTS {
-                    return Err(ApiError::new(
-                        ErrorCode::InvalidParameter,
-                        format!(
-                            "{points_asked} points asked; at most {} (use a longer step_s or a shorter range)",
-                            gust_store::MAX_SERIES_POINTS
-                        ),
-                    ));
-                }
+                let step_ms = step_s.saturating_mul(1000);
+                // The store's own rule for a series' range, step and size, checked before any read.
+                gust_store::check_series(since, until, step_ms)
+                    .map_err(|e| ApiError::new(ErrorCode::InvalidParameter, e))?;
                 if route.endpoint == Endpoint::GetSubscriptionSeries {
                     let sub = percent_decode(route.param("name"));
                     if !self.events()?.knows_subscription(&sub) {
